@@ -1,0 +1,123 @@
+"""Audio I/O: read any file soundfile understands, resample (soxr), down-mix, write atomically.
+
+Waveforms are float32 torch tensors shaped (channels, samples) unless a function says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mgeldm.errors import UserError
+
+
+def load_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
+    """Read an audio file as float32 (channels, samples) and its sample rate."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"audio file {path}: no such file")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise UserError(f"audio file {path}: cannot be read as audio ({str(exc).splitlines()[0][:120]})") from None
+    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sr)
+
+
+def check_audio(wave: torch.Tensor, name: str) -> None:
+    """Refuse empty, non-finite or all-silent audio with one line naming it."""
+    if wave.numel() == 0 or wave.shape[-1] == 0:
+        raise UserError(f"audio {name}: is empty (0 samples)")
+    if not torch.isfinite(wave).all():
+        raise UserError(f"audio {name}: contains NaN or infinite samples")
+    if wave.abs().max() == 0:
+        raise UserError(f"audio {name}: is digital silence; expected some signal")
+
+
+def to_mono(wave: torch.Tensor) -> torch.Tensor:
+    """Average the channels: (C, L) -> (1, L). A 1-D input becomes (1, L)."""
+    if wave.dim() == 1:
+        return wave[None]
+    return wave.mean(dim=0, keepdim=True) if wave.shape[0] != 1 else wave
+
+
+def resample(wave: torch.Tensor, orig_sr: int, target_sr: int, quality: str = "HQ") -> torch.Tensor:
+    """High-quality resampling along the last axis with soxr (any leading shape, float32)."""
+    if orig_sr == target_sr:
+        return wave
+    import soxr
+
+    lead = wave.shape[:-1]
+    flat = wave.reshape(-1, wave.shape[-1]).detach().cpu().numpy().astype(np.float32, copy=False)
+    out = soxr.resample(flat.T, orig_sr, target_sr, quality=quality).T  # soxr wants (frames, channels)
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    return torch.from_numpy(out).reshape(*lead, out.shape[-1]).to(wave.device)
+
+
+def load_mono(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
+    """Read, down-mix and resample a file to (1, L) float32 at ``sample_rate``."""
+    wave, sr = load_audio(path)
+    return resample(to_mono(wave), sr, sample_rate)
+
+
+def _atomic_target(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return tmp
+
+
+def write_wav(path: str | os.PathLike, wave: torch.Tensor, sample_rate: int, subtype: str = "PCM_16") -> Path:
+    """Write (C, L) or (L,) audio atomically (temporary name, then rename). PCM_16 as the original."""
+    import soundfile as sf
+
+    path = Path(path)
+    data = wave.detach().float().cpu()
+    data = data[None] if data.dim() == 1 else data
+    tmp = _atomic_target(path)
+    try:
+        sf.write(tmp, data.numpy().T, sample_rate, subtype=subtype, format="WAV")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_spectrogram_png(
+    path: str | os.PathLike, wave: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop: int = 256
+) -> Path:
+    """A dB spectrogram image (relative to the max, magma), like the original's inference pngs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    mono = to_mono(wave.detach().float().cpu())[0]
+    if mono.numel() < n_fft:
+        mono = torch.nn.functional.pad(mono, (0, n_fft - mono.numel()))
+    spec = torch.stft(mono, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs()
+    db = 20 * torch.log10(spec.clamp_min(1e-10) / spec.max().clamp_min(1e-10))
+    fig, ax = plt.subplots(figsize=(10, 4))
+    dur = mono.numel() / sample_rate
+    img = ax.imshow(db.clamp_min(-80).numpy(), origin="lower", aspect="auto", cmap="magma",
+                    extent=(0, dur, 0, sample_rate / 2))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("frequency (Hz)")
+    fig.colorbar(img, ax=ax, format="%+2.0f dB")
+    fig.tight_layout()
+    tmp = _atomic_target(path)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

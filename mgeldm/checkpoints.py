@@ -1,0 +1,133 @@
+"""The unwrapped checkpoint formats, and key checks that fail with one readable message.
+
+Two formats, as the original writes them (SPEC G):
+
+* ``.ckpt`` (any other suffix): ``torch.save({"state_dict": {...}})``, read with
+  ``torch.load(weights_only=True)``, so no arbitrary code is unpickled;
+* ``.safetensors``: a flat ``{name: tensor}`` file.
+
+The full model uses the prefixes ``model_dit.`` and ``pretransform.model.``; an AE checkpoint has none.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mgeldm.errors import UserError
+
+_SHOW = 4  # how many key names a mismatch message lists per kind
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read an unwrapped checkpoint (``.safetensors`` or ``.ckpt``) as a flat dict of tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=_can_mmap(path))
+    except UserError:
+        raise
+    except Exception as exc:  # unreadable, truncated, foreign pickle, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {path}: not a readable .ckpt/.safetensors file ({first[:160]})") from None
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"checkpoint {path}: expected a state_dict of tensors (a dict, or {{'state_dict': dict}})")
+    return dict(state)
+
+
+def _can_mmap(path: Path) -> bool:
+    """torch.load(mmap=True) needs the zip format; old-style pickles must be read without it."""
+    import zipfile
+
+    return zipfile.is_zipfile(path)
+
+
+def write_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
+    """Write ``state_dict`` atomically: to a temporary file beside ``path``, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(_unshare(tensors), tmp)
+        else:
+            torch.save({"state_dict": tensors}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _unshare(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors sharing storage; give each its own."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in tensors.items():
+        ptr = v.untyped_storage().data_ptr() if v.numel() else -1
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries whose name starts with ``prefix``, with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def add_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {prefix + k: v for k, v in state_dict.items()}
+
+
+def describe_mismatch(expected: Mapping[str, torch.Size], found: Mapping[str, torch.Tensor]) -> str | None:
+    """A short description of how ``found`` differs from ``expected`` names/shapes, or None if it fits."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    misshaped = [
+        f"{k} {tuple(found[k].shape)} vs {tuple(expected[k])}"
+        for k in expected
+        if k in found and tuple(found[k].shape) != tuple(expected[k])
+    ]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped)):
+        if items:
+            shown = ", ".join(items[:_SHOW]) + (", ..." if len(items) > _SHOW else "")
+            parts.append(f"{len(items)} {label} ({shown})")
+    return "; ".join(parts) if parts else None
+
+
+def load_weights(
+    module: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    what: str,
+    path: str | os.PathLike | None = None,
+) -> None:
+    """Strictly load ``state_dict`` into ``module``; a mismatch is one ``UserError`` line.
+
+    ``what`` names what the checkpoint should be (e.g. "an MGE-LDM DiT checkpoint"), so the
+    message tells the user what was expected, not just which keys differ.
+    """
+    expected = {k: v.shape for k, v in module.state_dict().items()}
+    problem = describe_mismatch(expected, state_dict)
+    where = f"checkpoint {path}" if path is not None else "checkpoint"
+    if problem:
+        raise UserError(f"{where} does not fit {what}: {problem}")
+    module.load_state_dict(dict(state_dict), strict=True)

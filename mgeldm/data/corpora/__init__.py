@@ -1,0 +1,1 @@
+"""data/corpora layer of mgeldm."""

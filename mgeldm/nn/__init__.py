@@ -1,0 +1,1 @@
+"""nn layer of mgeldm."""

@@ -1,0 +1,82 @@
+"""Shared test helpers: locating the fixture sets in ../shared and loading their cases.
+
+Fixture directories come from environment variables (``MGELDM_REFERENCE_FIXTURES``,
+``MGELDM_CLAP_FIXTURES``), defaulting to ``../shared/fixtures/...`` beside the repository.
+Every size and setting is read from the set's ``README.json``. When a set is absent the tests
+that need it skip with the reason, unless ``MGELDM_REQUIRE_FIXTURES=1`` (as in CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class FixtureSet:
+    """One fixture folder: its path, its README.json and its cases (tensors, loaded lazily)."""
+
+    root: Path
+    readme: dict[str, Any]
+    _cases: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def cases(self) -> dict[str, torch.Tensor]:
+        if self._cases is None:
+            from safetensors.torch import load_file
+
+            self._cases = load_file(str(self.root / "cases.safetensors"))
+        return self._cases
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+
+def _fixture_set(env_var: str, default_name: str) -> FixtureSet:
+    root = Path(os.environ.get(env_var, REPO_ROOT.parent / "shared" / "fixtures" / default_name))
+    if not (root / "README.json").is_file():
+        reason = f"fixture set not found at {root} (set {env_var} to its folder)"
+        if os.environ.get("MGELDM_REQUIRE_FIXTURES") == "1":
+            pytest.fail(reason + "; MGELDM_REQUIRE_FIXTURES=1 makes this an error")
+        pytest.skip(reason)
+    return FixtureSet(root=root, readme=json.loads((root / "README.json").read_text()))
+
+
+@pytest.fixture(scope="session")
+def reference_fixtures() -> FixtureSet:
+    """The tiny VAE + DiT saved by the original MGE-LDM code, with inputs and outputs."""
+    return _fixture_set("MGELDM_REFERENCE_FIXTURES", "reference_tiny")
+
+
+@pytest.fixture(scope="session")
+def clap_fixtures() -> FixtureSet:
+    """The tiny LAION-CLAP saved by laion_clap itself, with inputs and outputs."""
+    return _fixture_set("MGELDM_CLAP_FIXTURES", "laion_clap_tiny")
+
+
+def assert_close_to_reference(out: torch.Tensor, ref: torch.Tensor, name: str) -> None:
+    """The core tolerance: max|out - ref| <= 1e-4 * max(1, max|ref|)."""
+    assert out.shape == ref.shape, f"{name}: shape {tuple(out.shape)} != {tuple(ref.shape)}"
+    err = (out.double() - ref.double()).abs().max().item()
+    tol = 1e-4 * max(1.0, ref.abs().max().item())
+    assert err <= tol, f"{name}: max abs error {err:.3e} > tolerance {tol:.3e}"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def ref_close():
+    """The function ``assert_close_to_reference(out, ref, name)``, for tests to call."""
+    return assert_close_to_reference
