@@ -1,0 +1,150 @@
+"""Benchmark the Oobleck VAE: encode / decode forward and a training step (forward + backward).
+
+Prints one JSON object. Default: CPU, float32, a small config (the full-size yaml with narrower
+channels, same 2048x ratio), 1 x 4 s of audio. ``--config full`` uses configs/model/autoencoder.yaml.
+
+    python benchmarks/bench_ae.py
+    python benchmarks/bench_ae.py --config full --device cuda --dtype bfloat16 --seconds 30 --batch 4
+    python benchmarks/bench_ae.py --config full --device cuda --seconds 180 --chunked
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mgeldm.models.autoencoder import build_autoencoder  # noqa: E402
+
+FULL_CONFIG = REPO / "configs" / "model" / "autoencoder.yaml"
+SMALL_CHANNELS = 16  # the "small" preset: full-size layout and ratio, 8x narrower
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_config(name: str) -> dict[str, Any]:
+    cfg = yaml.safe_load(FULL_CONFIG.read_text())
+    if name == "small":
+        cfg = copy.deepcopy(cfg)
+        cfg["encoder"]["channels"] = cfg["decoder"]["channels"] = SMALL_CHANNELS
+    elif name != "full":
+        raise SystemExit(f"--config must be 'small' or 'full', got {name!r}")
+    return cfg
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> float:
+    """Median wall time of ``fn`` in seconds, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # CPU: the process's peak resident set size (Linux reports KiB).
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="small", help="small (default) or full (SPEC A size)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=4.0, help="audio length per item (rounded to whole latent frames)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--no-fold", action="store_true", help="keep recomputing the weight norm in inference")
+    p.add_argument("--chunked", action="store_true", help="chunked encode/decode (chunk 128, overlap 4 frames)")
+    p.add_argument("--chunk-batch", type=int, default=1, help="windows per forward in chunked mode")
+    p.add_argument("--no-train", action="store_true", help="skip the forward+backward measurement")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
+    p.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN pick conv algorithms by timing")
+    args = p.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    cfg = load_config(args.config)
+    torch.manual_seed(0)
+    model = build_autoencoder(cfg).to(device=device, dtype=dtype).eval()
+    ratio, sr = model.downsampling_ratio, model.sample_rate
+    frames = max(1, round(args.seconds * sr / ratio))
+    seconds = frames * ratio / sr
+    gen = torch.Generator(device=device).manual_seed(0)
+    audio = 0.1 * torch.randn(args.batch, model.io_channels, frames * ratio, generator=gen, device=device, dtype=dtype)
+    chunk = dict(chunked=args.chunked, max_batch_size=args.chunk_batch)
+
+    result: dict[str, Any] = {
+        "bench": "ae", "device": str(device), "device_name": (torch.cuda.get_device_name(device)
+                                                               if device.type == "cuda" else platform.processor()),
+        "dtype": args.dtype, "config": args.config, "params": sum(p.numel() for p in model.parameters()),
+        "batch": args.batch, "audio_seconds": seconds, "latent_frames": frames, "chunked": args.chunked,
+        "weight_norm_folded": not args.no_fold, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        result.update({"cudnn_benchmark": torch.backends.cudnn.benchmark,
+                       "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32})
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    if not args.no_fold:
+        model.fold_weight_norm()
+    with torch.inference_mode():
+        z = model.encode_audio(audio, **chunk)
+        t_enc = timed(lambda: model.encode_audio(audio, **chunk), device, args.repeats, args.warmup)
+        t_dec = timed(lambda: model.decode_audio(z, **chunk), device, args.repeats, args.warmup)
+    result["peak_memory_inference_mb"] = round(peak_memory_mb(device), 1)
+    total = args.batch * seconds
+    result.update({
+        "encode_s": t_enc, "decode_s": t_dec,
+        "encode_audio_s_per_s": total / t_enc, "decode_audio_s_per_s": total / t_dec,
+    })
+
+    if not args.no_train:
+        model.train()  # drops the fold: gradients go to weight_g / weight_v
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+        def step() -> None:
+            z, info = model.encode(audio, return_info=True, generator=gen)
+            loss = (model.decode(z) - audio).abs().mean() + 1e-4 * info["kl"]
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+
+        t_train = timed(step, device, args.repeats, args.warmup)
+        result.update({"train_step_s": t_train, "train_audio_s_per_s": total / t_train,
+                       "peak_memory_train_mb": round(peak_memory_mb(device), 1)})
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
