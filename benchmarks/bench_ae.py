@@ -50,10 +50,16 @@ def sync(device: torch.device) -> None:
 
 
 def timed(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> float:
-    """Median wall time of ``fn`` in seconds, after ``warmup`` untimed calls."""
+    """Median wall time of ``fn`` in seconds, after ``warmup`` untimed calls.
+
+    Peak-memory counters restart after the warm-up, so cuDNN's algorithm search (``--cudnn-benchmark``
+    tries workspaces of many GiB) does not count: the peak is that of the steady state.
+    """
     for _ in range(warmup):
         fn()
     sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -66,7 +72,7 @@ def timed(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    # CPU: the process's peak resident set size (Linux reports KiB).
+    # CPU: the process's peak resident set size so far (Linux reports KiB); it never goes down.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -83,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--chunked", action="store_true", help="chunked encode/decode (chunk 128, overlap 4 frames)")
     p.add_argument("--chunk-batch", type=int, default=1, help="windows per forward in chunked mode")
     p.add_argument("--no-train", action="store_true", help="skip the forward+backward measurement")
+    p.add_argument("--fuse", action="store_true", help="compiled one-kernel SnakeBeta in inference (CUDA only)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
     p.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN pick conv algorithms by timing")
     args = p.parse_args(argv)
@@ -117,11 +124,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if not args.no_fold:
         model.fold_weight_norm()
+    model.fuse_activations(args.fuse)
+    result["fused_activations"] = args.fuse and device.type == "cuda"
     with torch.inference_mode():
         z = model.encode_audio(audio, **chunk)
         t_enc = timed(lambda: model.encode_audio(audio, **chunk), device, args.repeats, args.warmup)
+        peak_enc = peak_memory_mb(device)
         t_dec = timed(lambda: model.decode_audio(z, **chunk), device, args.repeats, args.warmup)
-    result["peak_memory_inference_mb"] = round(peak_memory_mb(device), 1)
+        peak_dec = peak_memory_mb(device)
+    result.update({"peak_memory_encode_mb": round(peak_enc, 1), "peak_memory_decode_mb": round(peak_dec, 1)})
     total = args.batch * seconds
     result.update({
         "encode_s": t_enc, "decode_s": t_dec,
@@ -130,8 +141,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if not args.no_train:
         model.train()  # drops the fold: gradients go to weight_g / weight_v
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
 
         def step() -> None:
             z, info = model.encode(audio, return_info=True, generator=gen)

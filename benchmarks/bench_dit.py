@@ -120,17 +120,17 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_dit(cfg).to(device)
     model.gradient_checkpointing = args.checkpointing
-    gen = torch.Generator(device="cpu").manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(0)
     # Randomise the zero-initialised branches so every path does real work.
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(0.02 * torch.randn(p.shape, generator=gen).to(device))
+            p.add_(0.02 * torch.randn(p.shape, generator=gen, device=device))
     run = torch.compile(model) if args.compile else model
 
     k, c = model.num_tracks, model.io_channels
-    x = torch.randn(batch, k * c, args.frames, generator=gen).to(device)
-    t = torch.rand(batch, k, generator=gen).to(device)
-    cond = torch.randn(batch, k, model.global_cond_dim, generator=gen).to(device)
+    x = torch.randn(batch, k * c, args.frames, generator=gen, device=device)
+    t = torch.rand(batch, k, generator=gen, device=device)
+    cond = torch.randn(batch, k, model.global_cond_dim, generator=gen, device=device)
     amp = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
     def forward() -> None:

@@ -9,9 +9,18 @@ Audio ``(B, io_channels, L)`` with ``L`` a multiple of ``downsampling_ratio`` en
 Chunked mode (``encode_audio`` / ``decode_audio`` with ``chunked=True``) bounds memory for long
 inputs: windows of ``chunk_size`` latent frames, hop ``chunk_size - overlap``, cross-faded with the
 two halves of a periodic Bartlett window of length ``2 * overlap`` (latent domain when encoding,
-sample domain when decoding; the fades of neighbouring chunks sum to one). Encoding zero-pads the
-end of the audio, decoding reflect-pads the latents, as the original does. Chunks are processed
-``max_batch_size`` at a time and overlap-added straight into the output.
+sample domain when decoding; the fades of neighbouring chunks sum to one, which needs
+``2 * overlap <= chunk_size``). Encoding zero-pads the end of the audio, decoding reflect-pads the
+latents, as the original does. Chunks are processed ``max_batch_size`` windows at a time and
+overlap-added straight into the output (full size, 180 s on an H200: peak 7.5 GiB -> 1.8 GiB for
+decoding, about 25 % slower). Two deliberate differences from the original: an input that fits in
+one window is processed in one pass (the original padded it, and crashed when reflect padding
+was longer than the latents), and the original's ``2 * overlap > chunk_size`` (three windows over
+one frame, fades no longer summing to one) is refused.
+
+Inference speed-ups, both opt-in on the model and outputs-preserving: ``fold_weight_norm()``
+(compute each conv's weight once; the pretransform does it) and ``fuse_activations()`` (one
+compiled kernel per SnakeBeta on CUDA, ~1.5x on an H200).
 """
 
 from __future__ import annotations
@@ -269,6 +278,13 @@ class AudioAutoencoder(nn.Module):
         unfold_weight_norm(self)
         return self
 
+    def fuse_activations(self, enabled: bool = True) -> AudioAutoencoder:
+        """Run every SnakeBeta as one compiled kernel on CUDA in inference (opt-in, ~1.5x on an H200)."""
+        for m in self.modules():
+            if isinstance(m, SnakeBeta):
+                m.fused = enabled
+        return self
+
 
 def _chunked(x: Tensor, frames: int, chunk_size: int, overlap: int, in_per_frame: int, out_per_frame: int,
              fn: Callable[[Tensor], Tensor], max_batch_size: int, *, pad_mode: str,
@@ -300,33 +316,30 @@ def _chunked(x: Tensor, frames: int, chunk_size: int, overlap: int, in_per_frame
     step = hop * out_per_frame
     ramp = overlap * out_per_frame
     out: Tensor | None = None
-    fade_in = fade_out = None
-    starts = list(range(n_chunks))
-    # Group whole chunks: each forward sees at most max_batch_size windows of every batch item.
-    per_call = max(1, max_batch_size // bsz) if max_batch_size >= bsz else 0
-    groups: list[list[int]] = ([starts[i:i + per_call] for i in range(0, n_chunks, per_call)] if per_call
-                               else [[i] for i in starts])
-    for group in groups:
-        windows = [x[..., i * hop * in_per_frame:(i * hop + chunk_size) * in_per_frame] for i in group]
-        stacked = torch.cat(windows, dim=0)  # (len(group) * B, C, window), chunk-major
-        if per_call:
-            y = fn(stacked)
-        else:  # fewer windows per call than batch items: split the batch too
-            y = torch.cat([fn(part) for part in stacked.split(max_batch_size, dim=0)], dim=0)
+    fade_in = fade_out = x.new_ones(0)
+    # Each forward sees at most max_batch_size windows: whole chunks across the batch when they fit.
+    chunks_per_call = max(1, max_batch_size // bsz)
+    for first in range(0, n_chunks, chunks_per_call):
+        group = range(first, min(first + chunks_per_call, n_chunks))
+        stacked = torch.cat([x[..., i * hop * in_per_frame:(i * hop + chunk_size) * in_per_frame] for i in group])
+        if stacked.shape[0] <= max_batch_size:
+            y = fn(stacked)  # (len(group) * B, C, span), chunk-major
+        else:
+            y = torch.cat([fn(part) for part in stacked.split(max_batch_size)])
         if out is None:
             out = y.new_zeros((bsz, y.shape[1], total))
-            win = torch.bartlett_window(2 * ramp, device=y.device, dtype=torch.float32).to(y.dtype) \
-                if ramp else y.new_ones(0)
-            fade_in, fade_out = win[:ramp], win[ramp:]
-        for k, i in enumerate(group):
-            yi = y[k * bsz:(k + 1) * bsz]
-            if ramp and i > 0:
-                yi[..., :ramp] *= fade_in
-            if ramp and i < n_chunks - 1:
-                yi[..., span - ramp:] *= fade_out
-            head = i * step
-            valid = min(span, total - head)
-            out[..., head:head + valid] += yi[..., :valid]
+            if ramp:
+                win = torch.bartlett_window(2 * ramp, device=y.device, dtype=torch.float32).to(y.dtype)
+                fade_in, fade_out = win[:ramp], win[ramp:]
+        for k, i in enumerate(group):  # overlap-add; y itself is not modified (autograd-safe)
+            yi, head = y[k * bsz:(k + 1) * bsz], i * step
+            lo = ramp if i > 0 else 0
+            hi = span - ramp if i < n_chunks - 1 else total - head  # only the last window can stick out
+            if lo:
+                out[..., head:head + lo] += yi[..., :lo] * fade_in
+            out[..., head + lo:head + hi] += yi[..., lo:hi]
+            if i < n_chunks - 1 and ramp:
+                out[..., head + hi:head + span] += yi[..., hi:] * fade_out
     assert out is not None
     return out
 
@@ -344,7 +357,7 @@ class AutoencoderPretransform(nn.Module):
 
     def __init__(self, model: AudioAutoencoder, *, scale: float = 1.0, model_half: bool = False,
                  iterate_batch: int | bool = False, chunked: bool = False, enable_grad: bool = False,
-                 fold: bool = True) -> None:
+                 fold: bool = True, fuse: bool = False) -> None:
         super().__init__()
         self.model = model
         self.scale = float(scale)
@@ -361,6 +374,7 @@ class AutoencoderPretransform(nn.Module):
             self.model.half()
         if fold and not self.enable_grad:
             self.model.fold_weight_norm()
+        self.model.fuse_activations(fuse)
 
     def train(self, mode: bool = True) -> AutoencoderPretransform:
         self.training = mode  # the wrapped VAE is frozen: it stays in eval mode
@@ -490,11 +504,12 @@ def build_autoencoder(cfg: Mapping[str, Any]) -> AudioAutoencoder:
 _PRE_KEYS = {"iterate_batch", "scale", "model_half", "chunked", "enable_grad", "autoencoder", "ae_config", "type"}
 
 
-def build_pretransform(cfg: Mapping[str, Any], ae_cfg: Mapping[str, Any], *, fold: bool = True
-                       ) -> AutoencoderPretransform:
+def build_pretransform(cfg: Mapping[str, Any], ae_cfg: Mapping[str, Any], *, fold: bool = True,
+                       fuse: bool = False) -> AutoencoderPretransform:
     """Build the frozen pretransform: ``cfg`` = the ``pretransform`` block (scale, model_half,
     iterate_batch, chunked, enable_grad; a nested ``autoencoder``/``ae_config`` is ignored here),
-    ``ae_cfg`` = the autoencoder block. ``fold`` caches the weight-normed weights (inference speed)."""
+    ``ae_cfg`` = the autoencoder block. ``fold`` caches the weight-normed weights; ``fuse`` compiles
+    each SnakeBeta into one CUDA kernel at first use (~1.5x on GPU, same values)."""
     if not isinstance(cfg, Mapping):
         raise UserError(f"pretransform config must be a mapping, got {type(cfg).__name__}")
     _check_keys(cfg, _PRE_KEYS, "pretransform")
@@ -506,5 +521,5 @@ def build_pretransform(cfg: Mapping[str, Any], ae_cfg: Mapping[str, Any], *, fol
     return AutoencoderPretransform(
         build_autoencoder(ae_cfg), scale=float(cfg.get("scale", 1.0)), model_half=bool(cfg.get("model_half", False)),
         iterate_batch=int(iterate_batch) if iterate_batch else False, chunked=bool(cfg.get("chunked", False)),
-        enable_grad=bool(cfg.get("enable_grad", False)), fold=fold,
+        enable_grad=bool(cfg.get("enable_grad", False)), fold=fold, fuse=fuse,
     )

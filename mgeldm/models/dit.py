@@ -10,6 +10,16 @@ Data flow (D = K*E, N = T + 1):
   x -> x + PreConv(x) -> project_in -> [token ; x] -> 24 AdaGN blocks (RoPE self-attention + GLU FF,
   modulated by c, per-track channel slices) -> project_out -> drop token -> + PostConv
 
+Precision: under autocast the matmuls run in bf16/fp16 while the Fourier features, the RoPE
+angles and rotation, the group-norm statistics and the residual stream stay float32 (the original
+kept the residual in the autocast dtype; float32 is the safer choice for fp16 training). A model
+cast to another dtype without autocast runs entirely in that dtype. Output dtype = x's dtype.
+
+Speed: RoPE cos/sin are built once per forward; the norm and AdaGN modulation are one affine map
+on the big tensor; attention is ``F.scaled_dot_product_attention`` (flash kernel on CUDA); there is
+no data-dependent Python control flow, so ``torch.compile(model, fullgraph=True)`` traces it whole.
+``gradient_checkpointing`` (flag or attribute) recomputes each block in backward.
+
 State-dict names and shapes are the original's (``full_mgeldm_state_dict.tsv`` without ``model_dit.``).
 The grouped 1x1 convolutions keep ``nn.Conv1d`` parameters (names, shapes, default init) but are
 applied as batched matmuls on (B, K, ·) views, which is the same map.
@@ -176,10 +186,8 @@ class ContinuousTransformer(nn.Module):
 
     def forward(self, x: Tensor, prepend: Tensor, cond: Tensor) -> Tensor:
         """x (B, T, dim_in), prepend (B, P, dim), cond (B, dim) -> (B, P+T, dim_in)."""
-        h = self.project_in(x)
-        h = torch.cat((prepend.to(h.dtype), h), dim=1)
         # Residual stream kept in the input's dtype (float32 under autocast) for stable sums.
-        h = h.to(x.dtype)
+        h = torch.cat((prepend.to(x.dtype), self.project_in(x).to(x.dtype)), dim=1)
         cos, sin = self.rotary_pos_emb.cos_sin(h.shape[1], device=h.device)
         for layer in self.layers:
             if self.gradient_checkpointing and torch.is_grad_enabled():
@@ -300,7 +308,9 @@ class MGEDiT(nn.Module):
         * ``t`` (B,) is shared by all tracks; (B, K) gives each track its own time.
         * ``global_embed`` None means all-zero conditions (unconditional).
         * Training mode with ``cfg_dropout_prob`` > 0: each (sample, track) condition is zeroed with
-          that probability (``generator`` makes it reproducible).
+          that probability (``generator`` makes it reproducible; torch.compile cannot trace a
+          generator, so with ``fullgraph=True`` call ``cfg_dropout`` before the compiled model and
+          pass ``cfg_dropout_prob=0``).
         * ``cfg_scale`` != 1: the batch is doubled, the second half with all-zero conditions, and
           ``v_u + s (v_c - v_u)`` is returned. ``scale_phi`` != 0 then applies the CFG rescale of
           stable-audio-tools: with std over the channel dim (unbiased),

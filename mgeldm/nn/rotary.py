@@ -41,13 +41,17 @@ def rotate_half(x: Tensor) -> Tensor:
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate the first ``cos.shape[-1]`` channels of ``x``'s last dim; the rest pass unchanged.
 
-    ``cos``/``sin`` must broadcast against ``x[..., :rot_dim]`` (e.g. (N, 1, rot_dim) for
-    x (B, N, H, head_dim)). Computed in float32, returned in ``x.dtype``.
+    ``x * cos + rotate_half(x) * sin`` with ``cos``/``sin`` broadcasting against
+    ``x[..., :rot_dim]`` (e.g. (N, 1, rot_dim) for x (B, N, H, head_dim)). Computed in float32
+    (bf16/fp16 inputs are promoted exactly), returned in ``x.dtype``.
     """
     rot_dim = cos.shape[-1]
-    xf = x.float()
-    if rot_dim == x.shape[-1]:
-        return (xf * cos + rotate_half(xf) * sin).to(x.dtype)
-    head, tail = xf[..., :rot_dim], xf[..., rot_dim:]
-    head = head * cos + rotate_half(head) * sin
-    return torch.cat((head, tail), dim=-1).to(x.dtype)
+    if rot_dim != x.shape[-1]:
+        head = apply_rotary(x[..., :rot_dim].float(), cos, sin)
+        return torch.cat((head, x[..., rot_dim:].float()), dim=-1).to(x.dtype)
+    # rotate_half(x) * sin == roll(x, half) * [-sin_a, sin_b]: one roll instead of chunk/neg/cat,
+    # and the products promote to float32 without a separate up-cast copy.
+    half = rot_dim // 2
+    signed_sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+    out = torch.addcmul(x * cos, torch.roll(x, shifts=half, dims=-1), signed_sin)
+    return out.to(x.dtype)

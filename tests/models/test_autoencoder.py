@@ -46,6 +46,15 @@ def _randomised(model: AudioAutoencoder, seed: int = 0) -> AudioAutoencoder:
     return model.eval()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: extra OpenMP threads only add contention on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def tiny_cfg(reference_fixtures) -> dict:
     return reference_fixtures.readme["autoencoder"]
@@ -370,6 +379,16 @@ def test_chunked_matches_one_pass_away_from_window_edges(tiny):
     assert (z_chk - z_one).abs().max() > tol_z
 
 
+def test_chunked_mode_supports_autograd(tiny):
+    """The cross-fade never writes into a network output, so gradients flow through chunked passes."""
+    r = tiny.downsampling_ratio
+    audio = torch.randn(1, tiny.io_channels, 12 * r, requires_grad=True)
+    z = tiny.encode_audio(audio, chunked=True, chunk_size=6, overlap=2)
+    tiny.decode_audio(z, chunked=True, chunk_size=6, overlap=2).square().mean().backward()
+    assert audio.grad is not None and audio.grad.abs().sum() > 0
+    assert tiny.decoder.layers[0].weight_v.grad is not None
+
+
 def test_chunk_arguments_are_checked(tiny):
     z = torch.randn(1, tiny.latent_dim, 20)
     for chunk, overlap in ((8, 8), (8, 5), (8, -1), (0, 0)):  # 2 * overlap > chunk: three windows per frame
@@ -498,3 +517,41 @@ def test_config_errors_are_user_errors(tiny_cfg):
         build_autoencoder(bad)
     with pytest.raises(UserError, match="scal"):
         build_pretransform({"scal": 1.0}, tiny_cfg)
+
+
+def test_fused_activation_flag_is_safe_everywhere(tiny, monkeypatch):
+    """The fused path is CUDA-only; on CPU the flag changes nothing, and where compilation fails the
+    eager values come back with one warning."""
+    import mgeldm.nn.activations as act_mod
+
+    z = torch.randn(1, tiny.latent_dim, 4)
+    with torch.no_grad():
+        ref = tiny.decode(z)
+        tiny.fuse_activations()
+        assert all(m.fused for m in tiny.modules() if isinstance(m, SnakeBeta))
+        assert torch.equal(tiny.decode(z), ref)
+
+    def broken_compile(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(act_mod, "_fused_kernel", None)
+    monkeypatch.setattr(act_mod, "_fused_broken", False)
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    act = SnakeBeta(3)
+    x = torch.randn(2, 3, 5)
+    with pytest.warns(RuntimeWarning, match="fused SnakeBeta unavailable"):
+        out = act_mod._fused_snake(x, act.alpha.detach(), act.beta.detach())
+    with torch.no_grad():
+        assert torch.equal(out, act(x))
+
+
+def test_elu_variant_builds_and_runs(tiny_cfg):
+    """use_snake: false swaps SnakeBeta for ELU at the same Sequential indices (no alpha/beta keys)."""
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["encoder"]["use_snake"] = cfg["decoder"]["use_snake"] = False
+    ae = build_autoencoder(cfg).eval()
+    assert not any(k.endswith((".alpha", ".beta")) for k in ae.state_dict())
+    assert isinstance(ae.encoder.layers[-2], nn.ELU) and isinstance(ae.decoder.layers[-3], nn.ELU)
+    audio = torch.randn(1, ae.io_channels, 2 * ae.downsampling_ratio)
+    with torch.no_grad():
+        assert ae.decode(ae.encode(audio, sample=False)).shape == audio.shape
