@@ -1,0 +1,121 @@
+"""Pre-encoding throughput: hours of songs encoded per minute (AE latents + per-second CLAP), one JSON line.
+
+Default: CPU, the tiny fixture sizes (AE and CLAP, random weights: only the speed is measured), 2 songs of
+2 stems x 12 s. ``--full``: the full-size AE (configs/model/autoencoder.yaml) and CLAP
+(configs/model/conditioner/laion_clap.yaml), on ``--device cuda`` typically, with longer songs.
+Each song is 2K+1 signals (mix, K sources, K submixes), as pre_encode.py encodes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mgeldm.data.corpora.base import Track  # noqa: E402
+from mgeldm.data.pre_encode import EncodeSettings, TrackEncoder, encode_track  # noqa: E402
+
+
+def _fixture(env: str, name: str) -> Path:
+    return Path(os.environ.get(env, REPO.parent / "shared" / "fixtures" / name))
+
+
+def build_models(full: bool, device: str):
+    from mgeldm.models.autoencoder import build_autoencoder
+    from mgeldm.models.clap.config import ClapSizes
+    from mgeldm.models.clap.embedder import LaionClap
+    from mgeldm.models.clap.loader import build_clap_model
+
+    if full:
+        ae_cfg = yaml.safe_load((REPO / "configs/model/autoencoder.yaml").read_text())
+        clap_cfg = yaml.safe_load((REPO / "configs/model/conditioner/laion_clap.yaml").read_text())["config"]
+    else:
+        ref = json.loads((_fixture("MGELDM_REFERENCE_FIXTURES", "reference_tiny") / "README.json").read_text())
+        ae_cfg = {**ref["autoencoder"], "sample_rate": ref["sample_rate"]}
+        r = json.loads((_fixture("MGELDM_CLAP_FIXTURES", "laion_clap_tiny") / "README.json").read_text())
+        clap_cfg = {"audio": r["audio_cfg"], "htsat": r["htsat_tiny_used"], "text": r["text_config_tiny_used"],
+                    "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"],
+                    "joint_embed_dim": r["joint_embed_shape"], "max_text_length": 77}
+    torch.manual_seed(0)
+    ae = build_autoencoder(ae_cfg)
+    clap = LaionClap(build_clap_model(ClapSizes.from_mapping(clap_cfg), device), tokenizer=None)
+    return ae, clap
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--full", action="store_true", help="full-size AE and CLAP")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--songs", type=int, default=2)
+    p.add_argument("--stems", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=12.0)
+    p.add_argument("--sample-rate", type=int, default=44100)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--clap-batch-size", type=int, default=16)
+    args = p.parse_args()
+
+    resampler = "soxr"
+    try:
+        import soxr  # noqa: F401
+    except ImportError:  # some bare GPU hosts lack it: time the models with a linear-interpolation stand-in
+        import mgeldm.data.pre_encode as pe
+
+        def _linear(wave, orig_sr, target_sr):
+            if orig_sr == target_sr:
+                return wave
+            n = int(round(wave.shape[-1] * target_sr / orig_sr))
+            return torch.nn.functional.interpolate(wave[:, None], size=n, mode="linear")[:, 0]
+
+        pe.resample, resampler = _linear, "linear (soxr missing)"
+    ae, clap = build_models(args.full, args.device)
+    settings = EncodeSettings(batch_size=args.batch_size, clap_batch_size=args.clap_batch_size, progress=False)
+    enc = TrackEncoder(ae, clap, settings, device=args.device)
+    gen = torch.Generator().manual_seed(0)
+    n = int(args.seconds * args.sample_rate)
+    songs = [Track(f"song{i}", args.sample_rate, {f"stem{k}": 0.1 * torch.randn(n, generator=gen)
+                                                   for k in range(args.stems)}) for i in range(args.songs)]
+    timers = {"ae": 0.0, "clap": 0.0}
+
+    def timed(name, fn):
+        def run(*a, **kw):
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            out = fn(*a, **kw)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            timers[name] += time.perf_counter() - t
+            return out
+        return run
+
+    enc.latents, enc.embeddings = timed("ae", enc.latents), timed("clap", enc.embeddings)
+    encode_track(songs[0], enc, mix_only=False)  # warm-up (kernels, allocator), not counted
+    timers.update(ae=0.0, clap=0.0)
+    start = time.perf_counter()
+    for song in songs:
+        encode_track(song, enc, mix_only=False)
+    wall = time.perf_counter() - start
+    song_hours = args.songs * args.seconds / 3600.0
+    signals = args.songs * (2 * args.stems + 1)
+    print(json.dumps({
+        "bench": "pre_encode", "size": "full" if args.full else "tiny", "device": args.device, "resampler": resampler,
+        "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+        "songs": args.songs, "stems": args.stems, "seconds_per_song": args.seconds, "signals": signals,
+        "wall_s": round(wall, 3), "ae_s": round(timers["ae"], 3), "clap_s": round(timers["clap"], 3),
+        "song_hours_per_minute": round(song_hours / (wall / 60.0), 4),
+        "signal_hours_per_minute": round(signals * args.seconds / 3600.0 / (wall / 60.0), 4),
+        "clap_windows": signals * max(1, int(args.seconds - 10)),
+    }))
+
+
+if __name__ == "__main__":
+    main()
