@@ -1,0 +1,323 @@
+"""The Python API of MGE-LDM inference; ``infer.py`` is a thin layer over it.
+
+    from mgeldm.api import MGELDM
+    m = MGELDM.from_pretrained("unwrapped_DiT.ckpt", "music_audioset_epoch_15_esc_90.14.pt")
+    song = m.generate("Lo-fi hip hop beat with mellow jazzy chords", seconds=30, seed=0)
+    stems = m.extract(wave, sr, ["The sound of vocals", "The sound of drums"])
+    stems["gen_src"]          # (2, L) at m.sample_rate (16 kHz): vocals, drums
+
+Every task method returns a dict of 16 kHz waveforms keyed like the original's wav names
+(``gen_src``, ``gen_submix``, ``gen_mix``, ...), each (N, L) with one row per prompt; the given
+audio comes back unchanged (mono, 16 kHz) under ``given_mix`` / ``given_wav``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mgeldm.errors import UserError
+from mgeldm.tasks import tasks as T
+from mgeldm.tasks.tasks import SamplingSettings, TaskRunner
+
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+Prompt = str | None
+Prompts = Prompt | Sequence[Prompt]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks cuda > mps > cpu; an explicit device must be available."""
+    name = str(device)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"+device={name}: expected auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"+device={name}: CUDA is not available here; use +device=auto or cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"+device={name}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise UserError(f"+device={name}: MPS is not available here; use +device=auto or cpu")
+    elif dev.type != "cpu":
+        raise UserError(f"+device={name}: expected auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def resolve_precision(precision: str) -> torch.dtype | None:
+    if str(precision) not in PRECISIONS:
+        raise UserError(f"+precision={precision}: expected one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[str(precision)]
+
+
+def default_model_config(config_name: str = "dit", overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``model`` node of ``configs/<config_name>.yaml`` (Hydra-composed) as a plain dict."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    if not (CONFIG_DIR / f"{config_name}.yaml").is_file():
+        raise UserError(f"model config: {CONFIG_DIR / config_name}.yaml not found; pass model_config=")
+    if GlobalHydra.instance().is_initialized():
+        cfg = compose(config_name=config_name, overrides=list(overrides))
+    else:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            cfg = compose(config_name=config_name, overrides=list(overrides))
+    return OmegaConf.to_container(cfg.model, resolve=True)
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    """A Mapping / OmegaConf node / yaml path -> plain dict."""
+    if isinstance(cfg, (str, os.PathLike)):
+        from omegaconf import OmegaConf
+
+        path = Path(cfg)
+        if not path.is_file():
+            raise UserError(f"model config {path}: no such file")
+        cfg = OmegaConf.load(path)
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return dict(cfg)
+
+
+def conditioner_node(model_cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The conditioner node (``model.conditioner.clap_text``), or None when the config has none."""
+    node = (model_cfg.get("conditioner") or {})
+    node = node.get("clap_text", node) if isinstance(node, Mapping) else None
+    return dict(node) if node else None
+
+
+def conditioner_ckpt(model_cfg: Mapping[str, Any]) -> str | None:
+    node = conditioner_node(model_cfg) or {}
+    return (node.get("config") or {}).get("clap_ckpt_path")
+
+
+def with_conditioner_ckpt(model_cfg: Mapping[str, Any], clap_ckpt: str | os.PathLike | None) -> dict[str, Any]:
+    """A copy of ``model_cfg`` whose conditioner reads ``clap_ckpt`` (when given)."""
+    cfg = dict(model_cfg)
+    node = conditioner_node(cfg)
+    if clap_ckpt is None or node is None:
+        return cfg
+    node["config"] = {**(node.get("config") or {}), "clap_ckpt_path": str(clap_ckpt)}
+    cfg["conditioner"] = {**(cfg.get("conditioner") or {}), "clap_text": node}
+    return cfg
+
+
+def prepare_audio(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "given audio") -> Tensor:
+    """Any (C, L) / (L,) waveform at ``sr`` -> mono (L,) float32 at ``target_sr``, checked."""
+    from mgeldm.audio import check_audio, resample, to_mono
+
+    wave = torch.as_tensor(np.asarray(audio) if not isinstance(audio, Tensor) else audio).detach().float().cpu()
+    if wave.dim() > 2:
+        raise UserError(f"{name}: expected (channels, samples) or (samples,); got {tuple(wave.shape)}")
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise UserError(f"{name}: sample rate {sr!r}; expected a positive integer")
+    check_audio(wave, name)
+    mono = resample(to_mono(wave), int(sr), target_sr)[0]
+    check_audio(mono, name)
+    return mono
+
+
+class MGELDM:
+    """A loaded MGE-LDM (DiT + VAE) with its conditioner, ready for the five tasks."""
+
+    def __init__(self, model: torch.nn.Module, conditioner: Any = None, *, device: str | torch.device = "auto",
+                 precision: str = "fp32", model_config: Mapping[str, Any] | None = None,
+                 progress: bool = False, compile: bool = False) -> None:
+        self.device = resolve_device(device)
+        self.precision = str(precision)
+        self.model = model.to(self.device).eval().requires_grad_(False)
+        dtype = resolve_precision(precision)
+        if dtype is not None:
+            # Keep the DiT's weights in the compute dtype, so each forward reads them once at half the
+            # bytes (autocast alone would re-cast fp32 weights every call); the VAE stays fp32.
+            self.model.model_dit.to(dtype)
+        self.conditioner = conditioner.to(self.device) if conditioner is not None else None
+        self.model_config = dict(model_config) if model_config is not None else None
+        self.runner = TaskRunner(self.model, device=self.device, autocast_dtype=resolve_precision(precision),
+                                 progress=progress, compile=bool(compile))
+        self.last_seed: int | None = None
+        if self.conditioner is not None and int(self.conditioner.dim) != self.runner.cond_dim:
+            raise UserError(f"conditioner width {self.conditioner.dim} does not match the DiT's global_cond_dim "
+                            f"{self.runner.cond_dim}")
+
+    # -- loading --------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, ckpt: str | os.PathLike, clap_ckpt: str | os.PathLike | None = None, *,
+                        conditioner: Any = None, device: str | torch.device = "auto", precision: str = "fp32",
+                        model_config: Mapping[str, Any] | str | os.PathLike | None = None,
+                        progress: bool = False, compile: bool = False) -> MGELDM:
+        """Load an unwrapped MGE-LDM checkpoint (.ckpt / .safetensors).
+
+        ``model_config`` is the ``model`` node of the Hydra config (a mapping or a yaml file);
+        by default ``configs/dit.yaml``'s. The conditioner is ``conditioner`` when given, else it
+        is built from the config's conditioner node with ``clap_ckpt`` as its checkpoint (when
+        neither is set, only unconditional generation is available). ``compile`` runs the DiT through
+        torch.compile (CUDA graphs on CUDA); the first window pays the compilation.
+        """
+        from mgeldm.models.mgeldm import load_mgeldm
+
+        dev = resolve_device(device)
+        resolve_precision(precision)
+        cfg = _plain(model_config) if model_config is not None else default_model_config()
+        cfg = with_conditioner_ckpt(cfg, clap_ckpt)
+        node = conditioner_node(cfg)
+        if conditioner is None and node is not None:
+            # A CLAP node needs its checkpoint; other conditioners (e.g. the quickstart's) build as they are.
+            needs_ckpt = "clap_ckpt_path" in (node.get("config") or {})
+            if conditioner_ckpt(cfg) or not needs_ckpt:
+                conditioner = build_conditioner_from(cfg, dev)
+        model = load_mgeldm(ckpt, cfg)
+        return cls(model, conditioner, device=dev, precision=precision, model_config=cfg, progress=progress,
+                   compile=compile)
+
+    # -- facts ----------------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.runner.sample_rate
+
+    @property
+    def timings(self) -> T.Timings:
+        return self.runner.timings
+
+    # -- conditions -----------------------------------------------------------------------------
+    def embed_prompts(self, prompts: Prompts) -> Tensor:
+        """Prompts -> (N, G) condition vectors; a None prompt is the zero (unconditional) vector."""
+        items = [prompts] if prompts is None or isinstance(prompts, str) else list(prompts)
+        if not items:
+            raise UserError("+text_prompt: no prompt given")
+        for p in items:
+            if p is not None and not isinstance(p, str):
+                raise UserError(f"+text_prompt: {p!r} is not a string; expected text or a list of texts")
+        out = torch.zeros(len(items), self.runner.cond_dim)
+        texts = [(i, p) for i, p in enumerate(items) if p is not None]
+        if texts:
+            if self.conditioner is None:
+                raise UserError("clap_ckpt_path: not set; text prompts need the CLAP checkpoint "
+                                "(music_audioset_epoch_15_esc_90.14.pt)")
+            with torch.inference_mode():
+                emb = self.conditioner.embed_text([p for _, p in texts]).float().cpu()
+            out[[i for i, _ in texts]] = emb
+        return out
+
+    def embed_audio(self, audio: Tensor | np.ndarray, sr: int) -> Tensor:
+        """Query by example: the conditioner's audio embedding of a reference clip -> (1, G)."""
+        if self.conditioner is None:
+            raise UserError("clap_ckpt_path: not set; an audio query needs the CLAP checkpoint")
+        target = getattr(self.conditioner, "sample_rate", None) or sr
+        wave = prepare_audio(audio, sr, int(target), "query audio")
+        with torch.inference_mode():
+            return self.conditioner.embed_audio(wave[None].to(self.device), int(target)).float().cpu().reshape(1, -1)
+
+    def _cond(self, prompts: Prompts, query: tuple[Tensor | np.ndarray, int] | None) -> Tensor:
+        if query is not None:
+            return self.embed_audio(*query)
+        return self.embed_prompts(prompts)
+
+    # -- randomness -----------------------------------------------------------------------------
+    def generator(self, seed: int | None = None) -> torch.Generator:
+        """A generator on the model's device seeded with ``seed`` (a fresh random seed when None)."""
+        if seed is None:
+            seed = secrets.randbits(63)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise UserError(f"+seed={seed}: expected an integer >= 0")
+        self.last_seed = int(seed)
+        gen = torch.Generator(device=self.device if self.device.type != "mps" else "cpu")
+        gen.manual_seed(int(seed))
+        return gen
+
+    # -- tasks ----------------------------------------------------------------------------------
+    def settings(self, task: str, **kw: Any) -> SamplingSettings:
+        """The task's defaults (the original scripts' values) with the given non-None overrides."""
+        base = T.TASK_DEFAULTS[task]
+        names = {"steps": "steps", "cfg_scale": "cfg_scale", "overlap": "overlap_dur", "overlap_dur": "overlap_dur",
+                 "repaint_n": "repaint_n", "eta": "eta", "t_min": "t_min"}
+        values = {f: getattr(base, f) for f in ("steps", "cfg_scale", "overlap_dur", "repaint_n", "eta", "t_min")}
+        for key, value in kw.items():
+            if value is not None:
+                values[names[key]] = value
+        settings = SamplingSettings(**values)
+        settings.check()
+        return settings
+
+    def run(self, task: str, *, prompts: Prompts = None, audio: Tensor | None = None, sr: int | None = None,
+            seconds: float | None = None, query: tuple[Tensor | np.ndarray, int] | None = None,
+            encode_sample: bool = False, seed: int | None = None, generator: torch.Generator | None = None,
+            **sampling: Any) -> dict[str, Tensor]:
+        """Run one task by name (what the CLI calls). ``sampling``: steps, cfg_scale, overlap, repaint_n, eta."""
+        if task not in T.TASKS:
+            raise UserError(f"+task={task}: unknown task; expected one of {', '.join(T.TASKS)}")
+        settings = self.settings(task, **sampling)
+        if task == "partial_gen_iter" and isinstance(prompts, str):
+            prompts = split_iter_prompts(prompts)
+        cond = self._cond(prompts, query)
+        gen = generator if generator is not None else self.generator(seed)
+        self.runner.encode_sample = bool(encode_sample)
+        if task == "total_gen":
+            if seconds is None:
+                raise UserError("+gen_audio_dur: missing; total_gen needs a duration in seconds")
+            return T.total_gen(self.runner, cond, float(seconds), settings, gen)
+        if audio is None or sr is None:
+            raise UserError(f"+given_wav_path: missing; {task} needs given audio")
+        wave = prepare_audio(audio, sr, self.sample_rate)
+        return T.TASK_FUNCTIONS[task](self.runner, wave, cond, settings, gen)
+
+    def generate(self, prompt: Prompts, seconds: float, **kw: Any) -> dict[str, Tensor]:
+        """Total generation: ``gen_mix``, ``gen_submix``, ``gen_src`` of ``seconds`` each (N, L)."""
+        return self.run("total_gen", prompts=prompt, seconds=seconds, **kw)
+
+    def extract(self, audio: Tensor | np.ndarray, sr: int, prompts: Prompts, **kw: Any) -> dict[str, Tensor]:
+        """Source extraction: ``gen_src`` / ``gen_submix`` (N, L) per prompt, ``given_mix`` (1, L)."""
+        return self.run("source_extract", prompts=prompts, audio=audio, sr=sr, **kw)
+
+    def add_part(self, audio: Tensor | np.ndarray, sr: int, prompt: Prompts, **kw: Any) -> dict[str, Tensor]:
+        """Partial generation: ``gen_src``, ``gen_mix``, ``gen_mix_sum`` (N, L), ``given_wav`` (1, L)."""
+        return self.run("partial_gen", prompts=prompt, audio=audio, sr=sr, **kw)
+
+    def accompany(self, audio: Tensor | np.ndarray, sr: int, prompt: Prompts, **kw: Any) -> dict[str, Tensor]:
+        """Accompaniment generation: ``gen_submix``, ``gen_mix`` (N, L), ``given_wav`` (1, L)."""
+        return self.run("accomp_gen", prompts=prompt, audio=audio, sr=sr, **kw)
+
+    def add_parts_iteratively(self, audio: Tensor | np.ndarray, sr: int, prompts: str | Sequence[str],
+                              **kw: Any) -> dict[str, Tensor]:
+        """Iterative partial generation: ``gen_src_<k>`` per prompt, ``gen_mix``, ``given_wav``."""
+        return self.run("partial_gen_iter", prompts=prompts, audio=audio, sr=sr, **kw)
+
+
+def split_iter_prompts(text: str) -> list[str]:
+    """``"a; b; c"`` -> ["a", "b", "c"]; at least two non-empty prompts."""
+    parts = [p.strip() for p in str(text).split(";")]
+    if len(parts) < 2 or any(not p for p in parts):
+        raise UserError(f"+text_prompt={text!r}: partial_gen_iter expects at least 2 non-empty prompts separated by ';'")
+    return parts
+
+
+def build_conditioner_from(model_cfg: Mapping[str, Any], device: torch.device) -> Any:
+    """Build the conditioner of ``model_cfg`` (on ``device``); its errors are UserErrors."""
+    from mgeldm.models.conditioners import build_conditioner
+
+    node = conditioner_node(model_cfg)
+    if node is None:
+        raise UserError("model config: no `conditioner.clap_text` node")
+    return build_conditioner(node, device=str(device))

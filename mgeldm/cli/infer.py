@@ -1,0 +1,467 @@
+"""``python infer.py --config-name dit +task=... ckpt_path=...``: the logic behind the Hydra entry.
+
+Order of work, so that a mistake costs nothing: read and check every option and input file,
+then load the model, then generate into a hidden folder, then publish it as ``output_NNNN``.
+A ``UserError`` anywhere becomes one line on stderr and exit code 2, with no output folder.
+
+Options passed with ``+`` (the original's) have their defaults here, not in the yaml:
+
+=================  ===========================================================================
++task              total_gen | source_extract | partial_gen | accomp_gen | partial_gen_iter
++gen_audio_dur     seconds to generate (total_gen; default 30)
++given_wav_path    an audio file, or a folder of them (every task but total_gen)
++text_prompt       text; a list for several prompts in one batch; ``a; b`` for partial_gen_iter
++query_wav_path    a reference clip whose CLAP audio embedding replaces the text prompt
++num_steps +cfg_scale +overlap_dur +repaint_n +eta   sampler settings (defaults: the scripts')
++output_dir        default ./outputs_infer/
++device            auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
++precision         fp32 | bf16 | fp16 (autocast of the DiT)
++seed              integer; a random one is drawn (and recorded in run.json) when absent
++encode_sample     false = VAE mean (default); true = sample as the original
++output_sr         also write every result at this rate (e.g. the input's)
++compile           true: torch.compile the DiT (CUDA graphs on CUDA); pays a one-off compilation
+=================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from mgeldm.errors import UserError
+
+OPTIONS = ("task", "gen_audio_dur", "given_wav_path", "text_prompt", "query_wav_path", "num_steps", "cfg_scale",
+           "overlap_dur", "repaint_n", "eta", "output_dir", "device", "precision", "seed", "encode_sample",
+           "output_sr", "compile")
+GIVEN_TASKS = ("source_extract", "partial_gen", "accomp_gen", "partial_gen_iter")
+DEFAULT_OUTPUT_DIR = "./outputs_infer/"
+DEFAULT_GEN_DUR = 30.0
+
+
+@dataclass
+class GivenInput:
+    path: Path
+    wave: Any  # (L,) float32 at the model rate
+    sample_rate: int  # the file's own rate
+    channels: int
+
+
+@dataclass
+class InferOptions:
+    task: str
+    ckpt_path: Path
+    clap_ckpt_path: Path | None
+    prompts: list[str | None]
+    several_prompts: bool
+    gen_audio_dur: float | None
+    inputs: list[GivenInput]
+    input_is_folder: bool
+    given_wav_path: str | None
+    query_wav_path: str | None
+    query: tuple[Any, int] | None
+    num_steps: int
+    cfg_scale: float
+    overlap_dur: float
+    repaint_n: int
+    eta: float
+    output_dir: Path
+    device: str
+    precision: str
+    seed: int | None
+    encode_sample: bool
+    output_sr: int | None
+    compile: bool = False
+    model_cfg: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# option checking (no model is built here)
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none"))
+
+
+def _number(cfg: Mapping, key: str, default: float | None, *, positive: bool = False,
+            minimum: float | None = None) -> float | None:
+    value = cfg.get(key, None)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError(f"+{key}={value!r}: expected a number")
+    if positive and value <= 0:
+        raise UserError(f"+{key}={value}: expected a number > 0")
+    if minimum is not None and value < minimum:
+        raise UserError(f"+{key}={value}: expected a number >= {minimum:g}")
+    return float(value)
+
+
+def _integer(cfg: Mapping, key: str, default: int | None, *, minimum: int | None = None) -> int | None:
+    value = cfg.get(key, None)
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"+{key}={value!r}: expected an integer")
+    if minimum is not None and value < minimum:
+        raise UserError(f"+{key}={value}: expected an integer >= {minimum}")
+    return value
+
+
+def _boolean(cfg: Mapping, key: str, default: bool) -> bool:
+    value = cfg.get(key, None)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise UserError(f"+{key}={value!r}: expected true or false")
+    return value
+
+
+def _prompts(value: Any, task: str) -> tuple[list[str | None], bool]:
+    """+text_prompt -> (prompts, several). A string is one prompt (split on ';' for partial_gen_iter)."""
+    from omegaconf import ListConfig
+
+    if isinstance(value, ListConfig):
+        value = list(value)
+    if value is None:
+        if task == "partial_gen_iter":
+            raise UserError("+text_prompt: missing; partial_gen_iter needs prompts like '+text_prompt=\"a; b\"'")
+        return [None], False
+    if isinstance(value, str):
+        if task == "partial_gen_iter":
+            from mgeldm.api import split_iter_prompts
+
+            return split_iter_prompts(value), False
+        return [value], False
+    if isinstance(value, list):
+        if not value:
+            raise UserError("+text_prompt=[]: expected at least one prompt")
+        for item in value:
+            if not isinstance(item, str):
+                raise UserError(f"+text_prompt: {item!r} is not a string; expected text or a list of texts")
+        if task == "partial_gen_iter":
+            if len(value) < 2 or any(not v.strip() for v in value):
+                raise UserError("+text_prompt: partial_gen_iter expects at least 2 non-empty prompts")
+            return [v.strip() for v in value], False
+        return list(value), len(value) > 1
+    raise UserError(f"+text_prompt={value!r}: is not a string; expected text (quote it) or a list of texts")
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    import soundfile as sf
+
+    exts = {f".{e.lower()}" for e in sf.available_formats()} | {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts)
+    if not files:
+        raise UserError(f"+given_wav_path={folder}: the folder holds no audio files ({', '.join(sorted(exts)[:6])}, ...)")
+    return files
+
+
+def _load_input(path: Path, sample_rate: int, name: str) -> GivenInput:
+    from mgeldm.audio import check_audio, load_audio, resample, to_mono
+
+    if not path.exists():
+        raise UserError(f"{name}={path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{name}={path}: not readable")
+    wave, sr = load_audio(path)
+    check_audio(wave, str(path))
+    mono = resample(to_mono(wave), sr, sample_rate)[0]
+    check_audio(mono, str(path))
+    return GivenInput(path=path, wave=mono, sample_rate=sr, channels=int(wave.shape[0]))
+
+
+def _model_facts(model_cfg: Mapping) -> tuple[int, int, int]:
+    """(sample_rate, window frames, downsampling ratio) from the model config, without building it."""
+    try:
+        sr = int(model_cfg.get("sample_rate", 16000))
+        window = int(model_cfg.get("segment_length", 100))
+        ratio = int(model_cfg["pretransform"]["autoencoder"]["downsampling_ratio"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError("model config: expected sample_rate, segment_length and "
+                        "pretransform.autoencoder.downsampling_ratio") from None
+    return sr, window, ratio
+
+
+def _check_extra_options() -> None:
+    """Refuse ``+key=`` overrides that are not inference options (typos such as +num_step)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+    except Exception:  # not running under Hydra
+        return
+    for item in overrides:
+        if item.startswith("+") and not item.startswith("++"):
+            key = item[1:].split("=", 1)[0].strip()
+            if "." not in key and "/" not in key and key not in OPTIONS:
+                raise UserError(f"+{key}: unknown option; expected one of {', '.join('+' + o for o in OPTIONS)}")
+
+
+def _model_config(cfg: Mapping) -> dict[str, Any]:
+    from omegaconf import DictConfig, OmegaConf
+
+    try:
+        model_cfg = cfg.get("model")
+        model_cfg = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else model_cfg
+    except Exception as exc:
+        raise UserError(f"model config: cannot be resolved ({str(exc).splitlines()[0]})") from None
+    if not isinstance(model_cfg, Mapping):
+        raise UserError("model config: missing (expected a `model` node, e.g. from configs/model/dit.yaml)")
+    return dict(model_cfg)
+
+
+def _readable_file(value: Any, name: str, what: str) -> Path:
+    if _is_null(value):
+        raise UserError(f"{name}: not set; expected {what}")
+    path = Path(str(value)).expanduser()
+    if not path.is_file():
+        raise UserError(f"{name}={value}: no such file")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{name}={value}: not readable")
+    return path
+
+
+def _query(cfg: Mapping, task: str, prompts: list[str | None]) -> tuple[str | None, tuple[Any, int] | None]:
+    """+query_wav_path -> (path, (waveform, rate)) or (None, None)."""
+    from mgeldm.audio import check_audio, load_audio
+
+    value = cfg.get("query_wav_path", None)
+    if _is_null(value):
+        return None, None
+    if task == "partial_gen_iter":
+        raise UserError("+query_wav_path: not supported by partial_gen_iter (it takes one text prompt per step)")
+    if any(p is not None for p in prompts):
+        raise UserError("+query_wav_path: give either +text_prompt or +query_wav_path, not both")
+    path = _readable_file(value, "+query_wav_path", "a reference audio clip")
+    wave, sr = load_audio(path)
+    check_audio(wave, str(path))
+    return str(path), (wave, sr)
+
+
+def _clap_path(model_cfg: Mapping, needed: bool) -> Path | None:
+    """The conditioner checkpoint: required when prompts need it, checked whenever it is set."""
+    from mgeldm.api import conditioner_ckpt
+
+    clap = conditioner_ckpt(model_cfg)
+    node_cfg = ((model_cfg.get("conditioner") or {}).get("clap_text") or {}).get("config") or {}
+    if _is_null(clap) and not (needed and "clap_ckpt_path" in node_cfg):
+        return None
+    return _readable_file(clap, "clap_ckpt_path", "the CLAP checkpoint music_audioset_epoch_15_esc_90.14.pt "
+                                                 "for text prompts (clap_ckpt_path=/path/to/it)")
+
+
+def _given_inputs(cfg: Mapping, task: str, sample_rate: int) -> tuple[str | None, list[GivenInput], bool]:
+    """+given_wav_path -> (path, loaded inputs, is a folder). Every file is read and checked now."""
+    value = cfg.get("given_wav_path", None)
+    if task not in GIVEN_TASKS:
+        return (None if _is_null(value) else str(value)), [], False  # total_gen ignores it, as the original
+    if _is_null(value):
+        raise UserError(f"+given_wav_path: missing; {task} needs an audio file or a folder of them")
+    path = Path(str(value)).expanduser()
+    if path.is_dir():
+        return str(path), [_load_input(p, sample_rate, "+given_wav_path") for p in _audio_files(path)], True
+    return str(path), [_load_input(path, sample_rate, "+given_wav_path")], False
+
+
+def parse_options(cfg: Mapping) -> InferOptions:
+    """Check every option and input of ``cfg`` (the composed Hydra config); builds no model."""
+    from mgeldm.api import resolve_device, resolve_precision
+    from mgeldm.tasks.outputs import check_output_dir
+    from mgeldm.tasks.tasks import TASK_DEFAULTS, TASKS
+    from mgeldm.tasks.windowing import overlap_frames
+
+    _check_extra_options()
+    task = cfg.get("task", None)
+    if task is None:
+        raise UserError(f"+task: missing; expected one of {', '.join(TASKS)}")
+    if not isinstance(task, str) or task not in TASKS:
+        raise UserError(f"+task={task}: unknown task; expected one of {', '.join(TASKS)}")
+    model_cfg = _model_config(cfg)
+    sample_rate, window, ratio = _model_facts(model_cfg)
+    ckpt = _readable_file(cfg.get("ckpt_path", None), "ckpt_path",
+                          "the unwrapped DiT checkpoint (e.g. unwrapped_DiT.ckpt)")
+
+    defaults = TASK_DEFAULTS[task]
+    steps = _integer(cfg, "num_steps", defaults.steps, minimum=1)
+    cfg_scale = _number(cfg, "cfg_scale", defaults.cfg_scale)
+    overlap = _number(cfg, "overlap_dur", defaults.overlap_dur, minimum=0.0)
+    overlap_frames(overlap, sample_rate / ratio, window)
+    repaint_n = _integer(cfg, "repaint_n", defaults.repaint_n, minimum=1)
+    eta = _number(cfg, "eta", defaults.eta, minimum=0.0)
+    output_sr = _integer(cfg, "output_sr", None, minimum=1)
+    seed = _integer(cfg, "seed", None, minimum=0)
+    encode_sample = _boolean(cfg, "encode_sample", False)
+    compile_dit = _boolean(cfg, "compile", False)
+    device = str(cfg.get("device", None) or "auto")
+    resolve_device(device)
+    precision = str(cfg.get("precision", None) or "fp32")
+    resolve_precision(precision)
+    gen_dur = _number(cfg, "gen_audio_dur", DEFAULT_GEN_DUR, positive=True) if task == "total_gen" else None
+
+    prompts, several = _prompts(cfg.get("text_prompt", None), task)
+    query_path, query = _query(cfg, task, prompts)
+    clap_path = _clap_path(model_cfg, needed=query is not None or any(p is not None for p in prompts))
+    given, inputs, is_folder = _given_inputs(cfg, task, sample_rate)
+    output_dir = check_output_dir(str(cfg.get("output_dir", None) or DEFAULT_OUTPUT_DIR))
+
+    return InferOptions(task=task, ckpt_path=ckpt, clap_ckpt_path=clap_path, prompts=prompts, several_prompts=several,
+                        gen_audio_dur=gen_dur, inputs=inputs, input_is_folder=is_folder, given_wav_path=given,
+                        query_wav_path=query_path, query=query, num_steps=steps, cfg_scale=cfg_scale,
+                        overlap_dur=overlap, repaint_n=repaint_n, eta=eta, output_dir=output_dir, device=device,
+                        precision=precision, seed=seed, encode_sample=encode_sample, output_sr=output_sr,
+                        compile=compile_dit, model_cfg=model_cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import torch
+
+    import mgeldm
+
+    out = {"mgeldm": mgeldm.__version__, "python": platform.python_version(), "torch": torch.__version__,
+           "numpy": numpy.__version__}
+    for name in ("hydra", "omegaconf", "soundfile", "soxr"):
+        try:
+            out[name] = str(__import__(name).__version__)
+        except Exception:
+            pass
+    return out
+
+
+def _prompt_txt(opts: InferOptions, seed: int, folders: list[str] | None) -> str:
+    lines = [f"task: {opts.task}", f"given_wav_path: {opts.given_wav_path}"]
+    if opts.query_wav_path:
+        lines.append(f"query_wav_path: {opts.query_wav_path}")
+    if opts.task == "partial_gen_iter":
+        lines.append("text_prompt: " + "; ".join(str(p) for p in opts.prompts))
+    else:
+        for i, p in enumerate(opts.prompts):
+            where = f" -> {folders[i]}/" if folders else ""
+            lines.append(f"text_prompt: {p}{where}")
+    if opts.task == "total_gen":
+        lines.append(f"gen_audio_dur: {opts.gen_audio_dur}")
+    lines += [f"overlap_dur: {opts.overlap_dur}", f"cfg_scale: {opts.cfg_scale}", f"num_steps: {opts.num_steps}",
+              f"repaint_n: {opts.repaint_n}", f"eta: {opts.eta}", f"seed: {seed}"]
+    return "\n".join(lines) + "\n"
+
+
+def run(opts: InferOptions) -> Path:
+    """Load the model, run the task on every input, publish the output folder; returns its path."""
+    import torch
+
+    from mgeldm.api import MGELDM
+    from mgeldm.tasks.outputs import TASK_SUBDIRS, RunFolder, slugify, unique_slugs
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # legacy weight_norm deprecation in the VAE
+        model = MGELDM.from_pretrained(opts.ckpt_path, opts.clap_ckpt_path, device=opts.device,
+                                       precision=opts.precision, model_config=opts.model_cfg, progress=True,
+                                       compile=opts.compile)
+    load_s = time.perf_counter() - t0
+    sr = model.sample_rate
+    seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    generator = model.generator(seed)
+    sampling = dict(steps=opts.num_steps, cfg_scale=opts.cfg_scale, overlap=opts.overlap_dur,
+                    repaint_n=opts.repaint_n, eta=opts.eta)
+    prompt_folders = ([f"{i:02d}_{s}" for i, s in enumerate(unique_slugs([str(p) for p in opts.prompts],
+                                                                         fallback="prompt"))]
+                      if opts.several_prompts else None)
+    input_folders = unique_slugs([i.path.stem for i in opts.inputs], fallback="input") if opts.input_is_folder else None
+    written: list[str] = []
+    audio_seconds = 0.0
+    t_run = time.perf_counter()
+
+    with RunFolder(opts.output_dir, TASK_SUBDIRS[opts.task]) as folder:
+        def save(parts: tuple[str, ...], key: str, wave: torch.Tensor) -> None:
+            for p in folder.write_audio(parts, key, wave, sr, extra_sample_rate=opts.output_sr):
+                written.append(str(p.relative_to(folder.tmp)))
+
+        jobs = opts.inputs if opts.task != "total_gen" else [None]
+        for n, given in enumerate(jobs):
+            base = (input_folders[n],) if input_folders else ()
+            kw: dict[str, Any] = dict(prompts=opts.prompts, query=opts.query, encode_sample=opts.encode_sample,
+                                      generator=generator, **sampling)
+            if given is None:
+                results = model.run(opts.task, seconds=opts.gen_audio_dur, **kw)
+                audio_seconds += opts.gen_audio_dur * len(opts.prompts)
+            else:
+                results = model.run(opts.task, audio=given.wave, sr=sr, **kw)
+                audio_seconds += given.wave.shape[-1] / sr
+            for key, wave in results.items():
+                if key.startswith("given_") or opts.task == "partial_gen_iter" or not prompt_folders:
+                    name = key
+                    if opts.task == "partial_gen_iter" and key.startswith("gen_src_"):
+                        k = int(key.rsplit("_", 1)[1])
+                        name = f"{key}_{slugify(str(opts.prompts[k]), 32)}"
+                    save(base, name, wave[0] if wave.shape[0] == 1 else wave)
+                else:
+                    for i, row in enumerate(wave):
+                        save(base + (prompt_folders[i],), key, row)
+            if prompt_folders:
+                for i, p in enumerate(opts.prompts):
+                    folder.write_text(base + (prompt_folders[i], "prompt.txt"), f"text_prompt: {p}\n")
+
+        run_s = time.perf_counter() - t_run
+        folder.write_text(("prompt.txt",), _prompt_txt(opts, seed, prompt_folders))
+        info = {
+            "task": opts.task,
+            "settings": {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(opts)
+                         if f.name not in ("inputs", "query", "model_cfg") for v in [getattr(opts, f.name)]},
+            "seed": seed,
+            "inputs": [{"path": str(i.path), "sample_rate": i.sample_rate, "channels": i.channels,
+                        "seconds": round(i.wave.shape[-1] / sr, 4)} for i in opts.inputs],
+            "device": str(model.device) + (f" ({torch.cuda.get_device_name(model.device)})"
+                                           if model.device.type == "cuda" else ""),
+            "precision": opts.precision,
+            "sample_rate": sr,
+            "timings": {"load_s": round(load_s, 4), "run_s": round(run_s, 4), **model.timings.as_dict()},
+            "audio_seconds": round(audio_seconds, 4),
+            "real_time_factor": round(run_s / audio_seconds, 5) if audio_seconds else None,
+            "versions": _versions(),
+            "command": sys.argv,
+            "outputs": sorted(written),
+            "model_config": opts.model_cfg,
+        }
+        folder.write_json(("run.json",), info)
+        final = folder.commit()
+
+    rtf = run_s / audio_seconds if audio_seconds else float("nan")
+    print(f"{opts.task}: wrote {len(written)} files to {final} | {audio_seconds:.1f} s of audio in {run_s:.1f} s "
+          f"(real-time factor {rtf:.3f}, model load {load_s:.1f} s) on {model.device}, seed {seed}", flush=True)
+    return final
+
+
+def _fail(message: str, code: int = 2) -> None:
+    sys.stdout.flush()
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def main(cfg: Mapping) -> None:
+    """Hydra task function: every ``UserError`` becomes one line on stderr and exit code 2."""
+    try:
+        run(parse_options(cfg))
+    except UserError as exc:
+        _fail(f"error: {exc}")
+    except KeyboardInterrupt:
+        _fail("interrupted; no output folder was written", 130)
+    except Exception as exc:
+        if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"):
+            raise  # a bug, not a user mistake: keep the traceback
+        _fail(f"error: out of memory on +device={cfg.get('device', None) or 'auto'}; "
+              "try +precision=bf16, fewer prompts in one call, or +device=cpu")

@@ -1,0 +1,361 @@
+"""The five inference tasks of MGE-LDM (SPEC D.4) over any length of audio.
+
+Every task is one function over a :class:`TaskRunner` (the loaded model, its device and precision)
+and condition vectors ``cond`` (N, G): one row per prompt, placed on the task's text track with
+zeros on the other tracks. The N prompts run as one batch and share the encoding of the given
+audio. Songs are cut into windows by :mod:`mgeldm.tasks.windowing`, each window is sampled with
+:func:`sample_joint` / :func:`sample_given_track`, and the latents are decoded in chunks so a long
+song never holds the decoder activations of the whole song at once.
+
+Results are dicts of 16 kHz waveforms (N, L), keyed by the original's wav names (``gen_src``, ...);
+the given audio comes back unchanged under ``given_mix`` / ``given_wav`` as (1, L).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from mgeldm.diffusion.samplers import sample_given_track, sample_joint
+from mgeldm.errors import UserError
+from mgeldm.tasks.windowing import Window, overlap_frames, plan_windows, seconds_to_frames, seconds_to_samples
+
+MIX, SUBMIX, SRC = 0, 1, 2
+TRACK_NAMES = ("mix", "submix", "src")
+TASKS = ("total_gen", "source_extract", "partial_gen", "accomp_gen", "partial_gen_iter")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Sampler settings of one task call (the original's +num_steps, +cfg_scale, ...)."""
+
+    steps: int
+    cfg_scale: float
+    overlap_dur: float
+    repaint_n: int = 1
+    eta: float = 0.0
+    t_min: float = 0.02
+
+    def check(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise UserError(f"+num_steps={self.steps}: expected an integer >= 1")
+        if isinstance(self.repaint_n, bool) or not isinstance(self.repaint_n, int) or self.repaint_n < 1:
+            raise UserError(f"+repaint_n={self.repaint_n}: expected an integer >= 1")
+        if not math.isfinite(self.cfg_scale):
+            raise UserError(f"+cfg_scale={self.cfg_scale}: expected a finite number")
+        if not math.isfinite(self.eta) or self.eta < 0:
+            raise UserError(f"+eta={self.eta}: expected a number >= 0")
+
+
+# The settings of the original's scripts (SPEC D.4): steps / cfg / overlap s / repaint_n.
+TASK_DEFAULTS: dict[str, SamplingSettings] = {
+    "total_gen": SamplingSettings(250, 10.0, 7.0, 1),
+    "source_extract": SamplingSettings(250, 10.0, 3.0, 1),
+    "partial_gen": SamplingSettings(100, 10.0, 6.0, 1),
+    "accomp_gen": SamplingSettings(100, 4.0, 5.0, 2),
+    "partial_gen_iter": SamplingSettings(20, 2.0, 3.0, 2),
+}
+
+
+@dataclass
+class Timings:
+    """Seconds spent per phase, accumulated over a run."""
+
+    encode: float = 0.0
+    sample: float = 0.0
+    decode: float = 0.0
+    windows: int = 0
+    model_calls: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"encode_s": round(self.encode, 4), "sample_s": round(self.sample, 4),
+                "decode_s": round(self.decode, 4), "windows": self.windows, "model_calls": self.model_calls}
+
+
+@dataclass
+class TaskRunner:
+    """A loaded :class:`mgeldm.models.mgeldm.MGELDM` with where and how to run it.
+
+    ``autocast_dtype`` (bf16/fp16) applies to the DiT only; the VAE and the sampler state stay fp32.
+    ``decode_chunk`` is the latent length above which encoding/decoding run chunked.
+    ``compile`` runs the DiT through ``torch.compile`` (on CUDA in "reduce-overhead" mode, i.e. CUDA
+    graphs: every window has the same shape, so one graph serves the whole song and kernel launches
+    stop dominating the bandwidth-bound forward).
+    """
+
+    model: torch.nn.Module
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    autocast_dtype: torch.dtype | None = None
+    encode_sample: bool = False
+    progress: bool = False
+    decode_chunk: int = 128
+    compile: bool = False
+    timings: Timings = field(default_factory=Timings)
+    _compiled: Callable | None = field(default=None, repr=False)
+
+    # -- model facts --------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.sample_rate)
+
+    @property
+    def window(self) -> int:
+        return int(self.model.segment_length)
+
+    @property
+    def ratio(self) -> int:
+        return int(self.model.pretransform.downsampling_ratio)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.ratio
+
+    @property
+    def num_tracks(self) -> int:
+        return int(self.model.model_dit.num_tracks)
+
+    @property
+    def channels(self) -> int:
+        return int(self.model.model_dit.io_channels)
+
+    @property
+    def cond_dim(self) -> int:
+        return int(self.model.model_dit.global_cond_dim)
+
+    def _sync(self) -> None:
+        """Wait for queued GPU work, so the phase timings measure the work and not its launch."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    # -- VAE ------------------------------------------------------------------------------------
+    def padded_length(self, samples: int) -> int:
+        """Samples after padding to whole latent frames and to at least one window."""
+        frames = max(math.ceil(samples / self.ratio), self.window)
+        return frames * self.ratio
+
+    @torch.inference_mode()
+    def encode(self, wave: Tensor, generator: torch.Generator | None) -> Tensor:
+        """(L,) or (1, L) audio at the model rate -> latent (1, C, F), F >= one window.
+
+        The audio is zero-padded at the end to whole frames and at least one window (trimmed again
+        after decoding). The VAE mean is used unless ``encode_sample`` (the original's sampling).
+        """
+        start = time.perf_counter()
+        wave = wave.reshape(1, 1, -1).float()
+        padded = torch.nn.functional.pad(wave, (0, self.padded_length(wave.shape[-1]) - wave.shape[-1]))
+        frames = padded.shape[-1] // self.ratio
+        z = self.model.pretransform.encode(padded.to(self.device), sample=self.encode_sample,
+                                           generator=generator, chunked=frames > self.decode_chunk)
+        self._sync()
+        self.timings.encode += time.perf_counter() - start
+        return z.float()
+
+    @torch.inference_mode()
+    def decode(self, z: Tensor, samples: int) -> Tensor:
+        """Latents (N, C, F) of one track -> audio (N, samples), one item at a time, chunked when long."""
+        start = time.perf_counter()
+        chunked = z.shape[-1] > self.decode_chunk
+        out = []
+        for item in z:
+            audio = self.model.pretransform.decode(item[None].to(self.device), chunked=chunked)
+            out.append(audio.reshape(-1)[:samples].float().cpu())
+        self.timings.decode += time.perf_counter() - start
+        return torch.stack(out)
+
+    def decode_tracks(self, z: Tensor, tracks: tuple[int, ...], samples: int) -> dict[int, Tensor]:
+        c = self.channels
+        return {k: self.decode(z[:, k * c:(k + 1) * c], samples) for k in tracks}
+
+    # -- DiT ------------------------------------------------------------------------------------
+    def global_embed(self, cond: Tensor, track: int) -> Tensor:
+        """(N, G) condition vectors -> (N, K, G) with ``cond`` on ``track`` and zeros elsewhere."""
+        if cond.ndim != 2 or cond.shape[1] != self.cond_dim:
+            raise UserError(f"condition vectors are {tuple(cond.shape)}; the model expects (N, {self.cond_dim}) "
+                            "(is the conditioner's width the DiT's global_cond_dim?)")
+        embed = torch.zeros(cond.shape[0], self.num_tracks, self.cond_dim, device=self.device)
+        embed[:, track] = cond.to(self.device, torch.float32)
+        return embed
+
+    def _dit(self) -> Callable:
+        if not self.compile:
+            return self.model.model_dit
+        if self._compiled is None:
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._compiled = torch.compile(self.model.model_dit, mode=mode, dynamic=False)
+        return self._compiled
+
+    def denoiser(self, global_embed: Tensor, cfg_scale: float) -> Callable[[Tensor, Tensor], Tensor]:
+        dit = self._dit()
+
+        def call(x: Tensor, t: Tensor) -> Tensor:
+            self.timings.model_calls += 1
+            with self._autocast():
+                v = dit(x, t, global_embed, cfg_scale=cfg_scale)
+            # A CUDA graph's output buffer is overwritten by its next replay: hand out a copy.
+            return v.float().clone() if self.compile else v.float()
+
+        return call
+
+    @torch.inference_mode()
+    def sample(self, cond: Tensor, cond_track: int, frames: int, settings: SamplingSettings,
+               generator: torch.Generator | None, *, given_z: Tensor | None = None,
+               given_track: int | None = None, desc: str = "windows") -> Tensor:
+        """Sample a song of ``frames`` latent frames window by window -> (N, K*C, max(frames, window)).
+
+        Joint generation when ``given_z`` is None, else generation around the clean ``given_track``
+        (``given_z`` (1 or N, C, >= frames)).
+        """
+        settings.check()
+        start = time.perf_counter()
+        n = cond.shape[0]
+        embed = self.global_embed(cond, cond_track)
+        plan = plan_windows(frames, self.window, overlap_frames(settings.overlap_dur, self.frame_rate, self.window))
+        out = torch.zeros(n, self.num_tracks * self.channels, plan[-1].end, device=self.device)
+        denoise = self.denoiser(embed, settings.cfg_scale)
+        if given_z is not None:
+            given_z = given_z.to(self.device).float().expand(n, -1, -1)
+        for w in self._windows(plan, desc):
+            self._sample_window(w, out, denoise, settings, generator, given_z, given_track)
+            self.timings.windows += 1
+        self._sync()
+        self.timings.sample += time.perf_counter() - start
+        return out
+
+    def _windows(self, plan: list[Window], desc: str) -> Iterator[Window]:
+        return iter(tqdm(plan, desc=desc, unit="window", disable=not self.progress, leave=False))
+
+    def _sample_window(self, w: Window, out: Tensor, denoise, settings: SamplingSettings,
+                       generator: torch.Generator | None, given_z: Tensor | None, given_track: int | None) -> None:
+        noise = torch.randn((out.shape[0], out.shape[1], w.new), generator=generator,
+                            device=generator.device if generator is not None else self.device)
+        noise = noise.to(self.device)
+        overlap_z = out[..., w.start:w.new_start].clone() if w.overlap else None
+        # RePaint only harmonises an overlap: the first window of joint generation has none (SPEC D.4).
+        repaint_n = settings.repaint_n if (w.overlap or given_z is not None) else 1
+        calls = (settings.steps - 1) * repaint_n + 1
+        with tqdm(total=calls, desc=f"window {w.index + 1}", unit="step", leave=False,
+                  disable=not self.progress) as bar:
+            common = dict(steps=settings.steps, num_tracks=self.num_tracks, eta=settings.eta, t_min=settings.t_min,
+                          repaint_n=repaint_n, overlap_z=overlap_z, generator=generator,
+                          callback=lambda _info: bar.update(1), disable_progress=True)
+            if given_z is None:
+                x0 = sample_joint(denoise, noise, **common)
+            else:
+                x0 = sample_given_track(denoise, noise, given_z[..., w.new_start:w.end], given_track, **common)
+        out[..., w.new_start:w.end] = x0[..., w.overlap:].float()
+
+
+# ---------------------------------------------------------------------------------------------
+# The tasks
+
+
+def _as_wave(wave: Tensor) -> Tensor:
+    wave = wave.detach().float().cpu()
+    if wave.dim() == 2 and wave.shape[0] == 1:
+        wave = wave[0]
+    if wave.dim() != 1:
+        raise UserError(f"given audio must be mono (L,) or (1, L) at the model rate; got {tuple(wave.shape)}")
+    return wave
+
+
+def total_gen(runner: TaskRunner, cond: Tensor, seconds: float, settings: SamplingSettings,
+              generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """Generate mix, submix and source of ``seconds`` seconds from text on the mix track.
+
+    Returns ``gen_mix``, ``gen_submix``, ``gen_src``, each (N, round(seconds * 16000)).
+    """
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UserError(f"+gen_audio_dur={seconds}: expected a duration in seconds > 0")
+    frames = seconds_to_frames(seconds, runner.frame_rate)
+    samples = seconds_to_samples(seconds, runner.sample_rate)
+    z = runner.sample(cond, MIX, frames, settings, generator, desc="total_gen")
+    dec = runner.decode_tracks(z, (MIX, SUBMIX, SRC), samples)
+    return {"gen_mix": dec[MIX], "gen_submix": dec[SUBMIX], "gen_src": dec[SRC]}
+
+
+def _given_task(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,
+                generator: torch.Generator | None, given_track: int, cond_track: int, outputs: tuple[int, ...],
+                desc: str, given_z: Tensor | None = None) -> tuple[dict[int, Tensor], Tensor]:
+    wave = _as_wave(wave)
+    if given_z is None:
+        given_z = runner.encode(wave, generator)
+    frames = math.ceil(wave.shape[-1] / runner.ratio)
+    z = runner.sample(cond, cond_track, frames, settings, generator, given_z=given_z, given_track=given_track,
+                      desc=desc)
+    return runner.decode_tracks(z, outputs, wave.shape[-1]), wave
+
+
+def source_extract(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,
+                   generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """Extract the source described by each row of ``cond`` from the mix ``wave`` (L,).
+
+    Returns ``gen_src``, ``gen_submix`` (N, L) and ``given_mix`` (1, L), the input unchanged.
+    """
+    dec, wave = _given_task(runner, wave, cond, settings, generator, MIX, SRC, (SRC, SUBMIX), "source_extract")
+    return {"gen_src": dec[SRC], "gen_submix": dec[SUBMIX], "given_mix": wave[None]}
+
+
+def partial_gen(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,
+                generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """Add the source described by ``cond`` to the submix ``wave`` (source imputation).
+
+    Returns ``gen_src``, ``gen_mix`` (the decoded mix track), ``gen_mix_sum`` (= given + gen_src),
+    each (N, L), and ``given_wav`` (1, L), the input unchanged.
+    """
+    dec, wave = _given_task(runner, wave, cond, settings, generator, SUBMIX, SRC, (SRC, MIX), "partial_gen")
+    return {"gen_src": dec[SRC], "gen_mix": dec[MIX], "gen_mix_sum": wave[None] + dec[SRC], "given_wav": wave[None]}
+
+
+def accomp_gen(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,
+               generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """Generate an accompaniment (submix, text on the submix track) for the source ``wave``.
+
+    Returns ``gen_submix``, ``gen_mix`` (N, L) and ``given_wav`` (1, L), the input unchanged.
+    """
+    dec, wave = _given_task(runner, wave, cond, settings, generator, SRC, SUBMIX, (SUBMIX, MIX), "accomp_gen")
+    return {"gen_submix": dec[SUBMIX], "gen_mix": dec[MIX], "given_wav": wave[None]}
+
+
+def partial_gen_iter(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,
+                     generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """Add one source per row of ``cond``, in order, each on top of the previous result.
+
+    Iteration k runs partial generation on the current submix and adds its source to it.
+    Returns ``gen_src_<k>`` (1, L) for k = 0..N-1, ``gen_mix`` = given + sum of the sources, and
+    ``given_wav`` (1, L), the input unchanged.
+    """
+    if cond.shape[0] < 2:
+        raise UserError("+text_prompt: partial_gen_iter needs at least 2 prompts separated by ';'")
+    original = _as_wave(wave)
+    current = original
+    results: dict[str, Tensor] = {}
+    for k in range(cond.shape[0]):
+        dec, _ = _given_task(runner, current, cond[k:k + 1], settings, generator, SUBMIX, SRC, (SRC,),
+                             f"partial_gen_iter {k + 1}/{cond.shape[0]}")
+        results[f"gen_src_{k}"] = dec[SRC]
+        current = current + dec[SRC][0]
+    results["gen_mix"] = current[None]
+    results["given_wav"] = original[None]
+    return results
+
+
+TASK_FUNCTIONS = {
+    "source_extract": source_extract,
+    "partial_gen": partial_gen,
+    "accomp_gen": accomp_gen,
+    "partial_gen_iter": partial_gen_iter,
+}
+TEXT_TRACK = {"total_gen": MIX, "source_extract": SRC, "partial_gen": SRC, "accomp_gen": SUBMIX,
+              "partial_gen_iter": SRC}

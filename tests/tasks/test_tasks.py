@@ -1,0 +1,337 @@
+"""The five tasks and the Python API on the reference fixture's tiny MGE-LDM (loaded from its file)
+with a small deterministic text conditioner: durations, CLAP placement, the given track, batching,
+chunked decoding, seeds, outputs folder handling."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+import torch
+
+import mgeldm.tasks.tasks as T
+from mgeldm.api import MGELDM, resolve_device, resolve_precision, split_iter_prompts
+from mgeldm.errors import UserError
+from mgeldm.tasks.outputs import RunFolder, check_output_dir, slugify, unique_slugs
+
+
+class HashConditioner:
+    """Deterministic stand-in for CLAP: a unit vector seeded by the prompt's characters."""
+
+    sample_rate = 8000
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.calls: list[list[str]] = []
+
+    def embed_text(self, texts):
+        self.calls.append(list(texts))
+        rows = []
+        for t in texts:
+            g = torch.Generator().manual_seed(sum((i + 1) * ord(c) for i, c in enumerate(t)) + 1)
+            rows.append(torch.randn(self.dim, generator=g))
+        v = torch.stack(rows)
+        return v / v.norm(dim=-1, keepdim=True)
+
+    def embed_audio(self, audio, sample_rate, *, generator=None):
+        assert sample_rate == self.sample_rate
+        v = torch.full((audio.shape[0], self.dim), 1.0) * audio.abs().mean(-1, keepdim=True).cpu()
+        return v / v.norm(dim=-1, keepdim=True)
+
+    def to(self, device=None, dtype=None):
+        return self
+
+
+@pytest.fixture(scope="module")
+def model_cfg(reference_fixtures):
+    rd = reference_fixtures.readme
+    return {"sample_rate": rd["sample_rate"], "segment_length": 100,
+            "pretransform": {**rd["pretransform"], "autoencoder": rd["autoencoder"]}, "MGELDM": rd["mgeldm"]}
+
+
+@pytest.fixture(scope="module")
+def mge(reference_fixtures, model_cfg):
+    cond = HashConditioner(reference_fixtures.readme["mgeldm"]["global_cond_dim"])
+    return MGELDM.from_pretrained(reference_fixtures.path("tiny_mgeldm.ckpt"), conditioner=cond, device="cpu",
+                                  model_config=model_cfg)
+
+
+FAST = dict(steps=2, cfg_scale=2.0, overlap=0.1)
+
+
+def _song(seconds: float, sr: int, channels: int = 2) -> torch.Tensor:
+    t = torch.arange(int(seconds * sr)) / sr
+    return torch.stack([0.3 * torch.sin(2 * math.pi * (200 + 50 * c) * t) for c in range(channels)])
+
+
+@pytest.mark.reference
+def test_total_gen_exact_duration_and_seed(mge):
+    kw = {**FAST, "overlap": 0.3, "repaint_n": 2}  # overlap above half a window (SPEC I.8)
+    mge.runner.timings = T.Timings()
+    a = mge.generate("lo-fi beat", 0.45, seed=3, **kw)
+    assert set(a) == {"gen_mix", "gen_submix", "gen_src"}
+    assert all(v.shape == (1, round(0.45 * 16000)) for v in a.values())
+    assert mge.timings.windows == 2  # 113 frames: [0, 100) then a right-aligned window of 13 new frames
+    b = mge.generate("lo-fi beat", 0.45, seed=3, **kw)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    short = mge.generate(None, 0.1, seed=0, **FAST)  # shorter than one window: padded, then trimmed
+    assert short["gen_src"].shape == (1, 1600)
+    other = mge.generate(None, 0.1, seed=1, **FAST)
+    assert not torch.equal(short["gen_mix"], other["gen_mix"])
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("method,given_key,keys", [
+    ("extract", "given_mix", {"gen_src", "gen_submix"}),
+    ("add_part", "given_wav", {"gen_src", "gen_mix", "gen_mix_sum"}),
+    ("accompany", "given_wav", {"gen_submix", "gen_mix"}),
+])
+@pytest.mark.parametrize("seconds", [0.15, 0.93])
+def test_given_tasks_durations_and_given_unchanged(mge, method, given_key, keys, seconds):
+    from mgeldm.audio import resample, to_mono
+
+    song = _song(seconds, 44100)
+    out = getattr(mge, method)(song, 44100, ["a", "b"], seed=0, **FAST)
+    expected = resample(to_mono(song), 44100, 16000)
+    assert set(out) == keys | {given_key}
+    assert torch.equal(out[given_key], expected)  # the given audio comes back unchanged
+    for k in keys:
+        assert out[k].shape == (2, expected.shape[-1])
+        assert torch.isfinite(out[k]).all()
+    if method == "add_part":
+        assert torch.allclose(out["gen_mix_sum"], expected + out["gen_src"])
+
+
+@pytest.mark.reference
+def test_iterative_partial_generation(mge):
+    song = _song(0.3, 16000, 1)[0]
+    out = mge.add_parts_iteratively(song, 16000, "drums ; piano;bass", seed=0, **FAST)
+    assert set(out) == {"gen_src_0", "gen_src_1", "gen_src_2", "gen_mix", "given_wav"}
+    assert torch.equal(out["given_wav"][0], song)
+    total = song + out["gen_src_0"][0] + out["gen_src_1"][0] + out["gen_src_2"][0]
+    assert torch.allclose(out["gen_mix"][0], total, atol=1e-6)
+    with pytest.raises(UserError, match="at least 2"):
+        mge.add_parts_iteratively(song, 16000, "drums", **FAST)
+    assert split_iter_prompts(" a ;b ") == ["a", "b"]
+
+
+def _spy_dit(monkeypatch, mge):
+    seen = []
+    dit = mge.model.model_dit
+    original = dit.forward
+
+    def spy(x, t, global_embed, *args, **kwargs):
+        seen.append((x.shape, t.clone(), global_embed.clone()))
+        return original(x, t, global_embed, *args, **kwargs)
+
+    monkeypatch.setattr(dit, "forward", spy)
+    return seen
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("task,text_track,given_track", [
+    ("total_gen", 0, None), ("source_extract", 2, 0), ("partial_gen", 2, 1), ("accomp_gen", 1, 2),
+    ("partial_gen_iter", 2, 1),
+])
+def test_condition_placement_and_given_time(mge, monkeypatch, task, text_track, given_track):
+    seen = _spy_dit(monkeypatch, mge)
+    prompts = "x; y" if task == "partial_gen_iter" else ["x", "y"]
+    if task == "total_gen":
+        mge.run(task, prompts=prompts, seconds=0.2, seed=0, **FAST)
+    else:
+        mge.run(task, prompts=prompts, audio=_song(0.2, 16000, 1), sr=16000, seed=0, **FAST)
+    assert seen
+    for shape, t, embed in seen:
+        assert shape[-1] == mge.model.segment_length  # every window is a whole window
+        others = [k for k in range(3) if k != text_track]
+        assert embed[:, others].abs().max() == 0  # zeros on the other tracks
+        assert (embed[:, text_track].norm(dim=-1) > 0.99).all()
+        if given_track is None:
+            assert (t == t[:, :1]).all()  # joint: one shared t
+        else:
+            assert (t[:, given_track] == 0).all() and (t[:, [k for k in range(3) if k != given_track]] > 0).all()
+
+
+@pytest.mark.reference
+def test_given_latent_stays_clean_and_mix_encoded_once(mge, monkeypatch):
+    runner = mge.runner
+    calls = []
+    encode = mge.model.pretransform.encode
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(mge.model.pretransform, "encode", counting)
+    wave = _song(0.9, 16000, 1)[0]
+    z = runner.encode(wave, None)
+    assert len(calls) == 1 and calls[0]["sample"] is False  # the VAE mean by default (SPEC I.3)
+    cond = mge.embed_prompts(["a", "b", "c"])
+    frames = math.ceil(wave.numel() / runner.ratio)
+    settings = T.SamplingSettings(steps=2, cfg_scale=1.0, overlap_dur=0.2, repaint_n=2)
+    out = runner.sample(cond, T.SRC, frames, settings, torch.Generator().manual_seed(0), given_z=z, given_track=0)
+    c = runner.channels
+    assert out.shape == (3, 3 * c, z.shape[-1])
+    assert torch.equal(out[:, :c], z.expand(3, -1, -1))  # given channels are the clean latent
+    calls.clear()
+    mge.extract(wave, 16000, ["a", "b", "c"], seed=0, **FAST)
+    assert len(calls) == 1  # three prompts share one encoding of the mix
+
+
+@pytest.mark.reference
+def test_encode_sample_option(mge):
+    wave = _song(0.3, 16000, 1)[0]
+    runner = mge.runner
+    runner.encode_sample = False
+    mean_a, mean_b = runner.encode(wave, torch.Generator().manual_seed(0)), runner.encode(wave, None)
+    runner.encode_sample = True
+    try:
+        sampled = runner.encode(wave, torch.Generator().manual_seed(0))
+    finally:
+        runner.encode_sample = False
+    assert torch.equal(mean_a, mean_b) and not torch.equal(mean_a, sampled)
+
+
+@pytest.mark.reference
+def test_long_inputs_decode_in_chunks(mge, monkeypatch):
+    seen = []
+    decode = mge.model.pretransform.decode
+
+    def spy(z, **kwargs):
+        seen.append((z.shape, kwargs.get("chunked")))
+        return decode(z, **kwargs)
+
+    monkeypatch.setattr(mge.model.pretransform, "decode", spy)
+    runner = mge.runner
+    z = torch.randn(2, runner.channels, runner.decode_chunk * 2 + 7)
+    audio = runner.decode(z, 1000)
+    assert audio.shape == (2, 1000)
+    assert [s[0][0] for s in seen] == [1, 1] and all(chunked for _, chunked in seen)
+    seen.clear()
+    runner.decode(torch.randn(1, runner.channels, 10), 500)
+    assert seen[0][1] is False
+
+
+@pytest.mark.reference
+def test_query_by_example_and_precision(mge, monkeypatch, reference_fixtures, model_cfg):
+    seen = _spy_dit(monkeypatch, mge)
+    query = (_song(0.5, 44100, 1), 44100)
+    out = mge.run("source_extract", query=query, audio=_song(0.2, 16000, 1), sr=16000, seed=0, **FAST)
+    expected = mge.embed_audio(*query)
+    assert torch.allclose(seen[0][2][0, 2], expected[0])
+    assert out["gen_src"].shape == (1, 3200)
+    from mgeldm.models.mgeldm import load_mgeldm
+
+    model = load_mgeldm(reference_fixtures.path("tiny_mgeldm.ckpt"), model_cfg)
+    bf16 = MGELDM(model, mge.conditioner, device="cpu", precision="bf16")
+    assert next(bf16.model.model_dit.parameters()).dtype == torch.bfloat16
+    res = bf16.generate("x", 0.2, seed=0, **FAST)
+    ref = mge.generate("x", 0.2, seed=0, **FAST)
+    assert torch.isfinite(res["gen_mix"]).all() and res["gen_mix"].shape == ref["gen_mix"].shape
+
+
+def test_device_and_precision_choices(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type in ("cpu", "mps")
+    assert resolve_device("cpu").type == "cpu"
+    for bad in ("cuda", "tpu"):
+        with pytest.raises(UserError, match=r"\+device"):
+            resolve_device(bad)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"
+    assert resolve_precision("bf16") is torch.bfloat16 and resolve_precision("fp32") is None
+    with pytest.raises(UserError, match=r"\+precision"):
+        resolve_precision("int8")
+
+
+@pytest.mark.reference
+def test_bad_api_inputs(mge):
+    with pytest.raises(UserError, match="silence"):
+        mge.extract(torch.zeros(1000), 16000, "x", **FAST)
+    with pytest.raises(UserError, match="NaN"):
+        mge.extract(torch.full((1000,), float("nan")), 16000, "x", **FAST)
+    with pytest.raises(UserError, match="not a string"):
+        mge.extract(_song(0.2, 16000), 16000, [3], **FAST)
+    with pytest.raises(UserError, match="num_steps"):
+        mge.generate("x", 1.0, steps=0)
+    with pytest.raises(UserError, match="gen_audio_dur"):
+        mge.generate("x", -1.0, **FAST)
+    with pytest.raises(UserError, match="overlap_dur"):
+        mge.generate("x", 1.0, steps=2, overlap=0.5)
+    with pytest.raises(UserError, match="unknown task"):
+        mge.run("separate")
+
+
+# ---------------------------------------------------------------------------------------------
+# output folders
+
+
+def test_slugs_are_safe_and_bounded():
+    assert slugify("../../etc/passwd") == "etc_passwd"
+    assert slugify("The sound of the Drums.") == "the_sound_of_the_drums"
+    assert slugify("café — guitarra española") == "cafe_guitarra_espanola"
+    assert slugify("") == "prompt" and slugify("///") == "prompt"
+    assert len(slugify("a" * 500)) <= 48
+    assert unique_slugs(["x", "X", "y"]) == ["x", "x_2", "y"]
+    for s in (slugify(".."), slugify("a/b\\c"), slugify("-rf")):
+        assert "/" not in s and "\\" not in s and ".." not in s and not s.startswith("-")
+
+
+def test_run_folders_are_atomic_and_never_shared(tmp_path):
+    def publish(i, results):
+        with RunFolder(tmp_path, "src_extract") as f:
+            f.write_text(("prompt.txt",), str(i))
+            results.append(f.commit())
+
+    results: list = []
+    threads = [threading.Thread(target=publish, args=(i, results)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    names = sorted(p.name for p in results)
+    assert names == [f"output_{i:04d}" for i in range(8)]
+    assert sorted(p.read_text() for p in (tmp_path / "src_extract").glob("output_*/prompt.txt")) == \
+        [str(i) for i in range(8)]
+    assert not [p for p in (tmp_path / "src_extract").iterdir() if p.name.startswith(".")]
+
+    with pytest.raises(RuntimeError):
+        with RunFolder(tmp_path / "new", "total_gen") as f:
+            f.write_text(("prompt.txt",), "x")
+            raise RuntimeError("boom")
+    assert not (tmp_path / "new").exists()  # nothing left behind
+
+
+def test_output_dir_checks(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="output_dir"):
+        check_output_dir(tmp_path / "file")
+    with pytest.raises(UserError, match="output_dir"):
+        check_output_dir(tmp_path / "file" / "sub")
+    assert check_output_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert not (tmp_path / "a").exists()
+
+
+def test_default_model_config_and_clap_path():
+    from mgeldm.api import conditioner_ckpt, default_model_config, with_conditioner_ckpt
+
+    cfg = default_model_config()  # configs/dit.yaml's model node, as infer.py composes it
+    assert cfg["segment_length"] > 0 and cfg["MGELDM"]["num_tracks"] == 3
+    assert conditioner_ckpt(cfg) is None  # not set in the yaml
+    moved = with_conditioner_ckpt(cfg, "/x/clap.pt")
+    assert conditioner_ckpt(moved) == "/x/clap.pt" and conditioner_ckpt(cfg) is None
+
+
+@pytest.mark.slow
+@pytest.mark.reference
+def test_compiled_dit_matches_eager(mge):
+    """``compile=True`` (torch.compile; CUDA graphs on CUDA) gives the eager result."""
+    song = _song(0.5, 16000, 1)[0]
+    eager = mge.extract(song, 16000, ["a", "b"], seed=0, **FAST)
+    compiled = MGELDM(mge.model, mge.conditioner, device="cpu", compile=True)
+    out = compiled.extract(song, 16000, ["a", "b"], seed=0, **FAST)
+    assert compiled.runner._compiled is not None
+    for key in eager:
+        scale = max(1.0, eager[key].abs().max().item())
+        assert (out[key] - eager[key]).abs().max().item() <= 1e-4 * scale, key
