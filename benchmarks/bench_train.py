@@ -1,0 +1,191 @@
+"""Benchmark the full DiT training step of the training module: data loading, Sobol/dropout/noise, the
+SPEC C loss, backward, the finite-loss check (one host sync), clipping, AdamW + InverseLR and the EMA.
+By default the step is driven by a plain loop doing what ``DiTTrainingModule.training_step`` does;
+``--lightning`` runs the real Lightning loop (train_dit.py's) with its precision plugin instead.
+
+Prints ONE JSON object. Default: the small config of bench_dit.py on CPU, fp32. ``--config full`` is
+the paper size (B=64 per device, T=100); ``--dtype bf16`` is Lightning's ``bf16-mixed``. FLOPs and
+MFU use bench_dit.py's formula (imported, not copied): training = 3 x forward matmul FLOPs; the loss,
+optimizer and EMA are extra work on top, so they count against MFU.
+
+    python benchmarks/bench_train.py
+    python benchmarks/bench_train.py --config full --device cuda --dtype bf16 [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_dit import DTYPES, SMALL, device_peak, per_token_params, sync  # noqa: E402
+
+from mgeldm.training.dit_module import DiTTrainingModule  # noqa: E402
+from mgeldm.training.fake_data import FakeLatentDataset  # noqa: E402
+
+
+def load_config(name: str) -> dict:
+    """bench_dit's configs, read with plain YAML (no OmegaConf needed on the GPU machine)."""
+    if name == "small":
+        return dict(SMALL)
+    import yaml
+
+    return dict(yaml.safe_load((ROOT / "configs" / "model" / "dit.yaml").read_text())["MGELDM"])
+
+
+class _Holder(torch.nn.Module):
+    def __init__(self, cfg: dict) -> None:
+        super().__init__()
+        from mgeldm.models.dit import build_dit
+
+        self.model_dit = build_dit(cfg)
+
+
+class _StepTimer(pl.Callback):
+    """Lightning callback: wall time of the optimizer steps after ``warmup`` (device synced)."""
+
+    def __init__(self, warmup: int, device: torch.device) -> None:
+        self.warmup, self.device, self.t0, self.t1, self.s0, self.s1 = warmup, device, None, None, 0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.t0 is None and trainer.global_step >= self.warmup:
+            sync(self.device)
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+            self.t0, self.s0 = time.perf_counter(), trainer.global_step
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        sync(self.device)
+        self.t1, self.s1 = time.perf_counter(), trainer.global_step
+
+
+def _plain_loop(module: DiTTrainingModule, loader, device: torch.device, dtype: torch.dtype, warmup: int,
+                steps: int) -> float:
+    """Seconds per step of what ``training_step`` does, without Lightning (bf16/fp32 autocast, no scaler)."""
+    import itertools
+
+    module.to(device)
+    module.setup_rng(device)
+    opt, sch = (lambda o, s: (o[0], s[0]["scheduler"]))(*module.configure_optimizers())
+    dit = module.diffusion.model_dit
+    clip = float(module.recipe["grad_clip_norm"])
+    batches = itertools.cycle(loader)
+    amp = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    module.train()
+
+    def step() -> None:
+        b = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in next(batches).items()}
+        with amp:
+            loss = module.compute_loss(b)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if not torch.isfinite(loss).item():  # the module's finite check: one host sync per step
+            opt.zero_grad(set_to_none=True)
+            return
+        torch.nn.utils.clip_grad_norm_(dit.parameters(), clip)
+        opt.step()
+        sch.step()
+        module.diffusion_ema.update()
+
+    for _ in range(warmup):
+        step()
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=["small", "full"], default="small")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: fp32 on CPU, bf16 on CUDA")
+    parser.add_argument("--batch", type=int, default=None, help="default: 4 (small), 64 (full)")
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--workers", type=int, default=None, help="data loader workers (default 4 on CUDA, 0 on CPU)")
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--lightning", action="store_true", help="time the Lightning loop instead of the plain one")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
+    batch = args.batch or (4 if args.config == "small" else 64)
+    warmup = args.warmup if args.warmup is not None else (5 if args.compile else 2)
+    steps = args.steps or (10 if device.type == "cuda" else 3)
+    workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    cfg = load_config(args.config)
+    torch.manual_seed(0)
+    module = DiTTrainingModule(_Holder(cfg), {"compile": args.compile, "activation_checkpointing": args.checkpointing})
+    dit = module.diffusion.model_dit
+    data = FakeLatentDataset(max(batch * 8, 64), channels=dit.io_channels, frames=args.frames,
+                             clap_dim=dit.global_cond_dim)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, drop_last=True, num_workers=workers,
+                                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    if args.lightning:
+        timer = _StepTimer(warmup, device)
+        precision = {torch.float32: "32-true", torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed"}[dtype]
+        trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, precision=precision,
+                             max_steps=warmup + steps, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+                             log_every_n_steps=50, num_sanity_val_steps=0)
+        trainer.fit(module, loader)
+        t_step = (timer.t1 - timer.t0) / max(1, timer.s1 - timer.s0)
+    else:
+        t_step = _plain_loop(module, loader, device, dtype, warmup, steps)
+    peak_mb = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    n = args.frames + 1
+    fwd_flops = 2 * per_token_params(dit) * batch * n + 4 * dit.depth * batch * n * n * dit.dim
+    train_flops = 3 * fwd_flops
+    name, peak = device_peak(device, dtype)
+    tflops = train_flops / t_step / 1e12
+    print(json.dumps({
+        "benchmark": "train_dit",
+        "device": name,
+        "dtype": str(dtype).replace("torch.", ""),
+        "config": args.config,
+        "model": {k: cfg[k] for k in SMALL},
+        "params": sum(p.numel() for p in dit.parameters()),
+        "batch": batch,
+        "frames": args.frames,
+        "compile": args.compile,
+        "activation_checkpointing": args.checkpointing,
+        "data_workers": workers,
+        "loop": "lightning" if args.lightning else "plain",
+        "step_includes": ["data", "sobol+dropout+noise", "loss", "backward", "finite check",
+                          "clip", "adamw", "inverse_lr", "ema"],
+        "torch": torch.__version__,
+        "step_s": round(t_step, 6),
+        "samples_per_s": round(batch / t_step, 3),
+        "train_flops_per_sample": train_flops / batch,
+        "train_tflops": round(tflops, 4),
+        "mfu": round(tflops / peak, 4) if peak else None,
+        "peak_tflops": peak,
+        "peak_memory_mb": round(peak_mb, 1),
+        "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""``python train_ae.py --config-name default_ae [ckpt_path=last]``: the VAE with the adversarial recipe (SPEC A.6).
+
+``data`` is a ``configs/data/single.yaml``-style node (raw corpora) or ``fake`` (synthetic notes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+
+from mgeldm.cli.train import build_trainer, make_loader, resolve_resume, run_cli, save_dir_of, seed_all
+from mgeldm.errors import UserError
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+def build_datasets(cfg: Mapping[str, Any], *, seed: int, sample_rate: int, segment_length: int):
+    data = cfg.get("data") or {}
+    if data.get("fake"):
+        from mgeldm.training.fake_data import FakeAudioDataset
+
+        fake = dict(data["fake"])
+        return FakeAudioDataset(int(fake.get("num_examples", 64)), length=segment_length, sample_rate=sample_rate,
+                                seed=int(fake.get("seed", seed))), None
+    if not data.get("train"):
+        raise UserError("data.train: missing; use data=single and set data.train.<corpus>.data_dir")
+    from mgeldm.data.audio_datasets import build_audio_datasets
+
+    kw = dict(sample_rate=sample_rate, segment_length=segment_length)
+    train = build_audio_datasets(dict(data["train"]), split="train", seed=seed, **kw)
+    valid = None
+    if data.get("valid") and any((e or {}).get("data_dir") for e in dict(data["valid"]).values()):
+        valid = build_audio_datasets(dict(data["valid"]), split="valid", seed=seed + 1, shuffle=False, **kw)
+    return train, valid
+
+
+def run(cfg: dict) -> None:
+    from mgeldm.checkpoints import load_weights, read_state_dict
+    from mgeldm.models.autoencoder import build_autoencoder
+    from mgeldm.training.ae_module import AETrainingModule
+    from mgeldm.training.callbacks import AEDemoCallback
+
+    tcfg = dict(cfg.get("trainer") or {})
+    if cfg.get("logger"):
+        tcfg["logger"] = cfg["logger"]  # top-level `logger=wandb` wins over trainer.logger
+    if not tcfg.get("recipe"):
+        raise UserError("trainer: missing; AE training needs `- trainer: autoencoder` (and `- data: single`) "
+                        "in the config's defaults, or trainer=autoencoder on the command line")
+    recipe = dict(tcfg["recipe"])
+    recipe["seed"] = int(cfg.get("seed", recipe.get("seed", 42)))
+    save_dir = save_dir_of(cfg, "runs/autoencoder")
+    # In default_ae.yaml `ckpt_path` is also the unwrapped AE of pre-encoding; here it resumes a run
+    # (`last` or a Lightning checkpoint) and an unwrapped file is refused with a hint.
+    resume = resolve_resume(cfg.get("ckpt_path"), save_dir, "autoencoder")
+    seed_all(recipe["seed"])
+    ae = build_autoencoder(cfg["model"])
+    if cfg.get("pretrained_ckpt_path"):
+        path = cfg["pretrained_ckpt_path"]
+        load_weights(ae, read_state_dict(path), what="an autoencoder checkpoint", path=path)
+    sample_size = int(tcfg.get("sample_size", 32768))
+    if sample_size % ae.downsampling_ratio:
+        raise UserError(f"trainer.sample_size: {sample_size} is not a multiple of the AE ratio {ae.downsampling_ratio}")
+    train_set, valid_set = build_datasets(cfg, seed=recipe["seed"], sample_rate=ae.sample_rate, segment_length=sample_size)
+    module = AETrainingModule(ae, recipe)
+    module.model_config = cfg["model"]
+    callbacks = []
+    demo = dict(tcfg.get("demo") or {})
+    if int(demo.get("every_n_steps", 0) or 0) > 0:
+        import torch
+
+        source = valid_set if valid_set is not None else train_set
+        audio = torch.stack([source[i]["mix_wav"] for i in range(min(int(demo.get("num_demos", 4)), len(source)))])
+        callbacks.append(AEDemoCallback(save_dir / "samples", audio, int(demo["every_n_steps"]), ae.sample_rate))
+    trainer = build_trainer(tcfg, save_dir, callbacks, unused_params=True, datasets=[train_set])
+    val_loader = make_loader(valid_set, tcfg, train=False) if valid_set is not None else None
+    trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
+
+
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="default_ae")
+def main(cfg) -> None:
+    run_cli("train_ae.py", run, cfg)
+
+
+if __name__ == "__main__":
+    main()

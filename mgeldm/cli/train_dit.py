@@ -1,0 +1,153 @@
+"""``python train_dit.py --config-name default_dit autoencoder_ckpt_path=<AE> clap_ckpt_path=<CLAP> [ckpt_path=last]``.
+
+Builds MGELDM (DiT + frozen AE), loads the AE (``autoencoder_ckpt_path``) or a whole unwrapped
+MGE-LDM (``pretrained_ckpt_path``, e.g. the mix-pretrained one), the CLAP text conditioner, the
+latent datasets (``data``), and fits :class:`mgeldm.training.dit_module.DiTTrainingModule`.
+Everything that can be checked is checked before the first step (one-line errors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+
+from mgeldm.cli.train import build_trainer, make_loader, resolve_resume, run_cli, save_dir_of, seed_all
+from mgeldm.errors import UserError
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+def read_weights(cfg: Mapping[str, Any]) -> tuple[dict | None, dict | None]:
+    """(pretrained MGE-LDM state, AE state) from the configured files; checked for their kind, not loaded."""
+    from mgeldm.checkpoints import read_state_dict, strip_prefix
+    from mgeldm.models.mgeldm import AE_PREFIX, DIT_PREFIX
+
+    pretrained, ae_path = cfg.get("pretrained_ckpt_path"), cfg.get("autoencoder_ckpt_path")
+    full = ae = None
+    if pretrained:
+        full = read_state_dict(pretrained)
+        if not any(k.startswith(DIT_PREFIX) for k in full):
+            raise UserError(f"pretrained_ckpt_path: {pretrained} is not an unwrapped MGE-LDM checkpoint "
+                            f"(no {DIT_PREFIX}* keys; unwrap_model.py +type=mgeldm writes one)")
+        ae = strip_prefix(full, AE_PREFIX)
+    if ae_path:
+        ae = read_state_dict(ae_path)
+        if any(k.startswith(DIT_PREFIX) for k in ae):
+            ae = strip_prefix(ae, AE_PREFIX)  # an unwrapped MGE-LDM file also holds the AE
+    elif not pretrained and cfg.get("require_autoencoder", True):
+        raise UserError("autoencoder_ckpt_path: missing; pass autoencoder_ckpt_path=<unwrapped AE .ckpt/.safetensors> "
+                        "(the AE that encoded the latents)")
+    return full, ae
+
+
+def build_model(cfg: Mapping[str, Any], full: dict | None, ae: dict | None):
+    """MGELDM with the pretrained (DiT + AE) and/or AE weights loaded, strictly."""
+    from mgeldm.checkpoints import load_weights
+    from mgeldm.models.mgeldm import build_mgeldm
+
+    model = build_mgeldm(cfg["model"])
+    if full is not None:
+        load_weights(model, full, what="an unwrapped MGE-LDM checkpoint", path=cfg.get("pretrained_ckpt_path"))
+    if ae is not None and cfg.get("autoencoder_ckpt_path"):
+        load_weights(model.pretransform.model, ae, what="an autoencoder checkpoint", path=cfg["autoencoder_ckpt_path"])
+    return model
+
+
+def build_text_conditioner(cfg: Mapping[str, Any], recipe: Mapping[str, Any]):
+    """The CLAP text encoder for the source-prompt blend, or None when text conditioning is off."""
+    if not recipe.get("text_conditioning", True):
+        return None
+    node = (cfg["model"].get("conditioner") or {}).get("clap_text")
+    if not node:
+        return None
+    config = dict(node.get("config") or {})
+    if cfg.get("clap_ckpt_path"):
+        config["clap_ckpt_path"] = cfg["clap_ckpt_path"]
+    if node.get("type", "laion_clap") == "laion_clap" and not config.get("clap_ckpt_path"):
+        raise UserError("clap_ckpt_path: missing; the source-prompt blend needs the CLAP checkpoint "
+                        "(pass clap_ckpt_path=..., or trainer.recipe.text_conditioning=false)")
+    from mgeldm.models.conditioners import build_conditioner
+
+    return build_conditioner({**node, "config": config}, device="cpu")
+
+
+def build_datasets(cfg: Mapping[str, Any], *, mix_only: bool, seed: int, ae_hash: str | None):
+    """(train, valid or None) from the ``data`` node: ``fake`` (synthetic) or ``train``/``valid`` corpora."""
+    data = cfg.get("data") or {}
+    model = cfg["model"]
+    if data.get("fake"):
+        from mgeldm.training.fake_data import FakeLatentDataset
+
+        fake = dict(data["fake"])
+        dit = model["MGELDM"]
+        kw = dict(channels=int(dit["io_channels"]), frames=int(model.get("segment_length", 100)),
+                  clap_dim=int(dit["global_cond_dim"]), mix_only=mix_only)
+        return FakeLatentDataset(int(fake.get("num_examples", 64)), seed=int(fake.get("seed", seed)), **kw), None
+    if not data.get("train"):
+        raise UserError("data.train: missing; choose a data config (e.g. data=multi_latent_pretrain_nomix) "
+                        "and set data.data_dir to the pre-encoded latents")
+    from mgeldm.data.latent_datasets import build_latent_datasets
+
+    ae = model["pretransform"]["autoencoder"]
+    kw = dict(segment_length=int(model.get("segment_length", 100)), mix_only=mix_only, expected_ae_hash=ae_hash,
+              ae_comp_ratio=int(ae["downsampling_ratio"]), ae_sample_rate=int(ae.get("sample_rate", 16000)),
+              mmap=bool(data.get("mmap", False)))
+    train = build_latent_datasets(data, part="train", seed=seed, **kw)
+    if len(train) == 0:
+        raise UserError("data.train: the datasets hold no examples (num_examples is 0)")
+    valid = build_latent_datasets(data, part="valid", seed=seed + 1, shuffle=False, **kw) if data.get("valid") else None
+    return train, valid
+
+
+def run(cfg: dict) -> None:
+    tcfg = dict(cfg.get("trainer") or {})
+    if cfg.get("logger"):
+        tcfg["logger"] = cfg["logger"]  # top-level `logger=wandb` wins over trainer.logger
+    recipe = dict(tcfg.get("recipe") or {})
+    recipe["seed"] = int(cfg.get("seed", recipe.get("seed", 42)))  # the top-level seed wins
+    save_dir = save_dir_of(cfg, "runs/dit")
+    resume = resolve_resume(cfg.get("ckpt_path"), save_dir, "mgeldm")
+    seed_all(int(recipe["seed"]))
+    full, ae_state = read_weights(cfg)
+    from mgeldm.data.pre_encode import state_dict_sha256
+
+    # data first: a wrong root or latents of another AE fail before the (large) model is built
+    train_set, valid_set = build_datasets(cfg, mix_only=bool(recipe.get("mixture_only_pretraining", False)),
+                                          seed=int(recipe["seed"]),
+                                          ae_hash=state_dict_sha256(ae_state) if ae_state is not None else None)
+    model = build_model(cfg, full, ae_state)
+    del full, ae_state
+    text_conditioning = recipe.pop("text_conditioning", True)
+    conditioner = build_text_conditioner(cfg, {"text_conditioning": text_conditioning})
+
+    from mgeldm.training.callbacks import DiTDemoCallback
+    from mgeldm.training.dit_module import DiTTrainingModule
+
+    module = DiTTrainingModule(model, recipe, conditioner=conditioner,
+                               flops_per_sample=tcfg.get("flops_per_sample"),
+                               peak_flops=float(tcfg["peak_tflops"]) * 1e12 if tcfg.get("peak_tflops") else None)
+    module.model_config = cfg["model"]
+    callbacks = []
+    demo = dict(tcfg.get("demo") or {})
+    if int(demo.get("every_n_steps", 0) or 0) > 0:
+        from torch.utils.data import default_collate
+
+        source = valid_set if valid_set is not None else train_set
+        n = min(int(demo.get("num_demos", 8)), len(source))
+        demo_batch = default_collate([source[i] for i in range(n)])  # given mixes of the extraction demo
+        callbacks.append(DiTDemoCallback(save_dir / "samples", demo_batch=demo_batch, **demo))
+    trainer = build_trainer(tcfg, save_dir, callbacks, datasets=[train_set])
+    val_loader = make_loader(valid_set, tcfg, train=False) if valid_set is not None else None
+    trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
+
+
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="default_dit")
+def main(cfg) -> None:
+    run_cli("train_dit.py", run, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""``python unwrap_model.py --config-name default_ae +type=autoencoder ckpt_path=… +use_safetensors=false +output_name=…``
+(or ``--config-name dit +type=mgeldm``): Lightning checkpoint → unwrapped EMA weights (SPEC G).
+
+No CLAP checkpoint is needed: only the model's names and shapes are checked, on the meta device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+
+from mgeldm.cli.train import run_cli
+from mgeldm.errors import UserError
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+def _bool(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    raise UserError(f"{name}: expected true or false, got {value!r}")
+
+
+def run(cfg: dict) -> None:
+    from mgeldm.training.unwrap import unwrap_checkpoint
+
+    kind = cfg.get("type")
+    if not kind:
+        raise UserError("type: missing; pass +type=autoencoder (with --config-name default_ae) or +type=mgeldm "
+                        "(with --config-name dit)")
+    if not cfg.get("ckpt_path"):
+        raise UserError("ckpt_path: missing; pass ckpt_path=<Lightning checkpoint, e.g. runs/dit/checkpoints/last.ckpt>")
+    if not cfg.get("output_name"):
+        raise UserError("output_name: missing; pass +output_name=<path without extension>")
+    model_cfg = cfg.get("model")
+    if model_cfg is not None and kind == "mgeldm" and "MGELDM" not in model_cfg:
+        raise UserError("type=mgeldm needs a DiT config: use --config-name dit (model: dit)")
+    if model_cfg is not None and kind == "autoencoder" and "encoder" not in model_cfg:
+        raise UserError("type=autoencoder needs an AE config: use --config-name default_ae (model: autoencoder)")
+    out = unwrap_checkpoint(cfg["ckpt_path"], str(kind), cfg["output_name"], model_cfg=model_cfg,
+                            use_safetensors=_bool(cfg.get("use_safetensors", False), "use_safetensors"),
+                            use_ema=_bool(cfg.get("use_ema", True), "use_ema"))
+    print(f"wrote {out}")
+
+
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="default_ae")
+def main(cfg) -> None:
+    run_cli("unwrap_model.py", run, cfg)
+
+
+if __name__ == "__main__":
+    main()

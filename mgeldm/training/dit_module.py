@@ -1,0 +1,226 @@
+"""LightningModule training the three-track DiT on pre-encoded latents (SPEC C).
+
+One optimizer step per batch, written out by hand (manual optimisation) so that skipping a
+non-finite step, clipping after AMP un-scaling, and the EMA update are explicit:
+
+    t ~ Sobol (eps 0.02), shared by the tracks; with prob. p one track per sample is "given"
+    (t_k = 0, clean input, loss mask 0); z_t = α z0 + σ ε; v = α ε − σ z0;
+    v̂ = DiT(z_t, t, CLAP per track with CFG dropout); L = masked MSE(v̂, v).
+
+Fixes of SPEC I: mixture-only pretraining masks the source track's loss and gives it an all-zero
+condition (I.1, I.2); the audio/text blend weights are drawn per sample unless
+``blend_per_batch`` (I.4); every rank draws its own timesteps, noise and dropout (I.10).
+All randomness comes from one ``torch.Generator`` per rank plus the Sobol engine, both saved in
+the checkpoint, so ``ckpt_path=last`` continues the exact sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mgeldm.diffusion.schedule import SobolTimestepSampler, noisy, v_target
+from mgeldm.training.base import NonFiniteLossError, SeededTrainingModule, merged_recipe
+from mgeldm.training.losses import masked_mse, per_track_mse
+from mgeldm.training.schedulers import build_adamw, build_ema, build_inverse_lr
+
+__all__ = ["DiTTrainingModule", "NonFiniteLossError", "DEFAULT_RECIPE"]
+
+TRACK_NAMES = ("mix", "submix", "src")
+SRC_TRACK = 2
+
+DEFAULT_RECIPE: dict[str, Any] = {
+    "seed": 42,
+    "timestep_eps": 0.02,
+    "timestep_dropout_prob": 0.75,
+    "cfg_dropout_prob": 0.4,
+    "mixture_only_pretraining": False,
+    "blend_per_batch": False,
+    "grad_clip_norm": 1.0,
+    "max_nonfinite_steps": 20,
+    "compile": False,
+    "activation_checkpointing": False,
+    "optimizer": {"lr": 5e-5, "betas": [0.9, 0.999], "weight_decay": 1e-3},
+    "scheduler": {"inv_gamma": 1e6, "power": 0.5, "warmup": 0.99, "final_lr": 0.0},
+    "ema": {"beta": 0.9999, "power": 0.75, "inv_gamma": 1.0, "update_every": 1, "update_after_step": 1},
+}
+
+
+class DiTTrainingModule(SeededTrainingModule):
+    """Trains ``diffusion.model_dit``; ``diffusion`` is the MGELDM (or any module with ``model_dit``).
+
+    The checkpoint layout follows the original: ``diffusion.*`` and ``diffusion_ema.ema_model.*``.
+    ``conditioner`` (CLAP text) is kept outside the module registry: it is neither trained nor saved.
+    """
+
+    def __init__(self, diffusion: nn.Module, recipe: Mapping[str, Any] | None = None, *,
+                 conditioner: Any | None = None, flops_per_sample: float | None = None,
+                 peak_flops: float | None = None) -> None:
+        super().__init__()
+        self.recipe = merged_recipe(recipe, DEFAULT_RECIPE)
+        self.diffusion = diffusion
+        pretransform = getattr(diffusion, "pretransform", None)
+        if pretransform is not None:
+            pretransform.requires_grad_(False).eval()
+        dit = diffusion.model_dit
+        dit.gradient_checkpointing = bool(self.recipe["activation_checkpointing"])
+        self.diffusion_ema = build_ema(dit, self.recipe["ema"])
+        self.num_tracks = int(dit.num_tracks)
+        self.cond_dim = int(dit.global_cond_dim)
+        object.__setattr__(self, "conditioner", conditioner)  # not a submodule: never saved or trained
+        object.__setattr__(self, "_dit_call", torch.compile(dit) if self.recipe["compile"] else dit)
+        self.mask_loss_track = SRC_TRACK if self.recipe["mixture_only_pretraining"] else None
+        self.flops_per_sample, self.peak_flops = flops_per_sample, peak_flops
+        self.sobol: SobolTimestepSampler | None = None
+
+    # ------------------------------------------------------------------ randomness
+
+    def reset_extra_rng(self, seed: int) -> None:
+        self.sobol = SobolTimestepSampler(eps=float(self.recipe["timestep_eps"]), seed=seed)
+
+    def extra_rng_state(self) -> list[int]:
+        return [self.sobol.seed, self.sobol.num_generated]
+
+    def load_extra_rng_state(self, state: list[int]) -> None:
+        self.sobol.load_state_dict({"seed": state[0], "num_generated": state[1]})
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.conditioner is not None and hasattr(self.conditioner, "to"):
+            self.conditioner.to(self.device)
+
+    # ------------------------------------------------------------------ the recipe
+
+    def assemble_conditioning(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> Tensor:
+        """(B, K, G) per-track conditions: mix/submix audio CLAP; src = w_a·audio + w_t·text (SPEC B.7).
+
+        Empty or missing source prompts use the audio CLAP alone (so mix-only items, whose audio
+        CLAP is zero, get zeros); mixture-only pretraining forces zeros for the source (SPEC I.2).
+        """
+        mix = batch["mix_clap"].float()
+        b = mix.shape[0]
+        src_audio = batch["src_clap"].float()
+        u = self._rand(1 if self.recipe["blend_per_batch"] else b, 2, generator=generator) + 1e-6
+        w = (u / u.sum(-1, keepdim=True)).expand(b, 2)
+        src = src_audio
+        prompts = batch.get("src_prompt")
+        if self.conditioner is not None and prompts is not None and not self.mask_loss_track == SRC_TRACK:
+            has_text = torch.tensor([bool(p) for p in prompts], device=mix.device)
+            if has_text.any():
+                text = mix.new_zeros(b, mix.shape[-1])
+                idx = has_text.nonzero()[:, 0]
+                emb = self.conditioner.embed_text([prompts[i] for i in idx.tolist()])
+                text[idx] = emb.to(device=mix.device, dtype=mix.dtype).reshape(len(idx), -1)
+                blended = w[:, :1] * src_audio + w[:, 1:] * text
+                src = torch.where(has_text[:, None], blended, src_audio)
+        if self.mask_loss_track == SRC_TRACK:
+            src = torch.zeros_like(src_audio)
+        return torch.stack([mix, batch["submix_clap"].float(), src], dim=1)
+
+    def latents(self, batch: Mapping[str, Any]) -> Tensor:
+        """z0 = [mix ‖ submix ‖ src] (B, K·C, T), divided by the pretransform scale (1.0 in SPEC)."""
+        z0 = torch.cat([batch["mix_latent"], batch["submix_latent"], batch["src_latent"]], dim=1).float()
+        pretransform = getattr(self.diffusion, "pretransform", None)
+        scale = float(getattr(pretransform, "scale", 1.0)) if pretransform is not None else 1.0
+        return z0 / scale if scale != 1.0 else z0
+
+    def draw_timesteps(self, b: int, generator: torch.Generator | None = None,
+                       sobol: SobolTimestepSampler | None = None) -> tuple[Tensor, Tensor]:
+        """Per-track t (B, K) and loss mask (B, K), with timestep dropout and the mixture-only mask."""
+        k = self.num_tracks
+        t = (sobol or self.sobol)(b, device=self.device)[:, None].repeat(1, k)
+        mask = torch.ones(b, k, device=self.device)
+        drop = self._rand(b, generator=generator) < float(self.recipe["timestep_dropout_prob"])
+        track = (self._rand(b, generator=generator) * k).long().clamp_max(k - 1)
+        given = torch.nn.functional.one_hot(track, k).bool() & drop[:, None]  # (B, K), no host sync
+        t = t.masked_fill(given, 0.0)
+        mask = mask.masked_fill(given, 0.0)
+        if self.mask_loss_track is not None:
+            mask[:, self.mask_loss_track] = 0.0
+        return t, mask
+
+    def compute_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None,
+                     sobol: SobolTimestepSampler | None = None) -> dict[str, Tensor]:
+        """One forward of the recipe; returns loss, per-track losses, and the tensors tests inspect.
+
+        ``generator``/``sobol`` default to the training streams; validation passes fresh ones.
+        """
+        gen = generator or self.generator
+        z0 = self.latents(batch)
+        b = z0.shape[0]
+        t, mask = self.draw_timesteps(b, gen, sobol)
+        eps = torch.randn(z0.shape, generator=gen, device=gen.device).to(z0)
+        zt, v = noisy(z0, eps, t), v_target(z0, eps, t)
+        cond = self.assemble_conditioning(batch, gen)
+        dit = self.diffusion.model_dit
+        if dit.training and float(self.recipe["cfg_dropout_prob"]) > 0:
+            # the DiT's own CFG dropout (SPEC B.6), called here so a compiled forward stays graph-clean
+            cond = dit.cfg_dropout(cond, float(self.recipe["cfg_dropout_prob"]), gen)
+        v_hat = self._dit_call(zt, t, cond)
+        loss = masked_mse(v_hat, v, mask, self.num_tracks)
+        return {"loss": loss, "per_track": per_track_mse(v_hat, v, mask, self.num_tracks), "v_hat": v_hat,
+                "v": v, "t": t, "mask": mask, "cond": cond, "z_t": zt}
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    def configure_optimizers(self):
+        opt = build_adamw(self.diffusion.model_dit.parameters(), self.recipe["optimizer"])
+        sch = build_inverse_lr(opt, self.recipe["scheduler"])
+        return [opt], [{"scheduler": sch, "interval": "step"}]
+
+    def params_for(self, optimizer_index: int) -> list[nn.Parameter]:
+        return list(self.diffusion.model_dit.parameters())
+
+    def clip_for(self, optimizer_index: int) -> float | None:
+        return self.recipe["grad_clip_norm"]
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        if self.generator is None:
+            self.setup_rng()
+        out = self.compute_loss(batch)
+        loss = out["loss"]
+        opt, sch = self.optimizers(), self.lr_schedulers()
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        # Checked once the backward is queued: the one host sync of the step then waits for work
+        # already on the GPU instead of stalling it between forward and backward.
+        if not self.loss_is_finite(loss):
+            opt.zero_grad(set_to_none=True)
+            self.log("train/nonfinite_steps", float(self.nonfinite_total))
+            return None
+        opt.step()  # clipping happens in on_before_optimizer_step, after AMP un-scaling
+        sch.step()
+        self.diffusion_ema.update()
+        if self.should_log():
+            self._log_step(loss, out["per_track"], int(out["v"].shape[0]))
+        return None
+
+    def _log_step(self, loss: Tensor, per_track: Tensor, batch_size: int) -> None:
+        stats = {"train/loss": float(loss.detach()), "train/lr": self.optimizers().param_groups[0]["lr"],
+                 "train/nonfinite_steps": float(self.nonfinite_total)}
+        for name, value in zip(TRACK_NAMES, per_track.tolist()):
+            if not math.isnan(value):
+                stats[f"train/loss_{name}"] = value
+        if 0 in self.last_grad_norms:
+            stats["train/grad_norm"] = float(self.last_grad_norms[0])
+        stats.update(self.throughput(batch_size, self.flops_per_sample, self.peak_flops))
+        b = batch_size * max(1, self.trainer.world_size)
+        self.log_dict(stats, on_step=True, on_epoch=False, batch_size=b)
+        self.log("loss", stats["train/loss"], prog_bar=True, on_step=True, on_epoch=False, logger=False, batch_size=b)
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        # fixed streams per batch: validation never disturbs the training RNG (exact resume)
+        gen = torch.Generator(device=self.device).manual_seed(int(self.recipe["seed"]) + 7919 * (batch_idx + 1))
+        sobol = SobolTimestepSampler(eps=float(self.recipe["timestep_eps"]), seed=int(self.recipe["seed"]) + batch_idx)
+        out = self.compute_loss(batch, gen, sobol)
+        self.log("val/loss", out["loss"], sync_dist=True, batch_size=out["v"].shape[0])
+
+    # ------------------------------------------------------------------ export
+
+    def ema_model_dit(self) -> nn.Module:
+        """The EMA copy of ``model_dit`` (what unwrap exports and the demo renders with)."""
+        return self.diffusion_ema.ema_model

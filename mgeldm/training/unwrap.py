@@ -1,0 +1,142 @@
+"""Lightning training checkpoint → unwrapped AE or MGE-LDM weights (SPEC G), EMA by default.
+
+Reads checkpoints of this package and of the original code alike (both use the prefixes
+``autoencoder.* / autoencoder_ema.ema_model.*`` and ``diffusion.* / diffusion_ema.ema_model.*``).
+The original stores its ``model_config`` as an OmegaConf object; it is read with
+``torch.load(weights_only=True)`` and an explicit allow-list of OmegaConf classes, never a plain unpickle.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mgeldm.errors import UserError
+
+AE_ONLINE, AE_EMA = "autoencoder.", "autoencoder_ema.ema_model."
+DIT_ONLINE, DIT_EMA = "diffusion.", "diffusion_ema.ema_model."
+KINDS = ("autoencoder", "mgeldm")
+
+
+def _omegaconf_allow_list() -> list:
+    """The classes a pickled DictConfig/ListConfig is made of; nothing else is let through."""
+    from omegaconf import DictConfig, ListConfig
+    from omegaconf.base import ContainerMetadata, Metadata
+    from omegaconf.nodes import AnyNode, BooleanNode, BytesNode, FloatNode, IntegerNode, PathNode, StringNode
+
+    return [DictConfig, ListConfig, ContainerMetadata, Metadata, AnyNode, BooleanNode, BytesNode, FloatNode,
+            IntegerNode, PathNode, StringNode, typing.Any, collections.defaultdict, dict, list, int]
+
+
+def load_training_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
+    """A Lightning checkpoint as a dict, read with ``weights_only=True`` (+ the OmegaConf allow-list).
+
+    ``mmap=True`` maps the tensors instead of reading them (a cheap look at a large file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ckpt_path: {path} does not exist")
+    try:
+        import zipfile
+
+        with torch.serialization.safe_globals(_omegaconf_allow_list()):
+            ckpt = torch.load(str(path), map_location="cpu", weights_only=True,
+                              mmap=mmap and zipfile.is_zipfile(path))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"ckpt_path: {path} is not a readable training checkpoint ({first[:200]})") from None
+    if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
+        raise UserError(f"ckpt_path: {path} has no `state_dict`; expected a Lightning training checkpoint "
+                        "(runs/<name>/checkpoints/last.ckpt)")
+    return dict(ckpt)
+
+
+def check_resumable(path: str | os.PathLike, kind: str) -> None:
+    """Refuse, in one line, a file that is not a Lightning training checkpoint of ``kind`` (before fitting)."""
+    ckpt = load_training_checkpoint(path, mmap=True)
+    found = checkpoint_kind(ckpt["state_dict"])
+    if "loops" not in ckpt or found is None:
+        raise UserError(f"ckpt_path: {path} is an unwrapped model, not a training checkpoint; to start from it pass "
+                        "pretrained_ckpt_path=... (ckpt_path resumes a run: `last` or runs/<name>/checkpoints/*.ckpt)")
+    if found != kind:
+        raise UserError(f"ckpt_path: {path} is a training checkpoint of the {found} run, not of {kind} training")
+
+
+def checkpoint_kind(state: Mapping[str, Any]) -> str | None:
+    """``autoencoder`` / ``mgeldm`` from the key prefixes, or None."""
+    if any(k.startswith((DIT_ONLINE, DIT_EMA)) for k in state):
+        return "mgeldm"
+    if any(k.startswith((AE_ONLINE, AE_EMA)) for k in state):
+        return "autoencoder"
+    return None
+
+
+def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def unwrap_state(ckpt: Mapping[str, Any], kind: str, *, use_ema: bool = True, path: Any = None) -> dict[str, torch.Tensor]:
+    """The unwrapped state dict: AE keys (``encoder.* / decoder.*``) or MGELDM keys (``model_dit.*`` + ``pretransform.model.*``)."""
+    if kind not in KINDS:
+        raise UserError(f"type: {kind!r} is not one of {list(KINDS)} (pass +type=autoencoder or +type=mgeldm)")
+    state = ckpt["state_dict"]
+    found = checkpoint_kind(state)
+    if found is None:
+        raise UserError(f"ckpt_path: {path} is neither an AE nor a DiT training checkpoint "
+                        f"(no {AE_ONLINE}* or {DIT_ONLINE}* keys); an already unwrapped file needs no unwrapping")
+    if found != kind:
+        what = {"autoencoder": "an autoencoder", "mgeldm": "a DiT (mgeldm)"}
+        raise UserError(f"ckpt_path: {path} is {what[found]} training checkpoint, not {what[kind].split(' ', 1)[1]}; "
+                        f"pass +type={found} with --config-name {'default_ae' if found == 'autoencoder' else 'dit'}")
+    if kind == "autoencoder":
+        out = _strip(state, AE_EMA) if use_ema else {}
+        if not out:
+            out = _strip(state, AE_ONLINE)
+        return out
+    dit = _strip(state, DIT_EMA) if use_ema else {}
+    if not dit:
+        dit = _strip(state, DIT_ONLINE + "model_dit.")
+    ae = _strip(state, DIT_ONLINE + "pretransform.model.")
+    if not ae:
+        raise UserError(f"ckpt_path: {path} holds no {DIT_ONLINE}pretransform.model.* weights (the AE)")
+    return {**{"model_dit." + k: v for k, v in dit.items()}, **{"pretransform.model." + k: v for k, v in ae.items()}}
+
+
+def check_against_config(state: Mapping[str, torch.Tensor], kind: str, model_cfg: Mapping[str, Any], path: Any) -> None:
+    """Build the configured model on the meta device (no weights, no CLAP) and compare names and shapes."""
+    from mgeldm.checkpoints import describe_mismatch
+
+    with torch.device("meta"):
+        if kind == "autoencoder":
+            from mgeldm.models.autoencoder import build_autoencoder
+
+            model = build_autoencoder(model_cfg)
+        else:
+            from mgeldm.models.mgeldm import build_mgeldm
+
+            model = build_mgeldm(model_cfg)
+    problem = describe_mismatch({k: v.shape for k, v in model.state_dict().items()}, state)
+    if problem:
+        raise UserError(f"ckpt_path: {path}: its {kind} weights do not fit the configured model: {problem}")
+
+
+def unwrap_checkpoint(ckpt_path: str | os.PathLike, kind: str, output_name: str | os.PathLike, *,
+                      model_cfg: Mapping[str, Any] | None = None, use_safetensors: bool = False,
+                      use_ema: bool = True) -> Path:
+    """Write ``<output_name>.ckpt`` (``{"state_dict": ...}``) or ``.safetensors``; returns the path."""
+    from mgeldm.checkpoints import write_state_dict
+
+    ckpt = load_training_checkpoint(ckpt_path)
+    state = unwrap_state(ckpt, kind, use_ema=use_ema, path=ckpt_path)
+    if model_cfg is not None:
+        check_against_config(state, kind, model_cfg, ckpt_path)
+    out = Path(str(output_name))
+    if out.suffix in (".ckpt", ".safetensors"):
+        out = out.with_suffix("")
+    return write_state_dict(state, out.with_name(out.name + (".safetensors" if use_safetensors else ".ckpt")))

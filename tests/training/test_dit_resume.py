@@ -1,0 +1,133 @@
+"""The DiT CLI on the tiny config: loss falls, SIGKILL + `ckpt_path=last` resume is bitwise exact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cmd(save_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "train_dit.py"), "--config-name", "default_dit_tiny", f"save_dir={save_dir}",
+            "trainer.logger=none", *extra]
+
+
+def _env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("WANDB_MODE", None)
+    return env
+
+
+def _run(save_dir: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    out = subprocess.run(_cmd(save_dir, *extra), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def _state(ckpt: Path) -> dict:
+    c = torch.load(ckpt, map_location="cpu", weights_only=False)
+    return c
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a["global_step"] == b["global_step"]
+    sa, sb = a["state_dict"], b["state_dict"]
+    assert sa.keys() == sb.keys()
+    diff = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert not diff, f"{len(diff)} tensors differ, e.g. {diff[:3]}"
+    for oa, ob in zip(a["optimizer_states"], b["optimizer_states"]):
+        for pa, pb in zip(oa["state"].values(), ob["state"].values()):
+            assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert a["mgeldm_rng"]["per_rank"][0]["extra"] == b["mgeldm_rng"]["per_rank"][0]["extra"]
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_is_bitwise_exact(tmp_path):
+    # 16 batches per epoch, 2 loader workers: the kill lands in the second epoch, mid-epoch
+    steps = ["trainer.pl_trainer.max_steps=40", "trainer.num_workers=2"]
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    _run(ref_dir, *steps, "trainer.logger=csv")
+    header = next((ref_dir / "logs").rglob("metrics.csv")).read_text().splitlines()[0].split(",")
+    for col in ("train/loss", "train/loss_mix", "train/loss_submix", "train/loss_src", "train/lr", "train/grad_norm",
+                "train/samples_per_s", "train/nonfinite_steps"):
+        assert col in header, col
+    # the interrupted run: SIGKILL as soon as a checkpoint of step >= 20 exists
+    proc = subprocess.Popen(_cmd(run_dir, *steps), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+
+    def reached() -> bool:  # last.ckpt is replaced atomically, so reading it while the run goes on is safe
+        return torch.load(last, map_location="cpu", weights_only=True)["global_step"] >= 20
+
+    while not (last.exists() and reached()) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    killed_at = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    assert 16 < killed_at < 40
+    _run(run_dir, *steps, "ckpt_path=last")
+    _assert_same(_state(ref_dir / "checkpoints" / "last.ckpt"), _state(last))
+
+
+@pytest.mark.slow
+def test_resume_with_missing_checkpoint_file_is_one_line_error(tmp_path):
+    out = subprocess.run(_cmd(tmp_path, "ckpt_path=/nonexistent/x.ckpt"), cwd=REPO, env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("train_dit.py: error: ckpt_path: /nonexistent/x.ckpt")
+
+
+@pytest.mark.slow
+def test_missing_autoencoder_is_one_line_error(tmp_path):
+    out = subprocess.run(_cmd(tmp_path, "require_autoencoder=true"), cwd=REPO, env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "autoencoder_ckpt_path: missing" in out.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_data_root_without_tracks_is_one_line_error(tmp_path):
+    import numpy as np
+
+    (tmp_path / "root" / "slakh2100" / "train").mkdir(parents=True)
+    np.save(tmp_path / "root" / "zero_latent.npy", np.zeros(8, np.float32))
+    out = subprocess.run(_cmd(tmp_path / "run", "~data.fake", f"+data.data_dir={tmp_path / 'root'}",
+                              "+data.train.slakh2100.subdir=slakh2100", "+data.train.slakh2100.split=train",
+                              "+data.train.slakh2100.num_examples=8"),
+                         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("train_dit.py: error:") and "no usable track" in last
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unwrapped_file_as_resume_checkpoint_is_refused(tmp_path):
+    from mgeldm.checkpoints import write_state_dict
+    from mgeldm.cli.train import resolve_resume
+    from mgeldm.errors import UserError
+
+    path = write_state_dict({"model_dit.w": torch.ones(2)}, tmp_path / "unwrapped.ckpt")
+    with pytest.raises(UserError, match="unwrapped model, not a training checkpoint.*pretrained_ckpt_path"):
+        resolve_resume(str(path), tmp_path, "mgeldm")
+    torch.save({"state_dict": {"autoencoder.w": torch.ones(1)}, "loops": {}}, tmp_path / "ae.ckpt")
+    with pytest.raises(UserError, match="of the autoencoder run, not of mgeldm training"):
+        resolve_resume(str(tmp_path / "ae.ckpt"), tmp_path, "mgeldm")
+    assert resolve_resume(str(tmp_path / "ae.ckpt"), tmp_path, "autoencoder") == str(tmp_path / "ae.ckpt")
+    assert resolve_resume("last", tmp_path, "mgeldm") is None          # nothing to resume yet: fresh run
+    assert resolve_resume(None, tmp_path, "mgeldm") is None
+
+
+@pytest.mark.slow
+def test_last_checkpoint_holds_the_final_step(tmp_path):
+    _run(tmp_path, "trainer.pl_trainer.max_steps=7")  # periodic saves every 5 steps
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 7

@@ -1,0 +1,9 @@
+"""AE training entry point: ``python train_ae.py --config-name default_ae [ckpt_path=last]``.
+
+All logic lives in :mod:`mgeldm.cli.train_ae`.
+"""
+
+from mgeldm.cli.train_ae import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""DiT training entry point: ``python train_dit.py --config-name default_dit ... [ckpt_path=last]``.
+
+All logic lives in :mod:`mgeldm.cli.train_dit`.
+"""
+
+from mgeldm.cli.train_dit import main
+
+if __name__ == "__main__":
+    main()
