@@ -318,9 +318,10 @@ def test_default_model_config_and_clap_path():
 
     cfg = default_model_config()  # configs/dit.yaml's model node, as infer.py composes it
     assert cfg["segment_length"] > 0 and cfg["MGELDM"]["num_tracks"] == 3
-    assert conditioner_ckpt(cfg) is None  # not set in the yaml
+    default = "checkpoints/music_audioset_epoch_15_esc_90.14.pt"  # configs/dit.yaml's clap_ckpt_path
+    assert conditioner_ckpt(cfg) == default
     moved = with_conditioner_ckpt(cfg, "/x/clap.pt")
-    assert conditioner_ckpt(moved) == "/x/clap.pt" and conditioner_ckpt(cfg) is None
+    assert conditioner_ckpt(moved) == "/x/clap.pt" and conditioner_ckpt(cfg) == default
 
 
 @pytest.mark.slow
