@@ -62,6 +62,12 @@ class EncodeSettings:
     chunk_size: int = 1024           # latent frames per chunk (131 s at 16 kHz / 2048)
     chunk_overlap: int = 64          # latent frames cross-faded between chunks
     progress: bool = True
+    # What the *_clap.npy columns hold: "audio" = the embedder's audio embedding of each window (CLAP, the
+    # original); "labels" = the embedder's *text* embedding of the labels the signal really contains (mix: all,
+    # source: its own, submix: the others), the same column for every second. The stand-in for a text-only
+    # embedder (the quickstart's MiniLM), where the stems' labels are known.
+    clap_from: str = "audio"
+    label_template: str = "{labels}"  # the text embedded in "labels" mode ({labels}: "drums, bass, and piano")
 
     @classmethod
     def from_mapping(cls, node: Mapping | None) -> "EncodeSettings":
@@ -72,7 +78,15 @@ class EncodeSettings:
             from mgeldm.errors import UserError
 
             raise UserError(f"pre_encode: unknown settings {unknown}; expected some of {sorted(known)}")
-        return cls(**node)
+        settings = cls(**node)
+        if settings.clap_from not in CLAP_SOURCES:
+            from mgeldm.errors import UserError
+
+            raise UserError(f"pre_encode.clap_from: {settings.clap_from!r}; expected one of {list(CLAP_SOURCES)}")
+        return settings
+
+
+CLAP_SOURCES = ("audio", "labels")
 
 
 # --------------------------------------------------------------------------------------------- hashing
@@ -115,7 +129,13 @@ class TrackEncoder:
         self.settings = settings
         self.ae_sr = int(autoencoder.sample_rate)
         self.ratio = int(autoencoder.downsampling_ratio)
-        self.clap_sr = int(embedder.sample_rate)
+        rate = getattr(embedder, "sample_rate", None)
+        self.clap_sr = int(rate) if rate else None
+        if settings.clap_from == "audio" and self.clap_sr is None:
+            from mgeldm.errors import UserError
+
+            raise UserError("embedder: this embedder is text-only (no sample_rate, no audio embeddings); "
+                            "set pre_encode.clap_from=labels or use an audio embedder such as laion_clap")
 
     # -- AE
     def latents(self, waves: torch.Tensor, sample_rate: int) -> np.ndarray:
@@ -211,6 +231,27 @@ class TrackEncoder:
         return emb.reshape(x.shape[0], n, -1).permute(0, 2, 1).contiguous().numpy()
 
 
+    def num_columns(self, seconds: float) -> int:
+        """Columns of a signal of ``seconds``: ``floor(seconds - window)`` (at least 1), as :meth:`windows`."""
+        return max(1, int(seconds - self.settings.clap_window_seconds))
+
+    def label_embeddings(self, label_lists: Sequence[Sequence[str]], seconds: float) -> np.ndarray:
+        """``clap_from: labels``: ``(N, D, N_sec)``, the text embedding of each signal's labels, repeated per
+        column. A signal without labels (the submix of a one-stem song) gets zeros, like silence."""
+        from mgeldm.data.prompts import join_labels
+
+        n = self.num_columns(seconds)
+        texts = [self.settings.label_template.format(labels=join_labels(ls)) for ls in label_lists if ls]
+        dim = int(self.embedder.dim)
+        out = np.zeros((len(label_lists), dim, n), dtype=np.float32)
+        if texts:
+            with torch.no_grad():
+                emb = self.embedder.embed_text(texts).float().cpu().numpy()
+            rows = [i for i, ls in enumerate(label_lists) if ls]
+            out[rows] = np.repeat(emb[:, :, None], n, axis=2)
+        return out
+
+
 def pad_clip(clip: torch.Tensor, length: int, mode: str = "repeat") -> torch.Tensor:
     """Pad a short clip to ``length``: whole repeats then zeros ("repeat", laion_clap's repeatpad) or zeros."""
     n = clip.shape[-1]
@@ -245,7 +286,12 @@ def encode_track(track: Track, encoder: TrackEncoder, *, mix_only: bool) -> dict
         mix, combs = combinations(track.stems)
         signals = torch.stack([mix] + [w for _, _, src, sub in combs for w in (src, sub)])
     z = encoder.latents(signals, track.sample_rate)
-    c = encoder.embeddings(signals, track.sample_rate)
+    if encoder.settings.clap_from == "labels":
+        labels = [] if mix_only else list(track.stems)
+        label_lists = [labels] + [ls for label, others, _, _ in combs for ls in ([label], others)]
+        c = encoder.label_embeddings(label_lists, signals.shape[-1] / track.sample_rate)
+    else:
+        c = encoder.embeddings(signals, track.sample_rate)
     files: dict[str, object] = {"mix.npy": z[0], "mix_clap.npy": c[0]}
     for k, (label, others, _, _) in enumerate(combs):
         src, sub = 1 + 2 * k, 2 + 2 * k
@@ -497,7 +543,8 @@ def embedder_info(node: Mapping, embedder) -> dict:
     hashes = {k: file_sha256(v) for k, v in sorted(config.items())
               if k.endswith("ckpt_path") and v and Path(str(v)).is_file()}
     return {"type": str(node.get("target") or node.get("type")), "dim": int(embedder.dim),
-            "sample_rate": int(embedder.sample_rate), "sha256": hashes}
+            "sample_rate": int(embedder.sample_rate) if getattr(embedder, "sample_rate", None) else None,
+            "sha256": hashes}
 
 
 def autoencoder_info(ae) -> dict:

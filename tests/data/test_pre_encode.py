@@ -320,3 +320,55 @@ def test_real_tiny_clap_embeds_the_padded_clip(tmp_path, ae, clap_fixtures):
     np.testing.assert_allclose(mix_clap[:, 0], ref, atol=1e-5)
     assert abs(np.linalg.norm(mix_clap[:, 0]) - 1) < 1e-4
     assert json.loads((folder / "comb0" / "comb_info.json").read_text())["sample_rate_clap"] == 48000
+
+
+class _TextOnlyEmbedder:
+    """A text-only conditioner (like the quickstart's MiniLM): no sample_rate, a distinct vector per text."""
+
+    dim = 6
+    sample_rate = None
+
+    def __init__(self):
+        self.texts = []
+
+    def to(self, device=None, dtype=None):
+        return self
+
+    def embed_text(self, texts):
+        self.texts += list(texts)
+        g = [torch.Generator().manual_seed(sum(map(ord, t)) * 7 + len(t)) for t in texts]
+        v = torch.stack([torch.randn(self.dim, generator=x) for x in g])
+        return v / v.norm(dim=-1, keepdim=True)
+
+    def embed_audio(self, audio, sample_rate, *, generator=None):
+        raise AssertionError("labels mode must not embed audio")
+
+
+def test_clap_from_labels_embeds_the_labels_of_each_signal(tmp_path, ae):
+    seconds = 12.5  # two columns: floor(12.5 - 10)
+    reader = build_reader("slakh2100", H.make_slakh(tmp_path / "slakh", seconds))
+    emb = _TextOnlyEmbedder()
+    enc = _encoder(ae, emb, clap_from="labels", label_template="The sound of {labels}.")
+    info = RunInfo(autoencoder_info(ae), embedder_info({"type": "text_only"}, emb))
+    pre_encode([reader], tmp_path / "out", encoder=enc, info=info, echo=lambda s: None)
+    folder = tmp_path / "out" / "slakh2100" / "train" / "track00000"
+    labels = ["Piano", "Bass", "Strings"]
+    ref = lambda text: emb.embed_text([text])[0].numpy()  # noqa: E731
+    mix = np.load(folder / "mix_clap.npy")
+    assert mix.shape == (6, 2) and np.allclose(mix, ref("The sound of piano, bass, and strings.")[:, None], atol=1e-6)
+    for k, label in enumerate(labels):
+        others = [x for x in labels if x != label]
+        src, sub = np.load(folder / f"comb{k}" / "src_clap.npy"), np.load(folder / f"comb{k}" / "submix_clap.npy")
+        assert src.shape == sub.shape == (6, 2)
+        assert np.allclose(src, ref(f"The sound of {label.lower()}.")[:, None], atol=1e-6)
+        assert np.allclose(sub, ref(f"The sound of {others[0].lower()} and {others[1].lower()}.")[:, None], atol=1e-6)
+        assert not np.allclose(src, sub)
+    assert json.loads((folder / "comb0" / "comb_info.json").read_text())["sample_rate_clap"] is None
+    assert json.loads((tmp_path / "out" / "slakh2100" / "manifest.json").read_text())["embedder"]["sample_rate"] is None
+
+
+def test_clap_from_is_checked(ae):
+    with pytest.raises(UserError, match="clap_from"):
+        EncodeSettings.from_mapping({"clap_from": "text"})
+    with pytest.raises(UserError, match="text-only"):
+        TrackEncoder(ae, _TextOnlyEmbedder(), EncodeSettings(clap_from="audio"))

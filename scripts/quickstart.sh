@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# The whole MGE-LDM pipeline on a built-in synthetic corpus, offline, in about 20 minutes on a 2-core CPU:
+#   corpus -> train a small AE -> unwrap -> pre-encode -> train a small DiT -> unwrap -> infer.py
+#   (total_gen, source_extract, partial_gen on held-out songs) -> evaluate.py -> <out>/quickstart_report.{md,json}
+#
+#   bash scripts/quickstart.sh [--out DIR] [--smoke] [--size small|medium] [--gpu]
+#
+# --smoke     a 2-3 minute run of every stage with tiny settings (CI); its numbers mean nothing
+# --size      small (default: the 20-minute CPU recipe) | medium (about 4x the training, more songs)
+# --gpu       run training and inference on the GPU (cuda) with a larger batch; combine with --size medium
+# Every number of the recipe is in configs/quickstart_ae.yaml, configs/quickstart_dit.yaml and
+# configs/model/quickstart_autoencoder.yaml; the overrides below only scale it.
+set -euo pipefail
+
+OUT=./quickstart_out
+SMOKE=0
+SIZE=small
+GPU=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) OUT="$2"; shift 2 ;;
+    --out=*) OUT="${1#*=}"; shift ;;
+    --smoke) SMOKE=1; shift ;;
+    --size) SIZE="$2"; shift 2 ;;
+    --size=*) SIZE="${1#*=}"; shift ;;
+    --gpu) GPU=1; shift ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    *) echo "quickstart.sh: unknown argument $1 (expected --out DIR, --smoke, --size small|medium, --gpu)" >&2; exit 2 ;;
+  esac
+done
+case "$SIZE" in small|medium) ;; *) echo "quickstart.sh: --size $SIZE: expected small or medium" >&2; exit 2 ;; esac
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+PY="${PYTHON:-python3}"
+
+# Offline, and no busy-waiting OpenMP threads: on a CPU shared with other jobs, spinning threads slow
+# PyTorch down by an order of magnitude.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
+
+CLASSES="Drums,Bass,Piano,Guitar,Synth Lead"
+SR=16000
+DEVICE=cpu
+# ---- the recipe, scaled by the options
+if [ "$SMOKE" = 1 ]; then
+  N_TRAIN=4; N_TEST=2; PARA_SONGS=2; SECONDS_MIN=3; SECONDS_MAX=4
+  AE_ARGS=(trainer.pl_trainer.max_steps=6 trainer.batch_size=2 trainer.pl_trainer.max_time=00:00:01:00)
+  DIT_ARGS=(trainer.pl_trainer.max_steps=6 trainer.batch_size=4 trainer.pl_trainer.max_time=00:00:01:00)
+  STEPS=2; EVAL_SECONDS=3; MODE="smoke"
+elif [ "$SIZE" = medium ]; then
+  N_TRAIN=192; N_TEST=16; PARA_SONGS=16; SECONDS_MIN=8; SECONDS_MAX=14
+  AE_ARGS=(trainer.pl_trainer.max_steps=20000 trainer.pl_trainer.max_time=00:00:16:00)
+  DIT_ARGS=(trainer.pl_trainer.max_steps=40000 trainer.pl_trainer.max_time=00:00:30:00 model.MGELDM.depth=8 model.MGELDM.embed_dim=128)
+  STEPS=20; EVAL_SECONDS=8; MODE="medium"
+else
+  N_TRAIN=56; N_TEST=8; PARA_SONGS=4; SECONDS_MIN=6; SECONDS_MAX=10
+  AE_ARGS=(); DIT_ARGS=()
+  STEPS=8; EVAL_SECONDS=3; MODE="small"
+fi
+if [ "$GPU" = 1 ]; then
+  DEVICE=cuda
+  AE_ARGS+=(trainer.pl_trainer.accelerator=gpu trainer.batch_size=32)
+  DIT_ARGS+=(trainer.pl_trainer.accelerator=gpu trainer.batch_size=128)
+  MODE="$MODE, gpu"
+else
+  AE_ARGS+=(trainer.pl_trainer.accelerator=cpu)
+  DIT_ARGS+=(trainer.pl_trainer.accelerator=cpu)
+  MODE="$MODE, cpu"
+fi
+CFG_SCALE=3.0
+OVERLAP=0.128  # seconds of overlap between the 0.512 s DiT windows
+
+START=$(date +%s.%N)  # (now() is defined below; the same clock)
+STAGES="$OUT/stage_seconds.tsv"
+: > "$STAGES"
+N_STAGES=10
+STAGE_NO=0
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+stage() {  # stage NAME COMMAND...: run with progress and timing; stop the quickstart on failure
+  local name="$1"; shift
+  STAGE_NO=$((STAGE_NO + 1))
+  local t0; t0=$(now)
+  printf '\n==== [%d/%d] %s  (%s s elapsed)\n' "$STAGE_NO" "$N_STAGES" "$name" "$(elapsed "$START" "$t0")"
+  if ! "$@"; then
+    echo "quickstart.sh: stage '$name' failed; its log is above. Output so far: $OUT" >&2
+    exit 1
+  fi
+  local t1; t1=$(now)
+  printf '%s\t%s\n' "$name" "$(elapsed "$t0" "$t1")" >> "$STAGES"
+  printf '==== %s done in %s s\n' "$name" "$(elapsed "$t0" "$t1")"
+}
+
+CORPUS="$OUT/corpus"
+LATENTS="$OUT/latents"
+CKPTS="$OUT/checkpoints"
+EVAL="$OUT/eval"
+INFER="$OUT/infer"
+mkdir -p "$CKPTS"
+QS=("$PY" -m mgeldm.cli.quickstart_report)
+PROMPTS="$("${QS[@]}" prompts canonical --classes "$CLASSES")"
+PARAPHRASES="$("${QS[@]}" prompts paraphrase --classes "$CLASSES")"
+echo "MGE-LDM quickstart ($MODE) -> $OUT"
+
+corpus() {
+  "$PY" -m mgeldm.data.synth --out "$CORPUS" --seed 0 --n-train "$N_TRAIN" --n-valid 0 --n-test "$N_TEST" \
+    --seconds "$SECONDS_MIN" "$SECONDS_MAX" --classes "$CLASSES" --overwrite --quiet
+}
+train_ae() {
+  rm -rf "$OUT/runs/ae"
+  "$PY" train_ae.py --config-name quickstart_ae save_dir="$OUT/runs/ae" \
+    data.train.slakh2100.data_dir="$CORPUS" "${AE_ARGS[@]}"
+}
+unwrap_ae() {
+  "$PY" unwrap_model.py --config-name quickstart_ae +type=autoencoder ckpt_path="$OUT/runs/ae/checkpoints/last.ckpt" \
+    +output_name="$CKPTS/autoencoder"
+}
+pre_encode() {
+  rm -rf "$LATENTS"
+  "$PY" pre_encode.py --config-name quickstart_ae ckpt_path="$CKPTS/autoencoder.ckpt" +save_root_dir="$LATENTS" \
+    "+extract_dataset=[slakh2100]" +data_dirs.slakh2100="$CORPUS" +device="$DEVICE"
+}
+train_dit() {
+  rm -rf "$OUT/runs/dit"
+  "$PY" train_dit.py --config-name quickstart_dit save_dir="$OUT/runs/dit" autoencoder_ckpt_path="$CKPTS/autoencoder.ckpt" \
+    data.data_dir="$LATENTS" "${DIT_ARGS[@]}"
+}
+unwrap_dit() {
+  local model_args=()
+  for a in "${DIT_ARGS[@]}"; do case "$a" in model.*) model_args+=("$a") ;; esac; done
+  "$PY" unwrap_model.py --config-name quickstart_dit +type=mgeldm ckpt_path="$OUT/runs/dit/checkpoints/last.ckpt" \
+    +output_name="$CKPTS/mgeldm" "${model_args[@]}" &&
+  "${QS[@]}" init-dit --config-name quickstart_dit --ae "$CKPTS/autoencoder.ckpt" --out "$CKPTS/mgeldm_untrained.ckpt" \
+    "${model_args[@]}"
+}
+prepare_eval() {
+  rm -rf "$EVAL"
+  "${QS[@]}" prepare --corpus "$CORPUS" --eval-dir "$EVAL" --n-songs "$N_TEST" --sample-rate "$SR" \
+    --seconds "$EVAL_SECONDS" --para-songs "$PARA_SONGS" &&
+  "${QS[@]}" oracle --config-name quickstart_ae --ae "$CKPTS/autoencoder.ckpt" --eval-dir "$EVAL" --sample-rate "$SR"
+}
+infer() {  # infer CKPT OUTDIR ARGS...
+  local ckpt="$1" dir="$2"; shift 2
+  local model_args=()
+  for a in "${DIT_ARGS[@]}"; do case "$a" in model.*) model_args+=("$a") ;; esac; done
+  "$PY" infer.py --config-name quickstart_dit ckpt_path="$ckpt" +output_dir="$dir" +device="$DEVICE" ++seed=0 \
+    +num_steps="$STEPS" +cfg_scale="$CFG_SCALE" +overlap_dur="$OVERLAP" "${model_args[@]}" "$@"
+}
+infer_all() {
+  rm -rf "$INFER"
+  echo "-- source_extract, trained DiT, one prompt per stem class (batched): $PROMPTS"
+  infer "$CKPTS/mgeldm.ckpt" "$INFER/extract" +task=source_extract +given_wav_path="$EVAL/mix" "+text_prompt=$PROMPTS" &&
+  echo "-- source_extract, trained DiT, unseen paraphrases: $PARAPHRASES" &&
+  infer "$CKPTS/mgeldm.ckpt" "$INFER/paraphrase" +task=source_extract +given_wav_path="$EVAL/mix_para" "+text_prompt=$PARAPHRASES" &&
+  echo "-- source_extract, DiT at initialisation (baseline)" &&
+  infer "$CKPTS/mgeldm_untrained.ckpt" "$INFER/extract_untrained" +task=source_extract +given_wav_path="$EVAL/mix" "+text_prompt=$PROMPTS" &&
+  echo "-- partial_gen: add the drums (or the song's last stem) to the rest" &&
+  infer "$CKPTS/mgeldm.ckpt" "$INFER/partial_gen" +task=partial_gen +given_wav_path="$EVAL/submix" "+text_prompt='The sound of drums.'" &&
+  echo "-- total_gen: a whole mix from text" &&
+  infer "$CKPTS/mgeldm.ckpt" "$INFER/total_gen" +task=total_gen +gen_audio_dur=4 "+text_prompt='The sound of drums, bass, and piano.'"
+}
+evaluate() {
+  "${QS[@]}" collect --run-dir "$INFER/extract" --eval-dir "$EVAL" --dest "$EVAL/pred" --classes "$CLASSES" &&
+  "${QS[@]}" collect --run-dir "$INFER/extract_untrained" --eval-dir "$EVAL" --dest "$EVAL/pred_untrained" --classes "$CLASSES" &&
+  "$PY" evaluate.py +pred_dir="$EVAL/pred" +ref_dir="$EVAL/ref" +mix_dir="$EVAL/mix" +oracle_dir="$EVAL/oracle" \
+    "+metrics=[si_sdr,si_sdri,logmel_l1,logmel_l1_ratio_vs_mix]" +output="$EVAL/evaluation.json" +sample_rate="$SR" progress=false &&
+  "$PY" evaluate.py +pred_dir="$EVAL/pred_untrained" +ref_dir="$EVAL/ref" +mix_dir="$EVAL/mix" \
+    "+metrics=[si_sdr,si_sdri,logmel_l1,logmel_l1_ratio_vs_mix]" +output="$EVAL/evaluation_untrained.json" +sample_rate="$SR" progress=false
+}
+
+stage corpus corpus
+stage train_ae train_ae
+stage unwrap_ae unwrap_ae
+stage pre_encode pre_encode
+stage train_dit train_dit
+stage unwrap_dit unwrap_dit
+stage prepare_eval prepare_eval
+stage infer infer_all
+stage evaluate evaluate
+report() {
+  "${QS[@]}" report --out "$OUT" --eval-dir "$EVAL" --evaluation "$EVAL/evaluation.json" \
+    --untrained-evaluation "$EVAL/evaluation_untrained.json" --extract-run "$INFER/extract" \
+    --paraphrase-run "$INFER/paraphrase" --classes "$CLASSES" --stages "$STAGES" --start-time "$START" --mode "$MODE"
+}
+stage report report
+echo
+echo "quickstart done in $(elapsed "$START" "$(now)") s: $OUT/quickstart_report.md, $OUT/quickstart_report.json"
