@@ -84,9 +84,12 @@ def sync(device: torch.device) -> None:
 
 
 def timed(fn, device: torch.device, warmup: int, steps: int) -> float:
+    """Mean seconds per call of ``fn`` after ``warmup`` calls; CUDA peak memory counts from after the warm-up."""
     for _ in range(warmup):
         fn()
     sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(steps):
         fn()
@@ -158,8 +161,6 @@ def main() -> None:
             flash = False
     t_fwd = timed(forward, device, warmup, steps)
     model.train()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     t_train = timed(train_step, device, warmup, steps)
     peak_mb = (
         torch.cuda.max_memory_allocated(device) / 2**20

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_dit import DTYPES, SMALL, device_peak, per_token_params, sync  # noqa: E402
+from bench_dit import DTYPES, SMALL, device_peak, per_token_params, sync, timed  # noqa: E402
 
 from mgeldm.training.dit_module import DiTTrainingModule  # noqa: E402
 from mgeldm.training.fake_data import FakeLatentDataset  # noqa: E402
@@ -97,16 +97,7 @@ def _plain_loop(module: DiTTrainingModule, loader, device: torch.device, dtype: 
         sch.step()
         module.diffusion_ema.update()
 
-    for _ in range(warmup):
-        step()
-    sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    return (time.perf_counter() - start) / steps
+    return timed(step, device, warmup, steps)
 
 
 def main() -> None:

@@ -81,7 +81,29 @@ def set_dataset_epoch(loaders: Any, epoch: int) -> None:
             ds.set_epoch(epoch)
 
 
-class DiTDemoCallback(pl.Callback):
+class _EveryNSteps(pl.Callback):
+    """Calls ``render(pl_module, step)`` once every ``self.every`` optimizer steps, on rank 0 only.
+
+    ``global_step`` counts optimizer steps, so with several optimizers (the AE) or gradient
+    accumulation it can stay the same over batches: each step renders at most once.
+    """
+
+    every: int = 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        if self.every <= 0 or step == 0 or step % self.every or not trainer.is_global_zero:
+            return
+        if getattr(self, "_last_step", None) == step:
+            return
+        self._last_step = step
+        self.render(pl_module, step)
+
+    def render(self, pl_module, step: int) -> list[Path]:
+        raise NotImplementedError
+
+
+class DiTDemoCallback(_EveryNSteps):
     """Every ``every_n_steps`` optimizer steps: total generation and extraction with the EMA DiT.
 
     ``prompts`` are source-track texts; extraction uses the first items of ``demo_batch`` (latents)
@@ -95,15 +117,6 @@ class DiTDemoCallback(pl.Callback):
         self.prompts = list(prompts or ["The sound of piano."])
         self.num_demos, self.steps, self.cfg_scale, self.t_min, self.seed = num_demos, steps, cfg_scale, t_min, seed
         self.demo_batch = demo_batch
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        step = trainer.global_step
-        if self.every <= 0 or step == 0 or step % self.every or not trainer.is_global_zero:
-            return
-        if getattr(self, "_last_step", None) == step:
-            return
-        self._last_step = step
-        self.render(pl_module, step)
 
     @torch.no_grad()
     def render(self, pl_module, step: int) -> list[Path]:
@@ -159,21 +172,12 @@ class DiTDemoCallback(pl.Callback):
         return out
 
 
-class AEDemoCallback(pl.Callback):
+class AEDemoCallback(_EveryNSteps):
     """Every ``every_n_steps`` steps: reconstruct ``demo_audio`` with the EMA AE; write wavs + pngs."""
 
     def __init__(self, out_dir: str | os.PathLike, demo_audio: torch.Tensor, every_n_steps: int = 10000,
                  sample_rate: int = 16000) -> None:
         self.out_dir, self.audio, self.every, self.sample_rate = Path(out_dir), demo_audio, int(every_n_steps), sample_rate
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        step = trainer.global_step
-        if self.every <= 0 or step == 0 or step % self.every or not trainer.is_global_zero:
-            return
-        if getattr(self, "_last_step", None) == step:
-            return
-        self._last_step = step
-        self.render(pl_module, step)
 
     @torch.no_grad()
     def render(self, pl_module, step: int) -> list[Path]:
