@@ -110,8 +110,8 @@ def save_spectrogram_png(
                     extent=(0, dur, 0, sample_rate / 2))
     ax.set_xlabel("time (s)")
     ax.set_ylabel("frequency (Hz)")
-    fig.colorbar(img, ax=ax, format="%+2.0f dB")
-    fig.tight_layout()
+    fig.colorbar(img, ax=ax, format="%+2.0f dB", fraction=0.05, pad=0.015)
+    fig.subplots_adjust(left=0.07, right=0.955, bottom=0.12, top=0.96)  # fixed margins: tight_layout costs 1/4
     tmp = _atomic_target(path)
     try:
         fig.savefig(tmp, format="png")

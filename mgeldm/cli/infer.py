@@ -20,6 +20,7 @@ Options passed with ``+`` (the original's) have their defaults here, not in the 
 +encode_sample     false = VAE mean (default); true = sample as the original
 +output_sr         also write every result at this rate (e.g. the input's)
 +compile           true: torch.compile the DiT (CUDA graphs on CUDA); pays a one-off compilation
++save_png          false: write the wavs only, no spectrogram pngs (default true, as the original)
 =================  ===========================================================================
 """
 
@@ -40,7 +41,7 @@ from mgeldm.errors import UserError
 
 OPTIONS = ("task", "gen_audio_dur", "given_wav_path", "text_prompt", "query_wav_path", "num_steps", "cfg_scale",
            "overlap_dur", "repaint_n", "eta", "output_dir", "device", "precision", "seed", "encode_sample",
-           "output_sr", "compile")
+           "output_sr", "compile", "save_png")
 GIVEN_TASKS = ("source_extract", "partial_gen", "accomp_gen", "partial_gen_iter")
 DEFAULT_OUTPUT_DIR = "./outputs_infer/"
 DEFAULT_GEN_DUR = 30.0
@@ -79,6 +80,7 @@ class InferOptions:
     encode_sample: bool
     output_sr: int | None
     compile: bool = False
+    save_png: bool = True
     model_cfg: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
@@ -302,6 +304,7 @@ def parse_options(cfg: Mapping) -> InferOptions:
     seed = _integer(cfg, "seed", None, minimum=0)
     encode_sample = _boolean(cfg, "encode_sample", False)
     compile_dit = _boolean(cfg, "compile", False)
+    save_png = _boolean(cfg, "save_png", True)
     device = str(cfg.get("device", None) or "auto")
     resolve_device(device)
     precision = str(cfg.get("precision", None) or "fp32")
@@ -319,7 +322,7 @@ def parse_options(cfg: Mapping) -> InferOptions:
                         query_wav_path=query_path, query=query, num_steps=steps, cfg_scale=cfg_scale,
                         overlap_dur=overlap, repaint_n=repaint_n, eta=eta, output_dir=output_dir, device=device,
                         precision=precision, seed=seed, encode_sample=encode_sample, output_sr=output_sr,
-                        compile=compile_dit, model_cfg=model_cfg)
+                        compile=compile_dit, save_png=save_png, model_cfg=model_cfg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,7 +391,8 @@ def run(opts: InferOptions) -> Path:
 
     with RunFolder(opts.output_dir, TASK_SUBDIRS[opts.task]) as folder:
         def save(parts: tuple[str, ...], key: str, wave: torch.Tensor) -> None:
-            for p in folder.write_audio(parts, key, wave, sr, extra_sample_rate=opts.output_sr):
+            for p in folder.write_audio(parts, key, wave, sr, extra_sample_rate=opts.output_sr,
+                                          png=opts.save_png):
                 written.append(str(p.relative_to(folder.tmp)))
 
         jobs = opts.inputs if opts.task != "total_gen" else [None]

@@ -223,12 +223,14 @@ def test_several_prompts_folder_input_and_iterative(tiny):
 
     proc = subprocess.run([sys.executable, "infer.py", "--config-name", "default_dit_scratch", *base[4:],
                            "+task=partial_gen_iter", f"+given_wav_path={short}",
-                           "+text_prompt='The sound of drums; Jazz piano'"],
+                           "+text_prompt='The sound of drums; Jazz piano'", "+save_png=false"],
                           cwd=tiny["work"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     folder = out / "partial_gen_iter" / "output_0000"
     wavs = sorted(p.name for p in folder.glob("*.wav"))
     assert wavs == ["gen_mix.wav", "gen_src_0_the_sound_of_drums.wav", "gen_src_1_jazz_piano.wav", "given_wav.wav"]
+    assert not list(folder.glob("*.png"))  # +save_png=false
+    assert list((out / "accomp_gen" / "output_0000").glob("*.png"))  # the default writes them
     mix = _wav(folder / "gen_mix.wav")[0]
     singles = [_wav(folder / w)[0] for w in wavs if w != "gen_mix.wav"]
     ok = np.all([np.abs(x) < 0.999 for x in singles + [mix]], axis=0)  # PCM_16 clips

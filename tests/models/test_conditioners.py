@@ -98,11 +98,13 @@ def test_sentence_encoder(minilm):
     prompts = ["a calm piano melody", "heavy metal drums", "a calm piano melody"]
     out = minilm.embed_text(prompts)
     assert out.shape == (3, config["hidden_size"]) and out.dtype == torch.float32
-    assert torch.allclose(out.norm(dim=-1), torch.ones(3), atol=1e-5)
+    scale = float(yaml.safe_load(MINILM_YAML.read_text())["config"]["output_scale"])
+    assert minilm.output_scale == scale
+    assert torch.allclose(out.norm(dim=-1), torch.full((3,), scale), atol=1e-5 * scale)
     assert torch.equal(out[0], out[2]) and not torch.allclose(out[0], out[1])
     # padding inside a batch does not change a prompt's embedding (mean over real tokens only)
     alone = minilm._encode(["heavy metal drums"])[0]
-    assert torch.allclose(alone, out[1], atol=1e-5)
+    assert torch.allclose(alone, out[1], atol=1e-5 * scale)
     with pytest.raises(UserError, match="text-only"):
         minilm.embed_audio(torch.zeros(1, 16000), 16000)
 
@@ -113,4 +115,16 @@ def test_sentence_encoder_matches_sentence_transformers(minilm):
     model = st.SentenceTransformer(str(bundled_minilm_path()), device="cpu", local_files_only=True)
     prompts = ["lo-fi hip hop beat", "An orchestra plays a slow waltz in three-four time."]
     ref = torch.as_tensor(model.encode(prompts))
-    assert torch.allclose(minilm.embed_text(prompts), ref, atol=1e-5)
+    assert torch.allclose(minilm.embed_text(prompts) / minilm.output_scale, ref, atol=1e-5)
+
+
+def test_sentence_encoder_output_scale(minilm):
+    """output_scale multiplies the unit vectors (same directions); a non-positive scale is one clear error."""
+    node = yaml.safe_load(MINILM_YAML.read_text())
+    unit = build_conditioner({**node, "config": {**node["config"], "output_scale": 1.0}})
+    prompts = ["a calm piano melody", "heavy metal drums"]
+    a, b = unit.embed_text(prompts), minilm.embed_text(prompts)
+    assert torch.allclose(a.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(b, a * minilm.output_scale, atol=1e-5 * minilm.output_scale)
+    with pytest.raises(UserError, match="output_scale"):
+        build_conditioner({**node, "config": {**node["config"], "output_scale": 0}})
