@@ -50,16 +50,16 @@ if [ "$SMOKE" = 1 ]; then
   N_TRAIN=4; N_TEST=2; PARA_SONGS=2; SECONDS_MIN=3; SECONDS_MAX=4
   AE_ARGS=(trainer.pl_trainer.max_steps=6 trainer.batch_size=2 trainer.pl_trainer.max_time=00:00:01:00)
   DIT_ARGS=(trainer.pl_trainer.max_steps=6 trainer.batch_size=4 trainer.pl_trainer.max_time=00:00:01:00)
-  STEPS=2; EVAL_SECONDS=3; MODE="smoke"
+  STEPS=2; GEN_STEPS=2; EVAL_SECONDS=3; MODE="smoke"
 elif [ "$SIZE" = medium ]; then
   N_TRAIN=192; N_TEST=16; PARA_SONGS=16; SECONDS_MIN=8; SECONDS_MAX=14
   AE_ARGS=(trainer.pl_trainer.max_steps=20000 trainer.pl_trainer.max_time=00:00:16:00)
   DIT_ARGS=(trainer.pl_trainer.max_steps=40000 trainer.pl_trainer.max_time=00:00:30:00 model.MGELDM.depth=8 model.MGELDM.embed_dim=128)
-  STEPS=20; EVAL_SECONDS=8; MODE="medium"
+  STEPS=20; GEN_STEPS=50; EVAL_SECONDS=8; MODE="medium"
 else
-  N_TRAIN=56; N_TEST=8; PARA_SONGS=4; SECONDS_MIN=6; SECONDS_MAX=10
+  N_TRAIN=56; N_TEST=8; PARA_SONGS=8; SECONDS_MIN=6; SECONDS_MAX=10
   AE_ARGS=(); DIT_ARGS=()
-  STEPS=8; EVAL_SECONDS=3; MODE="small"
+  STEPS=4; GEN_STEPS=8; EVAL_SECONDS=3; MODE="small"  # STEPS: extraction; GEN_STEPS: partial/total gen demos
 fi
 if [ "$GPU" = 1 ]; then
   DEVICE=cuda
@@ -71,7 +71,7 @@ else
   DIT_ARGS+=(trainer.pl_trainer.accelerator=cpu)
   MODE="$MODE, cpu"
 fi
-CFG_SCALE=3.0
+CFG_SCALE=2.0  # stronger guidance pushes a briefly trained DiT's latents out of range (louder, noisier)
 OVERLAP=0.128  # seconds of overlap between the 0.512 s DiT windows
 
 START=$(date +%s.%N)  # (now() is defined below; the same clock)
@@ -155,13 +155,17 @@ infer_all() {
   echo "-- source_extract, trained DiT, one prompt per stem class (batched): $PROMPTS"
   infer "$CKPTS/mgeldm.ckpt" "$INFER/extract" +task=source_extract +given_wav_path="$EVAL/mix" "+text_prompt=$PROMPTS" &&
   echo "-- source_extract, trained DiT, unseen paraphrases: $PARAPHRASES" &&
-  infer "$CKPTS/mgeldm.ckpt" "$INFER/paraphrase" +task=source_extract +given_wav_path="$EVAL/mix_para" "+text_prompt=$PARAPHRASES" &&
+  infer "$CKPTS/mgeldm.ckpt" "$INFER/paraphrase" +task=source_extract +given_wav_path="$EVAL/mix_para" "+text_prompt=$PARAPHRASES" \
+    +save_png=false &&
   echo "-- source_extract, DiT at initialisation (baseline)" &&
-  infer "$CKPTS/mgeldm_untrained.ckpt" "$INFER/extract_untrained" +task=source_extract +given_wav_path="$EVAL/mix" "+text_prompt=$PROMPTS" &&
+  infer "$CKPTS/mgeldm_untrained.ckpt" "$INFER/extract_untrained" +task=source_extract +given_wav_path="$EVAL/mix" "+text_prompt=$PROMPTS" \
+    +save_png=false &&
   echo "-- partial_gen: add the drums (or the song's last stem) to the rest" &&
-  infer "$CKPTS/mgeldm.ckpt" "$INFER/partial_gen" +task=partial_gen +given_wav_path="$EVAL/submix" "+text_prompt='The sound of drums.'" &&
+  infer "$CKPTS/mgeldm.ckpt" "$INFER/partial_gen" +task=partial_gen +given_wav_path="$EVAL/submix" "+text_prompt='The sound of drums.'" \
+    ++num_steps="$GEN_STEPS" &&
   echo "-- total_gen: a whole mix from text" &&
-  infer "$CKPTS/mgeldm.ckpt" "$INFER/total_gen" +task=total_gen +gen_audio_dur=4 "+text_prompt='The sound of drums, bass, and piano.'"
+  infer "$CKPTS/mgeldm.ckpt" "$INFER/total_gen" +task=total_gen +gen_audio_dur=4 "+text_prompt='The sound of drums, bass, and piano.'" \
+    ++num_steps="$GEN_STEPS"
 }
 evaluate() {
   "${QS[@]}" collect --run-dir "$INFER/extract" --eval-dir "$EVAL" --dest "$EVAL/pred" --classes "$CLASSES" &&
