@@ -71,7 +71,7 @@ else
   DIT_ARGS+=(trainer.pl_trainer.accelerator=cpu)
   MODE="$MODE, cpu"
 fi
-CFG_SCALE=2.0  # stronger guidance pushes a briefly trained DiT's latents out of range (louder, noisier)
+CFG_SCALE=2.0  # with STEPS=4: about the scores of 8 steps at CFG 3 for half the model calls (measured on this recipe)
 OVERLAP=0.128  # seconds of overlap between the 0.512 s DiT windows
 
 START=$(date +%s.%N)  # (now() is defined below; the same clock)
