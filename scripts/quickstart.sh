@@ -105,6 +105,7 @@ QS=("$PY" -m mgeldm.cli.quickstart_report)
 PROMPTS="$("${QS[@]}" prompts canonical --classes "$CLASSES")"
 PARAPHRASES="$("${QS[@]}" prompts paraphrase --classes "$CLASSES")"
 echo "MGE-LDM quickstart ($MODE) -> $OUT"
+echo "$CLASSES" > "$OUT/classes.txt"  # the prompted stem classes, in prompt order (scripts/quickstart_curve.sh reads it)
 
 corpus() {
   "$PY" -m mgeldm.data.synth --out "$CORPUS" --seed 0 --n-train "$N_TRAIN" --n-valid 0 --n-test "$N_TEST" \

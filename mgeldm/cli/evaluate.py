@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -28,6 +27,7 @@ import torch
 
 from mgeldm.audio import load_audio, resample, to_mono
 from mgeldm.errors import UserError
+from mgeldm.files import write_text_atomic
 from mgeldm.metrics.bootstrap import summarize
 from mgeldm.metrics.logmel import LogMelConfig, log_mel
 from mgeldm.metrics.sisdr import si_sdr, si_sdr_improvement
@@ -280,13 +280,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def output_paths(output: str) -> tuple[Path, Path]:
     """``X.json`` -> (X.json, X.md); anything else is a folder holding evaluation.json / evaluation.md."""
     p = Path(str(output))
@@ -321,7 +314,7 @@ def run(cfg: Mapping) -> dict:
                             n_boot=int(boot.get("n_boot", 1000)), seed=int(boot.get("seed", 0)),
                             embedder_factory=factory, progress=bool(get("progress", True)))
     json_path, md_path = output_paths(get("output"))
-    _write_atomic(json_path, json.dumps(result, indent=1))
-    _write_atomic(md_path, markdown(result))
+    write_text_atomic(json_path, json.dumps(result, indent=1))
+    write_text_atomic(md_path, markdown(result))
     print(f"wrote {json_path} and {md_path}")
     return result

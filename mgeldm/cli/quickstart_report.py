@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from mgeldm.errors import UserError
+from mgeldm.files import write_text_atomic
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 PROMPT_TEMPLATE = "The sound of {label}."          # one of the 25 training templates
@@ -135,7 +136,7 @@ def prepare(corpus: str, out: str, n_songs: int, sample_rate: int, pngs: bool = 
         missing = "Drums" if "Drums" in stems else list(stems)[-1]
         save(root / "submix" / f"{name}.wav", mix - stems[missing])  # (a left-out silent stem stays in)
         songs[name] = {"labels": list(stems), "partial_label": missing, "seconds": length / sample_rate}
-    (root / "songs.json").write_text(json.dumps(songs, indent=1))
+    write_text_atomic(root / "songs.json", json.dumps(songs, indent=1))
     # the paraphrase runs (5 prompts per stem class) use the first ``para_songs`` songs: mix_para/
     for name in sorted(songs)[:para_songs or len(songs)]:
         (root / "mix_para").mkdir(exist_ok=True)
@@ -171,16 +172,20 @@ def oracle(config_name: str, ae_ckpt: str, eval_dir: str, sample_rate: int, over
     root = Path(eval_dir)
     n = 0
     for path in sorted((root / "ref").rglob("*.wav")):
-        wave = load_mono(path, sample_rate)[0]
-        length = wave.shape[-1]
-        padded = torch.nn.functional.pad(wave, (0, -length % ae.downsampling_ratio))
-        with torch.no_grad():
-            y = ae.decode_audio(ae.encode_audio(padded[None, None]))[0, 0, :length]
+        y = round_trip(ae, load_mono(path, sample_rate)[0])
         dest = root / "oracle" / path.relative_to(root / "ref")
         dest.parent.mkdir(parents=True, exist_ok=True)
         write_wav(dest, y, sample_rate)
         n += 1
     return n
+
+
+def round_trip(ae: torch.nn.Module, wave: torch.Tensor) -> torch.Tensor:
+    """(L,) audio through the AE's encode + decode, padded to a whole latent frame and cut back to L."""
+    length = wave.shape[-1]
+    padded = torch.nn.functional.pad(wave, (0, -length % ae.downsampling_ratio))
+    with torch.no_grad():
+        return ae.decode_audio(ae.encode_audio(padded[None, None]))[0, 0, :length]
 
 
 # --------------------------------------------------------------------------------------------- infer outputs
@@ -452,14 +457,14 @@ def main(argv: list[str] | None = None) -> int:
                                   prompt_hits=hits, para_hits=para, stage_seconds=stages,
                                   wall_seconds=time.time() - args.start_time, n_songs=len(songs))
             out = Path(args.out)
-            (out / "quickstart_report.json").write_text(json.dumps(report, indent=1) + "\n")
+            write_text_atomic(out / "quickstart_report.json", json.dumps(report, indent=1) + "\n")
             n_para = len(list((Path(args.eval_dir) / "mix_para").glob("*.wav")))
             extra = {"mode": args.mode, "n_paraphrases": 5, "n_para_songs": n_para,
                      "paraphrases": {c: list(PARAPHRASES[c]) for c in classes if c in PARAPHRASES},
                      "files": {"evaluation (trained)": args.evaluation, "evaluation (untrained)": args.untrained_evaluation,
                                "source extraction run": str(latest_run(args.extract_run)),
                                "paraphrase run": str(latest_run(args.paraphrase_run))}}
-            (out / "quickstart_report.md").write_text(markdown(report, extra))
+            write_text_atomic(out / "quickstart_report.md", markdown(report, extra))
             print((out / "quickstart_report.md").read_text())
     except UserError as err:
         print(f"quickstart_report: error: {err}", file=sys.stderr)

@@ -36,13 +36,23 @@ def check_report(report: dict) -> None:
     assert all(_is_number(v) and v >= 0 for v in report["stage_seconds"].values())
 
 
-@pytest.mark.slow
-def test_smoke_quickstart_writes_a_full_report(tmp_path):
-    out = tmp_path / "qs"
+def _run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh"), "--smoke", "--out", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(["bash", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def smoke_out(tmp_path_factory) -> Path:
+    """One ``quickstart.sh --smoke`` run shared by the tests of this module."""
+    out = tmp_path_factory.mktemp("quickstart") / "qs"
+    proc = _run([str(REPO / "scripts" / "quickstart.sh"), "--smoke", "--out", str(out)])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_smoke_quickstart_writes_a_full_report(smoke_out):
+    out = smoke_out
     report = json.loads((out / "quickstart_report.json").read_text())
     check_report(report)
     assert set(report["stage_seconds"]) >= {"corpus", "train_ae", "pre_encode", "train_dit", "infer", "evaluate"}
@@ -102,3 +112,63 @@ def test_paraphrases_never_appear_in_training_prompts():
     canonical = [p for _, p in prompt_list(list(PARAPHRASES))]
     assert all(p.startswith("The sound of ") for p in canonical)
     assert len(paraphrase_list(list(PARAPHRASES))) == 5 * len(PARAPHRASES)
+
+
+@pytest.mark.slow
+def test_curve_scores_every_checkpoint_of_a_longer_run(smoke_out, tmp_path):
+    curve = tmp_path / "curve"
+    proc = _run([str(REPO / "scripts" / "quickstart_curve.sh"), "--from", str(smoke_out), "--model", "dit",
+                 "--minutes", "1", "--every", "2", "--max-steps", "4", "--out", str(curve)])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads((curve / "curve.json").read_text())
+    assert [r["step"] for r in rows] == [2, 4, None]                # step00000002, step00000004, last
+    songs = json.loads((smoke_out / "eval" / "songs.json").read_text())
+    assert all(r["n_pairs"] == sum(len(s["labels"]) for s in songs.values()) for r in rows)
+    for r in rows:
+        assert math.isfinite(r["logmel_l1_ratio_vs_mix"]) and r["logmel_l1_ratio_vs_mix"] > 0
+        assert 0.0 <= r["prompt_accuracy"] <= 1.0
+    # last.ckpt holds the step-4 weights: the same checkpoint scores the same (seeded inference)
+    assert rows[2]["logmel_l1_ratio_vs_mix"] == rows[1]["logmel_l1_ratio_vs_mix"]
+    assert rows[0]["logmel_l1_ratio_vs_mix"] != rows[1]["logmel_l1_ratio_vs_mix"]   # training moved it
+    assert "| step00000004.ckpt | 4 |" in (curve / "curve.md").read_text()
+
+
+def test_curve_rejects_a_folder_that_is_not_a_quickstart_output(tmp_path):
+    proc = _run([str(REPO / "scripts" / "quickstart_curve.sh"), "--from", str(tmp_path)], timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "eval/songs.json: missing" in proc.stderr
+
+
+def _tone(freq: float, n: int = 16000, sr: int = 16000):
+    import torch
+
+    t = torch.arange(n) / sr
+    return 0.3 * torch.sin(2 * torch.pi * freq * t)
+
+
+def test_score_ratio_and_accuracy_on_known_estimates():
+    import torch
+
+    from mgeldm.cli.quickstart_score import score
+
+    stems = {"Bass": _tone(80.0), "Synth Lead": _tone(2000.0)}
+    mix = stems["Bass"] + stems["Synth Lead"]
+    songs = {"s1": (mix, stems), "s2": (mix * 0.5, {k: v * 0.5 for k, v in stems.items()})}
+    perfect = score(lambda song, m, st: dict(st), songs, 16000)
+    assert perfect["logmel_l1_ratio_vs_mix"] == 0.0 and perfect["prompt_accuracy"] == 1.0
+    assert perfect["n_pairs"] == 4 and set(perfect["per_stem"]) == {"Bass", "Synth Lead"}
+    the_mix = score(lambda song, m, st: {k: m for k in st}, songs, 16000)
+    assert the_mix["logmel_l1_ratio_vs_mix"] == pytest.approx(1.0)
+    swapped = score(lambda song, m, st: {"Bass": st["Synth Lead"], "Synth Lead": st["Bass"]}, songs, 16000)
+    assert swapped["prompt_accuracy"] == 0.0 and swapped["logmel_l1_ratio_vs_mix"] > 0.5
+    half = score(lambda song, m, st: {"Bass": st["Bass"], "Synth Lead": torch.zeros_like(m)}, songs, 16000)
+    assert half["per_stem"]["Bass"]["prompt_accuracy"] == 1.0 and half["per_stem"]["Bass"]["logmel_l1_ratio_vs_mix"] == 0.0
+    assert half["per_stem"]["Synth Lead"]["logmel_l1_ratio_vs_mix"] > 1.0
+
+
+def test_checkpoint_step_from_names():
+    from mgeldm.cli.quickstart_score import checkpoint_step
+
+    assert checkpoint_step("run/step00001400.ckpt") == 1400
+    assert checkpoint_step("unwrapped/step00000002.ckpt") == 2
+    assert checkpoint_step("last.ckpt") is None

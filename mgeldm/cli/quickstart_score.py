@@ -1,0 +1,195 @@
+"""Score checkpoints on a quickstart's held-out songs: how far does more training take the recipe?
+
+``python -m mgeldm.cli.quickstart_score dit --eval-dir OUT/eval --output curve.json CKPT [CKPT ...]``
+extracts every stem class of every held-out song with each unwrapped MGE-LDM checkpoint (the canonical
+prompts, as the report) and writes, per checkpoint, the report's ``logmel_l1_ratio_vs_mix`` and
+``prompt_accuracy``, overall and per stem. ``ae`` does the same for unwrapped autoencoder checkpoints with
+the oracle ratio (the true stems through the AE round trip). ``scripts/quickstart_curve.sh`` trains for
+longer with periodic checkpoints and calls this.
+
+The metric is the report's (Log-Mel L1 of ``configs/evaluate.yaml``'s defaults, ratio to the mixture's
+distance, closest-stem rule for the accuracy), computed in memory: the report scores 16-bit wav files, so
+the two differ by the quantisation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mgeldm.cli.quickstart_report import _closest_is, _share, compose, prompt_list, slug
+from mgeldm.errors import UserError
+from mgeldm.files import write_text_atomic
+
+Estimator = Callable[[str, torch.Tensor, Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]]
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """The training step in a checkpoint's name (``step00001400...``), else None."""
+    m = re.search(r"step0*(\d+)", Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def load_songs(eval_dir: str | Path, sample_rate: int) -> dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """``{song: (mix (L,), {label: stem (L,)})}`` from a folder written by ``quickstart_report prepare``."""
+    from mgeldm.audio import load_mono
+
+    root = Path(eval_dir)
+    if not (root / "songs.json").is_file():
+        raise UserError(f"{root}: no songs.json (expected the eval folder of a quickstart run, <out>/eval)")
+    songs = json.loads((root / "songs.json").read_text())
+    out = {}
+    for song, info in sorted(songs.items()):
+        mix = load_mono(root / "mix" / f"{song}.wav", sample_rate)[0]
+        stems = {label: load_mono(root / "ref" / slug(label) / f"{song}.wav", sample_rate)[0] for label in info["labels"]}
+        out[song] = (mix, stems)
+    return out
+
+
+def score(estimate: Estimator, songs: Mapping[str, tuple[torch.Tensor, Mapping[str, torch.Tensor]]],
+          sample_rate: int) -> dict[str, Any]:
+    """Ratio to the mixture and closest-stem accuracy of ``estimate(song, mix, stems) -> {label: estimate}``."""
+    from mgeldm.metrics.logmel import LogMelConfig, logmel_l1
+
+    cfg = LogMelConfig(sample_rate=sample_rate)
+    ratios: dict[str, list[float]] = {}
+    hits: dict[str, list[bool]] = {}
+    for song, (mix, stems) in songs.items():
+        for label, est in estimate(song, mix, stems).items():
+            n = min(est.shape[-1], mix.shape[-1], stems[label].shape[-1])
+            ref = stems[label][:n]
+            ratio = float(logmel_l1(est[:n], ref, cfg) / logmel_l1(mix[:n], ref, cfg))
+            ratios.setdefault(label, []).append(ratio)
+            hits.setdefault(label, []).append(_closest_is(est, stems, label, sample_rate))
+    every = [r for v in ratios.values() for r in v]
+    if not every:
+        raise UserError("no (song, stem) pair to score")
+    return {
+        "logmel_l1_ratio_vs_mix": sum(every) / len(every),
+        "prompt_accuracy": _share([h for v in hits.values() for h in v]),
+        "n_pairs": len(every),
+        "per_stem": {label: {"logmel_l1_ratio_vs_mix": sum(v) / len(v), "prompt_accuracy": _share(hits[label])}
+                     for label, v in sorted(ratios.items())},
+    }
+
+
+def dit_estimator(ckpt: str, cfg: Mapping, classes: Sequence[str], sample_rate: int, *, steps: int,
+                  cfg_scale: float, overlap: float, seed: int, device: str) -> Estimator:
+    """Source extraction with the canonical prompt of every class (one batched call per song)."""
+    from mgeldm.api import MGELDM
+
+    model = MGELDM.from_pretrained(ckpt, model_config=cfg["model"], device=device)
+    pairs = prompt_list(classes)
+
+    def estimate(song: str, mix: torch.Tensor, stems: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = model.extract(mix[None], sample_rate, [p for _, p in pairs], steps=steps, cfg_scale=cfg_scale,
+                            overlap=overlap, seed=seed)["gen_src"].float().cpu()
+        return {label: out[k] for k, (label, _) in enumerate(pairs) if label in stems}
+
+    return estimate
+
+
+def ae_estimator(ckpt: str, cfg: Mapping) -> Estimator:
+    """The true stems through the AE round trip (the oracle of the report)."""
+    from mgeldm.checkpoints import load_weights, read_state_dict
+    from mgeldm.cli.quickstart_report import round_trip
+    from mgeldm.models.autoencoder import build_autoencoder
+
+    ae = build_autoencoder(cfg["model"])
+    load_weights(ae, read_state_dict(ckpt), what="an autoencoder checkpoint", path=ckpt)
+    ae.eval()
+    return lambda song, mix, stems: {label: round_trip(ae, wave) for label, wave in stems.items()}
+
+
+def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_name: str | None = None,
+                      classes: Sequence[str] = (), sample_rate: int = 16000, steps: int = 4, cfg_scale: float = 2.0,
+                      overlap: float = 0.128, seed: int = 0, device: str = "cpu",
+                      overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One row per checkpoint (``kind`` is ``dit`` or ``ae``), in the order given."""
+    if kind not in ("dit", "ae"):
+        raise UserError(f"kind {kind!r}: expected dit or ae")
+    missing = [c for c in ckpts if not Path(c).is_file()]
+    if missing:
+        raise UserError(f"{missing[0]}: no such checkpoint file")
+    cfg = compose(config_name or ("quickstart_dit" if kind == "dit" else "quickstart_ae"), overrides)
+    songs = load_songs(eval_dir, sample_rate)
+    if kind == "dit" and not classes:
+        classes = sorted({label for _, stems in songs.values() for label in stems})
+    rows = []
+    for ckpt in ckpts:
+        if kind == "dit":
+            est = dit_estimator(ckpt, cfg, classes, sample_rate, steps=steps, cfg_scale=cfg_scale, overlap=overlap,
+                                seed=seed, device=device)
+        else:
+            est = ae_estimator(ckpt, cfg)
+        row = {"checkpoint": str(ckpt), "step": checkpoint_step(ckpt), **score(est, songs, sample_rate)}
+        if kind == "ae":
+            row = {("oracle_" + k if k == "logmel_l1_ratio_vs_mix" else k): v for k, v in row.items()
+                   if k != "prompt_accuracy"}
+            row["per_stem"] = {label: {"oracle_logmel_l1_ratio_vs_mix": v["logmel_l1_ratio_vs_mix"]}
+                               for label, v in row["per_stem"].items()}
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "per_stem"}), flush=True)
+    return rows
+
+
+def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line per checkpoint: the overall metrics, then the ratio of each stem class."""
+    ratio = "logmel_l1_ratio_vs_mix" if "logmel_l1_ratio_vs_mix" in rows[0] else "oracle_logmel_l1_ratio_vs_mix"
+    metrics = [m for m in (ratio, "prompt_accuracy") if m in rows[0]]
+    labels = sorted({label for r in rows for label in r["per_stem"]})
+    head = ["checkpoint", "step", *metrics, *(f"{ratio}: {label}" for label in labels)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [Path(r["checkpoint"]).name, "—" if r["step"] is None else str(r["step"])]
+        cells += [f"{r[m]:.3f}" for m in metrics]
+        cells += [f"{r['per_stem'][label][ratio]:.3f}" if label in r["per_stem"] else "—" for label in labels]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mgeldm.cli.quickstart_score", description=__doc__.split("\n\n")[0])
+    p.add_argument("kind", choices=("dit", "ae"), help="dit: unwrapped MGE-LDM checkpoints; ae: unwrapped AE checkpoints")
+    p.add_argument("ckpts", nargs="+", help="checkpoint files, scored in this order")
+    p.add_argument("--eval-dir", required=True, help="a quickstart's <out>/eval")
+    p.add_argument("--output", default=None, help="write the rows as JSON here and a markdown table beside it")
+    p.add_argument("--config-name", default=None, help="quickstart_dit (dit) / quickstart_ae (ae) by default")
+    p.add_argument("--classes", default="", help="comma-separated stem classes to prompt (default: those of the songs)")
+    p.add_argument("--sample-rate", type=int, default=16000)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--cfg-scale", type=float, default=2.0)
+    p.add_argument("--overlap", type=float, default=0.128, help="seconds of overlap between DiT windows")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--override", action="append", default=[], help="a Hydra override of the config (repeatable)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        rows = score_checkpoints(args.kind, args.ckpts, args.eval_dir, config_name=args.config_name, classes=classes,
+                                 sample_rate=args.sample_rate, steps=args.steps, cfg_scale=args.cfg_scale,
+                                 overlap=args.overlap, seed=args.seed, device=args.device, overrides=args.override)
+        if args.output:
+            out = Path(args.output)
+            write_text_atomic(out, json.dumps(rows, indent=1) + "\n")
+            write_text_atomic(out.with_suffix(".md"), markdown(rows))
+            print(markdown(rows))
+    except UserError as err:
+        print(f"quickstart_score: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

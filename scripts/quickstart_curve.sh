@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# How far does more training take the quickstart recipe? Train its DiT (or its AE) again from scratch for
+# longer, keep a checkpoint every N steps, and score every checkpoint on the same held-out songs
+# (mgeldm.cli.quickstart_score: the report's Log-Mel L1 ratio and prompt accuracy, or the AE's oracle ratio).
+#
+#   bash scripts/quickstart_curve.sh --from QS_OUT [--model dit|ae] [--minutes 30] [--every 1400]
+#                                    [--max-steps N] [--out DIR] [--gpu]
+#
+# --from      the output folder of a finished scripts/quickstart.sh run (its corpus, AE, latents and eval/)
+# --model     dit (default): the DiT on that run's latents and AE; ae: the AE on that run's corpus
+# --minutes   wall-clock training time (default 30); --max-steps caps the steps too
+# --every     steps between checkpoints (default 1400, about what the 20-minute recipe's DiT reaches on 2 CPU cores)
+# --out       default QS_OUT/curve_<model>; writes curve.json and curve.md there
+# --gpu       train and score on the GPU (cuda)
+set -euo pipefail
+
+FROM=""; MODEL=dit; MINUTES=30; EVERY=1400; MAX_STEPS=1000000; OUT=""; GPU=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --from) FROM="$2"; shift 2 ;;
+    --model) MODEL="$2"; shift 2 ;;
+    --minutes) MINUTES="$2"; shift 2 ;;
+    --every) EVERY="$2"; shift 2 ;;
+    --max-steps) MAX_STEPS="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --gpu) GPU=1; shift ;;
+    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+    *) echo "quickstart_curve.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+die() { echo "quickstart_curve.sh: $*" >&2; exit 2; }
+[ -n "$FROM" ] || die "--from QS_OUT: missing (the output folder of scripts/quickstart.sh)"
+case "$MODEL" in dit|ae) ;; *) die "--model $MODEL: expected dit or ae" ;; esac
+[[ "$MINUTES" =~ ^[0-9]+$ && "$MINUTES" -ge 1 && "$MINUTES" -le 5999 ]] || die "--minutes $MINUTES: expected a whole number of minutes >= 1"
+[[ "$EVERY" =~ ^[0-9]+$ && "$EVERY" -ge 1 ]] || die "--every $EVERY: expected a positive number of steps"
+[[ "$MAX_STEPS" =~ ^[0-9]+$ && "$MAX_STEPS" -ge 1 ]] || die "--max-steps $MAX_STEPS: expected a positive number of steps"
+for need in eval/songs.json checkpoints/autoencoder.ckpt corpus latents classes.txt; do
+  [ -e "$FROM/$need" ] || die "$FROM/$need: missing (expected a finished scripts/quickstart.sh output folder)"
+done
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+FROM="$(cd "$FROM" && pwd)"
+OUT="${OUT:-$FROM/curve_$MODEL}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+cd "$REPO"
+PY="${PYTHON:-python3}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}" PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
+
+if [ "$GPU" = 1 ]; then ACCEL=gpu; DEVICE=cuda; else ACCEL=cpu; DEVICE=cpu; fi
+TIME="$(printf '00:%02d:%02d:00' $((MINUTES / 60)) $((MINUTES % 60)))"
+TRAIN_ARGS=(save_dir="$OUT/run" trainer.pl_trainer.accelerator="$ACCEL" trainer.pl_trainer.max_time="$TIME"
+            trainer.pl_trainer.max_steps="$MAX_STEPS" trainer.checkpoint_every_n_steps="$EVERY" trainer.save_top_k=-1)
+rm -rf "$OUT/run" "$OUT/unwrapped"
+mkdir -p "$OUT/unwrapped"
+echo "==== training the $MODEL for up to $MINUTES min, a checkpoint every $EVERY steps -> $OUT/run"
+if [ "$MODEL" = dit ]; then
+  CONFIG=quickstart_dit
+  "$PY" train_dit.py --config-name "$CONFIG" autoencoder_ckpt_path="$FROM/checkpoints/autoencoder.ckpt" \
+    data.data_dir="$FROM/latents" "${TRAIN_ARGS[@]}"
+  TYPE=mgeldm
+else
+  CONFIG=quickstart_ae
+  "$PY" train_ae.py --config-name "$CONFIG" data.train.slakh2100.data_dir="$FROM/corpus" "${TRAIN_ARGS[@]}"
+  TYPE=autoencoder
+fi
+
+echo "==== unwrapping every checkpoint"
+CKPTS=()
+for c in "$OUT"/run/checkpoints/step*.ckpt "$OUT/run/checkpoints/last.ckpt"; do
+  [ -f "$c" ] || continue
+  name="$(basename "$c" .ckpt)"
+  "$PY" unwrap_model.py --config-name "$CONFIG" +type="$TYPE" ckpt_path="$c" +output_name="$OUT/unwrapped/$name" > /dev/null
+  CKPTS+=("$OUT/unwrapped/$name.ckpt")
+done
+[ "${#CKPTS[@]}" -gt 0 ] || die "$OUT/run/checkpoints: training wrote no checkpoint"
+
+echo "==== scoring ${#CKPTS[@]} checkpoints on $FROM/eval"
+"$PY" -m mgeldm.cli.quickstart_score "$MODEL" "${CKPTS[@]}" --eval-dir "$FROM/eval" --output "$OUT/curve.json" \
+  --classes "$(cat "$FROM/classes.txt")" --device "$DEVICE"
+echo "quickstart_curve done: $OUT/curve.json, $OUT/curve.md"
