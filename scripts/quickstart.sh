@@ -71,6 +71,8 @@ else
   DIT_ARGS+=(trainer.pl_trainer.accelerator=cpu)
   MODE="$MODE, cpu"
 fi
+DIT_MODEL_ARGS=()  # the model.* overrides of the DiT recipe: unwrapping and inference must see them too
+for a in "${DIT_ARGS[@]}"; do case "$a" in model.*) DIT_MODEL_ARGS+=("$a") ;; esac; done
 CFG_SCALE=2.0  # with STEPS=4: about the scores of 8 steps at CFG 3 for half the model calls (measured on this recipe)
 OVERLAP=0.128  # seconds of overlap between the 0.512 s DiT windows
 
@@ -105,7 +107,9 @@ QS=("$PY" -m mgeldm.cli.quickstart_report)
 PROMPTS="$("${QS[@]}" prompts canonical --classes "$CLASSES")"
 PARAPHRASES="$("${QS[@]}" prompts paraphrase --classes "$CLASSES")"
 echo "MGE-LDM quickstart ($MODE) -> $OUT"
-echo "$CLASSES" > "$OUT/classes.txt"  # the prompted stem classes, in prompt order (scripts/quickstart_curve.sh reads it)
+# for scripts/quickstart_curve.sh: the prompted stem classes in prompt order, and the DiT's model overrides
+echo "$CLASSES" > "$OUT/classes.txt"
+printf '%s\n' "${DIT_MODEL_ARGS[@]}" > "$OUT/dit_model_overrides.txt"
 
 corpus() {
   "$PY" -m mgeldm.data.synth --out "$CORPUS" --seed 0 --n-train "$N_TRAIN" --n-valid 0 --n-test "$N_TEST" \
@@ -131,12 +135,10 @@ train_dit() {
     data.data_dir="$LATENTS" "${DIT_ARGS[@]}"
 }
 unwrap_dit() {
-  local model_args=()
-  for a in "${DIT_ARGS[@]}"; do case "$a" in model.*) model_args+=("$a") ;; esac; done
   "$PY" unwrap_model.py --config-name quickstart_dit +type=mgeldm ckpt_path="$OUT/runs/dit/checkpoints/last.ckpt" \
-    +output_name="$CKPTS/mgeldm" "${model_args[@]}" &&
+    +output_name="$CKPTS/mgeldm" "${DIT_MODEL_ARGS[@]}" &&
   "${QS[@]}" init-dit --config-name quickstart_dit --ae "$CKPTS/autoencoder.ckpt" --out "$CKPTS/mgeldm_untrained.ckpt" \
-    "${model_args[@]}"
+    "${DIT_MODEL_ARGS[@]}"
 }
 prepare_eval() {
   rm -rf "$EVAL"
@@ -146,10 +148,8 @@ prepare_eval() {
 }
 infer() {  # infer CKPT OUTDIR ARGS...
   local ckpt="$1" dir="$2"; shift 2
-  local model_args=()
-  for a in "${DIT_ARGS[@]}"; do case "$a" in model.*) model_args+=("$a") ;; esac; done
   "$PY" infer.py --config-name quickstart_dit ckpt_path="$ckpt" +output_dir="$dir" +device="$DEVICE" ++seed=0 \
-    +num_steps="$STEPS" +cfg_scale="$CFG_SCALE" +overlap_dur="$OVERLAP" "${model_args[@]}" "$@"
+    +num_steps="$STEPS" +cfg_scale="$CFG_SCALE" +overlap_dur="$OVERLAP" "${DIT_MODEL_ARGS[@]}" "$@"
 }
 infer_all() {
   rm -rf "$INFER"

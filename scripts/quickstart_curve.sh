@@ -4,7 +4,7 @@
 # (mgeldm.cli.quickstart_score: the report's Log-Mel L1 ratio and prompt accuracy, or the AE's oracle ratio).
 #
 #   bash scripts/quickstart_curve.sh --from QS_OUT [--model dit|ae] [--minutes 30] [--every 1400]
-#                                    [--max-steps N] [--out DIR] [--gpu]
+#                                    [--max-steps N] [--out DIR] [--gpu] [-- HYDRA_OVERRIDES...]
 #
 # --from      the output folder of a finished scripts/quickstart.sh run (its corpus, AE, latents and eval/)
 # --model     dit (default): the DiT on that run's latents and AE; ae: the AE on that run's corpus
@@ -12,9 +12,11 @@
 # --every     steps between checkpoints (default 1400, about what the 20-minute recipe's DiT reaches on 2 CPU cores)
 # --out       default QS_OUT/curve_<model>; writes curve.json and curve.md there
 # --gpu       train and score on the GPU (cuda)
+# -- ...      more Hydra overrides for training; the model.* ones also reach unwrapping and scoring. The DiT's
+#             model overrides of the quickstart run (e.g. of --size medium) are read from QS_OUT/dit_model_overrides.txt.
 set -euo pipefail
 
-FROM=""; MODEL=dit; MINUTES=30; EVERY=1400; MAX_STEPS=1000000; OUT=""; GPU=0
+FROM=""; MODEL=dit; MINUTES=30; EVERY=1400; MAX_STEPS=1000000; OUT=""; GPU=0; EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --from) FROM="$2"; shift 2 ;;
@@ -24,7 +26,8 @@ while [ $# -gt 0 ]; do
     --max-steps) MAX_STEPS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --gpu) GPU=1; shift ;;
-    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+    --) shift; EXTRA=("$@"); break ;;
+    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
     *) echo "quickstart_curve.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -52,6 +55,12 @@ if [ "$GPU" = 1 ]; then ACCEL=gpu; DEVICE=cuda; else ACCEL=cpu; DEVICE=cpu; fi
 TIME="$(printf '00:%02d:%02d:00' $((MINUTES / 60)) $((MINUTES % 60)))"
 TRAIN_ARGS=(save_dir="$OUT/run" trainer.pl_trainer.accelerator="$ACCEL" trainer.pl_trainer.max_time="$TIME"
             trainer.pl_trainer.max_steps="$MAX_STEPS" trainer.checkpoint_every_n_steps="$EVERY" trainer.save_top_k=-1)
+if [ "$MODEL" = dit ] && [ -s "$FROM/dit_model_overrides.txt" ]; then
+  while IFS= read -r line; do [ -n "$line" ] && EXTRA=("$line" "${EXTRA[@]}"); done < "$FROM/dit_model_overrides.txt"
+fi
+TRAIN_ARGS+=("${EXTRA[@]}")
+MODEL_ARGS=(); SCORE_ARGS=()
+for a in "${EXTRA[@]}"; do case "$a" in model.*) MODEL_ARGS+=("$a"); SCORE_ARGS+=(--override "$a") ;; esac; done
 rm -rf "$OUT/run" "$OUT/unwrapped"
 mkdir -p "$OUT/unwrapped"
 echo "==== training the $MODEL for up to $MINUTES min, a checkpoint every $EVERY steps -> $OUT/run"
@@ -67,16 +76,24 @@ else
 fi
 
 echo "==== unwrapping every checkpoint"
+RUN_CKPTS="$OUT/run/checkpoints"
+if [ -f "$RUN_CKPTS/last.ckpt" ]; then  # the end of training, named by its step unless a periodic save holds it
+  LAST_STEP="$("$PY" -c 'import sys, torch; print(int(torch.load(sys.argv[1], map_location="cpu", weights_only=True)["global_step"]))' \
+    "$RUN_CKPTS/last.ckpt")"
+  LAST_NAME="$(printf 'step%08d.ckpt' "$LAST_STEP")"
+  [ -f "$RUN_CKPTS/$LAST_NAME" ] || cp "$RUN_CKPTS/last.ckpt" "$RUN_CKPTS/$LAST_NAME"
+fi
 CKPTS=()
-for c in "$OUT"/run/checkpoints/step*.ckpt "$OUT/run/checkpoints/last.ckpt"; do
+for c in "$RUN_CKPTS"/step*.ckpt; do
   [ -f "$c" ] || continue
   name="$(basename "$c" .ckpt)"
-  "$PY" unwrap_model.py --config-name "$CONFIG" +type="$TYPE" ckpt_path="$c" +output_name="$OUT/unwrapped/$name" > /dev/null
+  "$PY" unwrap_model.py --config-name "$CONFIG" +type="$TYPE" ckpt_path="$c" +output_name="$OUT/unwrapped/$name" \
+    "${MODEL_ARGS[@]}" > /dev/null
   CKPTS+=("$OUT/unwrapped/$name.ckpt")
 done
 [ "${#CKPTS[@]}" -gt 0 ] || die "$OUT/run/checkpoints: training wrote no checkpoint"
 
 echo "==== scoring ${#CKPTS[@]} checkpoints on $FROM/eval"
 "$PY" -m mgeldm.cli.quickstart_score "$MODEL" "${CKPTS[@]}" --eval-dir "$FROM/eval" --output "$OUT/curve.json" \
-  --classes "$(cat "$FROM/classes.txt")" --device "$DEVICE"
+  --classes "$(cat "$FROM/classes.txt")" --device "$DEVICE" "${SCORE_ARGS[@]}"
 echo "quickstart_curve done: $OUT/curve.json, $OUT/curve.md"

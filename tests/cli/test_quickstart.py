@@ -118,18 +118,25 @@ def test_paraphrases_never_appear_in_training_prompts():
 def test_curve_scores_every_checkpoint_of_a_longer_run(smoke_out, tmp_path):
     curve = tmp_path / "curve"
     proc = _run([str(REPO / "scripts" / "quickstart_curve.sh"), "--from", str(smoke_out), "--model", "dit",
-                 "--minutes", "1", "--every", "2", "--max-steps", "4", "--out", str(curve)])
+                 "--minutes", "1", "--every", "2", "--max-steps", "5", "--out", str(curve),
+                 "--", "model.MGELDM.depth=2"])   # a model override reaches training, unwrapping and scoring
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = json.loads((curve / "curve.json").read_text())
-    assert [r["step"] for r in rows] == [2, 4, None]                # step00000002, step00000004, last
+    assert [r["step"] for r in rows] == [2, 4, 5]   # every 2 steps, then the end of training (step 5, from last.ckpt)
     songs = json.loads((smoke_out / "eval" / "songs.json").read_text())
     assert all(r["n_pairs"] == sum(len(s["labels"]) for s in songs.values()) for r in rows)
     for r in rows:
         assert math.isfinite(r["logmel_l1_ratio_vs_mix"]) and r["logmel_l1_ratio_vs_mix"] > 0
         assert 0.0 <= r["prompt_accuracy"] <= 1.0
-    # last.ckpt holds the step-4 weights: the same checkpoint scores the same (seeded inference)
-    assert rows[2]["logmel_l1_ratio_vs_mix"] == rows[1]["logmel_l1_ratio_vs_mix"]
     assert rows[0]["logmel_l1_ratio_vs_mix"] != rows[1]["logmel_l1_ratio_vs_mix"]   # training moved it
+    # scoring is seeded: the same checkpoint scores the same again, here through the Python function
+    from mgeldm.cli.quickstart_score import score_checkpoints
+
+    classes = (smoke_out / "classes.txt").read_text().strip().split(",")
+    again = score_checkpoints("dit", [rows[1]["checkpoint"]], str(smoke_out / "eval"), classes=classes,
+                              overrides=["model.MGELDM.depth=2"])
+    assert again[0]["logmel_l1_ratio_vs_mix"] == rows[1]["logmel_l1_ratio_vs_mix"]
+    assert again[0]["per_stem"] == rows[1]["per_stem"]
     assert "| step00000004.ckpt | 4 |" in (curve / "curve.md").read_text()
 
 
