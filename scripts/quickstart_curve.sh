@@ -77,16 +77,16 @@ fi
 
 echo "==== unwrapping every checkpoint"
 RUN_CKPTS="$OUT/run/checkpoints"
-if [ -f "$RUN_CKPTS/last.ckpt" ]; then  # the end of training, named by its step unless a periodic save holds it
+SOURCES=("$RUN_CKPTS"/step*.ckpt)
+if [ -f "$RUN_CKPTS/last.ckpt" ]; then  # the end of training, unless a periodic save already holds its step
   LAST_STEP="$("$PY" -c 'import sys, torch; print(int(torch.load(sys.argv[1], map_location="cpu", weights_only=True)["global_step"]))' \
     "$RUN_CKPTS/last.ckpt")"
-  LAST_NAME="$(printf 'step%08d.ckpt' "$LAST_STEP")"
-  [ -f "$RUN_CKPTS/$LAST_NAME" ] || cp "$RUN_CKPTS/last.ckpt" "$RUN_CKPTS/$LAST_NAME"
+  [ -f "$RUN_CKPTS/$(printf 'step%08d.ckpt' "$LAST_STEP")" ] || SOURCES+=("$RUN_CKPTS/last.ckpt")
 fi
 CKPTS=()
-for c in "$RUN_CKPTS"/step*.ckpt; do
+for c in "${SOURCES[@]}"; do
   [ -f "$c" ] || continue
-  name="$(basename "$c" .ckpt)"
+  if [ "$(basename "$c")" = last.ckpt ]; then name="$(printf 'step%08d' "$LAST_STEP")"; else name="$(basename "$c" .ckpt)"; fi
   "$PY" unwrap_model.py --config-name "$CONFIG" +type="$TYPE" ckpt_path="$c" +output_name="$OUT/unwrapped/$name" \
     "${MODEL_ARGS[@]}" > /dev/null
   CKPTS+=("$OUT/unwrapped/$name.ckpt")

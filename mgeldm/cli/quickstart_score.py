@@ -65,7 +65,8 @@ def score(estimate: Estimator, songs: Mapping[str, tuple[torch.Tensor, Mapping[s
         for label, est in estimate(song, mix, stems).items():
             n = min(est.shape[-1], mix.shape[-1], stems[label].shape[-1])
             ref = stems[label][:n]
-            ratio = float(logmel_l1(est[:n], ref, cfg) / logmel_l1(mix[:n], ref, cfg))
+            # the same guard as evaluate.py's ratio: a song whose mixture is this one stem scores finite
+            ratio = float(logmel_l1(est[:n], ref, cfg)) / max(float(logmel_l1(mix[:n], ref, cfg)), 1e-12)
             ratios.setdefault(label, []).append(ratio)
             hits.setdefault(label, []).append(_closest_is(est, stems, label, sample_rate))
     every = [r for v in ratios.values() for r in v]
