@@ -1,9 +1,11 @@
 """Shared test helpers: locating the fixture sets in ../shared and loading their cases.
 
 Fixture directories come from environment variables (``MGELDM_REFERENCE_FIXTURES``,
-``MGELDM_CLAP_FIXTURES``), defaulting to ``../shared/fixtures/...`` beside the repository.
-Every size and setting is read from the set's ``README.json``. When a set is absent the tests
-that need it skip with the reason, unless ``MGELDM_REQUIRE_FIXTURES=1`` (as in CI), where they fail.
+``MGELDM_CLAP_FIXTURES``), defaulting to ``../shared/fixtures/...`` beside the repository; the ``.tsv``
+key listings of the original's full-size models come from ``MGELDM_REFERENCE_DIR`` (default
+``../shared/reference``). Every size and setting is read from the set's ``README.json``. When a set or
+file is absent the tests that need it skip with the reason, unless ``MGELDM_REQUIRE_FIXTURES=1`` (as in
+CI), where they fail.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import torch
@@ -40,20 +42,55 @@ class FixtureSet:
         return self.root / name
 
 
+def _missing(reason: str) -> NoReturn:
+    """Skip the calling test with ``reason``, or fail it under ``MGELDM_REQUIRE_FIXTURES=1``."""
+    if os.environ.get("MGELDM_REQUIRE_FIXTURES") == "1":
+        pytest.fail(reason + "; MGELDM_REQUIRE_FIXTURES=1 makes this an error")
+    pytest.skip(reason)
+
+
+def _fixture_root(env_var: str, default_name: str) -> Path:
+    return Path(os.environ.get(env_var, REPO_ROOT.parent / "shared" / "fixtures" / default_name))
+
+
 def _fixture_set(env_var: str, default_name: str) -> FixtureSet:
-    root = Path(os.environ.get(env_var, REPO_ROOT.parent / "shared" / "fixtures" / default_name))
+    root = _fixture_root(env_var, default_name)
     if not (root / "README.json").is_file():
-        reason = f"fixture set not found at {root} (set {env_var} to its folder)"
-        if os.environ.get("MGELDM_REQUIRE_FIXTURES") == "1":
-            pytest.fail(reason + "; MGELDM_REQUIRE_FIXTURES=1 makes this an error")
-        pytest.skip(reason)
+        _missing(f"fixture set not found at {root} (set {env_var} to its folder)")
     return FixtureSet(root=root, readme=json.loads((root / "README.json").read_text()))
+
+
+def find_reference_file(name: str) -> Path:
+    """``name`` in ``MGELDM_REFERENCE_DIR`` (default ``../shared/reference``); skips or fails when absent."""
+    folder = Path(os.environ.get("MGELDM_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+    path = folder / name
+    if not path.is_file():
+        _missing(f"reference file not found at {path} (set MGELDM_REFERENCE_DIR to its folder)")
+    return path
 
 
 @pytest.fixture(scope="session")
 def reference_fixtures() -> FixtureSet:
     """The tiny VAE + DiT saved by the original MGE-LDM code, with inputs and outputs."""
     return _fixture_set("MGELDM_REFERENCE_FIXTURES", "reference_tiny")
+
+
+@pytest.fixture(scope="session")
+def reference_readme_if_present() -> dict[str, Any] | None:
+    """The reference set's README.json, or None when the set is absent (for tests with built-in tiny sizes);
+    under ``MGELDM_REQUIRE_FIXTURES=1`` an absent set fails as everywhere else."""
+    root = _fixture_root("MGELDM_REFERENCE_FIXTURES", "reference_tiny")
+    if (root / "README.json").is_file():
+        return json.loads((root / "README.json").read_text())
+    if os.environ.get("MGELDM_REQUIRE_FIXTURES") == "1":
+        _missing(f"fixture set not found at {root} (set MGELDM_REFERENCE_FIXTURES to its folder)")
+    return None
+
+
+@pytest.fixture(scope="session")
+def reference_file():
+    """The function ``find_reference_file(name)``: a ``.tsv`` of the reference folder, or skip/fail."""
+    return find_reference_file
 
 
 @pytest.fixture(scope="session")

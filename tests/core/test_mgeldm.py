@@ -14,7 +14,6 @@ from mgeldm.errors import UserError
 from mgeldm.models.mgeldm import build_mgeldm, load_mgeldm
 
 REPO = Path(__file__).resolve().parents[2]
-TSV = REPO.parent / "shared" / "reference" / "full_mgeldm_state_dict.tsv"
 
 
 def fixture_model_config(readme: dict) -> dict:
@@ -68,11 +67,9 @@ def test_wrong_checkpoints_are_one_line(reference_fixtures):
         load_mgeldm(reference_fixtures.path("tiny_mgeldm.ckpt"), wider)
 
 
-def _read_tsv() -> dict[str, tuple[tuple[int, ...], str, str]]:
-    if not TSV.is_file():
-        pytest.skip(f"{TSV} not found")
+def _read_tsv(tsv: Path) -> dict[str, tuple[tuple[int, ...], str, str]]:
     rows = {}
-    for line in TSV.read_text().splitlines():
+    for line in tsv.read_text().splitlines():
         if not line or line.startswith("#"):
             continue
         name, shape, dtype, kind = line.split("\t")
@@ -81,8 +78,8 @@ def _read_tsv() -> dict[str, tuple[tuple[int, ...], str, str]]:
     return rows
 
 
-def test_full_size_model_matches_the_released_layout():
-    rows = _read_tsv()
+def test_full_size_model_matches_the_released_layout(reference_file):
+    rows = _read_tsv(reference_file("full_mgeldm_state_dict.tsv"))
     cfg = OmegaConf.to_container(compose_dit().model, resolve=True)
     with torch.device("meta"):
         model = build_mgeldm(cfg)

@@ -29,7 +29,6 @@ from mgeldm.nn.activations import SnakeBeta, snake_beta
 from mgeldm.nn.conv import WNConv1d, WNConvTranspose1d
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TSV = REPO_ROOT.parent / "shared" / "reference" / "full_mgeldm_state_dict.tsv"
 FULL_CONFIG = REPO_ROOT / "configs" / "model" / "autoencoder.yaml"
 AE_PREFIX = "pretransform.model."
 
@@ -100,9 +99,9 @@ def test_reference_pretransform_inside_mgeldm_checkpoint(reference_fixtures, ref
 # ------------------------------------------------------------------------ full-size layout
 
 
-def _tsv_rows(prefix: str) -> list[tuple[str, tuple[int, ...], str]]:
+def _tsv_rows(tsv: Path, prefix: str) -> list[tuple[str, tuple[int, ...], str]]:
     rows = []
-    for line in TSV.read_text().splitlines():
+    for line in tsv.read_text().splitlines():
         if line.startswith("#") or not line.startswith(prefix):
             continue
         name, shape, dtype, _kind = line.split("\t")
@@ -111,14 +110,13 @@ def _tsv_rows(prefix: str) -> list[tuple[str, tuple[int, ...], str]]:
     return rows
 
 
-def test_full_size_layout_matches_released_checkpoint():
-    if not TSV.is_file():
-        pytest.skip(f"{TSV} not found")
+def test_full_size_layout_matches_released_checkpoint(reference_file):
+    tsv = reference_file("full_mgeldm_state_dict.tsv")
     cfg = yaml.safe_load(FULL_CONFIG.read_text())
     with torch.device("meta"):
         ae = build_autoencoder(cfg)
     ours = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in ae.state_dict().items()]
-    assert ours == _tsv_rows(AE_PREFIX)
+    assert ours == _tsv_rows(tsv, AE_PREFIX)
     assert not list(ae.buffers())
     # SPEC A.2 parameter counts
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731

@@ -19,7 +19,6 @@ from mgeldm.models.clap import tokenizer as clap_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 FULL_YAML = REPO / "configs" / "model" / "conditioner" / "laion_clap.yaml"
-TSV = REPO.parent / "shared" / "reference" / "laion_clap_htsat_base_state_dict.tsv"
 
 # Tolerances stated in the fixture README.
 LOGMEL_DB = 1e-3
@@ -331,11 +330,9 @@ def test_tokenizer_not_found_is_one_line(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ full-size layout (meta device)
 
 
-def _tsv_shapes() -> dict[str, tuple[int, ...]]:
-    if not TSV.is_file():
-        pytest.skip(f"{TSV} not found")
+def _tsv_shapes(tsv: Path) -> dict[str, tuple[int, ...]]:
     shapes = {}
-    for line in TSV.read_text().splitlines()[1:]:
+    for line in tsv.read_text().splitlines()[1:]:
         if not line or line.startswith("#"):
             continue
         key, _dtype, shape = line.split("\t")
@@ -343,8 +340,8 @@ def _tsv_shapes() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def test_full_size_keys_match_released_layout():
-    tsv = _tsv_shapes()
+def test_full_size_keys_match_released_layout(reference_file):
+    tsv = _tsv_shapes(reference_file("laion_clap_htsat_base_state_dict.tsv"))
     sizes = ClapSizes.from_mapping(yaml.safe_load(FULL_YAML.read_text())["config"])
     model = build_clap_model(sizes, "meta")
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -22,7 +22,6 @@ from mgeldm.nn.norms import GroupNorm
 from mgeldm.nn.rotary import RotaryEmbedding, apply_rotary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TSV = REPO_ROOT.parent / "shared" / "reference" / "full_mgeldm_state_dict.tsv"
 
 
 def _load_tiny(fixtures, filename: str = "tiny_mgeldm.ckpt") -> MGEDiT:
@@ -74,11 +73,9 @@ def _full_cfg():
     return omegaconf.OmegaConf.load(REPO_ROOT / "configs" / "model" / "dit.yaml").MGELDM
 
 
-def _tsv_rows() -> dict[str, tuple[tuple[int, ...], str, str]]:
-    if not TSV.is_file():
-        pytest.skip(f"{TSV} not found")
+def _tsv_rows(tsv: Path) -> dict[str, tuple[tuple[int, ...], str, str]]:
     rows = {}
-    for line in TSV.read_text().splitlines():
+    for line in tsv.read_text().splitlines():
         if line.startswith("#") or not line.startswith("model_dit."):
             continue
         name, shape, dtype, kind = line.split("\t")
@@ -86,10 +83,10 @@ def _tsv_rows() -> dict[str, tuple[tuple[int, ...], str, str]]:
     return rows
 
 
-def test_full_size_layout_matches_released_checkpoint():
+def test_full_size_layout_matches_released_checkpoint(reference_file):
     with torch.device("meta"):
         model = build_dit(_full_cfg())
-    rows = _tsv_rows()
+    rows = _tsv_rows(reference_file("full_mgeldm_state_dict.tsv"))
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
     state = model.state_dict()

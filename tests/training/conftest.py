@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-REF_README = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "reference_tiny" / "README.json"
-
-# Used only when the fixture set is absent: the same tiny sizes.
+# Used only when the fixture set is absent (and not required): the same tiny sizes.
 _FALLBACK_DIT = {"io_channels": 8, "num_tracks": 3, "embed_dim": 32, "global_cond_dim": 16,
                  "timestep_features_dim": 16, "depth": 2, "num_heads": 3}
-
-
-def tiny_dit_cfg() -> dict:
-    if REF_README.is_file():
-        return dict(json.loads(REF_README.read_text())["mgeldm"])
-    return dict(_FALLBACK_DIT)
 
 
 class DiTOnly(nn.Module):
@@ -51,8 +41,10 @@ class FakeConditioner:
 
 
 @pytest.fixture
-def tiny_cfg() -> dict:
-    return tiny_dit_cfg()
+def tiny_cfg(reference_readme_if_present) -> dict:
+    """The tiny DiT sizes of the reference fixture set (found through ``MGELDM_REFERENCE_FIXTURES``)."""
+    readme = reference_readme_if_present
+    return dict(readme["mgeldm"]) if readme else dict(_FALLBACK_DIT)
 
 
 def make_batch(cfg: dict, b: int = 4, frames: int = 12, mix_only: bool = False, seed: int = 0) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
@@ -50,13 +49,11 @@ def test_dit_loss_falls(tiny_cfg):
 
 
 @pytest.mark.slow
-def test_ae_loss_falls():
+def test_ae_loss_falls(reference_fixtures):
     from mgeldm.models.autoencoder import build_autoencoder
     from mgeldm.training.ae_module import AETrainingModule
 
-    cfg = dict(json.loads(_h.REF_README.read_text())["autoencoder"]) if _h.REF_README.is_file() else None
-    if cfg is None:
-        pytest.skip("reference fixture README absent")
+    cfg = dict(reference_fixtures.readme["autoencoder"])
     torch.manual_seed(0)
     recipe = {"seed": 0, "optimizer": {"lr": 2e-3}, "scheduler": {"warmup": 0.0}, "disc_scheduler": {"warmup": 0.0},
               "mrstft": {"fft_sizes": [256, 128, 64], "hop_sizes": [64, 32, 16], "win_lengths": [256, 128, 64]},
