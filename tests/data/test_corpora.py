@@ -112,6 +112,33 @@ def test_mixtures_layout(tmp_path):
     assert all(list(t.stems) == ["mix"] for _, t in good.values())
 
 
+def test_mtg_low_quality_copy_is_the_song_of_its_id(tmp_path):
+    H.write(tmp_path / "00" / "1201.low.wav", H.tone(SEC, 200))
+    H.write(tmp_path / "01" / "1300.low.wav", H.tone(SEC, 300))
+    H.write(tmp_path / "01" / "1300.wav", H.tone(SEC, 300))
+    refs = build_reader("mtgjamendo", tmp_path).songs()
+    assert [(r.out_rel, r.source_id, r.dropped) for r in refs] == [
+        ("mtg_jamendo/00/1201", "00/1201.low.wav", ()), ("mtg_jamendo/01/1300", "01/1300.wav", ("01/1300.low.wav",))]
+
+
+@pytest.mark.parametrize("stray", ["top.wav", "00/extra/deeper.wav"])
+def test_mtg_refuses_files_outside_its_layout(tmp_path, stray):
+    H.write(tmp_path / "00" / "1000.wav", H.tone(SEC, 200))
+    H.write(tmp_path / stray, H.tone(SEC, 300))
+    folder = (tmp_path / stray).parent
+    with pytest.raises(UserError, match=f"^data_dirs.mtgjamendo: {folder} holds {H.Path(stray).name} outside"):
+        build_reader("mtgjamendo", tmp_path).songs()
+
+
+def test_mixtures_in_sub_folders_are_numbered_flat(tmp_path):
+    for rel in ("b.wav", "a/x.flac", "a/x.wav", "a/deep/y.wav"):
+        H.write(tmp_path / rel, H.tone(SEC, 200))
+    refs = build_reader("mixtures", tmp_path).songs()
+    assert [(r.out_rel, r.source_id, r.dropped) for r in refs] == [
+        ("mixtures/track00000", "a/deep/y.wav", ()), ("mixtures/track00001", "a/x.flac", ("a/x.wav",)),
+        ("mixtures/track00002", "b.wav", ())]
+
+
 def test_other_tracks_skips_mix_and_nan(tmp_path):
     reader = build_reader("other_tracks", H.make_other_tracks(tmp_path / "other", SEC))
     good, bad = _load_all(reader)

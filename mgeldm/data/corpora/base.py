@@ -21,6 +21,7 @@ from mgeldm.audio import load_audio, resample, to_mono
 
 # File suffixes soundfile reads (lower case), for the mixture and folder readers.
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
+DETAIL_CHARS = 200  # a skipped song's detail is cut to this length (after the corpus root is taken out)
 
 
 class BrokenSong(Exception):
@@ -37,7 +38,8 @@ class TrackRef:
     """One song of a corpus, before reading it.
 
     ``out_rel`` is the song's output folder relative to the save root (``slakh2100/train/track00000``),
-    ``index`` its position in the listing its ``trackNNNNN`` number comes from.
+    ``index`` its position in the listing its ``trackNNNNN`` number comes from, ``dropped`` the other files of
+    the same song that are not used (e.g. MTG-Jamendo's ``<id>.low.mp3`` beside ``<id>.mp3``).
     """
 
     corpus: str
@@ -46,6 +48,7 @@ class TrackRef:
     source_id: str
     path: Path
     out_rel: str
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass
@@ -68,16 +71,19 @@ class Track:
 class CorpusReader(ABC):
     """Lists and reads the songs of one corpus folder.
 
-    Subclasses set ``key`` (the ``extract_dataset`` name), ``out_name`` (the output folder) and
-    ``mix_only`` (True for corpora of mixtures, whose tracks hold the single label ``"mix"``).
+    Subclasses set ``key`` (the ``extract_dataset`` name), ``out_name`` (the output folder), ``mix_only``
+    (True for corpora of mixtures, whose tracks hold the single label ``"mix"``), ``layout`` (the expected
+    layout, for messages) and ``song_marker`` (a file pattern every song folder of the corpus holds).
     """
 
     key: str = ""
     out_name: str = ""
     mix_only: bool = False
+    layout: str = ""
+    song_marker: str = "*"
 
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
+        self.root = Path(os.path.abspath(root))
 
     @abstractmethod
     def refs(self) -> list[TrackRef]:
@@ -92,15 +98,37 @@ class CorpusReader(ABC):
         raise NotImplementedError(f"{type(self).__name__} lists no files")
 
     def load(self, ref: TrackRef) -> Track:
-        """``read`` + the shared checks; every failure becomes ``BrokenSong``."""
+        """``read`` + the shared checks; every failure becomes ``BrokenSong`` whose detail names files
+        relative to the corpus root (the manifest must not depend on where the corpus lies)."""
         try:
             track = self.read(ref)
-        except BrokenSong:
-            raise
+            check_track(track, mix_only=self.mix_only)
+        except BrokenSong as err:
+            raise BrokenSong(err.reason, self._relative(err.detail)) from None
         except Exception as exc:  # any unexpected reader failure is a broken song, not a crash
-            raise BrokenSong("unreadable", _first_line(exc)) from None
-        check_track(track, mix_only=self.mix_only)
+            raise BrokenSong("unreadable", self._relative(_first_line(exc))) from None
         return track
+
+    def _relative(self, text: str) -> str:
+        """``text`` with every spelling of the corpus root's absolute path removed, then cut to one short line."""
+        for root in sorted({str(self.root), str(self.root.resolve())}, key=len, reverse=True):
+            text = text.replace(root + os.sep, "").replace(root, ".")
+        return text[:DETAIL_CHARS]
+
+    def songs(self) -> list[TrackRef]:
+        """``refs()`` for pre-encoding; ``UserError`` when the root holds no song in this corpus's layout (an
+        empty folder or another corpus's), so that nothing is written for a mistyped root."""
+        refs = self.refs()
+        if not any(self.looks_like_song(ref) for ref in refs):
+            from mgeldm.errors import UserError
+
+            raise UserError(f"data_dirs.{self.key}: {self.root} holds no song in the {self.key} layout "
+                            f"({self.layout})")
+        return refs
+
+    def looks_like_song(self, ref: TrackRef) -> bool:
+        """A cheap layout check: the song's folder holds a file matching ``song_marker``."""
+        return any(ref.path.glob(self.song_marker))
 
     def _split_dirs(self, splits: dict[str, str | None]) -> list[TrackRef]:
         """Refs for ``{folder under root: output split}`` with one song folder per entry."""
@@ -126,7 +154,7 @@ class CorpusReader(ABC):
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_mono(path: Path, sample_rate: int | None = None) -> tuple[torch.Tensor, int]:

@@ -23,6 +23,8 @@ def instrument_label(value: object, stem_id: str) -> str:
 class MedleyReader(CorpusReader):
     key = "medleydbV2"
     out_name = "medleydbv2"
+    layout = "<track>/<track>_METADATA.yaml with its stem folder"
+    song_marker = "*_METADATA.yaml"
 
     def refs(self) -> list[TrackRef]:
         return self._split_dirs({"": None})

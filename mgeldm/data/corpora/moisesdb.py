@@ -37,6 +37,8 @@ def seeded_split(items: Sequence[T], test_size: float = TEST_FRACTION, seed: int
 class MoisesReader(CorpusReader):
     key = "moisesdb"
     out_name = "moisesdb"
+    layout = "<track id>/data.json with a folder of wavs per stem"
+    song_marker = "data.json"
 
     def __init__(self, root, split_seed: int = SPLIT_SEED) -> None:
         super().__init__(root)

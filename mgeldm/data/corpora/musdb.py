@@ -11,6 +11,8 @@ STEMS = ("vocals", "drums", "bass", "other")  # the original's order, which sets
 class MusdbReader(CorpusReader):
     key = "musdb18hq"
     out_name = "musdb18"
+    layout = "train|test/<song>/{vocals,drums,bass,other}.wav"
+    song_marker = "*.wav"
 
     def refs(self) -> list[TrackRef]:
         return self._split_dirs(SPLITS)

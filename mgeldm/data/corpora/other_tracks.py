@@ -8,6 +8,8 @@ from mgeldm.data.corpora.base import CorpusReader, StemCollector, Track, TrackRe
 class OtherTracksReader(CorpusReader):
     key = "other_tracks"
     out_name = "other_tracks"
+    layout = "<song>/<stem>.wav"
+    song_marker = "*.wav"
 
     def refs(self) -> list[TrackRef]:
         return self._split_dirs({"": None})

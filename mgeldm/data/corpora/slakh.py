@@ -23,7 +23,7 @@ def read_metadata(path: Path) -> dict:
     try:
         meta = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise BrokenSong("bad metadata", f"{path.name}: {str(exc).splitlines()[0][:120]}") from None
+        raise BrokenSong("bad metadata", f"{path.name}: {str(exc).splitlines()[0]}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("stems"), dict):
         raise BrokenSong("bad metadata", f"{path.name}: no 'stems' mapping")
     return meta
@@ -40,6 +40,8 @@ def stem_file(stems_dir: Path, stem_id: str) -> Path:
 class SlakhReader(CorpusReader):
     key = "slakh2100"
     out_name = "slakh2100"
+    layout = "train|validation|test/TrackNNNNN/metadata.yaml with stems/"
+    song_marker = "metadata.yaml"
 
     def refs(self) -> list[TrackRef]:
         return self._split_dirs(SPLITS)
