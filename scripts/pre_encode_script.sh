@@ -4,11 +4,13 @@
 #   bash scripts/pre_encode_script.sh slakh2100,musdb18hq 0
 #   NUM_SHARDS=4 SHARD_ID=2 bash scripts/pre_encode_script.sh all 2   # one of 4 parallel workers
 #   DRY_RUN=true bash scripts/pre_encode_script.sh all 0              # list what would be done
+#   bash scripts/pre_encode_script.sh all 0 pre_encode.reencode=true   # more overrides after the GPU, passed as given
 # Reruns skip finished tracks; a killed run loses only the track in progress.
 set -euo pipefail
 
 DATASET=${1:-all}   # comma-separated keys, or "all"
 GPU=${2:-0}
+shift $(( $# < 2 ? $# : 2 ))   # what remains: extra overrides for pre_encode.py
 
 CKPT_PATH=${CKPT_PATH:-"/path/to/unwrapped_AE.ckpt"}
 CLAP_CKPT_PATH=${CLAP_CKPT_PATH:-"/path/to/music_audioset_epoch_15_esc_90.14.pt"}
@@ -55,4 +57,5 @@ python pre_encode.py \
   +save_root_dir="${SAVE_ROOT_DIR}" \
   "+extract_dataset=[${JOINED}]" \
   "${ROOT_ARGS[@]}" \
-  +num_shards="${NUM_SHARDS}" +shard_id="${SHARD_ID}" +dry_run="${DRY_RUN}"
+  +num_shards="${NUM_SHARDS}" +shard_id="${SHARD_ID}" +dry_run="${DRY_RUN}" \
+  "$@"

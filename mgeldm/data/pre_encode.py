@@ -5,6 +5,7 @@ mix minus that source) are encoded separately with the VAE mean, and embedded pe
 windows by the audio embedder (CLAP at 48 kHz by default)::
 
     <root>/zero_latent.npy
+    <root>/encoding.json            (the autoencoder and embedder every latent of the root comes from)
     <root>/<corpus>/<split>/trackNNNNN/{mix.npy, mix_clap.npy, combK/{src,submix}{,_clap}.npy, combK/comb_info.json}
     <root>/<corpus>/manifest.json
 
@@ -12,7 +13,10 @@ What the original lacked: a track folder is written under a temporary name and r
 killed run loses only the track in progress and a rerun skips complete tracks; ``num_shards``/``shard_id``
 split the work (the last shard to finish merges the manifest); songs shorter than the 11 s the original
 needed get one CLAP column of the padded clip; long songs can be encoded in chunks; broken songs are skipped
-with one warning line and counted. Nothing written depends on the clock, so reruns give identical bytes.
+with one warning line and counted. Nothing written depends on the clock or on where the corpus lies, so reruns
+give identical bytes. Everything is checked before the first file is written: the settings, every corpus root
+(an empty or wrong-layout root is refused) and the save root, whose latents must all come from one autoencoder
+and embedder (a rerun with another one is refused unless ``reencode`` asks to start the run's corpora over).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import importlib
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +37,7 @@ import torch
 
 from mgeldm.audio import resample
 from mgeldm.data.corpora.base import BrokenSong, CorpusReader, CorpusReport, Track, TrackRef
+from mgeldm.errors import UserError
 
 def warn_line(message: str) -> None:
     """One warning line on stderr (Hydra's quiet logging would swallow a logging call)."""
@@ -43,6 +49,13 @@ SHARDS_DIR = ".shards"
 PARTIAL_PREFIX = "."
 PARTIAL_SUFFIX = ".partial"
 ZERO_LATENT_NAME = "zero_latent.npy"
+ENCODING_NAME = "encoding.json"
+OLD_SUFFIX = ".old" + PARTIAL_SUFFIX  # a corpus folder set aside by ``reencode``, then deleted
+# Test hook: with MGELDM_TEST_STOP_AFTER_TRACKS=N the process kills itself (SIGKILL, like `kill -9`) right after
+# writing its N-th track folder, so a test knows exactly where the run died.
+STOP_AFTER_TRACKS_ENV = "MGELDM_TEST_STOP_AFTER_TRACKS"
+CLAP_HOP_SECONDS = 1.0  # training takes the embedding column of second j for a window starting at second j
+PAD_MODES = ("repeat", "zero")
 ZERO_LATENT_SECONDS = 20.0
 ZERO_LATENT_FRAME = 100
 ZERO_LATENT_FRAMES = 156
@@ -55,13 +68,14 @@ class EncodeSettings:
     batch_size: int = 4              # signals per AE call (a song's mix, sources and submixes)
     clap_batch_size: int = 16        # windows per embedder call
     clap_window_seconds: float = 10.0
-    clap_hop_seconds: float = 1.0
+    clap_hop_seconds: float = CLAP_HOP_SECONDS  # must be 1.0: see CLAP_HOP_SECONDS
     short_clip_pad: str = "repeat"   # clips shorter than a window: "repeat" (laion_clap's repeatpad) or "zero"
     chunked: str | bool = "auto"     # AE chunked encoding: true, false, or "auto" (songs above chunk_min_seconds)
     chunk_min_seconds: float = 600.0
     chunk_size: int = 1024           # latent frames per chunk (131 s at 16 kHz / 2048)
     chunk_overlap: int = 64          # latent frames cross-faded between chunks
     progress: bool = True
+    reencode: bool = False           # encode every track of the run's corpora again (see ``prepare_root``)
     # What the *_clap.npy columns hold: "audio" = the embedder's audio embedding of each window (CLAP, the
     # original); "labels" = the embedder's *text* embedding of the labels the signal really contains (mix: all,
     # source: its own, submix: the others), the same column for every second. The stand-in for a text-only
@@ -69,24 +83,56 @@ class EncodeSettings:
     clap_from: str = "audio"
     label_template: str = "{labels}"  # the text embedded in "labels" mode ({labels}: "drums, bass, and piano")
 
+    def __post_init__(self) -> None:
+        """Refuse, before anything is written, a setting that would fail or be misread mid-run."""
+        problem = self.problem()
+        if problem:
+            raise UserError(f"pre_encode.{problem}")
+
+    def problem(self) -> str | None:
+        """``"<name>: <value>; expected …"`` for the first bad setting, else None."""
+        checks = [
+            (("progress", "reencode"), _is_bool, "true or false"),
+            (("chunked",), lambda v: _is_bool(v) or v == "auto", "true, false or auto"),
+            (("batch_size", "clap_batch_size", "chunk_size"), _is_count, "a whole number >= 1"),
+            (("chunk_overlap",), lambda v: _is_count(v) and v < self.chunk_size,
+             f"a whole number in [1, chunk_size={self.chunk_size})"),
+            (("clap_window_seconds", "chunk_min_seconds"), _is_positive, "a number of seconds > 0"),
+            (("clap_hop_seconds",), lambda v: not _is_bool(v) and v == CLAP_HOP_SECONDS,
+             f"{CLAP_HOP_SECONDS} (training reads one embedding column per second of latent, so column j must "
+             "embed the window that starts at second j)"),
+            (("short_clip_pad",), lambda v: v in PAD_MODES, f"one of {list(PAD_MODES)}"),
+            (("clap_from",), lambda v: v in CLAP_SOURCES, f"one of {list(CLAP_SOURCES)}"),
+        ]
+        for names, ok, expected in checks:
+            for name in names:
+                if not ok(getattr(self, name)):
+                    return f"{name}: {getattr(self, name)!r}; expected {expected}"
+        return None
+
     @classmethod
     def from_mapping(cls, node: Mapping | None) -> "EncodeSettings":
         node = dict(node or {})
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(node) - known)
         if unknown:
-            from mgeldm.errors import UserError
-
             raise UserError(f"pre_encode: unknown settings {unknown}; expected some of {sorted(known)}")
-        settings = cls(**node)
-        if settings.clap_from not in CLAP_SOURCES:
-            from mgeldm.errors import UserError
-
-            raise UserError(f"pre_encode.clap_from: {settings.clap_from!r}; expected one of {list(CLAP_SOURCES)}")
-        return settings
+        return cls(**node)
 
 
 CLAP_SOURCES = ("audio", "labels")
+
+
+def _is_bool(value) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not _is_bool(value) and value >= 1
+
+
+def _is_positive(value) -> bool:
+    return isinstance(value, (int, float)) and not _is_bool(value) and value > 0
 
 
 # --------------------------------------------------------------------------------------------- hashing
@@ -132,8 +178,6 @@ class TrackEncoder:
         rate = getattr(embedder, "sample_rate", None)
         self.clap_sr = int(rate) if rate else None
         if settings.clap_from == "audio" and self.clap_sr is None:
-            from mgeldm.errors import UserError
-
             raise UserError("embedder: this embedder is text-only (no sample_rate, no audio embeddings); "
                             "set pre_encode.clap_from=labels or use an audio embedder such as laion_clap")
 
@@ -183,11 +227,7 @@ class TrackEncoder:
 
     def _use_chunks(self, seconds: float) -> bool:
         mode = self.settings.chunked
-        if isinstance(mode, str) and mode.lower() == "auto":
-            return seconds > self.settings.chunk_min_seconds
-        if isinstance(mode, str):
-            return mode.lower() in ("true", "1", "yes")
-        return bool(mode)
+        return seconds > self.settings.chunk_min_seconds if mode == "auto" else mode
 
     def zero_latent(self) -> np.ndarray:
         """The VAE mean of 20 s of silence at frame 100: the reference the salient-segment draw compares to."""
@@ -259,8 +299,8 @@ def pad_clip(clip: torch.Tensor, length: int, mode: str = "repeat") -> torch.Ten
         return clip[:length]
     if mode == "repeat" and n > 0:
         clip = clip.repeat(length // n)
-    elif mode not in ("repeat", "zero"):
-        raise ValueError(f"short_clip_pad must be 'repeat' or 'zero', got {mode!r}")
+    elif mode not in PAD_MODES:
+        raise ValueError(f"short_clip_pad must be one of {PAD_MODES}, got {mode!r}")
     return torch.nn.functional.pad(clip, (0, length - clip.shape[-1]))
 
 
@@ -397,7 +437,8 @@ def merge_manifest(root: Path, reader: CorpusReader, refs: Sequence[TrackRef], n
     skipped = {}
     for p in shard_files:
         for item in json.loads(p.read_text())["skipped"]:
-            skipped[item["folder"]] = item
+            skipped[(item["folder"], item["source"])] = item
+    skipped_folders = {folder for folder, _ in skipped}
     tracks, missing, frames = [], [], 0
     for ref in refs:
         folder = root / ref.out_rel
@@ -406,7 +447,7 @@ def merge_manifest(root: Path, reader: CorpusReader, refs: Sequence[TrackRef], n
             entry = {"folder": rel, "source": ref.source_id, **track_summary(folder, reader.mix_only)}
             frames += int(entry["frames"])
             tracks.append(entry)
-        elif rel not in skipped:
+        elif rel not in skipped_folders:
             missing.append(rel)
     if missing:
         warn_line(f"{reader.out_name}: {len(missing)} tracks neither encoded nor skipped "
@@ -440,6 +481,27 @@ def my_refs(refs: Sequence[TrackRef], offset: int, num_shards: int, shard_id: in
     return [r for i, r in enumerate(refs) if (offset + i) % num_shards == shard_id]
 
 
+@dataclass
+class CorpusPlan:
+    """One corpus of the run: its reader, every song, and this shard's share."""
+
+    reader: CorpusReader
+    refs: list[TrackRef]
+    mine: list[TrackRef]
+
+
+def plan_corpora(readers: Sequence[CorpusReader], num_shards: int, shard_id: int) -> list[CorpusPlan]:
+    """List every corpus (refusing an empty or wrong-layout root) and this shard's share, writing nothing."""
+    if num_shards < 1 or not 0 <= shard_id < num_shards:
+        raise UserError(f"shard_id={shard_id}, num_shards={num_shards}: expected 0 <= shard_id < num_shards")
+    plans, offset = [], 0
+    for reader in readers:
+        refs = reader.songs()
+        plans.append(CorpusPlan(reader, refs, my_refs(refs, offset, num_shards, shard_id)))
+        offset += len(refs)
+    return plans
+
+
 def pre_encode(
     readers: Sequence[CorpusReader],
     save_root: str | os.PathLike,
@@ -455,51 +517,170 @@ def pre_encode(
 
     ``encoder``/``info`` may be None for a dry run, which only lists what would be done.
     """
-    from mgeldm.errors import UserError
-
-    if num_shards < 1 or not 0 <= shard_id < num_shards:
-        raise UserError(f"shard_id={shard_id}, num_shards={num_shards}: expected 0 <= shard_id < num_shards")
     root = Path(save_root)
-    reports = []
-    if not dry_run:
-        save_zero_latent(root, encoder)
-    offset = 0
-    for reader in readers:
-        refs = reader.refs()
-        mine = my_refs(refs, offset, num_shards, shard_id)
-        offset += len(refs)
-        report = CorpusReport(reader.out_name)
-        todo = [r for r in mine if not is_complete(root, r)]
-        todo_set = set(todo)
-        echo(f"{reader.out_name}: {len(refs)} songs, this shard {len(mine)}, already complete {len(mine) - len(todo)}")
-        if dry_run:
-            for ref in todo:
-                echo(f"  would encode {ref.source_id} -> {ref.out_rel}")
-            reports.append(report)
+    plans = plan_corpora(readers, num_shards, shard_id)
+    if dry_run:
+        return [_dry_run(root, plan, echo) for plan in plans]
+    prepare_root(root, plans, info, reencode=encoder.settings.reencode)
+    save_zero_latent(root, encoder)
+    after_track = _kill_hook()
+    return [encode_corpus(root, plan, encoder, info, (shard_id, num_shards), echo, after_track) for plan in plans]
+
+
+def _dry_run(root: Path, plan: CorpusPlan, echo: Callable[[str], None]) -> CorpusReport:
+    todo = [r for r in plan.mine if not is_complete(root, r)]
+    echo(_listing_line(plan, todo))
+    for ref in todo:
+        echo(f"  would encode {ref.source_id} -> {ref.out_rel}")
+    return CorpusReport(plan.reader.out_name)
+
+
+def _listing_line(plan: CorpusPlan, todo: list[TrackRef]) -> str:
+    return (f"{plan.reader.out_name}: {len(plan.refs)} songs, this shard {len(plan.mine)}, "
+            f"already complete {len(plan.mine) - len(todo)}")
+
+
+def encode_corpus(root: Path, plan: CorpusPlan, encoder: TrackEncoder, info: RunInfo, shard: tuple[int, int],
+                  echo: Callable[[str], None], after_track: Callable[[], None]) -> CorpusReport:
+    """Encode this shard's songs of one corpus that are not complete yet, then report and merge the manifest."""
+    reader = plan.reader
+    report = CorpusReport(reader.out_name)
+    todo = [r for r in plan.mine if not is_complete(root, r)]
+    echo(_listing_line(plan, todo))
+    skipped = []
+    for ref in _progress(todo, reader.out_name, encoder.settings.progress):
+        try:
+            track = reader.load(ref)
+            files = encode_track(track, encoder, mix_only=reader.mix_only)
+        except BrokenSong as err:
+            _forget_partial(root / ref.out_rel)
+            skipped.append(_skip(report, reader, ref, ref.source_id, err))
             continue
-        skipped = []
-        for ref in _progress(todo, reader.out_name, encoder.settings.progress):
-            try:
-                track = reader.load(ref)
-                files = encode_track(track, encoder, mix_only=reader.mix_only)
-            except BrokenSong as err:
-                _forget_partial(root / ref.out_rel)
-                report.skip(ref.source_id, err)
-                skipped.append({"folder": _rel(reader, ref), "source": ref.source_id,
-                                "reason": err.reason, "detail": err.detail})
-                continue
-            write_track_folder(root / ref.out_rel, files)
-            report.add_song(track.seconds)
-        for ref in mine:
-            if ref not in todo_set:  # complete from an earlier run: counted, not re-read
-                frames = track_summary(root / ref.out_rel, reader.mix_only)["frames"]
-                report.add_song(frames * encoder.ratio / encoder.ae_sr)
-        shard_path = shard_file(root / reader.out_name, shard_id, num_shards)
-        write_atomic_bytes(shard_path, json.dumps({"skipped": skipped}, indent=1).encode())
-        merged = merge_manifest(root, reader, refs, num_shards, info)
-        echo(report.summary() + ("" if merged else " (manifest waits for the other shards)"))
-        reports.append(report)
-    return reports
+        write_track_folder(root / ref.out_rel, files)
+        report.add_song(track.seconds)
+        after_track()
+    todo_set = set(todo)
+    for ref in plan.mine:
+        if ref not in todo_set:  # complete from an earlier run: counted, not re-read
+            frames = track_summary(root / ref.out_rel, reader.mix_only)["frames"]
+            report.add_song(frames * encoder.ratio / encoder.ae_sr)
+        for source in ref.dropped:
+            skipped.append(_skip(report, reader, ref, source, BrokenSong("duplicate", f"{ref.source_id} is read instead")))
+    shard_id, num_shards = shard
+    shard_path = shard_file(root / reader.out_name, shard_id, num_shards)
+    write_atomic_bytes(shard_path, json.dumps({"skipped": skipped}, indent=1).encode())
+    merged = merge_manifest(root, reader, plan.refs, num_shards, info)
+    echo(report.summary() + ("" if merged else " (manifest waits for the other shards)"))
+    return report
+
+
+def _skip(report: CorpusReport, reader: CorpusReader, ref: TrackRef, source: str, err: BrokenSong) -> dict:
+    """Report a skipped file (one warning line) and return its manifest entry."""
+    report.skip(source, err)
+    return {"folder": _rel(reader, ref), "source": source, "reason": err.reason, "detail": err.detail}
+
+
+def _kill_hook() -> Callable[[], None]:
+    """What runs after each written track folder: nothing, or the test hook of ``STOP_AFTER_TRACKS_ENV``."""
+    value = os.environ.get(STOP_AFTER_TRACKS_ENV)
+    if not value:
+        return lambda: None
+    limit, written = int(value), 0
+
+    def after_track() -> None:
+        nonlocal written
+        written += 1
+        if written >= limit:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return after_track
+
+
+# --------------------------------------------------------------------------------------------- the save root
+
+
+def encoding_record(info: RunInfo) -> dict:
+    """What ``encoding.json`` holds: the autoencoder and the embedder (their hashes) of every latent of a root."""
+    return {"autoencoder": info.autoencoder, "embedder": info.embedder}
+
+
+def earlier_records(root: Path) -> dict[Path, dict]:
+    """The records of earlier runs into ``root``: its ``encoding.json`` and every corpus ``manifest.json``."""
+    manifests = sorted(p for p in root.glob(f"*/{MANIFEST_NAME}") if not p.parent.name.startswith(PARTIAL_PREFIX))
+    found = {}
+    for path in [root / ENCODING_NAME, *manifests]:
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text())
+            found[path] = {"autoencoder": dict(data["autoencoder"]), "embedder": dict(data["embedder"])}
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"{path}: not a pre-encoding record (no autoencoder and embedder); "
+                            "move it out of +save_root_dir") from None
+    return found
+
+
+def encoder_difference(old: dict, new: dict) -> str | None:
+    """How an earlier record differs from this run's, in words; None for the same autoencoder and embedder."""
+    before, now = str(old["autoencoder"].get("sha256")), str(new["autoencoder"]["sha256"])
+    if before != now:
+        return f"autoencoder {before[:12]}… (this run: {now[:12]}…)"
+    if old["embedder"] != new["embedder"]:
+        return f"embedder {_embedder_words(old['embedder'])} (this run: {_embedder_words(new['embedder'])})"
+    return None
+
+
+def _embedder_words(embedder: dict) -> str:
+    hashes = ",".join(str(h)[:12] for _, h in sorted(dict(embedder.get("sha256") or {}).items()))
+    return f"{embedder.get('type')} dim {embedder.get('dim')}" + (f" weights {hashes}…" if hashes else "")
+
+
+def prepare_root(root: Path, plans: Sequence[CorpusPlan], info: RunInfo, *, reencode: bool) -> None:
+    """Before the first track: every latent of a root must come from one autoencoder and embedder.
+
+    A root whose ``encoding.json`` or a corpus manifest names another one is refused, unless ``reencode``:
+    then the run's corpus folders are deleted first (the whole folder, all shards' tracks, so that no old track
+    is ever taken for a finished one), which is refused while the root holds other corpora of the old encoder.
+    ``reencode`` also deletes this shard's tracks made with the same encoder, so that every track is encoded
+    again. Then ``encoding.json`` records this run's encoder.
+    """
+    new = encoding_record(info)
+    records = earlier_records(root)
+    foreign = {p: d for p, old in records.items() if (d := encoder_difference(old, new))}
+    if foreign and not reencode:
+        path, what = next(iter(foreign.items()))
+        raise UserError(f"{path}: {root} holds latents made with {what}; one root holds one encoder's latents: "
+                        "pass pre_encode.reencode=true to encode this run's corpora again from scratch, "
+                        "or choose another +save_root_dir")
+    _remove_set_aside(root)
+    if reencode and foreign:
+        same = {p.parent.name for p in records if p.name == MANIFEST_NAME and p not in foreign}
+        _delete_corpora(root, [plan.reader.out_name for plan in plans], same)
+    if reencode:
+        for ref in (ref for plan in plans for ref in plan.mine):
+            shutil.rmtree(root / ref.out_rel, ignore_errors=True)
+    write_atomic_bytes(root / ENCODING_NAME, (json.dumps(new, indent=2) + "\n").encode())
+
+
+def _delete_corpora(root: Path, names: Sequence[str], same_encoder: set[str]) -> None:
+    """Delete the corpus folders ``names`` (renamed aside first: one atomic step for concurrent shards); refuse
+    while the root holds another corpus not known to come from this run's encoder (``same_encoder``)."""
+    others = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                    and p.name not in names and p.name not in same_encoder)
+    if others:
+        raise UserError(f"pre_encode.reencode: {root} also holds {others}, not made with this run's encoder and not "
+                        "in +extract_dataset; encode them in this run too or move them out of the root")
+    for name in names:
+        if (root / name).is_dir():
+            aside = root / f"{PARTIAL_PREFIX}{name}.{os.getpid()}{OLD_SUFFIX}"
+            os.replace(root / name, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def _remove_set_aside(root: Path) -> None:
+    """Delete corpus folders a killed ``reencode`` left set aside (concurrent deletions tolerate each other)."""
+    for path in root.glob(f"{PARTIAL_PREFIX}*{OLD_SUFFIX}"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _rel(reader: CorpusReader, ref: TrackRef) -> str:

@@ -1,12 +1,13 @@
 """pre_encode on tiny fake corpora with the tiny fixture AE and a cheap deterministic embedder (the real tiny
 CLAP in one test): layout, shapes, comb_info, skips, resume after SIGKILL, shards, dry run, CLI."""
 
+import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,8 +19,8 @@ from mgeldm.audio import resample
 from mgeldm.data.corpora.moisesdb import seeded_split
 from mgeldm.data.corpora.registry import build_reader
 from mgeldm.data.latent_datasets import MixSubmixSourceLatentDataset
-from mgeldm.data.pre_encode import (EncodeSettings, RunInfo, TrackEncoder, autoencoder_info, embedder_info, pad_clip,
-                                    pre_encode, state_dict_sha256)
+from mgeldm.data.pre_encode import (STOP_AFTER_TRACKS_ENV, EncodeSettings, RunInfo, TrackEncoder, autoencoder_info,
+                                    embedder_info, pad_clip, pre_encode, state_dict_sha256)
 from mgeldm.errors import UserError
 
 REPO = H.Path(__file__).resolve().parents[2]
@@ -44,8 +45,8 @@ def _info(ae, enc):
     return RunInfo(autoencoder_info(ae), embedder_info(TINY_NODE, enc.embedder))
 
 
-def _run(readers, out, ae, **kw):
-    enc = _encoder(ae)
+def _run(readers, out, ae, *, reencode=False, **kw):
+    enc = _encoder(ae, reencode=reencode)
     return pre_encode(readers, out, encoder=enc, info=_info(ae, enc), echo=lambda s: None, **kw)
 
 
@@ -254,8 +255,9 @@ def _cli(conf, src, out, reference_fixtures, *extra):
             "pre_encode.progress=false", "pre_encode.batch_size=16", *extra]
 
 
-def _env():
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(H.Path(__file__).parent), str(REPO)])}
+def _env(**extra):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(H.Path(__file__).parent), str(REPO)]), **extra}
+    return env if STOP_AFTER_TRACKS_ENV in extra else {k: v for k, v in env.items() if k != STOP_AFTER_TRACKS_ENV}
 
 
 @pytest.mark.slow
@@ -263,23 +265,19 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, ae, reference_
     src = _many_songs(tmp_path / "src", n=8)
     _run([build_reader("other_tracks", src)], tmp_path / "clean", ae)
     conf, out = _conf_dir(tmp_path, reference_fixtures), tmp_path / "killed"
-    proc = subprocess.Popen(_cli(conf, src, out, reference_fixtures), env=_env(), cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The test hook kills the run (SIGKILL, as `kill -9`) right after its 3rd track folder: a known point.
+    killed = subprocess.run(_cli(conf, src, out, reference_fixtures), env=_env(**{STOP_AFTER_TRACKS_ENV: "3"}),
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     split = out / "other_tracks"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if split.is_dir() and any(p.name.startswith("track") for p in split.iterdir()):
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = [p.name for p in split.iterdir() if p.name.startswith("track")]
-    assert 1 <= len(done) < 8 and not (split / "manifest.json").exists()
+    assert sorted(p.name for p in split.iterdir()) == ["track00000", "track00001", "track00002"]
+    # A kill in the middle of a write leaves the next track's temporary folder behind.
+    (split / ".track00003.partial" / "comb0").mkdir(parents=True)
+    (split / ".track00003.partial" / "mix.npy").write_bytes(b"half a file")
     rerun = subprocess.run(_cli(conf, src, out, reference_fixtures), env=_env(), cwd=tmp_path, capture_output=True,
                            text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert f"already complete {len(done)}" in rerun.stderr
+    assert "already complete 3" in rerun.stderr
     assert H.tree(tmp_path / "clean") == H.tree(out)  # same files, identical bytes (manifest included)
     assert not (tmp_path / "outputs").exists() and not (tmp_path / ".hydra").exists()
 
@@ -372,3 +370,165 @@ def test_clap_from_is_checked(ae):
         EncodeSettings.from_mapping({"clap_from": "text"})
     with pytest.raises(UserError, match="text-only"):
         TrackEncoder(ae, _TextOnlyEmbedder(), EncodeSettings(clap_from="audio"))
+
+
+# --------------------------------------------------------------------------------------------- checked at start
+
+
+@pytest.mark.parametrize("setting, value, words", [
+    ("clap_hop_seconds", 2.0, "one embedding column per second"),
+    ("short_clip_pad", "mirror", "'repeat', 'zero'"),
+    ("chunked", "maybe", "true, false or auto"),
+    ("progress", "yes", "true or false"),
+    ("reencode", 1, "true or false"),
+    ("batch_size", 0, ">= 1"),
+    ("chunk_overlap", 2048, "chunk_size=1024"),
+])
+def test_settings_are_refused_at_start(setting, value, words):
+    with pytest.raises(UserError, match=f"^pre_encode.{setting}: ") as info:
+        EncodeSettings.from_mapping({setting: value})
+    assert words in str(info.value)
+
+
+def test_cli_refuses_a_bad_setting_before_writing(tmp_path, reference_fixtures):
+    conf, out = _conf_dir(tmp_path, reference_fixtures), tmp_path / "out"
+    src = _many_songs(tmp_path / "src", n=1)
+    res = subprocess.run(_cli(conf, src, out, reference_fixtures, "pre_encode.chunked=maybe"), env=_env(),
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == ["pre_encode.py: error: pre_encode.chunked: 'maybe'; expected true, "
+                                               "false or auto"]
+    assert not out.exists()
+
+
+def test_empty_or_wrong_layout_roots_write_nothing(tmp_path, ae):
+    from mgeldm.data.corpora.registry import READERS
+
+    empty, out = tmp_path / "empty", tmp_path / "out"
+    empty.mkdir()
+    good = build_reader("other_tracks", _many_songs(tmp_path / "src", n=1))
+    for key in READERS:
+        with pytest.raises(UserError, match=f"^data_dirs.{key}: {empty} holds no song in the {key} layout"):
+            _run([good, build_reader(key, empty)], out, ae)
+    musdb = H.make_musdb(tmp_path / "musdb", SEC)  # train/ and test/ of song folders, but no Slakh metadata
+    with pytest.raises(UserError, match="holds no song in the slakh2100 layout"):
+        _run([good, build_reader("slakh2100", musdb)], out, ae)
+    assert not out.exists()
+
+
+def test_manifest_does_not_depend_on_where_the_corpus_lies(tmp_path, ae):
+    here = H.make_medleydb(tmp_path / "a" / "medley", SEC)
+    (here / "Broken_Song" / "Broken_Song_METADATA.yaml").unlink()  # the reading error names the missing file
+    there = shutil.copytree(here, tmp_path / "elsewhere" / "deeper" / "medley")
+    _run([build_reader("medleydbV2", here)], tmp_path / "out_a", ae)
+    _run([build_reader("medleydbV2", there)], tmp_path / "out_b", ae)
+    manifest = json.loads((tmp_path / "out_a" / "medleydbv2" / "manifest.json").read_text())
+    assert [s["reason"] for s in manifest["skipped"]] == ["bad metadata"]
+    assert "Broken_Song/Broken_Song_METADATA.yaml" in manifest["skipped"][0]["detail"]
+    assert H.tree(tmp_path / "out_a") == H.tree(tmp_path / "out_b")
+
+
+# --------------------------------------------------------------------------------------------- one encoder per root
+
+
+def _another_ae(ae):
+    other = copy.deepcopy(ae)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    return other
+
+
+def test_another_autoencoder_is_refused_and_reencode_starts_over(tmp_path, ae):
+    reader = build_reader("other_tracks", _many_songs(tmp_path / "src", n=3))
+    other, out, fresh = _another_ae(ae), tmp_path / "out", tmp_path / "fresh"
+    _run([reader], out, ae)
+    before = H.tree(out)
+    with pytest.raises(UserError, match=r"encoding.json: .* autoencoder .* pre_encode.reencode=true"):
+        _run([reader], out, other)
+    assert H.tree(out) == before
+    legacy = shutil.copytree(out, tmp_path / "legacy")
+    (legacy / "encoding.json").unlink()  # a root written before encoding.json existed: its manifests tell
+    with pytest.raises(UserError, match=r"manifest.json: .* autoencoder"):
+        _run([reader], legacy, other)
+    (out / "other_tracks" / "manifest.json").unlink()  # as after a run killed before its manifest
+    with pytest.raises(UserError, match=r"encoding.json: .* autoencoder"):
+        _run([reader], out, other)
+    _run([reader], out, other, reencode=True)
+    _run([reader], fresh, other)
+    assert H.tree(out) == H.tree(fresh)  # every track, zero_latent.npy and the records: the new AE's
+
+
+def test_reencode_with_the_same_autoencoder_encodes_every_track_again(tmp_path, ae):
+    reader = build_reader("other_tracks", _many_songs(tmp_path / "src", n=2))
+    out = tmp_path / "out"
+    _run([reader], out, ae)
+    clean = H.tree(out)
+    np.save(out / "other_tracks" / "track00001" / "mix.npy", np.zeros((8, 3), np.float32))
+    _run([reader], out, ae)
+    assert H.tree(out) != clean  # a plain rerun keeps finished tracks
+    _run([reader], out, ae, reencode=True)
+    assert H.tree(out) == clean
+
+
+def test_reencode_refuses_a_root_with_other_corpora_of_the_old_autoencoder(tmp_path, ae):
+    tracks = build_reader("other_tracks", _many_songs(tmp_path / "src", n=1))
+    H.write(tmp_path / "mixes" / "a.wav", H.tone(SEC, 300))
+    mixes = build_reader("mixtures", tmp_path / "mixes")
+    out = tmp_path / "out"
+    _run([tracks, mixes], out, ae)
+    before = H.tree(out)
+    with pytest.raises(UserError, match=r"reencode: .* also holds \['mixtures'\]"):
+        _run([tracks], out, _another_ae(ae), reencode=True)
+    assert H.tree(out) == before
+
+
+# --------------------------------------------------------------------------------------------- mixtures
+
+
+def test_mtg_low_quality_copies_are_the_same_song(tmp_path, ae):
+    src = tmp_path / "mtg"
+    H.write(src / "00" / "1201.low.wav", H.tone(SEC, 200, seed=1))     # only the low-quality copy
+    H.write(src / "01" / "1300.low.wav", H.tone(SEC, 300, seed=2))
+    H.write(src / "01" / "1300.wav", H.tone(SEC, 310, seed=3))         # the full-quality file is read
+    H.write(src / "02" / "1400.wav", H.tone(SEC, 400, seed=4))
+    _run([build_reader("mtgjamendo", src)], tmp_path / "out", ae)
+    manifest = json.loads((tmp_path / "out" / "mtg_jamendo" / "manifest.json").read_text())
+    assert [(t["folder"], t["source"]) for t in manifest["tracks"]] == [
+        ("00/1201", "00/1201.low.wav"), ("01/1300", "01/1300.wav"), ("02/1400", "02/1400.wav")]
+    assert [(s["folder"], s["source"], s["reason"]) for s in manifest["skipped"]] == [
+        ("01/1300", "01/1300.low.wav", "duplicate")]
+    assert manifest["summary"] == {"tracks": 3, "hours": manifest["summary"]["hours"], "skipped": 1}
+
+
+def test_mixtures_in_sub_folders_reach_training(tmp_path, ae):
+    src, out = tmp_path / "mixes", tmp_path / "out"
+    H.write(src / "top.wav", H.tone(SEC, 200, seed=1))
+    H.write(src / "album" / "song.wav", H.tone(SEC, 300, seed=2))
+    H.write(src / "album" / "disc 2" / "song.flac", H.tone(SEC, 400, seed=3))
+    _run([build_reader("mixtures", src)], out, ae)
+    ds = MixSubmixSourceLatentDataset(data_dir=out / "mixtures", split=None, segment_length=16, num_examples=4,
+                                      return_mix_only=True, zero_latent_path=out / "zero_latent.npy",
+                                      expected_ae_hash=state_dict_sha256(ae))
+    assert len(ds.tracks) == 3 and ds[0]["mix_latent"].shape == (8, 16)
+    manifest = json.loads((out / "mixtures" / "manifest.json").read_text())
+    assert [(t["folder"], t["source"]) for t in manifest["tracks"]] == [
+        ("track00000", "album/disc 2/song.flac"), ("track00001", "album/song.wav"), ("track00002", "top.wav")]
+
+
+# --------------------------------------------------------------------------------------------- the recipe
+
+
+def test_script_passes_extra_overrides_through(tmp_path):
+    shim = tmp_path / "bin" / "python"
+    shim.parent.mkdir()
+    shim.write_text('#!/bin/sh\nfor a in "$@"; do printf \'%s\\n\' "$a"; done > "$ARGS_OUT"\n')
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}", "ARGS_OUT": str(tmp_path / "args"),
+           "OTHER_DIR": str(tmp_path / "my songs")}
+    extra = ["pre_encode.reencode=true", "+device=cuda:1", "pre_encode.label_template=it's {labels}"]
+    res = subprocess.run(["bash", str(REPO / "scripts" / "pre_encode_script.sh"), "other_tracks", "1", *extra],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    args = (tmp_path / "args").read_text().splitlines()
+    assert args[0] == "pre_encode.py" and args[-len(extra):] == extra
+    assert f"+data_dirs.other_tracks={tmp_path / 'my songs'}" in args
