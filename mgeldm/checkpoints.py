@@ -6,6 +6,11 @@ Two formats, as the original writes them (SPEC G):
   ``torch.load(weights_only=True)``, so no arbitrary code is unpickled;
 * ``.safetensors``: a flat ``{name: tensor}`` file.
 
+Files this package writes may also carry the model config they were trained with, as plain JSON outside
+the state dict: a top-level ``"model_config"`` entry of the ``.ckpt`` dict (plain containers, so
+``weights_only`` loading still works and ``torch.load(f)["state_dict"]`` is unchanged), or the
+``model_config`` metadata string of a ``.safetensors`` file. The released checkpoints have none.
+
 The full model uses the prefixes ``model_dit.`` and ``pretransform.model.``; an AE checkpoint has none.
 """
 
@@ -48,6 +53,31 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+MODEL_CONFIG_KEY = "model_config"
+
+
+def read_model_config(path: str | os.PathLike) -> dict | None:
+    """The model config an unwrapped checkpoint carries (see the module docstring), or None."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                text = (f.metadata() or {}).get(MODEL_CONFIG_KEY)
+            return json.loads(text) if text else None
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=_can_mmap(path))
+    except Exception as exc:  # noqa: BLE001 - unreadable files are reported by read_state_dict's message
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {path}: not a readable .ckpt/.safetensors file ({first[:160]})") from None
+    config = obj.get(MODEL_CONFIG_KEY) if isinstance(obj, Mapping) else None
+    return dict(config) if isinstance(config, Mapping) else None
+
+
 def _can_mmap(path: Path) -> bool:
     """torch.load(mmap=True) needs the zip format; old-style pickles must be read without it."""
     import zipfile
@@ -55,8 +85,12 @@ def _can_mmap(path: Path) -> bool:
     return zipfile.is_zipfile(path)
 
 
-def write_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
-    """Write ``state_dict`` atomically: to a temporary file beside ``path``, then rename over it."""
+def write_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike,
+                     model_config: Mapping | None = None) -> Path:
+    """Write ``state_dict`` (and the ``model_config`` it belongs to, if given) atomically: to a temporary
+    file beside ``path``, then rename over it."""
+    import json
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
@@ -66,9 +100,11 @@ def write_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.Path
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
-            save_file(_unshare(tensors), tmp)
+            meta = {MODEL_CONFIG_KEY: json.dumps(model_config)} if model_config is not None else None
+            save_file(_unshare(tensors), tmp, metadata=meta)
         else:
-            torch.save({"state_dict": tensors}, tmp)
+            extra = {MODEL_CONFIG_KEY: json.loads(json.dumps(model_config))} if model_config is not None else {}
+            torch.save({"state_dict": tensors, **extra}, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

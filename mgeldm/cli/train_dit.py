@@ -8,6 +8,7 @@ Everything that can be checked is checked before the first step (one-line errors
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,30 @@ def build_datasets(cfg: Mapping[str, Any], *, mix_only: bool, seed: int, ae_hash
     return train, valid
 
 
+MEASURE = "measure"
+STATS_WINDOWS = 1024
+
+
+def resolve_track_norm(cfg: dict, train_set, resume: str | None) -> None:
+    """``model.track_norm: measure`` -> the per-track statistics of the training data, written into the
+    model config (which the checkpoints carry). A resumed run keeps the numbers its checkpoint holds."""
+    model = cfg["model"]
+    if model.get("track_norm") != MEASURE:
+        return
+    if resume is not None:
+        from mgeldm.training.unwrap import load_training_checkpoint
+
+        stored = (load_training_checkpoint(resume, mmap=True).get("model_config") or {}).get("track_norm")
+        if isinstance(stored, Mapping):
+            model["track_norm"] = dict(stored)
+            return
+    from mgeldm.data.latent_stats import measure_track_stats
+
+    scale = float((model.get("pretransform") or {}).get("scale", 1.0))
+    model["track_norm"] = measure_track_stats(train_set, STATS_WINDOWS, scale=scale)
+    print(f"train_dit.py: model.track_norm measured on {STATS_WINDOWS} training windows", file=sys.stderr)
+
+
 def run(cfg: dict) -> None:
     tcfg = dict(cfg.get("trainer") or {})
     if cfg.get("logger"):
@@ -118,6 +143,7 @@ def run(cfg: dict) -> None:
     train_set, valid_set = build_datasets(cfg, mix_only=bool(recipe.get("mixture_only_pretraining", False)),
                                           seed=int(recipe["seed"]),
                                           ae_hash=state_dict_sha256(ae_state) if ae_state is not None else None)
+    resolve_track_norm(cfg, train_set, resume)
     model = build_model(cfg, full, ae_state)
     del full, ae_state
     text_conditioning = recipe.pop("text_conditioning", True)

@@ -211,6 +211,7 @@ class MGEDiT(nn.Module):
         depth: int = 24,
         num_heads: int = 48,
         gradient_checkpointing: bool = False,
+        adagn_timestep: bool = False,
     ) -> None:
         super().__init__()
         k = num_tracks
@@ -224,6 +225,10 @@ class MGEDiT(nn.Module):
         self.dim = dim
         self.depth = depth
         self.num_heads = num_heads
+        # Off in the original: t reaches the blocks only through the prepended token. On, each track's
+        # timestep embedding is also added to its condition slice before the AdaGN modulation, so every
+        # block sees its track's noise level directly (no new weights: the same timestep MLP feeds both).
+        self.adagn_timestep = bool(adagn_timestep)
         c_in = io_channels * k
 
         # Registration order = the original's state_dict order.
@@ -286,6 +291,8 @@ class MGEDiT(nn.Module):
             x = x.to(self.preprocess_conv.weight.dtype)
         temb = _run_grouped_mlp(self.to_timestep_embed, self.timestep_features(t).reshape(b, -1))
         cond = _run_grouped_mlp(self.to_global_embed, global_embed.reshape(b, -1))
+        if self.adagn_timestep:
+            cond = cond + temb.to(cond.dtype)
 
         xt = x.transpose(1, 2)  # (B, T, K*C) view
         xt = xt + F.linear(xt, self.preprocess_conv.weight[:, :, 0])
@@ -361,6 +368,7 @@ _ACCEPTED = set(_REQUIRED) | {
     "diffusion_objective",
     "global_cond_keys",
     "gradient_checkpointing",
+    "adagn_timestep",
 }
 
 
@@ -390,4 +398,13 @@ def build_dit(cfg: Mapping[str, Any]) -> MGEDiT:
         depth=int(cfg["depth"]),
         num_heads=int(cfg["num_heads"]),
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
+        adagn_timestep=_flag(cfg, "adagn_timestep"),
     )
+
+
+def _flag(cfg: Mapping[str, Any], key: str) -> bool:
+    """An optional boolean key of the MGELDM node (absent = False); anything but a boolean is refused."""
+    value = cfg.get(key, False)
+    if not isinstance(value, bool):
+        raise UserError(f"DiT config (MGELDM node): {key}={value!r}; expected true or false")
+    return value

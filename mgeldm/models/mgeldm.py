@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from mgeldm.checkpoints import describe_mismatch, read_state_dict
 from mgeldm.errors import UserError
@@ -24,16 +24,73 @@ DIT_PREFIX = "model_dit."
 AE_PREFIX = "pretransform.model."
 
 
+class TrackNorm:
+    """Per-track, per-channel affine map between the pretransform's latents and the DiT's space.
+
+    ``z_dit = (z - mean[k]) / std[k]`` for track k (mix, submix, source). The numbers come from the
+    model config (``model.track_norm``, measured on the training data by ``train_dit.py``), never from
+    the state dict, so checkpoints keep the original's keys. Without it the DiT sees the pretransform's
+    latents as they are (the original: one ``pretransform.scale`` for every track).
+    """
+
+    def __init__(self, mean: Any, std: Any, *, num_tracks: int, channels: int) -> None:
+        self.mean = torch.as_tensor(mean, dtype=torch.float32)
+        self.std = torch.as_tensor(std, dtype=torch.float32)
+        shape = (num_tracks, channels)
+        for name, value in (("mean", self.mean), ("std", self.std)):
+            if tuple(value.shape) != shape:
+                raise UserError(f"model.track_norm.{name}: shape {tuple(value.shape)}; expected {list(shape)} "
+                                "(tracks x latent channels)")
+            if not torch.isfinite(value).all():
+                raise UserError(f"model.track_norm.{name}: holds non-finite numbers")
+        if not (self.std > 0).all():
+            raise UserError("model.track_norm.std: every value must be > 0")
+
+    @classmethod
+    def from_config(cls, node: Any, *, num_tracks: int, channels: int) -> TrackNorm | None:
+        if node is None:
+            return None
+        if not isinstance(node, Mapping) or not {"mean", "std"} <= set(node):
+            raise UserError(f"model.track_norm: {str(node)[:60]!r}; expected null, or mean/std lists per track "
+                            "(train_dit.py writes them when given `measure`)")
+        return cls(node["mean"], node["std"], num_tracks=num_tracks, channels=channels)
+
+    def as_config(self) -> dict[str, list[list[float]]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    def _affine(self, z: Tensor, track: int | None) -> tuple[Tensor, Tensor]:
+        mean, std = (self.mean.reshape(-1), self.std.reshape(-1)) if track is None else (self.mean[track], self.std[track])
+        return mean.to(z.device, z.dtype)[:, None], std.to(z.device, z.dtype)[:, None]
+
+    def normalize(self, z: Tensor, track: int | None = None) -> Tensor:
+        """(B, C, T) latents of ``track`` (or (B, K*C, T) of all tracks when None) -> the DiT's space."""
+        mean, std = self._affine(z, track)
+        return (z - mean) / std
+
+    def denormalize(self, z: Tensor, track: int | None = None) -> Tensor:
+        mean, std = self._affine(z, track)
+        return z * std + mean
+
+
 class MGELDM(nn.Module):
     """The DiT and the VAE it works in; tensors in, tensors out."""
 
     def __init__(self, model_dit: MGEDiT, pretransform: AutoencoderPretransform, *, sample_rate: int,
-                 segment_length: int) -> None:
+                 segment_length: int, track_norm: TrackNorm | None = None) -> None:
         super().__init__()
         self.model_dit = model_dit
         self.pretransform = pretransform
         self.sample_rate = int(sample_rate)
         self.segment_length = int(segment_length)
+        self.track_norm = track_norm
+
+    def to_dit_space(self, z: Tensor, track: int | None = None) -> Tensor:
+        """Pretransform latents of one track (B, C, T), or of all tracks (B, K*C, T) -> the DiT's space."""
+        return z if self.track_norm is None else self.track_norm.normalize(z, track)
+
+    def from_dit_space(self, z: Tensor, track: int | None = None) -> Tensor:
+        """The inverse of :meth:`to_dit_space`."""
+        return z if self.track_norm is None else self.track_norm.denormalize(z, track)
 
     @property
     def io_channels(self) -> int:
@@ -76,8 +133,9 @@ def build_mgeldm(model_cfg: Mapping[str, Any]) -> MGELDM:
             f"model config: MGELDM.io_channels={dit.io_channels} but the autoencoder has "
             f"{pretransform.encoded_channels} latent channels; they must be equal"
         )
+    norm = TrackNorm.from_config(model_cfg.get("track_norm"), num_tracks=dit.num_tracks, channels=dit.io_channels)
     return MGELDM(dit, pretransform, sample_rate=model_cfg.get("sample_rate", 16000),
-                  segment_length=model_cfg.get("segment_length", 100))
+                  segment_length=model_cfg.get("segment_length", 100), track_norm=norm)
 
 
 def load_mgeldm(ckpt_path: str | os.PathLike, model_cfg: Mapping[str, Any]) -> MGELDM:

@@ -146,11 +146,13 @@ class TaskRunner:
         return frames * self.ratio
 
     @torch.inference_mode()
-    def encode(self, wave: Tensor, generator: torch.Generator | None) -> Tensor:
+    def encode(self, wave: Tensor, generator: torch.Generator | None, track: int | None = None) -> Tensor:
         """(L,) or (1, L) audio at the model rate -> latent (1, C, F), F >= one window.
 
         The audio is zero-padded at the end to whole frames and at least one window (trimmed again
         after decoding). The VAE mean is used unless ``encode_sample`` (the original's sampling).
+        With ``track`` the latent is mapped into the DiT's space for that track (the model's per-track
+        normalisation, when it has one).
         """
         start = time.perf_counter()
         wave = wave.reshape(1, 1, -1).float()
@@ -160,12 +162,16 @@ class TaskRunner:
                                            generator=generator, chunked=frames > self.decode_chunk)
         self._sync()
         self.timings.encode += time.perf_counter() - start
-        return z.float()
+        return z.float() if track is None else self.model.to_dit_space(z.float(), track)
 
     @torch.inference_mode()
-    def decode(self, z: Tensor, samples: int) -> Tensor:
-        """Latents (N, C, F) of one track -> audio (N, samples), one item at a time, chunked when long."""
+    def decode(self, z: Tensor, samples: int, track: int | None = None) -> Tensor:
+        """Latents (N, C, F) of one track -> audio (N, samples), one item at a time, chunked when long.
+
+        With ``track``, ``z`` is in the DiT's space of that track and is mapped back first."""
         start = time.perf_counter()
+        if track is not None:
+            z = self.model.from_dit_space(z, track)
         chunked = z.shape[-1] > self.decode_chunk
         out = []
         for item in z:
@@ -176,7 +182,7 @@ class TaskRunner:
 
     def decode_tracks(self, z: Tensor, tracks: tuple[int, ...], samples: int) -> dict[int, Tensor]:
         c = self.channels
-        return {k: self.decode(z[:, k * c:(k + 1) * c], samples) for k in tracks}
+        return {k: self.decode(z[:, k * c:(k + 1) * c], samples, k) for k in tracks}
 
     # -- DiT ------------------------------------------------------------------------------------
     def global_embed(self, cond: Tensor, track: int) -> Tensor:
@@ -290,7 +296,7 @@ def _given_task(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: Sampli
                 desc: str, given_z: Tensor | None = None) -> tuple[dict[int, Tensor], Tensor]:
     wave = _as_wave(wave)
     if given_z is None:
-        given_z = runner.encode(wave, generator)
+        given_z = runner.encode(wave, generator, given_track)
     frames = math.ceil(wave.shape[-1] / runner.ratio)
     z = runner.sample(cond, cond_track, frames, settings, generator, given_z=given_z, given_track=given_track,
                       desc=desc)

@@ -149,24 +149,24 @@ class DiTDemoCallback(_EveryNSteps):
 
             noise = torch.randn(n, k * c, frames, generator=gen).to(device)
             z = sample_joint(denoiser, noise, steps=self.steps, num_tracks=k, t_min=self.t_min)
-            written += self._write(pretransform, z, k, c, step, "total_gen", write_wav, save_spectrogram_png,
-                                   diffusion.sample_rate)
+            written += self._write(diffusion, z, k, c, step, "total_gen", write_wav, save_spectrogram_png)
             if self.demo_batch is not None:
-                given = self.demo_batch["mix_latent"][:n].to(device).float()
+                given = pl_module.latents(self.demo_batch)[:n, :c].to(device)  # the DiT's space, as in training
                 noise = torch.randn(given.shape[0], k * c, given.shape[-1], generator=gen).to(device)
                 z = sample_given_track(denoiser, noise, given, 0, steps=self.steps, num_tracks=k, t_min=self.t_min)
-                written += self._write(pretransform, z, k, c, step, "extraction", write_wav, save_spectrogram_png,
-                                       diffusion.sample_rate)
+                written += self._write(diffusion, z, k, c, step, "extraction", write_wav, save_spectrogram_png)
         finally:
             dit.train(was_training)
         return written
 
-    def _write(self, pretransform, z, k, c, step, task, write_wav, save_png, sample_rate) -> list[Path]:
+    def _write(self, diffusion, z, k, c, step, task, write_wav, save_png) -> list[Path]:
         out = []
+        sample_rate = diffusion.sample_rate
+        from_dit = getattr(diffusion, "from_dit_space", lambda x, _track: x)
         folder = self.out_dir / f"{step:08d}" / task / f"cfg_{self.cfg_scale:g}"
         for i in range(z.shape[0]):
             for j, name in enumerate(("mix", "submix", "src")[:k]):
-                wav = pretransform.decode(z[i:i + 1, j * c:(j + 1) * c].float())[0]
+                wav = diffusion.pretransform.decode(from_dit(z[i:i + 1, j * c:(j + 1) * c].float(), j))[0]
                 out.append(write_wav(folder / f"{i:02d}_{name}.wav", wav, sample_rate))
                 save_png(folder / f"{i:02d}_{name}.png", wav, sample_rate)
         return out

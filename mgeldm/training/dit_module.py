@@ -33,6 +33,15 @@ __all__ = ["DiTTrainingModule", "NonFiniteLossError", "DEFAULT_RECIPE"]
 TRACK_NAMES = ("mix", "submix", "src")
 SRC_TRACK = 2
 
+# Training patterns of ``task_mix``: (given track or None, the one track whose condition is kept), i.e. the
+# inference tasks: extraction gives the mix and prompts the source, partial generation gives the submix and
+# prompts the source, accompaniment gives the source and prompts the submix, total generation gives nothing
+# and prompts the mix. ``original`` is the original's draw (timestep dropout + independent CFG dropout).
+TASK_PATTERNS: dict[str, tuple[int | None, int]] = {
+    "extract": (0, 2), "partial": (1, 2), "accomp": (2, 1), "total": (None, 0),
+}
+ORIGINAL_PATTERN = "original"
+
 DEFAULT_RECIPE: dict[str, Any] = {
     "seed": 42,
     "timestep_eps": 0.02,
@@ -40,6 +49,7 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "cfg_dropout_prob": 0.4,
     "mixture_only_pretraining": False,
     "blend_per_batch": False,
+    "task_mix": None,
     "grad_clip_norm": 1.0,
     "max_nonfinite_steps": 20,
     "compile": False,
@@ -48,6 +58,32 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "scheduler": {"inv_gamma": 1e6, "power": 0.5, "warmup": 0.99, "final_lr": 0.0},
     "ema": {"beta": 0.9999, "power": 0.75, "inv_gamma": 1.0, "update_every": 1, "update_after_step": 1},
 }
+
+
+def parse_task_mix(node: Any, num_tracks: int) -> tuple[list[str], Tensor] | None:
+    """``task_mix`` -> (pattern names, probabilities), or None for the original draw alone."""
+    if node is None:
+        return None
+    from mgeldm.errors import UserError
+
+    allowed = [*TASK_PATTERNS, ORIGINAL_PATTERN]
+    if not isinstance(node, Mapping) or not node:
+        raise UserError(f"trainer.recipe.task_mix: {node!r}; expected null or a mapping of {allowed} to weights")
+    unknown = sorted(set(node) - set(allowed))
+    if unknown:
+        raise UserError(f"trainer.recipe.task_mix: unknown pattern(s) {unknown}; expected some of {allowed}")
+    if num_tracks != 3 and set(node) - {ORIGINAL_PATTERN}:
+        raise UserError("trainer.recipe.task_mix: task patterns need the three tracks mix, submix, source")
+    weights = {}
+    for name, w in node.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise UserError(f"trainer.recipe.task_mix.{name}: {w!r}; expected a number >= 0")
+        weights[name] = float(w)
+    total = sum(weights.values())
+    if total <= 0:
+        raise UserError("trainer.recipe.task_mix: the weights sum to 0")
+    names = list(weights)
+    return names, torch.tensor([weights[n] / total for n in names])
 
 
 class DiTTrainingModule(SeededTrainingModule):
@@ -74,6 +110,11 @@ class DiTTrainingModule(SeededTrainingModule):
         object.__setattr__(self, "conditioner", conditioner)  # not a submodule: never saved or trained
         object.__setattr__(self, "_dit_call", torch.compile(dit) if self.recipe["compile"] else dit)
         self.mask_loss_track = SRC_TRACK if self.recipe["mixture_only_pretraining"] else None
+        self.task_mix = parse_task_mix(self.recipe["task_mix"], self.num_tracks)
+        if self.task_mix is not None and self.mask_loss_track is not None:
+            from mgeldm.errors import UserError
+
+            raise UserError("trainer.recipe.task_mix: not with mixture_only_pretraining (its items hold no sources)")
         self.flops_per_sample, self.peak_flops = flops_per_sample, peak_flops
         self.sobol: SobolTimestepSampler | None = None
 
@@ -122,11 +163,14 @@ class DiTTrainingModule(SeededTrainingModule):
         return torch.stack([mix, batch["submix_clap"].float(), src], dim=1)
 
     def latents(self, batch: Mapping[str, Any]) -> Tensor:
-        """z0 = [mix ‖ submix ‖ src] (B, K·C, T), divided by the pretransform scale (1.0 in SPEC)."""
+        """z0 = [mix ‖ submix ‖ src] (B, K·C, T) in the DiT's space: divided by the pretransform scale (1.0
+        in the original), then mapped by the per-track normalisation when the model has one."""
         z0 = torch.cat([batch["mix_latent"], batch["submix_latent"], batch["src_latent"]], dim=1).float()
         pretransform = getattr(self.diffusion, "pretransform", None)
         scale = float(getattr(pretransform, "scale", 1.0)) if pretransform is not None else 1.0
-        return z0 / scale if scale != 1.0 else z0
+        z0 = z0 / scale if scale != 1.0 else z0
+        to_dit = getattr(self.diffusion, "to_dit_space", None)
+        return to_dit(z0) if to_dit is not None else z0
 
     def draw_timesteps(self, b: int, generator: torch.Generator | None = None,
                        sobol: SobolTimestepSampler | None = None) -> tuple[Tensor, Tensor]:
@@ -143,6 +187,36 @@ class DiTTrainingModule(SeededTrainingModule):
             mask[:, self.mask_loss_track] = 0.0
         return t, mask
 
+    def draw_task_patterns(self, b: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``task_mix``: one pattern per sample -> given (B, K), kept conditions (B, K), CFG dropout (B, K).
+
+        A task pattern gives its track (t = 0, no loss) and keeps only its prompted track's condition,
+        which training still drops with ``cfg_dropout_prob`` (the unconditional half of CFG); ``original``
+        rows draw timestep dropout and independent per-track condition dropout as the original does.
+        """
+        names, probs = self.task_mix
+        k = self.num_tracks
+        pick = torch.multinomial(probs, b, replacement=True, generator=generator or self.generator).to(self.device)
+        table_given = torch.zeros(len(names), k, dtype=torch.bool)
+        table_cond = torch.zeros(len(names), k, dtype=torch.bool)
+        for i, name in enumerate(names):
+            if name == ORIGINAL_PATTERN:
+                continue
+            given, cond = TASK_PATTERNS[name]
+            if given is not None:
+                table_given[i, given] = True
+            table_cond[i, cond] = True
+        given, keep = table_given.to(self.device)[pick], table_cond.to(self.device)[pick]
+        original = torch.tensor([n == ORIGINAL_PATTERN for n in names], device=self.device)[pick]
+        p_t, p_c = float(self.recipe["timestep_dropout_prob"]), float(self.recipe["cfg_dropout_prob"])
+        drop_t = self._rand(b, generator=generator) < p_t
+        track = (self._rand(b, generator=generator) * k).long().clamp_max(k - 1)
+        orig_given = torch.nn.functional.one_hot(track, k).bool() & drop_t[:, None]
+        cond_drop = self._rand(b, k, generator=generator) < p_c
+        given = torch.where(original[:, None], orig_given, given)
+        keep = torch.where(original[:, None], torch.ones_like(keep), keep)
+        return given, keep, cond_drop
+
     def compute_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None,
                      sobol: SobolTimestepSampler | None = None) -> dict[str, Tensor]:
         """One forward of the recipe; returns loss, per-track losses, and the tensors tests inspect.
@@ -152,12 +226,20 @@ class DiTTrainingModule(SeededTrainingModule):
         gen = generator or self.generator
         z0 = self.latents(batch)
         b = z0.shape[0]
-        t, mask = self.draw_timesteps(b, gen, sobol)
+        dit = self.diffusion.model_dit
+        if self.task_mix is None:
+            t, mask = self.draw_timesteps(b, gen, sobol)
+        else:
+            t = (sobol or self.sobol)(b, device=self.device)[:, None].repeat(1, self.num_tracks)
+            given, keep, cond_drop = self.draw_task_patterns(b, gen)
+            t, mask = t.masked_fill(given, 0.0), (~given).float()
+            keep = keep & ~cond_drop if dit.training else keep
         eps = torch.randn(z0.shape, generator=gen, device=gen.device).to(z0)
         zt, v = noisy(z0, eps, t), v_target(z0, eps, t)
         cond = self.assemble_conditioning(batch, gen)
-        dit = self.diffusion.model_dit
-        if dit.training and float(self.recipe["cfg_dropout_prob"]) > 0:
+        if self.task_mix is not None:
+            cond = cond * keep[..., None].to(cond.dtype)
+        elif dit.training and float(self.recipe["cfg_dropout_prob"]) > 0:
             # the DiT's own CFG dropout (SPEC B.6), called here so a compiled forward stays graph-clean
             cond = dit.cfg_dropout(cond, float(self.recipe["cfg_dropout_prob"]), gen)
         v_hat = self._dit_call(zt, t, cond)

@@ -129,14 +129,34 @@ def check_against_config(state: Mapping[str, torch.Tensor], kind: str, model_cfg
 def unwrap_checkpoint(ckpt_path: str | os.PathLike, kind: str, output_name: str | os.PathLike, *,
                       model_cfg: Mapping[str, Any] | None = None, use_safetensors: bool = False,
                       use_ema: bool = True) -> Path:
-    """Write ``<output_name>.ckpt`` (``{"state_dict": ...}``) or ``.safetensors``; returns the path."""
+    """Write ``<output_name>.ckpt`` (``{"state_dict": ..., "model_config": ...}``) or ``.safetensors``.
+
+    The model config written beside the weights is the one the training checkpoint carries (what the
+    weights were trained with, e.g. measured per-track statistics), else ``model_cfg``; returns the path.
+    """
     from mgeldm.checkpoints import write_state_dict
 
     ckpt = load_training_checkpoint(ckpt_path)
     state = unwrap_state(ckpt, kind, use_ema=use_ema, path=ckpt_path)
+    carried = ckpt.get("model_config")
+    if isinstance(carried, dict):  # ours (plain containers); the original's is an OmegaConf node: not used
+        model_cfg = carried
     if model_cfg is not None:
         check_against_config(state, kind, model_cfg, ckpt_path)
     out = Path(str(output_name))
     if out.suffix in (".ckpt", ".safetensors"):
         out = out.with_suffix("")
-    return write_state_dict(state, out.with_name(out.name + (".safetensors" if use_safetensors else ".ckpt")))
+    return write_state_dict(state, out.with_name(out.name + (".safetensors" if use_safetensors else ".ckpt")),
+                            model_config=plain_model_config(model_cfg))
+
+
+def plain_model_config(cfg: Any) -> dict | None:
+    """A model config as plain JSON-able containers, or None."""
+    if cfg is None:
+        return None
+    import json
+
+    try:
+        return json.loads(json.dumps(cfg))
+    except (TypeError, ValueError):
+        return None
