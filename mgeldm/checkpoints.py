@@ -12,7 +12,6 @@ The full model uses the prefixes ``model_dit.`` and ``pretransform.model.``; an 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -56,23 +55,18 @@ def _can_mmap(path: Path) -> bool:
 
 
 def write_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
-    """Write ``state_dict`` atomically: to a temporary file beside ``path``, then rename over it."""
+    """Write ``state_dict`` atomically (``mgeldm.files.atomic_path``: temporary name beside ``path``, renamed)."""
+    from mgeldm.files import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
-            save_file(_unshare(tensors), tmp)
+            save_file(_unshare(tensors), str(tmp))
         else:
             torch.save({"state_dict": tensors}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -74,6 +74,7 @@ def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, u
     """A Lightning Trainer with atomic checkpoints (every N steps + last) and the configured logger."""
     import pytorch_lightning as pl
 
+    from mgeldm.files import remove_stale_temporaries
     from mgeldm.training.callbacks import AtomicCheckpointIO, DatasetEpochCallback, RunCheckpoint
 
     pl_cfg = dict(tcfg.get("pl_trainer") or {})
@@ -84,6 +85,7 @@ def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, u
         pl_cfg["strategy"] = "ddp_find_unused_parameters_true" if unused_params else "ddp"
     if pl_cfg.get("gradient_clip_val"):
         raise UserError("trainer.pl_trainer.gradient_clip_val: not used; set the clip in trainer.recipe instead")
+    remove_stale_temporaries(save_dir / "checkpoints")  # of checkpoint writes killed in earlier runs
     ckpt = RunCheckpoint(dirpath=str(save_dir / "checkpoints"), every_n_train_steps=int(tcfg.get("checkpoint_every_n_steps", 10000)),
                            save_last=True, save_top_k=int(tcfg.get("save_top_k", 1)),
                            filename="step{step:08d}", auto_insert_metric_name=False)

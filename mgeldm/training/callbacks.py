@@ -7,7 +7,6 @@ writes wavs + spectrogram pngs under ``<demo_dir>/<step>/``.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +17,17 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file in the same folder, fsyncs it, then ``os.replace``s it.
+    """Writes a checkpoint through ``mgeldm.files.atomic_path``: a temporary file in the same folder, fsynced,
+    then renamed over the target, with the permissions of any new file (the umask's).
 
     A run killed while saving leaves the previous ``last.ckpt`` intact instead of a truncated one.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        from mgeldm.files import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 class RunCheckpoint(ModelCheckpoint):
