@@ -90,7 +90,22 @@ def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, u
                            save_last=True, save_top_k=int(tcfg.get("save_top_k", 1)),
                            filename="step{step:08d}", auto_insert_metric_name=False)
     return pl.Trainer(**pl_cfg, default_root_dir=str(save_dir), callbacks=[ckpt, DatasetEpochCallback(datasets), *callbacks],
-                      plugins=[AtomicCheckpointIO()], logger=build_logger(tcfg.get("logger", "csv"), save_dir, tcfg))
+                      plugins=[AtomicCheckpointIO(kill_at_step=kill_step_for_tests())], logger=build_logger(tcfg.get("logger", "csv"), save_dir, tcfg))
+
+
+TEST_KILL_ENV = "MGELDM_TEST_KILL_AT_STEP"
+
+
+def kill_step_for_tests() -> int | None:
+    """For tests only: ``MGELDM_TEST_KILL_AT_STEP=N`` makes the run SIGKILL itself right after ``last.ckpt``
+    of global step N is durably written (a deterministic interruption point for resume tests)."""
+    value = os.environ.get(TEST_KILL_ENV)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"{TEST_KILL_ENV}: expected a step number, got {value!r}") from None
 
 
 def make_loader(dataset, tcfg: Mapping[str, Any], *, train: bool = True):

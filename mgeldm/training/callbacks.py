@@ -7,6 +7,7 @@ writes wavs + spectrogram pngs under ``<demo_dir>/<step>/``.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     then renamed over the target, with the permissions of any new file (the umask's).
 
     A run killed while saving leaves the previous ``last.ckpt`` intact instead of a truncated one.
+
+    ``kill_at_step`` is for tests only: the process SIGKILLs itself right after ``last.ckpt`` of that global
+    step is durably written, so a test can interrupt a run at an exact point instead of racing it.
     """
+
+    def __init__(self, kill_at_step: int | None = None) -> None:
+        super().__init__()
+        self.kill_at_step = kill_at_step
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
         from mgeldm.files import atomic_path
 
+        path = Path(path)
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
+        if self.kill_at_step is not None and path.name == "last.ckpt" \
+                and checkpoint.get("global_step") == self.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class RunCheckpoint(ModelCheckpoint):
