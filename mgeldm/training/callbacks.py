@@ -43,14 +43,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose ``last.ckpt`` is also refreshed when training ends between two periodic
-    saves (max_steps / max_time / max_epochs), so unwrapping after a run sees its final weights."""
+    """ModelCheckpoint whose ``last.ckpt`` always holds the final step of a run.
+
+    When ``max_steps`` or a stop request (``max_time``, early stopping) ends the run between two periodic
+    saves, ``last.ckpt`` is written right after the last batch, as a periodic save would be: mid-epoch,
+    with the data loader's position, so a run extended later (a larger ``max_steps`` with ``ckpt_path=last``)
+    continues the same data stream as one uninterrupted run. A run that ends with its epoch (``max_epochs``)
+    is saved at its end as before.
+    """
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.save_last and _stops_after_this_batch(trainer) and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         else:
             super().on_train_end(trainer, pl_module)
+
+
+def _stops_after_this_batch(trainer: pl.Trainer) -> bool:
+    """Whether the fit loop ends after the current batch: max_steps reached, or a callback asked to stop."""
+    max_steps = trainer.max_steps
+    return bool(trainer.should_stop) or (max_steps is not None and 0 <= max_steps <= trainer.global_step)
 
 
 class DatasetEpochCallback(pl.Callback):

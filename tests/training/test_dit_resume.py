@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +77,61 @@ def test_sigkill_and_resume_is_bitwise_exact(tmp_path, killed_writer):
     _run(run_dir, *steps, "ckpt_path=last")
     _assert_same(_state(ref_dir / "checkpoints" / "last.ckpt"), _state(last))
     assert not [p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".")]  # resume cleaned it
+
+
+@pytest.fixture
+def run_here():
+    """``run_here(save_dir, *overrides) -> last.ckpt``: train_dit.py's ``run`` on the tiny config in this process.
+
+    Each call builds everything afresh (model, conditioner and its cache, loaders), so only the files on
+    disk carry over from one call to the next, as between two processes, without an interpreter start-up.
+    """
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from mgeldm.cli.train_dit import run
+
+    environ = dict(os.environ)  # Lightning's seed_everything exports PL_GLOBAL_SEED
+
+    def call(save_dir: Path, *overrides: str) -> dict:
+        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+            cfg = compose("default_dit_tiny", overrides=[f"save_dir={save_dir}", "trainer.logger=none", *overrides])
+        run(OmegaConf.to_container(cfg, resolve=True))
+        return _state(save_dir / "checkpoints" / "last.ckpt")
+
+    yield call
+    os.environ.clear()
+    os.environ.update(environ)
+
+
+class _StopAt(pl.Callback):
+    """What Lightning's Timer does when ``max_time`` is up: ask the fit loop to stop after the current batch."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+@pytest.mark.slow
+def test_extending_a_finished_run_continues_its_data_stream(tmp_path, run_here, monkeypatch):
+    """22 steps, then the same run extended to 30 (ckpt_path=last), equals 30 straight steps, bitwise, whether
+    the first run ended by max_steps or by a stop request (max_time's way).
+
+    16 batches an epoch: step 22 is mid-way through the second epoch, between two periodic saves (every 5)."""
+    import mgeldm.cli.train_dit as train_dit
+
+    straight = run_here(tmp_path / "straight", "trainer.pl_trainer.max_steps=30")
+    assert run_here(tmp_path / "max_steps", "trainer.pl_trainer.max_steps=22")["global_step"] == 22
+    build = train_dit.build_trainer
+    with monkeypatch.context() as patch:
+        patch.setattr(train_dit, "build_trainer", lambda tcfg, save_dir, callbacks, **kw:
+                      build(tcfg, save_dir, [*callbacks, _StopAt(22)], **kw))
+        assert run_here(tmp_path / "stopped", "trainer.pl_trainer.max_steps=30")["global_step"] == 22
+    for name in ("max_steps", "stopped"):
+        _assert_same(straight, run_here(tmp_path / name, "trainer.pl_trainer.max_steps=30", "ckpt_path=last"))
 
 
 @pytest.mark.slow
