@@ -135,6 +135,30 @@ def test_extending_a_finished_run_continues_its_data_stream(tmp_path, run_here, 
 
 
 @pytest.mark.slow
+def test_resume_with_text_conditioning_is_bitwise_exact(tmp_path, run_here):
+    """Text prompts blended into the source condition, as in every shipped DiT recipe; the resumed run
+    starts with an empty prompt cache, so it embeds prompts in other company than the uninterrupted run."""
+    from mgeldm.models.conditioners import SentenceEncoder, register_conditioner
+
+    class BatchDependentMiniLM(SentenceEncoder):
+        """The bundled MiniLM, each embedding nudged by the mean of the batch it is computed in: a plain
+        exaggeration of what padding and blocked matrix products do to the last bits of a real encoder."""
+
+        def _encode(self, texts):
+            out = super()._encode(texts)
+            return out + 1e-3 * out.mean(dim=0, keepdim=True)
+
+    register_conditioner("batch_dependent_minilm_for_test")(lambda config, device: BatchDependentMiniLM(device=device))
+    text = ["trainer.recipe.text_conditioning=true", "model.MGELDM.global_cond_dim=384",
+            "model.conditioner={clap_text: {type: batch_dependent_minilm_for_test}}"]
+    straight = run_here(tmp_path / "straight", *text, "trainer.pl_trainer.max_steps=30")
+    run_here(tmp_path / "resumed", *text, "trainer.pl_trainer.max_steps=22")
+    periodic = tmp_path / "resumed" / "checkpoints" / "step00000020.ckpt"
+    _assert_same(straight, run_here(tmp_path / "resumed", *text, "trainer.pl_trainer.max_steps=30",
+                                    f"ckpt_path={periodic}"))
+
+
+@pytest.mark.slow
 def test_resume_with_missing_checkpoint_file_is_one_line_error(tmp_path):
     out = subprocess.run(_cmd(tmp_path, "ckpt_path=/nonexistent/x.ckpt"), cwd=REPO, env=_env(),
                          capture_output=True, text=True, timeout=120)
