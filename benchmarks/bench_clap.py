@@ -55,7 +55,6 @@ def build(args) -> LaionClap:
         fixture_tok = _fixture_dir() / "tokenizer"
         cfg["tokenizer_path"] = args.tokenizer or (str(fixture_tok) if fixture_tok.is_dir() else None)
     cfg["audio_batch_size"] = args.audio_batch
-    cfg["text_batch_size"] = args.text_batch
     if cfg.get("clap_ckpt_path"):
         clap = LaionClap.from_config(cfg, device=args.device)
     else:  # random weights, same compute
@@ -63,7 +62,7 @@ def build(args) -> LaionClap:
         torch.manual_seed(0)
         model = build_clap_model(sizes, args.device)
         tok = ClapTokenizer(cfg["tokenizer_path"], sizes.max_text_length)
-        clap = LaionClap(model, tok, audio_batch_size=args.audio_batch, text_batch_size=args.text_batch)
+        clap = LaionClap(model, tok, audio_batch_size=args.audio_batch)
     return clap.to(dtype=getattr(torch, args.dtype))
 
 
@@ -81,7 +80,6 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--clips", type=int, default=4, help="10 s clips")
-    p.add_argument("--text-batch", type=int, default=64)
     p.add_argument("--audio-batch", type=int, default=8)
     args = p.parse_args()
 

@@ -17,7 +17,6 @@ The full model uses the prefixes ``model_dit.`` and ``pretransform.model.``; an 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -87,28 +86,23 @@ def _can_mmap(path: Path) -> bool:
 
 def write_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike,
                      model_config: Mapping | None = None) -> Path:
-    """Write ``state_dict`` (and the ``model_config`` it belongs to, if given) atomically: to a temporary
-    file beside ``path``, then rename over it."""
+    """Write ``state_dict`` (and the ``model_config`` it belongs to, if given) atomically
+    (``mgeldm.files.atomic_path``: temporary name beside ``path``, renamed)."""
     import json
 
+    from mgeldm.files import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
             meta = {MODEL_CONFIG_KEY: json.dumps(model_config)} if model_config is not None else None
-            save_file(_unshare(tensors), tmp, metadata=meta)
+            save_file(_unshare(tensors), str(tmp), metadata=meta)
         else:
             extra = {MODEL_CONFIG_KEY: json.loads(json.dumps(model_config))} if model_config is not None else {}
             torch.save({"state_dict": tensors, **extra}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

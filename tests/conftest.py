@@ -117,3 +117,28 @@ def _deterministic_torch():
 def ref_close():
     """The function ``assert_close_to_reference(out, ref, name)``, for tests to call."""
     return assert_close_to_reference
+
+
+def _killed_writer(target: Path) -> int:
+    """Run a process that starts an atomic write of ``target`` (``mgeldm.files.atomic_path``) and is
+    SIGKILLed in the middle of it, leaving the temporary behind; returns the dead writer's pid."""
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys\n"
+            "from mgeldm.files import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n"
+            "    tmp.write_bytes(b'half a checkpoint')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)], cwd=REPO_ROOT,
+                            env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, err[-2000:]
+    return proc.pid
+
+
+@pytest.fixture(scope="session")
+def killed_writer():
+    """The function ``killed_writer(target) -> pid``: the temporary of a write killed mid-way, as a crash leaves it."""
+    return _killed_writer

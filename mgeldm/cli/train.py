@@ -74,6 +74,7 @@ def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, u
     """A Lightning Trainer with atomic checkpoints (every N steps + last) and the configured logger."""
     import pytorch_lightning as pl
 
+    from mgeldm.files import remove_stale_temporaries
     from mgeldm.training.callbacks import AtomicCheckpointIO, DatasetEpochCallback, RunCheckpoint
 
     pl_cfg = dict(tcfg.get("pl_trainer") or {})
@@ -84,11 +85,27 @@ def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, u
         pl_cfg["strategy"] = "ddp_find_unused_parameters_true" if unused_params else "ddp"
     if pl_cfg.get("gradient_clip_val"):
         raise UserError("trainer.pl_trainer.gradient_clip_val: not used; set the clip in trainer.recipe instead")
+    remove_stale_temporaries(save_dir / "checkpoints")  # of checkpoint writes killed in earlier runs
     ckpt = RunCheckpoint(dirpath=str(save_dir / "checkpoints"), every_n_train_steps=int(tcfg.get("checkpoint_every_n_steps", 10000)),
                            save_last=True, save_top_k=int(tcfg.get("save_top_k", 1)),
                            filename="step{step:08d}", auto_insert_metric_name=False)
     return pl.Trainer(**pl_cfg, default_root_dir=str(save_dir), callbacks=[ckpt, DatasetEpochCallback(datasets), *callbacks],
-                      plugins=[AtomicCheckpointIO()], logger=build_logger(tcfg.get("logger", "csv"), save_dir, tcfg))
+                      plugins=[AtomicCheckpointIO(kill_at_step=kill_step_for_tests())], logger=build_logger(tcfg.get("logger", "csv"), save_dir, tcfg))
+
+
+TEST_KILL_ENV = "MGELDM_TEST_KILL_AT_STEP"
+
+
+def kill_step_for_tests() -> int | None:
+    """For tests only: ``MGELDM_TEST_KILL_AT_STEP=N`` makes the run SIGKILL itself right after ``last.ckpt``
+    of global step N is durably written (a deterministic interruption point for resume tests)."""
+    value = os.environ.get(TEST_KILL_ENV)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"{TEST_KILL_ENV}: expected a step number, got {value!r}") from None
 
 
 def make_loader(dataset, tcfg: Mapping[str, Any], *, train: bool = True):

@@ -376,10 +376,9 @@ def write_track_folder(final: Path, files: Mapping[str, object]) -> None:
 
 
 def write_atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{PARTIAL_PREFIX}{path.name}.{os.getpid()}{PARTIAL_SUFFIX}"
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    from mgeldm.files import write_bytes_atomic  # also removes this file's temporaries of killed writes
+
+    write_bytes_atomic(path, data)
 
 
 def save_zero_latent(root: Path, encoder: TrackEncoder) -> Path:

@@ -44,6 +44,40 @@ class Conditioner(Protocol):
         ...
 
 
+class PromptEmbeddingCache:
+    """Text embeddings per prompt, least recently used out first; shared by the text conditioners.
+
+    Each distinct prompt is embedded alone (a batch of one). An embedding is then the same number whatever
+    other prompts were embedded around it (a batched forward pads and blocks its matrix products by the
+    batch, which changes the last bits), so a run resumed with an empty cache, or one that evicted a prompt,
+    conditions on exactly what an uninterrupted run would.
+    """
+
+    def __init__(self, encode: Callable[[list[str]], torch.Tensor], size: int) -> None:
+        self.encode, self.size = encode, int(size)
+        self._rows: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def clear(self) -> None:
+        self._rows.clear()
+
+    def embed(self, texts: list[str]) -> list[torch.Tensor]:
+        """One (dim,) row per prompt of ``texts``; a single string is refused (a list is expected)."""
+        if isinstance(texts, str):
+            raise UserError("embed_text expects a list of prompts, got a single string")
+        texts = [str(t) for t in texts]
+        fresh = {t: self.encode([t])[0] for t in dict.fromkeys(texts) if t not in self._rows}
+        out = [self._rows[t] if t in self._rows else fresh[t] for t in texts]
+        self._rows.update(fresh)
+        for t in texts:
+            self._rows.move_to_end(t)
+        while len(self._rows) > self.size:
+            self._rows.popitem(last=False)
+        return out
+
+
 ConditionerFactory = Callable[[Mapping, "str | torch.device"], Conditioner]
 _REGISTRY: dict[str, ConditionerFactory] = {}
 
@@ -114,7 +148,7 @@ class SentenceEncoder:
     sample_rate = None
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, max_length: int = 256,
-                 batch_size: int = 64, text_cache_size: int = 4096, output_scale: float = 1.0,
+                 text_cache_size: int = 4096, output_scale: float = 1.0,
                  device: str | torch.device = "cpu") -> None:
         from transformers import AutoModel, AutoTokenizer
 
@@ -132,10 +166,8 @@ class SentenceEncoder:
         self.model.eval().requires_grad_(False).to(device)
         self.dim = int(self.model.config.hidden_size)
         self.max_length = int(max_length)
-        self.batch_size = int(batch_size)
-        self.text_cache_size = int(text_cache_size)
         self.output_scale = float(output_scale)
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache = PromptEmbeddingCache(self._encode, text_cache_size)
 
     @property
     def device(self) -> torch.device:
@@ -157,19 +189,7 @@ class SentenceEncoder:
 
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         """(N,) prompts -> (N, dim) float32, L2-normalised times ``output_scale``, cached per prompt."""
-        if isinstance(texts, str):
-            raise UserError("embed_text expects a list of prompts, got a single string")
-        texts = [str(t) for t in texts]
-        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start : start + self.batch_size]
-            for text, row in zip(chunk, self._encode(chunk)):
-                self._cache[text] = row
-        out = [self._cache[t] for t in texts]
-        for t in texts:
-            self._cache.move_to_end(t)
-        while len(self._cache) > self.text_cache_size:
-            self._cache.popitem(last=False)
+        out = self._cache.embed(texts)
         return torch.stack(out) if out else torch.zeros(0, self.dim, device=self.device)
 
     def embed_audio(self, audio: torch.Tensor, sample_rate: int, *, generator=None) -> torch.Tensor:
@@ -180,6 +200,6 @@ class SentenceEncoder:
 
 @register_conditioner("sentence_encoder")
 def _build_sentence_encoder(config: Mapping, device: str | torch.device) -> Conditioner:
-    keys = ("max_length", "batch_size", "text_cache_size", "output_scale")
+    keys = ("max_length", "text_cache_size", "output_scale")
     options = {k: config[k] for k in keys if config.get(k) is not None}
     return SentenceEncoder(config.get("model_path"), device=device, **options)

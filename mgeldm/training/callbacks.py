@@ -7,7 +7,7 @@ writes wavs + spectrogram pngs under ``<demo_dir>/<step>/``.
 from __future__ import annotations
 
 import os
-import tempfile
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -18,35 +18,57 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file in the same folder, fsyncs it, then ``os.replace``s it.
+    """Writes a checkpoint through ``mgeldm.files.atomic_path``: a temporary file in the same folder, fsynced,
+    then renamed over the target, with the permissions of any new file (the umask's).
 
     A run killed while saving leaves the previous ``last.ckpt`` intact instead of a truncated one.
+
+    ``kill_at_step`` is for tests only: the process SIGKILLs itself right after ``last.ckpt`` of that global
+    step is durably written, so a test can interrupt a run at an exact point instead of racing it.
     """
 
+    def __init__(self, kill_at_step: int | None = None) -> None:
+        super().__init__()
+        self.kill_at_step = kill_at_step
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
+        from mgeldm.files import atomic_path
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+        if self.kill_at_step is not None and path.name == "last.ckpt" \
+                and checkpoint.get("global_step") == self.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose ``last.ckpt`` is also refreshed when training ends between two periodic
-    saves (max_steps / max_time / max_epochs), so unwrapping after a run sees its final weights."""
+    """ModelCheckpoint whose ``last.ckpt`` always holds the final step of a run.
+
+    When ``max_steps`` or a stop request (``max_time``, early stopping) ends the run between two periodic
+    saves, ``last.ckpt`` is written right after the last batch, as a periodic save would be: mid-epoch,
+    with the data loader's position, so a run extended later (a larger ``max_steps`` with ``ckpt_path=last``)
+    continues the same data stream as one uninterrupted run. A run that ends with its epoch (``max_epochs``)
+    is saved at its end as before.
+    """
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.save_last and _stops_after_this_batch(trainer) and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         else:
             super().on_train_end(trainer, pl_module)
+
+
+def _stops_after_this_batch(trainer: pl.Trainer) -> bool:
+    """Whether the fit loop ends after the current batch: max_steps reached, or a callback asked to stop."""
+    max_steps = trainer.max_steps
+    return bool(trainer.should_stop) or (max_steps is not None and 0 <= max_steps <= trainer.global_step)
 
 
 class DatasetEpochCallback(pl.Callback):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import os
+import pickle
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +32,46 @@ def _omegaconf_allow_list() -> list:
     from omegaconf.nodes import AnyNode, BooleanNode, BytesNode, FloatNode, IntegerNode, PathNode, StringNode
 
     return [DictConfig, ListConfig, ContainerMetadata, Metadata, AnyNode, BooleanNode, BytesNode, FloatNode,
-            IntegerNode, PathNode, StringNode, typing.Any, collections.defaultdict, dict, list, int]
+            IntegerNode, PathNode, StringNode, typing.Any, dict, list, int,
+            (_resolver_cache, "collections.defaultdict")]
+
+
+def _resolver_cache(factory: Any = None) -> dict:
+    """Stands in for ``collections.defaultdict`` while a checkpoint is unpickled.
+
+    The one defaultdict in a pickled OmegaConf config is its resolver cache, ``defaultdict(dict)``, which a
+    ``@hydra.main`` run fills with the values of ``${now:...}``. torch's weights-only unpickler only fills plain
+    dicts, so a plain dict is built here (and turned back into ``defaultdict(dict)`` after loading); any
+    other factory would be a call the allow-list does not permit, and is refused.
+    """
+    if factory not in (None, dict):
+        raise pickle.UnpicklingError(f"collections.defaultdict with factory {factory!r} is not allowed")
+    return {}
+
+
+def _restore_resolver_caches(obj: Any, seen: set[int] | None = None) -> None:
+    """Give every loaded OmegaConf container its ``defaultdict(dict)`` resolver cache back (see above)."""
+    from omegaconf.basecontainer import BaseContainer
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen or isinstance(obj, torch.Tensor):
+        return
+    seen.add(id(obj))
+    if isinstance(obj, BaseContainer):
+        meta = obj.__dict__.get("_metadata")
+        if type(getattr(meta, "resolver_cache", None)) is dict:
+            meta.resolver_cache = collections.defaultdict(dict, meta.resolver_cache)
+        content = obj.__dict__.get("_content")
+        children = list(content.values()) if isinstance(content, dict) else list(content) \
+            if isinstance(content, list) else []
+        for child in [*children, obj.__dict__.get("_parent")]:
+            _restore_resolver_caches(child, seen)
+    elif isinstance(obj, Mapping):
+        for value in obj.values():
+            _restore_resolver_caches(value, seen)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            _restore_resolver_caches(value, seen)
 
 
 def load_training_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
@@ -54,6 +94,7 @@ def load_training_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> 
     if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
         raise UserError(f"ckpt_path: {path} has no `state_dict`; expected a Lightning training checkpoint "
                         "(runs/<name>/checkpoints/last.ckpt)")
+    _restore_resolver_caches({k: v for k, v in ckpt.items() if k != "state_dict"})
     return dict(ckpt)
 
 

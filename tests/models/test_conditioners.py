@@ -109,6 +109,16 @@ def test_sentence_encoder(minilm):
         minilm.embed_audio(torch.zeros(1, 16000), 16000)
 
 
+def test_a_prompt_embeds_the_same_whatever_it_is_embedded_with(minilm):
+    """Each prompt is embedded alone, so a fresh cache (a resumed run's) gives the very numbers that a batch
+    with other prompts gave (a batched forward pads to the longest prompt and changes the last bits)."""
+    prompts = ["kick drum", "An orchestra plays a slow waltz in three-four time, with strings and a soft horn.", "bass"]
+    batch = minilm.embed_text(prompts)
+    fresh = build_conditioner(yaml.safe_load(MINILM_YAML.read_text()))
+    assert torch.equal(fresh.embed_text(prompts[2:])[0], batch[2])
+    assert torch.equal(fresh.embed_text(prompts[:1])[0], batch[0])
+
+
 @pytest.mark.slow
 def test_sentence_encoder_matches_sentence_transformers(minilm):
     st = pytest.importorskip("sentence_transformers")

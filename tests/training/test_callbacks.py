@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,17 @@ def test_atomic_checkpoint_io_keeps_old_file_on_failure(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))  # old file intact
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]                  # no temp left behind
+
+
+@pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o027, 0o640)])
+def test_checkpoints_get_the_mode_of_any_new_file(tmp_path, mask, expected):
+    """Not mkstemp's private 0600: others on a shared machine read checkpoints as the umask allows."""
+    old = os.umask(mask)
+    try:
+        AtomicCheckpointIO().save_checkpoint({"a": torch.ones(2)}, tmp_path / "checkpoints" / "last.ckpt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "checkpoints" / "last.ckpt").stat().st_mode) == expected
 
 
 def _dit_module():

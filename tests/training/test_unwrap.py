@@ -59,6 +59,69 @@ def test_unwrap_our_dit_checkpoint_exports_ema_and_loads(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+_HYDRA_APP = """
+import hydra, torch
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    print("run", cfg.run_name)  # like the original's logging: resolves (and caches) ${now:...}
+    state = torch.load(cfg.state_path, weights_only=True)
+    torch.save({"state_dict": state, "model_config": cfg.model}, cfg.out_path)
+
+main()
+"""
+
+
+def _hydra_main_checkpoint(tmp_path: Path, state: dict) -> Path:
+    """A checkpoint saved the way the original's training saves one: ``model_config`` is ``cfg.model`` of a
+    ``@hydra.main`` run whose config uses ``${now:...}``, so its pickle carries Hydra's resolver cache."""
+    app = tmp_path / "app"
+    (app / "conf").mkdir(parents=True)
+    (app / "app.py").write_text(_HYDRA_APP)
+    config = {"run_name": "mgeldm_${now:%Y-%m-%d_%H-%M-%S}", "model": _tiny_model_cfg(),
+              "state_path": str(tmp_path / "state.pt"), "out_path": str(tmp_path / "orig_hydra.ckpt"),
+              "hydra": {"run": {"dir": str(tmp_path / "outputs" / "${now:%Y-%m-%d}" / "${now:%H-%M-%S}")}}}
+    (app / "conf" / "config.yaml").write_text(yaml.safe_dump(config))
+    torch.save(state, tmp_path / "state.pt")
+    out = subprocess.run([sys.executable, "app.py"], cwd=app, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, HYDRA_FULL_ERROR="1"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    return tmp_path / "orig_hydra.ckpt"
+
+
+def test_unwrap_checkpoint_of_a_hydra_main_run(tmp_path):
+    import collections
+
+    from omegaconf import DictConfig
+
+    from mgeldm.checkpoints import read_state_dict
+
+    m, _ = _our_dit_checkpoint(tmp_path)
+    path = _hydra_main_checkpoint(tmp_path, m.state_dict())
+    ckpt = load_training_checkpoint(path)
+    cfg = ckpt["model_config"]
+    assert isinstance(cfg, DictConfig) and cfg.MGELDM.embed_dim == _tiny_model_cfg()["MGELDM"]["embed_dim"]
+    cache = cfg._get_root()._metadata.resolver_cache  # Hydra's cached ${now:...} values came through
+    assert type(cache) is collections.defaultdict and cache.default_factory is dict and "now" in cache
+    out = unwrap_checkpoint(path, "mgeldm", tmp_path / "dit", model_cfg=_tiny_model_cfg())
+    got = read_state_dict(out)
+    ema = m.diffusion_ema.ema_model.state_dict()
+    assert all(torch.equal(got["model_dit." + k], v) for k, v in ema.items())
+    online = m.diffusion.model_dit.state_dict()
+    assert any(not torch.equal(got["model_dit." + k], v) for k, v in online.items() if v.is_floating_point())
+
+
+def test_a_resolver_cache_never_builds_anything_but_a_dict(tmp_path):
+    """The defaultdict stand-in of the allow-list accepts Hydra's ``defaultdict(dict)`` only."""
+    import collections
+
+    for factory in (int, os.getcwd):
+        path = tmp_path / f"{factory.__name__}.ckpt"
+        torch.save({"state_dict": {"diffusion.w": torch.ones(1)}, "x": collections.defaultdict(factory)}, path)
+        with pytest.raises(UserError, match="not a readable training checkpoint"):
+            load_training_checkpoint(path)
+
+
 def test_wrong_type_is_refused_clearly(tmp_path):
     _, path = _our_dit_checkpoint(tmp_path)
     with pytest.raises(UserError, match=r"is a DiT \(mgeldm\) training checkpoint, not autoencoder; pass \+type=mgeldm"):

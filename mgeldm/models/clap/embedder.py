@@ -9,7 +9,6 @@ window ("rand_trunc") whose start comes from the ``generator`` (or a generator s
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
@@ -20,6 +19,7 @@ from mgeldm.models.clap.config import ClapSizes
 from mgeldm.models.clap.loader import load_clap
 from mgeldm.models.clap.model import ClapModel
 from mgeldm.models.clap.tokenizer import ClapTokenizer
+from mgeldm.models.conditioners import PromptEmbeddingCache
 
 
 def resample(audio: torch.Tensor, from_rate: int, to_rate: int, quality: str = "VHQ") -> torch.Tensor:
@@ -73,7 +73,6 @@ class LaionClap:
         model: ClapModel,
         tokenizer: ClapTokenizer,
         *,
-        text_batch_size: int = 64,
         audio_batch_size: int = 8,
         text_cache_size: int = 4096,
         crop_seed: int = 0,
@@ -81,12 +80,10 @@ class LaionClap:
     ) -> None:
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
-        self.text_batch_size = int(text_batch_size)
         self.audio_batch_size = int(audio_batch_size)
-        self.text_cache_size = int(text_cache_size)
         self.crop_seed = int(crop_seed)
         self.resample_quality = resample_quality
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache = PromptEmbeddingCache(self._embed_tokens, text_cache_size)
 
     @classmethod
     def from_config(cls, cfg: Mapping, *, device: str | torch.device = "cpu") -> "LaionClap":
@@ -100,7 +97,7 @@ class LaionClap:
         sizes = ClapSizes.from_mapping(cfg)
         tokenizer = ClapTokenizer(cfg.get("tokenizer_path"), sizes.max_text_length)
         model = load_clap(os.path.expanduser(str(ckpt)), sizes, device=device)
-        options = ("text_batch_size", "audio_batch_size", "text_cache_size", "crop_seed", "resample_quality")
+        options = ("audio_batch_size", "text_cache_size", "crop_seed", "resample_quality")
         return cls(model, tokenizer, **{k: cfg[k] for k in options if cfg.get(k) is not None})
 
     @property
@@ -127,23 +124,13 @@ class LaionClap:
         return self
 
     @torch.no_grad()
+    def _embed_tokens(self, texts: list[str]) -> torch.Tensor:
+        ids, mask = self.tokenizer(texts)
+        return self.model.embed_tokens(ids.to(self.device), mask.to(self.device)).float()
+
     def embed_text(self, texts: list[str]) -> torch.Tensor:
-        """(N,) prompts -> (N, dim) float32, L2-normalised. Each distinct prompt is embedded once and cached."""
-        if isinstance(texts, str):
-            raise UserError("embed_text expects a list of prompts, got a single string")
-        texts = [str(t) for t in texts]
-        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        for start in range(0, len(todo), self.text_batch_size):
-            chunk = todo[start : start + self.text_batch_size]
-            ids, mask = self.tokenizer(chunk)
-            emb = self.model.embed_tokens(ids.to(self.device), mask.to(self.device)).float()
-            for text, row in zip(chunk, emb):
-                self._cache[text] = row
-        out = [self._cache[t] for t in texts]
-        for t in texts:  # least recently used prompts leave first
-            self._cache.move_to_end(t)
-        while len(self._cache) > self.text_cache_size:
-            self._cache.popitem(last=False)
+        """(N,) prompts -> (N, dim) float32, L2-normalised. Each distinct prompt is embedded alone, once, and cached."""
+        out = self._cache.embed(texts)
         if not out:
             return torch.zeros(0, self.dim, device=self.device)
         return torch.stack(out)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from mgeldm.errors import UserError
+from mgeldm.files import atomic_path
 from mgeldm.models.clap.config import ClapSizes
 from mgeldm.models.clap.model import ClapModel
 
@@ -192,11 +192,5 @@ def export_safetensors(model: ClapModel, path: str | os.PathLike) -> None:
 
     path = Path(path)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items() if k not in DERIVED}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
