@@ -66,6 +66,15 @@ def resolve_precision(precision: str) -> torch.dtype | None:
     return PRECISIONS[str(precision)]
 
 
+def check_chunked(chunked: Any) -> bool | None:
+    """``chunked``: None / "auto" (one VAE pass up to the fixed limit), True or False."""
+    if chunked is None or (isinstance(chunked, str) and chunked.strip().lower() == "auto"):
+        return None
+    if not isinstance(chunked, bool):
+        raise UserError(f"+chunked={chunked}: expected true, false or auto")
+    return chunked
+
+
 def default_model_config(config_name: str = "dit", overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The ``model`` node of ``configs/<config_name>.yaml`` (Hydra-composed) as a plain dict."""
     from hydra import compose, initialize_config_dir
@@ -144,7 +153,7 @@ class MGELDM:
 
     def __init__(self, model: torch.nn.Module, conditioner: Any = None, *, device: str | torch.device = "auto",
                  precision: str = "fp32", model_config: Mapping[str, Any] | None = None,
-                 progress: bool = False, compile: bool = False) -> None:
+                 progress: bool = False, compile: bool = False, chunked: bool | None = None) -> None:
         self.device = resolve_device(device)
         self.precision = str(precision)
         self.model = model.to(self.device).eval().requires_grad_(False)
@@ -156,7 +165,7 @@ class MGELDM:
         self.conditioner = conditioner.to(self.device) if conditioner is not None else None
         self.model_config = dict(model_config) if model_config is not None else None
         self.runner = TaskRunner(self.model, device=self.device, autocast_dtype=resolve_precision(precision),
-                                 progress=progress, compile=bool(compile))
+                                 progress=progress, compile=bool(compile), chunked=check_chunked(chunked))
         self.last_seed: int | None = None
         if self.conditioner is not None and int(self.conditioner.dim) != self.runner.cond_dim:
             raise UserError(f"conditioner width {self.conditioner.dim} does not match the DiT's global_cond_dim "
@@ -167,19 +176,22 @@ class MGELDM:
     def from_pretrained(cls, ckpt: str | os.PathLike, clap_ckpt: str | os.PathLike | None = None, *,
                         conditioner: Any = None, device: str | torch.device = "auto", precision: str = "fp32",
                         model_config: Mapping[str, Any] | str | os.PathLike | None = None,
-                        progress: bool = False, compile: bool = False) -> MGELDM:
+                        progress: bool = False, compile: bool = False, chunked: bool | None = None) -> MGELDM:
         """Load an unwrapped MGE-LDM checkpoint (.ckpt / .safetensors).
 
         ``model_config`` is the ``model`` node of the Hydra config (a mapping or a yaml file);
         by default ``configs/dit.yaml``'s. The conditioner is ``conditioner`` when given, else it
         is built from the config's conditioner node with ``clap_ckpt`` as its checkpoint (when
         neither is set, only unconditional generation is available). ``compile`` runs the DiT through
-        torch.compile (CUDA graphs on CUDA); the first window pays the compilation.
+        torch.compile (CUDA graphs on CUDA); the first window pays the compilation. ``chunked``: None
+        runs the VAE in one pass up to ``WHOLE_PASS_MAX_SECONDS`` (10 minutes) and in chunks beyond,
+        True always in chunks (less memory, slightly different audio near the joins), False never.
         """
         from mgeldm.models.mgeldm import load_mgeldm
 
         dev = resolve_device(device)
         resolve_precision(precision)
+        check_chunked(chunked)
         cfg = _plain(model_config) if model_config is not None else default_model_config()
         cfg = with_conditioner_ckpt(cfg, clap_ckpt)
         node = conditioner_node(cfg)
@@ -190,7 +202,7 @@ class MGELDM:
                 conditioner = build_conditioner_from(cfg, dev)
         model = load_mgeldm(ckpt, cfg)
         return cls(model, conditioner, device=dev, precision=precision, model_config=cfg, progress=progress,
-                   compile=compile)
+                   compile=compile, chunked=chunked)
 
     # -- facts ----------------------------------------------------------------------------------
     @property

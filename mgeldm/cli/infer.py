@@ -21,6 +21,8 @@ Options passed with ``+`` (the original's) have their defaults here, not in the 
 +output_sr         also write every result at this rate (e.g. the input's)
 +compile           true: torch.compile the DiT (CUDA graphs on CUDA); pays a one-off compilation
 +save_png          false: write the wavs only, no spectrogram pngs (default true, as the original)
++chunked           auto: the VAE in one pass up to 10 minutes of audio, as the original, in chunks beyond;
+                   true: always in chunks (bounded memory); false: never
 =================  ===========================================================================
 """
 
@@ -41,7 +43,7 @@ from mgeldm.errors import UserError
 
 OPTIONS = ("task", "gen_audio_dur", "given_wav_path", "text_prompt", "query_wav_path", "num_steps", "cfg_scale",
            "overlap_dur", "repaint_n", "eta", "output_dir", "device", "precision", "seed", "encode_sample",
-           "output_sr", "compile", "save_png")
+           "output_sr", "compile", "save_png", "chunked")
 GIVEN_TASKS = ("source_extract", "partial_gen", "accomp_gen", "partial_gen_iter")
 DEFAULT_OUTPUT_DIR = "./outputs_infer/"
 DEFAULT_GEN_DUR = 30.0
@@ -81,6 +83,7 @@ class InferOptions:
     output_sr: int | None
     compile: bool = False
     save_png: bool = True
+    chunked: bool | None = None
     model_cfg: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
@@ -277,7 +280,7 @@ def _given_inputs(cfg: Mapping, task: str, sample_rate: int) -> tuple[str | None
 
 def parse_options(cfg: Mapping) -> InferOptions:
     """Check every option and input of ``cfg`` (the composed Hydra config); builds no model."""
-    from mgeldm.api import resolve_device, resolve_precision
+    from mgeldm.api import check_chunked, resolve_device, resolve_precision
     from mgeldm.tasks.outputs import check_output_dir
     from mgeldm.tasks.tasks import TASK_DEFAULTS, TASKS
     from mgeldm.tasks.windowing import overlap_frames
@@ -305,6 +308,7 @@ def parse_options(cfg: Mapping) -> InferOptions:
     encode_sample = _boolean(cfg, "encode_sample", False)
     compile_dit = _boolean(cfg, "compile", False)
     save_png = _boolean(cfg, "save_png", True)
+    chunked = check_chunked(cfg.get("chunked", None))
     device = str(cfg.get("device", None) or "auto")
     resolve_device(device)
     precision = str(cfg.get("precision", None) or "fp32")
@@ -322,7 +326,7 @@ def parse_options(cfg: Mapping) -> InferOptions:
                         query_wav_path=query_path, query=query, num_steps=steps, cfg_scale=cfg_scale,
                         overlap_dur=overlap, repaint_n=repaint_n, eta=eta, output_dir=output_dir, device=device,
                         precision=precision, seed=seed, encode_sample=encode_sample, output_sr=output_sr,
-                        compile=compile_dit, save_png=save_png, model_cfg=model_cfg)
+                        compile=compile_dit, save_png=save_png, chunked=chunked, model_cfg=model_cfg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,7 +378,7 @@ def run(opts: InferOptions) -> Path:
         warnings.simplefilter("ignore", FutureWarning)  # legacy weight_norm deprecation in the VAE
         model = MGELDM.from_pretrained(opts.ckpt_path, opts.clap_ckpt_path, device=opts.device,
                                        precision=opts.precision, model_config=opts.model_cfg, progress=True,
-                                       compile=opts.compile)
+                                       compile=opts.compile, chunked=opts.chunked)
     load_s = time.perf_counter() - t0
     sr = model.sample_rate
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
@@ -468,4 +472,4 @@ def main(cfg: Mapping) -> None:
         if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"):
             raise  # a bug, not a user mistake: keep the traceback
         _fail(f"error: out of memory on +device={cfg.get('device', None) or 'auto'}; "
-              "try +precision=bf16, fewer prompts in one call, or +device=cpu")
+              "try +precision=bf16, fewer prompts in one call, +chunked=true (the VAE in chunks) or +device=cpu")

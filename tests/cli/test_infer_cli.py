@@ -314,6 +314,7 @@ BAD_CASES = {
     "query and text": (["+query_wav_path={song}"], "+query_wav_path"),
     "missing query": (["+text_prompt=null", "+query_wav_path={bad}/nope.wav"], "nope.wav"),
     "silent query": (["+text_prompt=null", "+query_wav_path={bad}/silent.wav"], "silence"),
+    "chunked not a boolean": (["+chunked=maybe"], "+chunked=maybe"),
 }
 
 

@@ -193,24 +193,60 @@ def test_encode_sample_option(mge):
     assert torch.equal(mean_a, mean_b) and not torch.equal(mean_a, sampled)
 
 
-@pytest.mark.reference
-def test_long_inputs_decode_in_chunks(mge, monkeypatch):
+def _spy_vae(monkeypatch, pre):
+    """Record the ``chunked`` argument of every VAE encode/decode call."""
     seen = []
-    decode = mge.model.pretransform.decode
+    for name in ("encode", "decode"):
+        original = getattr(pre, name)
 
-    def spy(z, **kwargs):
-        seen.append((z.shape, kwargs.get("chunked")))
-        return decode(z, **kwargs)
+        def spy(x, *, _original=original, _name=name, **kwargs):
+            seen.append((_name, kwargs.get("chunked")))
+            return _original(x, **kwargs)
 
-    monkeypatch.setattr(mge.model.pretransform, "decode", spy)
-    runner = mge.runner
-    z = torch.randn(2, runner.channels, runner.decode_chunk * 2 + 7)
-    audio = runner.decode(z, 1000)
-    assert audio.shape == (2, 1000)
-    assert [s[0][0] for s in seen] == [1, 1] and all(chunked for _, chunked in seen)
-    seen.clear()
-    runner.decode(torch.randn(1, runner.channels, 10), 500)
-    assert seen[0][1] is False
+        monkeypatch.setattr(pre, name, spy)
+    return seen
+
+
+@pytest.mark.reference
+def test_vae_runs_in_one_pass_like_the_original(mge, monkeypatch):
+    """Above the old 128-frame threshold the task's VAE passes are the direct one-pass encode/decode."""
+    runner, pre = mge.runner, mge.model.pretransform
+    frames = 2 * 128 + 7
+    z = torch.randn(2, runner.channels, frames, generator=torch.Generator().manual_seed(0))
+    samples = frames * runner.ratio - 5
+    with torch.inference_mode():
+        whole = torch.cat([pre.decode(z[i:i + 1], chunked=False) for i in range(2)]).reshape(2, -1)[:, :samples]
+    assert torch.equal(runner.decode(z, samples), whole)
+    wave = _song(frames * runner.ratio / runner.sample_rate, runner.sample_rate, 1)[0]
+    with torch.inference_mode():
+        direct = pre.encode(wave.reshape(1, 1, -1), sample=False, chunked=False)
+    assert torch.equal(runner.encode(wave, None), direct)
+
+    seen = _spy_vae(monkeypatch, pre)
+    mge.extract(wave, runner.sample_rate, "x", seed=0, **FAST)
+    assert seen and all(chunked is False for _, chunked in seen), seen
+
+
+@pytest.mark.reference
+def test_vae_chunks_beyond_the_limit_or_on_request(mge, monkeypatch):
+    runner, pre = mge.runner, mge.model.pretransform
+    limit = math.floor(T.WHOLE_PASS_MAX_SECONDS * runner.frame_rate)
+    assert T.WHOLE_PASS_MAX_SECONDS == 600.0  # documented in the README: 10 minutes on every machine
+    assert not runner.use_chunks(limit) and runner.use_chunks(limit + 1)
+    monkeypatch.setattr(pre, "chunked", True)  # model.pretransform.chunked=true still asks for chunks
+    assert runner.use_chunks(10)
+    monkeypatch.setattr(pre, "chunked", False)
+
+    frames = 2 * 128 + 7
+    z = torch.randn(1, runner.channels, frames, generator=torch.Generator().manual_seed(1))
+    whole = runner.decode(z, frames * runner.ratio)
+    chunked = MGELDM(mge.model, mge.conditioner, device="cpu", chunked=True)
+    seen = _spy_vae(monkeypatch, pre)
+    audio = chunked.runner.decode(z, frames * runner.ratio)
+    assert seen == [("decode", True)] and audio.shape == whole.shape and not torch.equal(audio, whole)
+    assert not MGELDM(mge.model, mge.conditioner, device="cpu", chunked=False).runner.use_chunks(limit + 1)
+    with pytest.raises(UserError, match=r"\+chunked=maybe"):
+        MGELDM(mge.model, mge.conditioner, device="cpu", chunked="maybe")
 
 
 @pytest.mark.reference
