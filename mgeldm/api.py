@@ -133,15 +133,36 @@ def with_conditioner_ckpt(model_cfg: Mapping[str, Any], clap_ckpt: str | os.Path
     return cfg
 
 
+MAX_CHANNELS = 8  # more channels than this is taken for a length when guessing the layout of 2-D audio
+
+
+def channels_first(wave: Tensor, name: str = "given audio") -> Tensor:
+    """A 2-D waveform as (channels, samples): (C, L) stays, (L, C) as ``sf.read`` returns it is transposed.
+
+    The channel axis is the one with at most ``MAX_CHANNELS`` entries; when both or neither axis is
+    that short the layout is ambiguous and refused.
+    """
+    rows, cols = wave.shape
+    if rows <= MAX_CHANNELS < cols:
+        return wave
+    if cols <= MAX_CHANNELS < rows:
+        return wave.T
+    raise UserError(f"{name}: shape {tuple(wave.shape)} is ambiguous; expected (channels, samples) or "
+                    f"(samples, channels) with at most {MAX_CHANNELS} channels and more samples than that")
+
+
 def prepare_audio(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "given audio") -> Tensor:
-    """Any (C, L) / (L,) waveform at ``sr`` -> mono (L,) float32 at ``target_sr``, checked."""
+    """A (C, L), (L, C) or (L,) waveform at ``sr`` -> mono (L,) float32 at ``target_sr``, checked."""
     from mgeldm.audio import check_audio, resample, to_mono
 
     wave = torch.as_tensor(np.asarray(audio) if not isinstance(audio, Tensor) else audio).detach().float().cpu()
-    if wave.dim() > 2:
-        raise UserError(f"{name}: expected (channels, samples) or (samples,); got {tuple(wave.shape)}")
+    if wave.dim() not in (1, 2):
+        raise UserError(f"{name}: expected (channels, samples), (samples, channels) or (samples,); "
+                        f"got {tuple(wave.shape)}")
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise UserError(f"{name}: sample rate {sr!r}; expected a positive integer")
+    if wave.dim() == 2:
+        wave = channels_first(wave, name)
     check_audio(wave, name)
     mono = resample(to_mono(wave), int(sr), target_sr)[0]
     check_audio(mono, name)

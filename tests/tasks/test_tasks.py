@@ -104,6 +104,21 @@ def test_given_tasks_durations_and_given_unchanged(mge, method, given_key, keys,
 
 
 @pytest.mark.reference
+def test_api_takes_audio_as_sf_read_returns_it(mge):
+    """(samples, channels), as ``sf.read`` returns it, is the same song as (channels, samples)."""
+    song = _song(0.3, 44100)
+    first = mge.extract(song, 44100, "x", seed=0, **FAST)
+    as_read = mge.extract(song.T.numpy(), 44100, "x", seed=0, **FAST)
+    assert first["gen_src"].shape == (1, round(0.3 * 16000))
+    assert all(torch.equal(first[k], as_read[k]) for k in first)
+    column = mge.extract(song[:1].T, 44100, "x", seed=0, **FAST)  # (L, 1)
+    assert column["given_mix"].shape == (1, round(0.3 * 16000))
+    for ambiguous in (torch.randn(4, 6), torch.randn(100, 200)):
+        with pytest.raises(UserError, match="ambiguous"):
+            mge.extract(ambiguous, 16000, "x", **FAST)
+
+
+@pytest.mark.reference
 def test_iterative_partial_generation(mge):
     song = _song(0.3, 16000, 1)[0]
     out = mge.add_parts_iteratively(song, 16000, "drums ; piano;bass", seed=0, **FAST)
