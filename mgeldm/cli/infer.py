@@ -281,7 +281,7 @@ def _given_inputs(cfg: Mapping, task: str, sample_rate: int) -> tuple[str | None
 def parse_options(cfg: Mapping) -> InferOptions:
     """Check every option and input of ``cfg`` (the composed Hydra config); builds no model."""
     from mgeldm.api import check_chunked, resolve_device, resolve_precision
-    from mgeldm.tasks.outputs import check_output_dir
+    from mgeldm.tasks.outputs import TASK_SUBDIRS, check_output_dir
     from mgeldm.tasks.tasks import TASK_DEFAULTS, TASKS
     from mgeldm.tasks.windowing import overlap_frames
 
@@ -319,7 +319,7 @@ def parse_options(cfg: Mapping) -> InferOptions:
     query_path, query = _query(cfg, task, prompts)
     clap_path = _clap_path(model_cfg, needed=query is not None or any(p is not None for p in prompts))
     given, inputs, is_folder = _given_inputs(cfg, task, sample_rate)
-    output_dir = check_output_dir(str(cfg.get("output_dir", None) or DEFAULT_OUTPUT_DIR))
+    output_dir = check_output_dir(str(cfg.get("output_dir", None) or DEFAULT_OUTPUT_DIR), TASK_SUBDIRS[task])
 
     return InferOptions(task=task, ckpt_path=ckpt, clap_ckpt_path=clap_path, prompts=prompts, several_prompts=several,
                         gen_audio_dur=gen_dur, inputs=inputs, input_is_folder=is_folder, given_wav_path=given,

@@ -306,6 +306,7 @@ BAD_CASES = {
     "prompt list not strings": (["+text_prompt=[1,2]"], "+text_prompt"),
     "one iter prompt": (["+task=partial_gen_iter", "+text_prompt=drums"], "+text_prompt"),
     "unwritable output dir": (["+output_dir={bad}/a_file/sub"], "+output_dir"),
+    "output dir cannot be created": (["+output_dir=/proc/mgeldm_no_such/out"], "+output_dir=/proc/mgeldm_no_such"),
     "bad device": (["+device=tpu"], "+device"),
     "bad precision": (["+precision=fp8"], "+precision"),
     "repaint zero": (["+repaint_n=0"], "+repaint_n"),

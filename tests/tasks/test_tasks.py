@@ -5,6 +5,7 @@ chunked decoding, seeds, outputs folder handling."""
 from __future__ import annotations
 
 import math
+import os
 import threading
 
 import pytest
@@ -362,6 +363,18 @@ def test_output_dir_checks(tmp_path):
         check_output_dir(tmp_path / "file" / "sub")
     assert check_output_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
     assert not (tmp_path / "a").exists()
+    assert check_output_dir(tmp_path / "a", "src_extract") == tmp_path / "a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the probe folders and file are gone
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_output_dir_that_cannot_be_created_is_refused_before_any_work():
+    """/proc passes a writability check (os.access, for root) but refuses new folders: the check creates them."""
+    for target in ("/proc/mgeldm_test_out", "/proc/mgeldm_test_out/sub"):
+        with pytest.raises(UserError, match=r"\+output_dir=/proc/mgeldm_test_out.*cannot create"):
+            check_output_dir(target, "src_extract")
+    with pytest.raises(UserError, match="cannot create"):
+        RunFolder("/proc/mgeldm_test_out", "src_extract").__enter__()
 
 
 def test_default_model_config_and_clap_path():
