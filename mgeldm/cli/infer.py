@@ -3,6 +3,7 @@
 Order of work, so that a mistake costs nothing: read and check every option and input file,
 then load the model, then generate into a hidden folder, then publish it as ``output_NNNN``.
 A ``UserError`` anywhere becomes one line on stderr and exit code 2, with no output folder.
+Ctrl-C (exit 130) and SIGTERM (exit 143) remove the hidden partial folder the same way.
 
 Options passed with ``+`` (the original's) have their defaults here, not in the yaml:
 
@@ -28,13 +29,16 @@ Options passed with ``+`` (the original's) have their defaults here, not in the 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,13 @@ OPTIONS = ("task", "gen_audio_dur", "given_wav_path", "text_prompt", "query_wav_
 GIVEN_TASKS = ("source_extract", "partial_gen", "accomp_gen", "partial_gen_iter")
 DEFAULT_OUTPUT_DIR = "./outputs_infer/"
 DEFAULT_GEN_DUR = 30.0
+# Tests only: the name of a signal (KILL, TERM, INT) that a run sends itself once its hidden output
+# folder exists, a deterministic point at which to interrupt it.
+SIGNAL_TEST_ENV = "MGELDM_TEST_SIGNAL_IN_OUTPUT"
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException like KeyboardInterrupt, so no ``except Exception`` swallows it."""
 
 
 @dataclass
@@ -394,6 +405,8 @@ def run(opts: InferOptions) -> Path:
     t_run = time.perf_counter()
 
     with RunFolder(opts.output_dir, TASK_SUBDIRS[opts.task]) as folder:
+        _test_signal_point()
+
         def save(parts: tuple[str, ...], key: str, wave: torch.Tensor) -> None:
             for p in folder.write_audio(parts, key, wave, sr, extra_sample_rate=opts.output_sr,
                                           png=opts.save_png):
@@ -460,14 +473,40 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _test_signal_point() -> None:
+    name = os.environ.get(SIGNAL_TEST_ENV)
+    if name:
+        os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` (the partial output folder is removed on the way out)."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(cfg: Mapping) -> None:
     """Hydra task function: every ``UserError`` becomes one line on stderr and exit code 2."""
     try:
-        run(parse_options(cfg))
+        with _sigterm_unwinds():
+            run(parse_options(cfg))
     except UserError as exc:
         _fail(f"error: {exc}")
     except KeyboardInterrupt:
         _fail("interrupted; no output folder was written", 130)
+    except Terminated:
+        _fail("terminated (SIGTERM); no output folder was written", 143)
     except Exception as exc:
         if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"):
             raise  # a bug, not a user mistake: keep the traceback

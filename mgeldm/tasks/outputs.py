@@ -4,6 +4,9 @@ A run writes everything into a hidden temporary folder beside its final place an
 the next free ``output_NNNN`` only when complete, so a failed or interrupted run leaves no
 half-filled output folder, and two runs at once never share or overwrite one: the index is claimed
 with an exclusive ``mkdir`` in a retry loop and the finished folder is renamed onto the claim.
+The hidden folder is named ``.partial_output_<pid>.<host>.<random>``; a run killed outright
+(``kill -9``, power loss) cannot remove its own, so every run first removes those of dead processes
+of its host.
 
 Layout inside one run folder (one run = one command):
 
@@ -23,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import unicodedata
 from collections.abc import Mapping
@@ -43,6 +47,7 @@ TASK_SUBDIRS: dict[str, str] = {
 
 _RUN_DIR = re.compile(r"^output_(\d{4,})$")
 _PARTIAL_PREFIX = ".partial_output_"
+_PARTIAL_NAME = re.compile(r"^\.partial_output_(\d+)\.([A-Za-z0-9-]*)\.")
 
 
 def slugify(text: str, max_len: int = 48, fallback: str = "prompt") -> str:
@@ -121,6 +126,43 @@ def check_output_dir(output_dir: str | os.PathLike, sub: str | None = None) -> P
     return path
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname())[:64]
+
+
+def _partial_prefix() -> str:
+    """The hidden run folder's name up to its random part: who owns it (pid and host)."""
+    return f"{_PARTIAL_PREFIX}{os.getpid()}.{_host()}."
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: it exists
+        return True
+    return True
+
+
+def remove_stale_partials(parent: Path) -> list[Path]:
+    """Remove the hidden run folders in ``parent`` left by dead processes of this host; returns them.
+
+    A folder of another host (a shared file system) or of a live process is left alone.
+    """
+    removed = []
+    host = _host()
+    for entry in os.scandir(parent):
+        match = _PARTIAL_NAME.match(entry.name)
+        if (match and match.group(2) == host and entry.is_dir(follow_symlinks=False)
+                and not _process_alive(int(match.group(1)))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
 def next_free_index(parent: Path) -> int:
     """One more than the highest existing ``output_NNNN`` in ``parent`` (0 when there is none)."""
     highest = -1
@@ -148,8 +190,9 @@ class RunFolder:
     def __enter__(self) -> RunFolder:
         # deepest first; removed again if the run fails and they stay empty
         self._created = _make_folders(self.parent, self.option)
+        remove_stale_partials(self.parent)
         try:
-            self.tmp = Path(tempfile.mkdtemp(prefix=_PARTIAL_PREFIX, dir=self.parent))
+            self.tmp = Path(tempfile.mkdtemp(prefix=_partial_prefix(), dir=self.parent))
         except OSError as exc:
             _remove_empty(self._created)
             raise UserError(f"+output_dir={self.option}: cannot create a folder in {self.parent} "

@@ -343,6 +343,55 @@ def test_bad_input_one_line_no_folder(tiny, bad_files, reference_fixtures, case,
     assert not out.exists() or not any(out.rglob("output_*"))
 
 
+def _signal_run_args(tiny, out: Path) -> list[str]:
+    return [f"hydra.searchpath=[file://{tiny['root'] / 'conf'}]", "model=tiny_cli", f"ckpt_path={tiny['ckpt']}",
+            "clap_ckpt_path=null", "+task=total_gen", "+gen_audio_dur=0.2", "+num_steps=1",
+            "+overlap_dur=0.1", "+text_prompt=null", "+save_png=false", f"+output_dir={out}", "++seed=0"]
+
+
+@pytest.mark.clap
+def test_sigterm_removes_the_partial_folder(tiny, monkeypatch, capsys):
+    """SIGTERM, sent once the hidden output folder exists, ends the run like Ctrl-C: one line, no folders."""
+    import signal
+
+    from mgeldm.cli.infer import SIGNAL_TEST_ENV, main
+
+    def unhandled(signum, frame):
+        pytest.fail("SIGTERM reached the test: infer does not handle it")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    out = tiny["root"] / "sigterm"
+    monkeypatch.setenv(SIGNAL_TEST_ENV, "TERM")
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(_compose(tiny, _signal_run_args(tiny, out)[1:]))
+    finally:
+        assert signal.signal(signal.SIGTERM, previous) is unhandled  # infer restored the handler
+    assert exit_info.value.code == 143
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).splitlines() == ["terminated (SIGTERM); no output folder was written"]
+    assert not out.exists()  # neither the partial folder nor the folders the run created
+
+
+@pytest.mark.slow
+@pytest.mark.clap
+def test_rerun_removes_the_partial_folder_of_a_killed_run(tiny):
+    """kill -9 once the hidden output folder exists leaves it; the next run removes it and publishes output_0000."""
+    from mgeldm.cli.infer import SIGNAL_TEST_ENV
+
+    out = tiny["root"] / "sigkill"
+    cmd = [sys.executable, "infer.py", "--config-name", "dit", *_signal_run_args(tiny, out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = subprocess.run(cmd, cwd=tiny["work"], env={**env, SIGNAL_TEST_ENV: "KILL"}, capture_output=True,
+                            text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr
+    (stale,) = (out / "total_gen").iterdir()
+    assert stale.name.startswith(".partial_output_")
+    again = subprocess.run(cmd, cwd=tiny["work"], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (out / "total_gen").iterdir()) == ["output_0000"]
+
+
 @pytest.mark.slow
 @pytest.mark.clap
 def test_bad_input_through_hydra_is_exactly_one_line(tiny, bad_files):

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -353,6 +357,33 @@ def test_run_folders_are_atomic_and_never_shared(tmp_path):
             f.write_text(("prompt.txt",), "x")
             raise RuntimeError("boom")
     assert not (tmp_path / "new").exists()  # nothing left behind
+
+
+def test_partial_folders_of_dead_runs_are_removed(tmp_path):
+    """A run killed with SIGKILL leaves its hidden folder; the next run removes it (and only such folders)."""
+    code = ("import os, signal, sys\nfrom mgeldm.tasks.outputs import RunFolder\n"
+            "with RunFolder(sys.argv[1], 'total_gen') as f:\n"
+            "    f.write_text(('prompt.txt',), 'x')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    repo = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=repo, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": repo})
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err
+    parent = tmp_path / "total_gen"
+    (stale,) = [p for p in parent.iterdir() if p.name.startswith(".partial_output_")]
+    assert stale.name.startswith(f".partial_output_{proc.pid}.")
+    host = stale.name.split(".")[2]
+    kept = [parent / f".partial_output_{os.getpid()}.{host}.live",  # a live run of this host
+            parent / f".partial_output_{proc.pid}.{host}x.other",  # a run of another host (shared disk)
+            parent / ".partial_output_oldstyle"]  # no owner recorded
+    for folder in kept:
+        folder.mkdir()
+    with RunFolder(tmp_path, "total_gen") as f:
+        f.write_text(("prompt.txt",), "y")
+        final = f.commit()
+    assert not stale.exists() and all(p.exists() for p in kept)
+    assert final.name == "output_0000" and (final / "prompt.txt").read_text() == "y"
 
 
 def test_output_dir_checks(tmp_path):
