@@ -294,7 +294,7 @@ def parse_options(cfg: Mapping) -> InferOptions:
     from mgeldm.api import check_chunked, resolve_device, resolve_precision
     from mgeldm.tasks.outputs import TASK_SUBDIRS, check_output_dir
     from mgeldm.tasks.tasks import TASK_DEFAULTS, TASKS
-    from mgeldm.tasks.windowing import overlap_frames
+    from mgeldm.tasks.windowing import check_gen_duration, overlap_frames
 
     _check_extra_options()
     task = cfg.get("task", None)
@@ -324,7 +324,9 @@ def parse_options(cfg: Mapping) -> InferOptions:
     resolve_device(device)
     precision = str(cfg.get("precision", None) or "fp32")
     resolve_precision(precision)
-    gen_dur = _number(cfg, "gen_audio_dur", DEFAULT_GEN_DUR, positive=True) if task == "total_gen" else None
+    gen_dur = _number(cfg, "gen_audio_dur", DEFAULT_GEN_DUR) if task == "total_gen" else None
+    if gen_dur is not None:
+        check_gen_duration(gen_dur, sample_rate, ratio)
 
     prompts, several = _prompts(cfg.get("text_prompt", None), task)
     query_path, query = _query(cfg, task, prompts)

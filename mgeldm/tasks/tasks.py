@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from mgeldm.diffusion.samplers import sample_given_track, sample_joint
 from mgeldm.errors import UserError
-from mgeldm.tasks.windowing import Window, overlap_frames, plan_windows, seconds_to_frames, seconds_to_samples
+from mgeldm.tasks.windowing import (Window, check_gen_duration, overlap_frames, plan_windows, seconds_to_frames,
+                                    seconds_to_samples)
 
 MIX, SUBMIX, SRC = 0, 1, 2
 TRACK_NAMES = ("mix", "submix", "src")
@@ -300,8 +301,7 @@ def total_gen(runner: TaskRunner, cond: Tensor, seconds: float, settings: Sampli
 
     Returns ``gen_mix``, ``gen_submix``, ``gen_src``, each (N, round(seconds * 16000)).
     """
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise UserError(f"+gen_audio_dur={seconds}: expected a duration in seconds > 0")
+    check_gen_duration(seconds, runner.sample_rate, runner.ratio)
     frames = seconds_to_frames(seconds, runner.frame_rate)
     samples = seconds_to_samples(seconds, runner.sample_rate)
     z = runner.sample(cond, MIX, frames, settings, generator, desc="total_gen")

@@ -301,6 +301,7 @@ BAD_CASES = {
     "negative steps": (["+num_steps=-3"], "+num_steps"),
     "zero duration": (["+task=total_gen", "+gen_audio_dur=0"], "+gen_audio_dur"),
     "negative duration": (["+task=total_gen", "+gen_audio_dur=-2.5"], "+gen_audio_dur"),
+    "duration below one latent frame": (["+task=total_gen", "+gen_audio_dur=0.00001"], "one latent frame"),
     "overlap >= window": (["+overlap_dur={window_s}"], "+overlap_dur"),
     "prompt not a string": (["+text_prompt=123"], "+text_prompt"),
     "prompt list not strings": (["+text_prompt=[1,2]"], "+text_prompt"),

@@ -313,6 +313,11 @@ def test_bad_api_inputs(mge):
         mge.generate("x", 1.0, steps=0)
     with pytest.raises(UserError, match="gen_audio_dur"):
         mge.generate("x", -1.0, **FAST)
+    frame_s = mge.runner.ratio / mge.sample_rate  # one latent frame: 4 ms for the tiny VAE
+    for too_short in (0.00001, frame_s * 0.9):
+        with pytest.raises(UserError, match=r"gen_audio_dur.*one latent frame"):
+            mge.generate(None, too_short, **FAST)
+    assert mge.generate(None, frame_s, seed=0, **FAST)["gen_mix"].shape == (1, mge.runner.ratio)
     with pytest.raises(UserError, match="overlap_dur"):
         mge.generate("x", 1.0, steps=2, overlap=0.5)
     with pytest.raises(UserError, match="unknown task"):
