@@ -6,9 +6,9 @@ Waveforms are float32 torch tensors shaped (channels, samples) unless a function
 from __future__ import annotations
 
 import os
+import secrets
 import struct
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -112,10 +112,16 @@ def load_mono(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
 
 
 def _atomic_target(path: Path) -> str:
+    """A new hidden temporary file beside ``path``, created like any other file: mode 0666 less the umask
+    (``tempfile.mkstemp``'s would stay 0600 once renamed, unreadable to the group)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return tmp
+    while True:
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return str(tmp)
 
 
 def write_wav(path: str | os.PathLike, wave: torch.Tensor, sample_rate: int, subtype: str = "PCM_16") -> Path:

@@ -437,10 +437,12 @@ def run(opts: InferOptions) -> Path:
                         save(base + (prompt_folders[i],), key, row)
             if prompt_folders:
                 for i, p in enumerate(opts.prompts):
-                    folder.write_text(base + (prompt_folders[i], "prompt.txt"), f"text_prompt: {p}\n")
+                    txt = folder.write_text(base + (prompt_folders[i], "prompt.txt"), f"text_prompt: {p}\n")
+                    written.append(str(txt.relative_to(folder.tmp)))
 
         run_s = time.perf_counter() - t_run
         folder.write_text(("prompt.txt",), _prompt_txt(opts, seed, prompt_folders))
+        written += ["prompt.txt", "run.json"]
         info = {
             "task": opts.task,
             "settings": {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(opts)

@@ -25,6 +25,7 @@ import errno
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -163,6 +164,18 @@ def remove_stale_partials(parent: Path) -> list[Path]:
     return removed
 
 
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """A new folder ``<prefix><random>`` in ``parent``, created like any other folder: mode 0777 less the
+    umask (``tempfile.mkdtemp``'s would stay 0700 once renamed, unreadable to the group)."""
+    while True:
+        folder = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            folder.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return folder
+
+
 def next_free_index(parent: Path) -> int:
     """One more than the highest existing ``output_NNNN`` in ``parent`` (0 when there is none)."""
     highest = -1
@@ -192,7 +205,7 @@ class RunFolder:
         self._created = _make_folders(self.parent, self.option)
         remove_stale_partials(self.parent)
         try:
-            self.tmp = Path(tempfile.mkdtemp(prefix=_partial_prefix(), dir=self.parent))
+            self.tmp = _new_folder(self.parent, _partial_prefix())
         except OSError as exc:
             _remove_empty(self._created)
             raise UserError(f"+output_dir={self.option}: cannot create a folder in {self.parent} "

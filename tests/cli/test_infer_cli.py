@@ -205,6 +205,9 @@ def test_several_prompts_folder_input_and_iterative(tiny):
             "a_b/02_vocals_2/gen_submix.wav", "c/02_vocals_2/gen_src.wav"} <= names
     assert _wav(folder / "a_b" / "01_etc_drums" / "gen_src.wav")[0].shape[0] == round(5000 * 16000 / 22050)
     assert _wav(folder / "c" / "00_vocals" / "gen_src.wav")[0].shape[0] == 9000
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert "a_b/00_vocals/prompt.txt" in files and json.loads((folder / "run.json").read_text())["outputs"] == files
+    assert f"wrote {len(files)} files" in proc.stdout
 
     short = tiny["root"] / "short.wav"
     short_len = int(0.5 * tiny["window_s"] * tiny["sr"])
@@ -344,10 +347,51 @@ def test_bad_input_one_line_no_folder(tiny, bad_files, reference_fixtures, case,
     assert not out.exists() or not any(out.rglob("output_*"))
 
 
-def _signal_run_args(tiny, out: Path) -> list[str]:
+def _quick_run_args(tiny, out: Path) -> list[str]:
+    """A total_gen run without text (so no CLAP to build): about a second on a CPU."""
     return [f"hydra.searchpath=[file://{tiny['root'] / 'conf'}]", "model=tiny_cli", f"ckpt_path={tiny['ckpt']}",
             "clap_ckpt_path=null", "+task=total_gen", "+gen_audio_dur=0.2", "+num_steps=1",
-            "+overlap_dur=0.1", "+text_prompt=null", "+save_png=false", f"+output_dir={out}", "++seed=0"]
+            "+overlap_dur=0.1", "+text_prompt=null", f"+output_dir={out}", "++seed=0"]
+
+
+@pytest.fixture(scope="module")
+def umask_022_run(tiny):
+    """One quick run under umask 022 (wavs, pngs, a resampled copy): its output folder and printed summary."""
+    import contextlib
+    import io
+
+    from mgeldm.cli.infer import parse_options, run
+
+    out = tiny["root"] / "umask"
+    stdout = io.StringIO()
+    previous = os.umask(0o022)
+    try:
+        with contextlib.redirect_stdout(stdout):
+            folder = run(parse_options(_compose(tiny, _quick_run_args(tiny, out)[1:] + ["+output_sr=22050"])))
+    finally:
+        os.umask(previous)
+    return out, folder, stdout.getvalue()
+
+
+@pytest.mark.clap
+def test_outputs_honour_the_umask(umask_022_run):
+    """Files 0644 and folders 0755 under umask 022, like any other program's (not mkstemp's 0600 / 0700)."""
+    import stat
+
+    out, folder, _ = umask_022_run
+    entries = [out, out / "total_gen", folder, *folder.rglob("*")]
+    modes = {str(p.relative_to(out)): oct(stat.S_IMODE(p.stat().st_mode)) for p in entries}
+    expected = {str(p.relative_to(out)): oct(0o755 if p.is_dir() else 0o644) for p in entries}
+    assert modes == expected
+    assert {"gen_mix.wav", "gen_mix.png", "gen_mix_22050hz.wav", "run.json", "prompt.txt"} <= {p.name for p in entries}
+
+
+@pytest.mark.clap
+def test_summary_counts_every_file_written(umask_022_run):
+    _, folder, stdout = umask_022_run
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert f"wrote {len(files)} files to {folder}" in stdout
+    assert json.loads((folder / "run.json").read_text())["outputs"] == files
 
 
 @pytest.mark.clap
@@ -365,7 +409,7 @@ def test_sigterm_removes_the_partial_folder(tiny, monkeypatch, capsys):
     monkeypatch.setenv(SIGNAL_TEST_ENV, "TERM")
     try:
         with pytest.raises(SystemExit) as exit_info:
-            main(_compose(tiny, _signal_run_args(tiny, out)[1:]))
+            main(_compose(tiny, _quick_run_args(tiny, out)[1:] + ["+save_png=false"]))
     finally:
         assert signal.signal(signal.SIGTERM, previous) is unhandled  # infer restored the handler
     assert exit_info.value.code == 143
@@ -381,7 +425,7 @@ def test_rerun_removes_the_partial_folder_of_a_killed_run(tiny):
     from mgeldm.cli.infer import SIGNAL_TEST_ENV
 
     out = tiny["root"] / "sigkill"
-    cmd = [sys.executable, "infer.py", "--config-name", "dit", *_signal_run_args(tiny, out)]
+    cmd = [sys.executable, "infer.py", "--config-name", "dit", *_quick_run_args(tiny, out), "+save_png=false"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     killed = subprocess.run(cmd, cwd=tiny["work"], env={**env, SIGNAL_TEST_ENV: "KILL"}, capture_output=True,
                             text=True, timeout=600)
