@@ -66,6 +66,15 @@ def resolve_precision(precision: str) -> torch.dtype | None:
     return PRECISIONS[str(precision)]
 
 
+def check_chunked(chunked: Any) -> bool | None:
+    """``chunked``: None / "auto" (one VAE pass up to the fixed limit), True or False."""
+    if chunked is None or (isinstance(chunked, str) and chunked.strip().lower() == "auto"):
+        return None
+    if not isinstance(chunked, bool):
+        raise UserError(f"+chunked={chunked}: expected true, false or auto")
+    return chunked
+
+
 def default_model_config(config_name: str = "dit", overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The ``model`` node of ``configs/<config_name>.yaml`` (Hydra-composed) as a plain dict."""
     from hydra import compose, initialize_config_dir
@@ -124,15 +133,36 @@ def with_conditioner_ckpt(model_cfg: Mapping[str, Any], clap_ckpt: str | os.Path
     return cfg
 
 
+MAX_CHANNELS = 8  # more channels than this is taken for a length when guessing the layout of 2-D audio
+
+
+def channels_first(wave: Tensor, name: str = "given audio") -> Tensor:
+    """A 2-D waveform as (channels, samples): (C, L) stays, (L, C) as ``sf.read`` returns it is transposed.
+
+    The channel axis is the one with at most ``MAX_CHANNELS`` entries; when both or neither axis is
+    that short the layout is ambiguous and refused.
+    """
+    rows, cols = wave.shape
+    if rows <= MAX_CHANNELS < cols:
+        return wave
+    if cols <= MAX_CHANNELS < rows:
+        return wave.T
+    raise UserError(f"{name}: shape {tuple(wave.shape)} is ambiguous; expected (channels, samples) or "
+                    f"(samples, channels) with at most {MAX_CHANNELS} channels and more samples than that")
+
+
 def prepare_audio(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "given audio") -> Tensor:
-    """Any (C, L) / (L,) waveform at ``sr`` -> mono (L,) float32 at ``target_sr``, checked."""
+    """A (C, L), (L, C) or (L,) waveform at ``sr`` -> mono (L,) float32 at ``target_sr``, checked."""
     from mgeldm.audio import check_audio, resample, to_mono
 
     wave = torch.as_tensor(np.asarray(audio) if not isinstance(audio, Tensor) else audio).detach().float().cpu()
-    if wave.dim() > 2:
-        raise UserError(f"{name}: expected (channels, samples) or (samples,); got {tuple(wave.shape)}")
+    if wave.dim() not in (1, 2):
+        raise UserError(f"{name}: expected (channels, samples), (samples, channels) or (samples,); "
+                        f"got {tuple(wave.shape)}")
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise UserError(f"{name}: sample rate {sr!r}; expected a positive integer")
+    if wave.dim() == 2:
+        wave = channels_first(wave, name)
     check_audio(wave, name)
     mono = resample(to_mono(wave), int(sr), target_sr)[0]
     check_audio(mono, name)
@@ -144,7 +174,7 @@ class MGELDM:
 
     def __init__(self, model: torch.nn.Module, conditioner: Any = None, *, device: str | torch.device = "auto",
                  precision: str = "fp32", model_config: Mapping[str, Any] | None = None,
-                 progress: bool = False, compile: bool = False) -> None:
+                 progress: bool = False, compile: bool = False, chunked: bool | None = None) -> None:
         self.device = resolve_device(device)
         self.precision = str(precision)
         self.model = model.to(self.device).eval().requires_grad_(False)
@@ -156,7 +186,7 @@ class MGELDM:
         self.conditioner = conditioner.to(self.device) if conditioner is not None else None
         self.model_config = dict(model_config) if model_config is not None else None
         self.runner = TaskRunner(self.model, device=self.device, autocast_dtype=resolve_precision(precision),
-                                 progress=progress, compile=bool(compile))
+                                 progress=progress, compile=bool(compile), chunked=check_chunked(chunked))
         self.last_seed: int | None = None
         if self.conditioner is not None and int(self.conditioner.dim) != self.runner.cond_dim:
             raise UserError(f"conditioner width {self.conditioner.dim} does not match the DiT's global_cond_dim "
@@ -167,19 +197,22 @@ class MGELDM:
     def from_pretrained(cls, ckpt: str | os.PathLike, clap_ckpt: str | os.PathLike | None = None, *,
                         conditioner: Any = None, device: str | torch.device = "auto", precision: str = "fp32",
                         model_config: Mapping[str, Any] | str | os.PathLike | None = None,
-                        progress: bool = False, compile: bool = False) -> MGELDM:
+                        progress: bool = False, compile: bool = False, chunked: bool | None = None) -> MGELDM:
         """Load an unwrapped MGE-LDM checkpoint (.ckpt / .safetensors).
 
         ``model_config`` is the ``model`` node of the Hydra config (a mapping or a yaml file);
         by default ``configs/dit.yaml``'s. The conditioner is ``conditioner`` when given, else it
         is built from the config's conditioner node with ``clap_ckpt`` as its checkpoint (when
         neither is set, only unconditional generation is available). ``compile`` runs the DiT through
-        torch.compile (CUDA graphs on CUDA); the first window pays the compilation.
+        torch.compile (CUDA graphs on CUDA); the first window pays the compilation. ``chunked``: None
+        runs the VAE in one pass up to ``WHOLE_PASS_MAX_SECONDS`` (10 minutes) and in chunks beyond,
+        True always in chunks (less memory, slightly different audio near the joins), False never.
         """
         from mgeldm.models.mgeldm import load_mgeldm
 
         dev = resolve_device(device)
         resolve_precision(precision)
+        check_chunked(chunked)
         cfg = _plain(model_config) if model_config is not None else default_model_config()
         cfg = with_conditioner_ckpt(cfg, clap_ckpt)
         node = conditioner_node(cfg)
@@ -190,7 +223,7 @@ class MGELDM:
                 conditioner = build_conditioner_from(cfg, dev)
         model = load_mgeldm(ckpt, cfg)
         return cls(model, conditioner, device=dev, precision=precision, model_config=cfg, progress=progress,
-                   compile=compile)
+                   compile=compile, chunked=chunked)
 
     # -- facts ----------------------------------------------------------------------------------
     @property

@@ -6,7 +6,9 @@ Waveforms are float32 torch tensors shaped (channels, samples) unless a function
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +18,61 @@ from mgeldm.errors import UserError
 
 
 def load_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
-    """Read an audio file as float32 (channels, samples) and its sample rate."""
+    """Read an audio file as float32 (channels, samples) and its sample rate.
+
+    A file that holds less audio than its header declares (a truncated copy or download) is read as far
+    as it goes, with one warning line on stderr.
+    """
     import soundfile as sf
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"audio file {path}: no such file")
     try:
+        info = sf.info(str(path))
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:
         raise UserError(f"audio file {path}: cannot be read as audio ({str(exc).splitlines()[0][:120]})") from None
+    _warn_if_truncated(path, info.frames, data.shape[0], int(sr))
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(sr)
+
+
+def wav_declared_frames(path: str | os.PathLike) -> int | None:
+    """Frames the ``data`` chunk of a RIFF/WAVE header declares, or None (not a WAV, size unknown).
+
+    libsndfile trims the count to what the file holds, so only the header itself tells a truncated WAV.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        order = "<" if head[:4] == b"RIFF" else ">"
+        block_align = 0
+        while len(chunk := f.read(8)) == 8:
+            name, size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
+            if name == b"data":
+                # 0 and 0xFFFFFFFF: written by a stream that could not seek back to fill in the size
+                return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+            body = f.read(size) if name == b"fmt " else b""
+            if name == b"fmt " and len(body) >= 14:
+                block_align = struct.unpack(order + "H", body[12:14])[0]
+            f.seek((size - len(body)) + (size & 1), os.SEEK_CUR)
+    return None
+
+
+def _warn_if_truncated(path: Path, frames: int, read: int, sr: int) -> None:
+    """One warning line when a file holds less audio than its header declares.
+
+    WAV headers are exact; other formats' counts can be estimates (e.g. MP3 without a Xing header),
+    so those warn only when more than 1 % is missing.
+    """
+    declared = wav_declared_frames(path)
+    exact = declared is not None
+    declared = declared if exact else frames
+    if declared <= 0 or read >= declared - (0 if exact else declared // 100):
+        return
+    print(f"warning: audio file {path}: truncated: its header declares {declared / sr:.2f} s but the file holds "
+          f"{read / sr:.2f} s; using the {read / sr:.2f} s", file=sys.stderr, flush=True)
 
 
 def check_audio(wave: torch.Tensor, name: str) -> None:
@@ -66,10 +112,16 @@ def load_mono(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
 
 
 def _atomic_target(path: Path) -> str:
+    """A new hidden temporary file beside ``path``, created like any other file: mode 0666 less the umask
+    (``tempfile.mkstemp``'s would stay 0600 once renamed, unreadable to the group)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return tmp
+    while True:
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return str(tmp)
 
 
 def write_wav(path: str | os.PathLike, wave: torch.Tensor, sample_rate: int, subtype: str = "PCM_16") -> Path:

@@ -33,18 +33,22 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path}: no such file")
+    import warnings
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             state = load_file(str(path))
         else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=_can_mmap(path))
+            with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+                warnings.simplefilter("ignore")
+                state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=_can_mmap(path))
     except UserError:
         raise
     except Exception as exc:  # unreadable, truncated, foreign pickle, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"checkpoint {path}: not a readable .ckpt/.safetensors file ({first[:160]})") from None
+        raise UserError(f"checkpoint {path}: {load_failure(exc)}; expected an unwrapped .ckpt "
+                        "({'state_dict': tensors}, as unwrap_model.py writes) or .safetensors file") from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -70,11 +74,35 @@ def read_model_config(path: str | os.PathLike) -> dict | None:
                 text = (f.metadata() or {}).get(MODEL_CONFIG_KEY)
             return json.loads(text) if text else None
         obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=_can_mmap(path))
-    except Exception as exc:  # noqa: BLE001 - unreadable files are reported by read_state_dict's message
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"checkpoint {path}: not a readable .ckpt/.safetensors file ({first[:160]})") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one line
+        raise UserError(f"checkpoint {path}: {load_failure(exc)}") from None
     config = obj.get(MODEL_CONFIG_KEY) if isinstance(obj, Mapping) else None
     return dict(config) if isinstance(config, Mapping) else None
+
+
+def _first_sentence(text: str) -> str:
+    import re
+
+    return re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0].rstrip(".")
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` or safetensors failed, in whole words on one line.
+
+    torch's refusal of a pickled object is a page of advice (with terminal colour codes) about loading
+    the file unsafely; only the name of the refused object is kept.
+    """
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    if "Weights only load failed" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
+        found = re.search(r"GLOBAL (\S+)", detail)
+        if found:
+            return (f"refused: besides tensors it holds Python objects ({found.group(1)}), and unpickling those "
+                    "could run code (never done here)")
+        return f"not a checkpoint the safe (weights-only) loader can read ({_first_sentence(detail) or 'a pickle'})"
+    return f"not a readable checkpoint ({_first_sentence(text.splitlines()[0]) if text else type(exc).__name__})"
 
 
 def _can_mmap(path: Path) -> bool:

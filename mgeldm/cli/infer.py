@@ -3,6 +3,7 @@
 Order of work, so that a mistake costs nothing: read and check every option and input file,
 then load the model, then generate into a hidden folder, then publish it as ``output_NNNN``.
 A ``UserError`` anywhere becomes one line on stderr and exit code 2, with no output folder.
+Ctrl-C (exit 130) and SIGTERM (exit 143) remove the hidden partial folder the same way.
 
 Options passed with ``+`` (the original's) have their defaults here, not in the yaml:
 
@@ -21,18 +22,23 @@ Options passed with ``+`` (the original's) have their defaults here, not in the 
 +output_sr         also write every result at this rate (e.g. the input's)
 +compile           true: torch.compile the DiT (CUDA graphs on CUDA); pays a one-off compilation
 +save_png          false: write the wavs only, no spectrogram pngs (default true, as the original)
++chunked           auto: the VAE in one pass up to 10 minutes of audio, as the original, in chunks beyond;
+                   true: always in chunks (bounded memory); false: never
 =================  ===========================================================================
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -41,10 +47,17 @@ from mgeldm.errors import UserError
 
 OPTIONS = ("task", "gen_audio_dur", "given_wav_path", "text_prompt", "query_wav_path", "num_steps", "cfg_scale",
            "overlap_dur", "repaint_n", "eta", "output_dir", "device", "precision", "seed", "encode_sample",
-           "output_sr", "compile", "save_png")
+           "output_sr", "compile", "save_png", "chunked")
 GIVEN_TASKS = ("source_extract", "partial_gen", "accomp_gen", "partial_gen_iter")
 DEFAULT_OUTPUT_DIR = "./outputs_infer/"
 DEFAULT_GEN_DUR = 30.0
+# Tests only: the name of a signal (KILL, TERM, INT) that a run sends itself once its hidden output
+# folder exists, a deterministic point at which to interrupt it.
+SIGNAL_TEST_ENV = "MGELDM_TEST_SIGNAL_IN_OUTPUT"
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException like KeyboardInterrupt, so no ``except Exception`` swallows it."""
 
 
 @dataclass
@@ -81,6 +94,7 @@ class InferOptions:
     output_sr: int | None
     compile: bool = False
     save_png: bool = True
+    chunked: bool | None = None
     model_cfg: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
@@ -277,10 +291,10 @@ def _given_inputs(cfg: Mapping, task: str, sample_rate: int) -> tuple[str | None
 
 def parse_options(cfg: Mapping) -> InferOptions:
     """Check every option and input of ``cfg`` (the composed Hydra config); builds no model."""
-    from mgeldm.api import resolve_device, resolve_precision
-    from mgeldm.tasks.outputs import check_output_dir
+    from mgeldm.api import check_chunked, resolve_device, resolve_precision
+    from mgeldm.tasks.outputs import TASK_SUBDIRS, check_output_dir
     from mgeldm.tasks.tasks import TASK_DEFAULTS, TASKS
-    from mgeldm.tasks.windowing import overlap_frames
+    from mgeldm.tasks.windowing import check_gen_duration, overlap_frames
 
     _check_extra_options()
     task = cfg.get("task", None)
@@ -305,24 +319,27 @@ def parse_options(cfg: Mapping) -> InferOptions:
     encode_sample = _boolean(cfg, "encode_sample", False)
     compile_dit = _boolean(cfg, "compile", False)
     save_png = _boolean(cfg, "save_png", True)
+    chunked = check_chunked(cfg.get("chunked", None))
     device = str(cfg.get("device", None) or "auto")
     resolve_device(device)
     precision = str(cfg.get("precision", None) or "fp32")
     resolve_precision(precision)
-    gen_dur = _number(cfg, "gen_audio_dur", DEFAULT_GEN_DUR, positive=True) if task == "total_gen" else None
+    gen_dur = _number(cfg, "gen_audio_dur", DEFAULT_GEN_DUR) if task == "total_gen" else None
+    if gen_dur is not None:
+        check_gen_duration(gen_dur, sample_rate, ratio)
 
     prompts, several = _prompts(cfg.get("text_prompt", None), task)
     query_path, query = _query(cfg, task, prompts)
     clap_path = _clap_path(model_cfg, needed=query is not None or any(p is not None for p in prompts))
     given, inputs, is_folder = _given_inputs(cfg, task, sample_rate)
-    output_dir = check_output_dir(str(cfg.get("output_dir", None) or DEFAULT_OUTPUT_DIR))
+    output_dir = check_output_dir(str(cfg.get("output_dir", None) or DEFAULT_OUTPUT_DIR), TASK_SUBDIRS[task])
 
     return InferOptions(task=task, ckpt_path=ckpt, clap_ckpt_path=clap_path, prompts=prompts, several_prompts=several,
                         gen_audio_dur=gen_dur, inputs=inputs, input_is_folder=is_folder, given_wav_path=given,
                         query_wav_path=query_path, query=query, num_steps=steps, cfg_scale=cfg_scale,
                         overlap_dur=overlap, repaint_n=repaint_n, eta=eta, output_dir=output_dir, device=device,
                         precision=precision, seed=seed, encode_sample=encode_sample, output_sr=output_sr,
-                        compile=compile_dit, save_png=save_png, model_cfg=model_cfg)
+                        compile=compile_dit, save_png=save_png, chunked=chunked, model_cfg=model_cfg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,7 +391,7 @@ def run(opts: InferOptions) -> Path:
         warnings.simplefilter("ignore", FutureWarning)  # legacy weight_norm deprecation in the VAE
         model = MGELDM.from_pretrained(opts.ckpt_path, opts.clap_ckpt_path, device=opts.device,
                                        precision=opts.precision, model_config=opts.model_cfg, progress=True,
-                                       compile=opts.compile)
+                                       compile=opts.compile, chunked=opts.chunked)
     load_s = time.perf_counter() - t0
     sr = model.sample_rate
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
@@ -390,6 +407,8 @@ def run(opts: InferOptions) -> Path:
     t_run = time.perf_counter()
 
     with RunFolder(opts.output_dir, TASK_SUBDIRS[opts.task]) as folder:
+        _test_signal_point()
+
         def save(parts: tuple[str, ...], key: str, wave: torch.Tensor) -> None:
             for p in folder.write_audio(parts, key, wave, sr, extra_sample_rate=opts.output_sr,
                                           png=opts.save_png):
@@ -418,10 +437,12 @@ def run(opts: InferOptions) -> Path:
                         save(base + (prompt_folders[i],), key, row)
             if prompt_folders:
                 for i, p in enumerate(opts.prompts):
-                    folder.write_text(base + (prompt_folders[i], "prompt.txt"), f"text_prompt: {p}\n")
+                    txt = folder.write_text(base + (prompt_folders[i], "prompt.txt"), f"text_prompt: {p}\n")
+                    written.append(str(txt.relative_to(folder.tmp)))
 
         run_s = time.perf_counter() - t_run
         folder.write_text(("prompt.txt",), _prompt_txt(opts, seed, prompt_folders))
+        written += ["prompt.txt", "run.json"]
         info = {
             "task": opts.task,
             "settings": {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(opts)
@@ -456,16 +477,42 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _test_signal_point() -> None:
+    name = os.environ.get(SIGNAL_TEST_ENV)
+    if name:
+        os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` (the partial output folder is removed on the way out)."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(cfg: Mapping) -> None:
     """Hydra task function: every ``UserError`` becomes one line on stderr and exit code 2."""
     try:
-        run(parse_options(cfg))
+        with _sigterm_unwinds():
+            run(parse_options(cfg))
     except UserError as exc:
         _fail(f"error: {exc}")
     except KeyboardInterrupt:
         _fail("interrupted; no output folder was written", 130)
+    except Terminated:
+        _fail("terminated (SIGTERM); no output folder was written", 143)
     except Exception as exc:
         if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"):
             raise  # a bug, not a user mistake: keep the traceback
         _fail(f"error: out of memory on +device={cfg.get('device', None) or 'auto'}; "
-              "try +precision=bf16, fewer prompts in one call, or +device=cpu")
+              "try +precision=bf16, fewer prompts in one call, +chunked=true (the VAE in chunks) or +device=cpu")

@@ -4,6 +4,9 @@ A run writes everything into a hidden temporary folder beside its final place an
 the next free ``output_NNNN`` only when complete, so a failed or interrupted run leaves no
 half-filled output folder, and two runs at once never share or overwrite one: the index is claimed
 with an exclusive ``mkdir`` in a retry loop and the finished folder is renamed onto the claim.
+The hidden folder is named ``.partial_output_<pid>.<host>.<random>``; a run killed outright
+(``kill -9``, power loss) cannot remove its own, so every run first removes those of dead processes
+of its host.
 
 Layout inside one run folder (one run = one command):
 
@@ -22,7 +25,9 @@ import errno
 import json
 import os
 import re
+import secrets
 import shutil
+import socket
 import tempfile
 import unicodedata
 from collections.abc import Mapping
@@ -43,6 +48,7 @@ TASK_SUBDIRS: dict[str, str] = {
 
 _RUN_DIR = re.compile(r"^output_(\d{4,})$")
 _PARTIAL_PREFIX = ".partial_output_"
+_PARTIAL_NAME = re.compile(r"^\.partial_output_(\d+)\.([A-Za-z0-9-]*)\.")
 
 
 def slugify(text: str, max_len: int = 48, fallback: str = "prompt") -> str:
@@ -69,20 +75,105 @@ def unique_slugs(texts: list[str], max_len: int = 48, fallback: str = "item") ->
     return out
 
 
-def check_output_dir(output_dir: str | os.PathLike) -> Path:
-    """Refuse an output dir that is not a writable folder, or cannot be created; nothing is created."""
-    path = Path(output_dir).expanduser()
+def _missing_folders(path: Path) -> list[Path]:
+    """The folders of ``path`` (itself included) that do not exist yet, deepest first."""
+    missing = []
     probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
+    while not probe.exists() and probe.parent != probe:
+        missing.append(probe)
         probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise UserError(f"+output_dir={output_dir}: {probe} is a file; expected a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        what = "is not writable" if probe == path else f"cannot be created ({probe} is not writable)"
-        raise UserError(f"+output_dir={output_dir}: {what}; expected a writable folder")
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders this run created (deepest first) as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _make_folders(path: Path, option: str) -> list[Path]:
+    """``mkdir -p path``; returns the folders it created (deepest first). Failure -> UserError."""
+    missing = _missing_folders(path)
+    existing = missing[-1].parent if missing else path
+    if existing.exists() and not existing.is_dir():
+        raise UserError(f"+output_dir={option}: {existing} is a file; expected a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _remove_empty(missing)
+        raise UserError(f"+output_dir={option}: cannot create {exc.filename or path} "
+                        f"({exc.strerror or type(exc).__name__}); expected a writable folder") from None
+    return missing
+
+
+def check_output_dir(output_dir: str | os.PathLike, sub: str | None = None) -> Path:
+    """Refuse an output dir (and its ``sub`` folder) that cannot be created or written, by creating them
+    and a temporary file in them now, before any model is loaded; everything created here is removed."""
+    path = Path(output_dir).expanduser()
+    target = path / sub if sub else path
+    created = _make_folders(target, str(output_dir))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write_test_", dir=target)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"+output_dir={output_dir}: {target} is not writable "
+                        f"({exc.strerror or type(exc).__name__}); expected a writable folder") from None
+    finally:
+        _remove_empty(created)
     return path
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname())[:64]
+
+
+def _partial_prefix() -> str:
+    """The hidden run folder's name up to its random part: who owns it (pid and host)."""
+    return f"{_PARTIAL_PREFIX}{os.getpid()}.{_host()}."
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: it exists
+        return True
+    return True
+
+
+def remove_stale_partials(parent: Path) -> list[Path]:
+    """Remove the hidden run folders in ``parent`` left by dead processes of this host; returns them.
+
+    A folder of another host (a shared file system) or of a live process is left alone.
+    """
+    removed = []
+    host = _host()
+    for entry in os.scandir(parent):
+        match = _PARTIAL_NAME.match(entry.name)
+        if (match and match.group(2) == host and entry.is_dir(follow_symlinks=False)
+                and not _process_alive(int(match.group(1)))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """A new folder ``<prefix><random>`` in ``parent``, created like any other folder: mode 0777 less the
+    umask (``tempfile.mkdtemp``'s would stay 0700 once renamed, unreadable to the group)."""
+    while True:
+        folder = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            folder.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return folder
 
 
 def next_free_index(parent: Path) -> int:
@@ -103,31 +194,29 @@ class RunFolder:
     """
 
     def __init__(self, output_dir: str | os.PathLike, sub: str) -> None:
+        self.option = str(output_dir)
         self.parent = Path(output_dir).expanduser() / sub
         self._created: list[Path] = []
         self.tmp: Path | None = None
         self.final: Path | None = None
 
     def __enter__(self) -> RunFolder:
-        missing = []
-        probe = self.parent
-        while not probe.exists():
-            missing.append(probe)
-            probe = probe.parent
-        self.parent.mkdir(parents=True, exist_ok=True)
-        self._created = missing  # deepest first; removed again if the run fails and they stay empty
-        self.tmp = Path(tempfile.mkdtemp(prefix=_PARTIAL_PREFIX, dir=self.parent))
+        # deepest first; removed again if the run fails and they stay empty
+        self._created = _make_folders(self.parent, self.option)
+        remove_stale_partials(self.parent)
+        try:
+            self.tmp = _new_folder(self.parent, _partial_prefix())
+        except OSError as exc:
+            _remove_empty(self._created)
+            raise UserError(f"+output_dir={self.option}: cannot create a folder in {self.parent} "
+                            f"({exc.strerror or type(exc).__name__})") from None
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.tmp is not None and self.tmp.exists():
             shutil.rmtree(self.tmp, ignore_errors=True)
         if exc_type is not None and self.final is None:
-            for folder in self._created:
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
+            _remove_empty(self._created)
 
     def path(self, *parts: str) -> Path:
         """A path inside the (temporary) run folder; its parent folders are created."""

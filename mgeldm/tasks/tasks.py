@@ -4,8 +4,10 @@ Every task is one function over a :class:`TaskRunner` (the loaded model, its dev
 and condition vectors ``cond`` (N, G): one row per prompt, placed on the task's text track with
 zeros on the other tracks. The N prompts run as one batch and share the encoding of the given
 audio. Songs are cut into windows by :mod:`mgeldm.tasks.windowing`, each window is sampled with
-:func:`sample_joint` / :func:`sample_given_track`, and the latents are decoded in chunks so a long
-song never holds the decoder activations of the whole song at once.
+:func:`sample_joint` / :func:`sample_given_track`, and the VAE encodes and decodes each track in one
+pass, as the original does, up to :data:`WHOLE_PASS_MAX_SECONDS` of audio; only longer songs (or a
+runner built with ``chunked=True``) go through the VAE in cross-faded chunks, which bounds memory but
+changes the result near the chunk joins.
 
 Results are dicts of 16 kHz waveforms (N, L), keyed by the original's wav names (``gen_src``, ...);
 the given audio comes back unchanged under ``given_mix`` / ``given_wav`` as (1, L).
@@ -25,11 +27,17 @@ from tqdm.auto import tqdm
 
 from mgeldm.diffusion.samplers import sample_given_track, sample_joint
 from mgeldm.errors import UserError
-from mgeldm.tasks.windowing import Window, overlap_frames, plan_windows, seconds_to_frames, seconds_to_samples
+from mgeldm.tasks.windowing import (Window, check_gen_duration, overlap_frames, plan_windows, seconds_to_frames,
+                                    seconds_to_samples)
 
 MIX, SUBMIX, SRC = 0, 1, 2
 TRACK_NAMES = ("mix", "submix", "src")
 TASKS = ("total_gen", "source_extract", "partial_gen", "accomp_gen", "partial_gen_iter")
+# Longest audio the VAE encodes/decodes in one pass by default (the original's behaviour at any length).
+# A fixed length, not a memory probe, so a result never depends on the machine it was computed on.
+# The full VAE's decoder needs about 0.05 GB per second of audio in one pass (fp32, measured on CPU at
+# 8 s and 16 s), so about 30 GB at this limit; ``chunked=True`` bounds it for smaller machines.
+WHOLE_PASS_MAX_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,10 @@ class TaskRunner:
     """A loaded :class:`mgeldm.models.mgeldm.MGELDM` with where and how to run it.
 
     ``autocast_dtype`` (bf16/fp16) applies to the DiT only; the VAE and the sampler state stay fp32.
-    ``decode_chunk`` is the latent length above which encoding/decoding run chunked.
+    ``chunked``: None (default) runs the VAE in one pass up to :data:`WHOLE_PASS_MAX_SECONDS` and in
+    chunks beyond (or always, when the model config sets ``pretransform.chunked: true``); True always
+    chunks, False never does. ``decode_chunk`` / ``chunk_overlap`` are the chunks' latent frames and
+    cross-fade frames.
     ``compile`` runs the DiT through ``torch.compile`` (on CUDA in "reduce-overhead" mode, i.e. CUDA
     graphs: every window has the same shape, so one graph serves the whole song and kernel launches
     stop dominating the bandwidth-bound forward).
@@ -95,7 +106,9 @@ class TaskRunner:
     autocast_dtype: torch.dtype | None = None
     encode_sample: bool = False
     progress: bool = False
+    chunked: bool | None = None
     decode_chunk: int = 128
+    chunk_overlap: int = 4
     compile: bool = False
     timings: Timings = field(default_factory=Timings)
     _compiled: Callable | None = field(default=None, repr=False)
@@ -140,6 +153,18 @@ class TaskRunner:
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     # -- VAE ------------------------------------------------------------------------------------
+    def use_chunks(self, frames: int) -> bool:
+        """Whether a VAE pass over ``frames`` latent frames runs in chunks (see ``chunked``)."""
+        if self.chunked is not None:
+            return bool(self.chunked)
+        whole_max = math.floor(WHOLE_PASS_MAX_SECONDS * self.frame_rate)
+        return bool(getattr(self.model.pretransform, "chunked", False)) or frames > whole_max
+
+    def _chunking(self, frames: int) -> dict:
+        if not self.use_chunks(frames):
+            return {"chunked": False}
+        return {"chunked": True, "chunk_size": self.decode_chunk, "overlap": self.chunk_overlap}
+
     def padded_length(self, samples: int) -> int:
         """Samples after padding to whole latent frames and to at least one window."""
         frames = max(math.ceil(samples / self.ratio), self.window)
@@ -159,23 +184,23 @@ class TaskRunner:
         padded = torch.nn.functional.pad(wave, (0, self.padded_length(wave.shape[-1]) - wave.shape[-1]))
         frames = padded.shape[-1] // self.ratio
         z = self.model.pretransform.encode(padded.to(self.device), sample=self.encode_sample,
-                                           generator=generator, chunked=frames > self.decode_chunk)
+                                           generator=generator, **self._chunking(frames))
         self._sync()
         self.timings.encode += time.perf_counter() - start
         return z.float() if track is None else self.model.to_dit_space(z.float(), track)
 
     @torch.inference_mode()
     def decode(self, z: Tensor, samples: int, track: int | None = None) -> Tensor:
-        """Latents (N, C, F) of one track -> audio (N, samples), one item at a time, chunked when long.
+        """Latents (N, C, F) of one track -> audio (N, samples), one item at a time (see ``chunked``).
 
         With ``track``, ``z`` is in the DiT's space of that track and is mapped back first."""
         start = time.perf_counter()
         if track is not None:
             z = self.model.from_dit_space(z, track)
-        chunked = z.shape[-1] > self.decode_chunk
+        chunking = self._chunking(z.shape[-1])
         out = []
         for item in z:
-            audio = self.model.pretransform.decode(item[None].to(self.device), chunked=chunked)
+            audio = self.model.pretransform.decode(item[None].to(self.device), **chunking)
             out.append(audio.reshape(-1)[:samples].float().cpu())
         self.timings.decode += time.perf_counter() - start
         return torch.stack(out)
@@ -282,8 +307,7 @@ def total_gen(runner: TaskRunner, cond: Tensor, seconds: float, settings: Sampli
 
     Returns ``gen_mix``, ``gen_submix``, ``gen_src``, each (N, round(seconds * 16000)).
     """
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise UserError(f"+gen_audio_dur={seconds}: expected a duration in seconds > 0")
+    check_gen_duration(seconds, runner.sample_rate, runner.ratio)
     frames = seconds_to_frames(seconds, runner.frame_rate)
     samples = seconds_to_samples(seconds, runner.sample_rate)
     z = runner.sample(cond, MIX, frames, settings, generator, desc="total_gen")

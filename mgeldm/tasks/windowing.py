@@ -60,6 +60,13 @@ def seconds_to_samples(seconds: float, sample_rate: int) -> int:
     return int(round(seconds * sample_rate))
 
 
+def check_gen_duration(seconds: float, sample_rate: int, ratio: int) -> None:
+    """Refuse a generation length below one latent frame (``ratio`` samples, 0.128 s for the full VAE)."""
+    if not math.isfinite(seconds) or seconds_to_samples(seconds, sample_rate) < ratio:
+        raise UserError(f"+gen_audio_dur={seconds}: expected a duration in seconds of at least one latent frame "
+                        f"({ratio / sample_rate:g} s)")
+
+
 def overlap_frames(overlap_dur: float, frame_rate: float, window: int) -> int:
     """Overlap in frames, ``ceil(overlap_dur * frame_rate)`` as the original (3 s -> 24, 7 s -> 55).
 

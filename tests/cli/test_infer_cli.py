@@ -205,6 +205,9 @@ def test_several_prompts_folder_input_and_iterative(tiny):
             "a_b/02_vocals_2/gen_submix.wav", "c/02_vocals_2/gen_src.wav"} <= names
     assert _wav(folder / "a_b" / "01_etc_drums" / "gen_src.wav")[0].shape[0] == round(5000 * 16000 / 22050)
     assert _wav(folder / "c" / "00_vocals" / "gen_src.wav")[0].shape[0] == 9000
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert "a_b/00_vocals/prompt.txt" in files and json.loads((folder / "run.json").read_text())["outputs"] == files
+    assert f"wrote {len(files)} files" in proc.stdout
 
     short = tiny["root"] / "short.wav"
     short_len = int(0.5 * tiny["window_s"] * tiny["sr"])
@@ -301,11 +304,13 @@ BAD_CASES = {
     "negative steps": (["+num_steps=-3"], "+num_steps"),
     "zero duration": (["+task=total_gen", "+gen_audio_dur=0"], "+gen_audio_dur"),
     "negative duration": (["+task=total_gen", "+gen_audio_dur=-2.5"], "+gen_audio_dur"),
+    "duration below one latent frame": (["+task=total_gen", "+gen_audio_dur=0.00001"], "one latent frame"),
     "overlap >= window": (["+overlap_dur={window_s}"], "+overlap_dur"),
     "prompt not a string": (["+text_prompt=123"], "+text_prompt"),
     "prompt list not strings": (["+text_prompt=[1,2]"], "+text_prompt"),
     "one iter prompt": (["+task=partial_gen_iter", "+text_prompt=drums"], "+text_prompt"),
     "unwritable output dir": (["+output_dir={bad}/a_file/sub"], "+output_dir"),
+    "output dir cannot be created": (["+output_dir=/proc/mgeldm_no_such/out"], "+output_dir=/proc/mgeldm_no_such"),
     "bad device": (["+device=tpu"], "+device"),
     "bad precision": (["+precision=fp8"], "+precision"),
     "repaint zero": (["+repaint_n=0"], "+repaint_n"),
@@ -314,6 +319,7 @@ BAD_CASES = {
     "query and text": (["+query_wav_path={song}"], "+query_wav_path"),
     "missing query": (["+text_prompt=null", "+query_wav_path={bad}/nope.wav"], "nope.wav"),
     "silent query": (["+text_prompt=null", "+query_wav_path={bad}/silent.wav"], "silence"),
+    "chunked not a boolean": (["+chunked=maybe"], "+chunked=maybe"),
 }
 
 
@@ -339,6 +345,96 @@ def test_bad_input_one_line_no_folder(tiny, bad_files, reference_fixtures, case,
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert needle in lines[0]
     assert not out.exists() or not any(out.rglob("output_*"))
+
+
+def _quick_run_args(tiny, out: Path) -> list[str]:
+    """A total_gen run without text (so no CLAP to build): about a second on a CPU."""
+    return [f"hydra.searchpath=[file://{tiny['root'] / 'conf'}]", "model=tiny_cli", f"ckpt_path={tiny['ckpt']}",
+            "clap_ckpt_path=null", "+task=total_gen", "+gen_audio_dur=0.2", "+num_steps=1",
+            "+overlap_dur=0.1", "+text_prompt=null", f"+output_dir={out}", "++seed=0"]
+
+
+@pytest.fixture(scope="module")
+def umask_022_run(tiny):
+    """One quick run under umask 022 (wavs, pngs, a resampled copy): its output folder and printed summary."""
+    import contextlib
+    import io
+
+    from mgeldm.cli.infer import parse_options, run
+
+    out = tiny["root"] / "umask"
+    stdout = io.StringIO()
+    previous = os.umask(0o022)
+    try:
+        with contextlib.redirect_stdout(stdout):
+            folder = run(parse_options(_compose(tiny, _quick_run_args(tiny, out)[1:] + ["+output_sr=22050"])))
+    finally:
+        os.umask(previous)
+    return out, folder, stdout.getvalue()
+
+
+@pytest.mark.clap
+def test_outputs_honour_the_umask(umask_022_run):
+    """Files 0644 and folders 0755 under umask 022, like any other program's (not mkstemp's 0600 / 0700)."""
+    import stat
+
+    out, folder, _ = umask_022_run
+    entries = [out, out / "total_gen", folder, *folder.rglob("*")]
+    modes = {str(p.relative_to(out)): oct(stat.S_IMODE(p.stat().st_mode)) for p in entries}
+    expected = {str(p.relative_to(out)): oct(0o755 if p.is_dir() else 0o644) for p in entries}
+    assert modes == expected
+    assert {"gen_mix.wav", "gen_mix.png", "gen_mix_22050hz.wav", "run.json", "prompt.txt"} <= {p.name for p in entries}
+
+
+@pytest.mark.clap
+def test_summary_counts_every_file_written(umask_022_run):
+    _, folder, stdout = umask_022_run
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert f"wrote {len(files)} files to {folder}" in stdout
+    assert json.loads((folder / "run.json").read_text())["outputs"] == files
+
+
+@pytest.mark.clap
+def test_sigterm_removes_the_partial_folder(tiny, monkeypatch, capsys):
+    """SIGTERM, sent once the hidden output folder exists, ends the run like Ctrl-C: one line, no folders."""
+    import signal
+
+    from mgeldm.cli.infer import SIGNAL_TEST_ENV, main
+
+    def unhandled(signum, frame):
+        pytest.fail("SIGTERM reached the test: infer does not handle it")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    out = tiny["root"] / "sigterm"
+    monkeypatch.setenv(SIGNAL_TEST_ENV, "TERM")
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(_compose(tiny, _quick_run_args(tiny, out)[1:] + ["+save_png=false"]))
+    finally:
+        assert signal.signal(signal.SIGTERM, previous) is unhandled  # infer restored the handler
+    assert exit_info.value.code == 143
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).splitlines() == ["terminated (SIGTERM); no output folder was written"]
+    assert not out.exists()  # neither the partial folder nor the folders the run created
+
+
+@pytest.mark.slow
+@pytest.mark.clap
+def test_rerun_removes_the_partial_folder_of_a_killed_run(tiny):
+    """kill -9 once the hidden output folder exists leaves it; the next run removes it and publishes output_0000."""
+    from mgeldm.cli.infer import SIGNAL_TEST_ENV
+
+    out = tiny["root"] / "sigkill"
+    cmd = [sys.executable, "infer.py", "--config-name", "dit", *_quick_run_args(tiny, out), "+save_png=false"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = subprocess.run(cmd, cwd=tiny["work"], env={**env, SIGNAL_TEST_ENV: "KILL"}, capture_output=True,
+                            text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr
+    (stale,) = (out / "total_gen").iterdir()
+    assert stale.name.startswith(".partial_output_")
+    again = subprocess.run(cmd, cwd=tiny["work"], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (out / "total_gen").iterdir()) == ["output_0000"]
 
 
 @pytest.mark.slow

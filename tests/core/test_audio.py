@@ -87,6 +87,30 @@ def test_unreadable_audio_is_one_line(tmp_path):
         load_audio(tmp_path / "absent.wav")
 
 
+def test_truncated_files_warn_in_one_line(tmp_path, capsys):
+    """A WAV whose header declares 5 s but holds 1.67 s (libsndfile trims its frame count to the file)."""
+    sf.write(tmp_path / "full.wav", _tone(440, 16000, 5.0), 16000, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[:44 + 26720 * 2])
+    wave, sr = load_audio(tmp_path / "full.wav")
+    assert wave.shape == (1, 80000) and capsys.readouterr().err == ""
+    wave, sr = load_audio(tmp_path / "cut.wav")
+    assert wave.shape == (1, 26720)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "cut.wav: truncated" in lines[0] and "5.00 s" in lines[0] and "1.67 s" in lines[0]
+
+
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="this libsndfile has no MP3 support")
+def test_truncated_mp3_warns(tmp_path, capsys):
+    sf.write(tmp_path / "full.mp3", _tone(440, 16000, 5.0), 16000)
+    data = (tmp_path / "full.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(data[:len(data) // 3])
+    load_audio(tmp_path / "full.mp3")
+    assert "truncated" not in capsys.readouterr().err
+    load_audio(tmp_path / "cut.mp3")
+    assert [line for line in capsys.readouterr().err.splitlines() if "truncated" in line]
+
+
 def test_spectrogram_png(tmp_path):
     path = save_spectrogram_png(tmp_path / "s.png", torch.from_numpy(_tone(440, 16000, 0.5)), 16000)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

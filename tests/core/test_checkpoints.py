@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -59,6 +63,37 @@ def test_unreadable_files_are_one_line(tmp_path, content):
     with pytest.raises(UserError) as info:
         read_state_dict(path)
     assert str(info.value).startswith(f"checkpoint {path}") and "\n" not in str(info.value)
+
+
+class _RunsCode:
+    """Unpickling this runs ``touch <marker>``: a checkpoint that would execute code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle.dump"])
+def test_refused_pickle_is_one_whole_line_without_torch_warnings(tmp_path, how):
+    path, marker = tmp_path / "evil.ckpt", tmp_path / "ran"
+    payload = {"state_dict": {"w": torch.zeros(2)}, "hook": _RunsCode(marker)}
+    if how == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=4))  # torch.load warns about protocol 4
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(UserError) as info:
+            read_state_dict(path)
+    message = str(info.value)
+    assert not caught, [str(w.message) for w in caught]
+    assert not marker.exists()  # never unpickled with code
+    assert "\n" not in message and "\x1b" not in message and "Re-running" not in message
+    assert message.startswith(f"checkpoint {path}: ") and message.endswith("or .safetensors file")
+    if how == "torch.save":
+        assert "refused: besides tensors it holds Python objects (posix.system)" in message
 
 
 def test_missing_file(tmp_path):

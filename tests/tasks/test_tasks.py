@@ -5,7 +5,12 @@ chunked decoding, seeds, outputs folder handling."""
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -104,6 +109,21 @@ def test_given_tasks_durations_and_given_unchanged(mge, method, given_key, keys,
 
 
 @pytest.mark.reference
+def test_api_takes_audio_as_sf_read_returns_it(mge):
+    """(samples, channels), as ``sf.read`` returns it, is the same song as (channels, samples)."""
+    song = _song(0.3, 44100)
+    first = mge.extract(song, 44100, "x", seed=0, **FAST)
+    as_read = mge.extract(song.T.numpy(), 44100, "x", seed=0, **FAST)
+    assert first["gen_src"].shape == (1, round(0.3 * 16000))
+    assert all(torch.equal(first[k], as_read[k]) for k in first)
+    column = mge.extract(song[:1].T, 44100, "x", seed=0, **FAST)  # (L, 1)
+    assert column["given_mix"].shape == (1, round(0.3 * 16000))
+    for ambiguous in (torch.randn(4, 6), torch.randn(100, 200)):
+        with pytest.raises(UserError, match="ambiguous"):
+            mge.extract(ambiguous, 16000, "x", **FAST)
+
+
+@pytest.mark.reference
 def test_iterative_partial_generation(mge):
     song = _song(0.3, 16000, 1)[0]
     out = mge.add_parts_iteratively(song, 16000, "drums ; piano;bass", seed=0, **FAST)
@@ -193,24 +213,60 @@ def test_encode_sample_option(mge):
     assert torch.equal(mean_a, mean_b) and not torch.equal(mean_a, sampled)
 
 
-@pytest.mark.reference
-def test_long_inputs_decode_in_chunks(mge, monkeypatch):
+def _spy_vae(monkeypatch, pre):
+    """Record the ``chunked`` argument of every VAE encode/decode call."""
     seen = []
-    decode = mge.model.pretransform.decode
+    for name in ("encode", "decode"):
+        original = getattr(pre, name)
 
-    def spy(z, **kwargs):
-        seen.append((z.shape, kwargs.get("chunked")))
-        return decode(z, **kwargs)
+        def spy(x, *, _original=original, _name=name, **kwargs):
+            seen.append((_name, kwargs.get("chunked")))
+            return _original(x, **kwargs)
 
-    monkeypatch.setattr(mge.model.pretransform, "decode", spy)
-    runner = mge.runner
-    z = torch.randn(2, runner.channels, runner.decode_chunk * 2 + 7)
-    audio = runner.decode(z, 1000)
-    assert audio.shape == (2, 1000)
-    assert [s[0][0] for s in seen] == [1, 1] and all(chunked for _, chunked in seen)
-    seen.clear()
-    runner.decode(torch.randn(1, runner.channels, 10), 500)
-    assert seen[0][1] is False
+        monkeypatch.setattr(pre, name, spy)
+    return seen
+
+
+@pytest.mark.reference
+def test_vae_runs_in_one_pass_like_the_original(mge, monkeypatch):
+    """Above the old 128-frame threshold the task's VAE passes are the direct one-pass encode/decode."""
+    runner, pre = mge.runner, mge.model.pretransform
+    frames = 2 * 128 + 7
+    z = torch.randn(2, runner.channels, frames, generator=torch.Generator().manual_seed(0))
+    samples = frames * runner.ratio - 5
+    with torch.inference_mode():
+        whole = torch.cat([pre.decode(z[i:i + 1], chunked=False) for i in range(2)]).reshape(2, -1)[:, :samples]
+    assert torch.equal(runner.decode(z, samples), whole)
+    wave = _song(frames * runner.ratio / runner.sample_rate, runner.sample_rate, 1)[0]
+    with torch.inference_mode():
+        direct = pre.encode(wave.reshape(1, 1, -1), sample=False, chunked=False)
+    assert torch.equal(runner.encode(wave, None), direct)
+
+    seen = _spy_vae(monkeypatch, pre)
+    mge.extract(wave, runner.sample_rate, "x", seed=0, **FAST)
+    assert seen and all(chunked is False for _, chunked in seen), seen
+
+
+@pytest.mark.reference
+def test_vae_chunks_beyond_the_limit_or_on_request(mge, monkeypatch):
+    runner, pre = mge.runner, mge.model.pretransform
+    limit = math.floor(T.WHOLE_PASS_MAX_SECONDS * runner.frame_rate)
+    assert T.WHOLE_PASS_MAX_SECONDS == 600.0  # documented in the README: 10 minutes on every machine
+    assert not runner.use_chunks(limit) and runner.use_chunks(limit + 1)
+    monkeypatch.setattr(pre, "chunked", True)  # model.pretransform.chunked=true still asks for chunks
+    assert runner.use_chunks(10)
+    monkeypatch.setattr(pre, "chunked", False)
+
+    frames = 2 * 128 + 7
+    z = torch.randn(1, runner.channels, frames, generator=torch.Generator().manual_seed(1))
+    whole = runner.decode(z, frames * runner.ratio)
+    chunked = MGELDM(mge.model, mge.conditioner, device="cpu", chunked=True)
+    seen = _spy_vae(monkeypatch, pre)
+    audio = chunked.runner.decode(z, frames * runner.ratio)
+    assert seen == [("decode", True)] and audio.shape == whole.shape and not torch.equal(audio, whole)
+    assert not MGELDM(mge.model, mge.conditioner, device="cpu", chunked=False).runner.use_chunks(limit + 1)
+    with pytest.raises(UserError, match=r"\+chunked=maybe"):
+        MGELDM(mge.model, mge.conditioner, device="cpu", chunked="maybe")
 
 
 @pytest.mark.reference
@@ -257,6 +313,11 @@ def test_bad_api_inputs(mge):
         mge.generate("x", 1.0, steps=0)
     with pytest.raises(UserError, match="gen_audio_dur"):
         mge.generate("x", -1.0, **FAST)
+    frame_s = mge.runner.ratio / mge.sample_rate  # one latent frame: 4 ms for the tiny VAE
+    for too_short in (0.00001, frame_s * 0.9):
+        with pytest.raises(UserError, match=r"gen_audio_dur.*one latent frame"):
+            mge.generate(None, too_short, **FAST)
+    assert mge.generate(None, frame_s, seed=0, **FAST)["gen_mix"].shape == (1, mge.runner.ratio)
     with pytest.raises(UserError, match="overlap_dur"):
         mge.generate("x", 1.0, steps=2, overlap=0.5)
     with pytest.raises(UserError, match="unknown task"):
@@ -303,6 +364,33 @@ def test_run_folders_are_atomic_and_never_shared(tmp_path):
     assert not (tmp_path / "new").exists()  # nothing left behind
 
 
+def test_partial_folders_of_dead_runs_are_removed(tmp_path):
+    """A run killed with SIGKILL leaves its hidden folder; the next run removes it (and only such folders)."""
+    code = ("import os, signal, sys\nfrom mgeldm.tasks.outputs import RunFolder\n"
+            "with RunFolder(sys.argv[1], 'total_gen') as f:\n"
+            "    f.write_text(('prompt.txt',), 'x')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    repo = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=repo, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": repo})
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err
+    parent = tmp_path / "total_gen"
+    (stale,) = [p for p in parent.iterdir() if p.name.startswith(".partial_output_")]
+    assert stale.name.startswith(f".partial_output_{proc.pid}.")
+    host = stale.name.split(".")[2]
+    kept = [parent / f".partial_output_{os.getpid()}.{host}.live",  # a live run of this host
+            parent / f".partial_output_{proc.pid}.{host}x.other",  # a run of another host (shared disk)
+            parent / ".partial_output_oldstyle"]  # no owner recorded
+    for folder in kept:
+        folder.mkdir()
+    with RunFolder(tmp_path, "total_gen") as f:
+        f.write_text(("prompt.txt",), "y")
+        final = f.commit()
+    assert not stale.exists() and all(p.exists() for p in kept)
+    assert final.name == "output_0000" and (final / "prompt.txt").read_text() == "y"
+
+
 def test_output_dir_checks(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="output_dir"):
@@ -311,6 +399,39 @@ def test_output_dir_checks(tmp_path):
         check_output_dir(tmp_path / "file" / "sub")
     assert check_output_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
     assert not (tmp_path / "a").exists()
+    assert check_output_dir(tmp_path / "a", "src_extract") == tmp_path / "a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the probe folders and file are gone
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_output_dir_that_cannot_be_created_is_refused_before_any_work():
+    """/proc passes a writability check (os.access, for root) but refuses new folders: the check creates them."""
+    for target in ("/proc/mgeldm_test_out", "/proc/mgeldm_test_out/sub"):
+        with pytest.raises(UserError, match=r"\+output_dir=/proc/mgeldm_test_out.*cannot create"):
+            check_output_dir(target, "src_extract")
+    with pytest.raises(UserError, match="cannot create"):
+        RunFolder("/proc/mgeldm_test_out", "src_extract").__enter__()
+
+
+def test_readme_api_snippet_defines_every_name():
+    """The README's Python API example runs as written: every name is defined before use, every method exists."""
+    import ast
+    import builtins
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme.split("### Python API", 1)[1], re.S).group(1)
+    defined = set(dir(builtins))
+    for stmt in ast.parse(code).body:
+        nodes = list(ast.walk(stmt))
+        used = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        assert used <= defined, f"{ast.unparse(stmt)!r} uses undefined {sorted(used - defined)}"
+        defined |= {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        defined |= {a.asname or a.name.split(".")[0] for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom))
+                    for a in n.names}
+        for n in nodes:
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "m":
+                assert hasattr(MGELDM, n.attr), f"MGELDM has no {n.attr}"
 
 
 def test_default_model_config_and_clap_path():
