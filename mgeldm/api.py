@@ -151,6 +151,21 @@ def channels_first(wave: Tensor, name: str = "given audio") -> Tensor:
                     f"(samples, channels) with at most {MAX_CHANNELS} channels and more samples than that")
 
 
+def checkpoint_model_config(ckpt: str | os.PathLike, fallback: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The model config to build ``ckpt`` with: the one it carries, else ``fallback``, else ``configs/dit.yaml``'s.
+
+    A carried config describes the weights (sizes, per-track statistics), so it wins; only the conditioner
+    checkpoint path of ``fallback`` (e.g. ``clap_ckpt_path=`` on the command line) is applied to it.
+    """
+    from mgeldm.checkpoints import read_model_config
+
+    carried = read_model_config(ckpt)
+    if carried is None:
+        return dict(fallback) if fallback is not None else default_model_config()
+    clap = conditioner_ckpt(fallback) if fallback is not None else None
+    return with_conditioner_ckpt(carried, clap) if clap else carried
+
+
 def prepare_audio(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "given audio") -> Tensor:
     """A (C, L), (L, C) or (L,) waveform at ``sr`` -> mono (L,) float32 at ``target_sr``, checked."""
     from mgeldm.audio import check_audio, resample, to_mono
@@ -200,8 +215,9 @@ class MGELDM:
                         progress: bool = False, compile: bool = False, chunked: bool | None = None) -> MGELDM:
         """Load an unwrapped MGE-LDM checkpoint (.ckpt / .safetensors).
 
-        ``model_config`` is the ``model`` node of the Hydra config (a mapping or a yaml file);
-        by default ``configs/dit.yaml``'s. The conditioner is ``conditioner`` when given, else it
+        The model is built from the config the checkpoint carries (``unwrap_model.py`` writes it beside
+        the weights); for a checkpoint without one (the released weights) from ``model_config``, the
+        ``model`` node of a Hydra config (a mapping or a yaml file), by default ``configs/dit.yaml``'s. The conditioner is ``conditioner`` when given, else it
         is built from the config's conditioner node with ``clap_ckpt`` as its checkpoint (when
         neither is set, only unconditional generation is available). ``compile`` runs the DiT through
         torch.compile (CUDA graphs on CUDA); the first window pays the compilation. ``chunked``: None
@@ -212,8 +228,8 @@ class MGELDM:
 
         dev = resolve_device(device)
         resolve_precision(precision)
-        check_chunked(chunked)
-        cfg = _plain(model_config) if model_config is not None else default_model_config()
+        explicit = _plain(model_config) if model_config is not None else None
+        cfg = checkpoint_model_config(ckpt, explicit)
         cfg = with_conditioner_ckpt(cfg, clap_ckpt)
         node = conditioner_node(cfg)
         if conditioner is None and node is not None:
@@ -323,6 +339,48 @@ class MGELDM:
     def extract(self, audio: Tensor | np.ndarray, sr: int, prompts: Prompts, **kw: Any) -> dict[str, Tensor]:
         """Source extraction: ``gen_src`` / ``gen_submix`` (N, L) per prompt, ``given_mix`` (1, L)."""
         return self.run("source_extract", prompts=prompts, audio=audio, sr=sr, **kw)
+
+    # -- latent space (scores the decoder cannot cap) ------------------------------------------------
+    @torch.inference_mode()
+    def encode_latents(self, audio: Tensor | np.ndarray, sr: int) -> Tensor:
+        """Audio -> the AE's latents (C, F): the VAE mean, unscaled, as ``pre_encode.py`` writes them."""
+        wave = prepare_audio(audio, sr, self.sample_rate)
+        z = self.runner.encode(wave, None) * float(self.model.pretransform.scale)  # padded to >= one window
+        frames = -(-wave.shape[-1] // self.runner.ratio)
+        return z[0, :, :frames].float().cpu()
+
+    def extract_latents(self, mix_latent: Tensor, prompts: Prompts, *, seed: int | None = None,
+                        generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
+        """Source extraction on AE latents: mix (C, F) -> one source latent (N, C, F) per prompt.
+
+        ``sampling`` as for :meth:`extract` (steps, cfg_scale, overlap, ...); the defaults are the task's.
+        """
+        settings = self.settings("source_extract", **sampling)
+        cond = self.embed_prompts(prompts)
+        gen = generator if generator is not None else self.generator(seed)
+        return T.extract_latents(self.runner, torch.as_tensor(mix_latent), cond, settings, gen)
+
+    @torch.inference_mode()
+    def predict_x0(self, clean: Tensor, t: Tensor, cond: Tensor, generator: torch.Generator | None = None,
+                   cfg_scale: float = 1.0) -> Tensor:
+        """One denoiser call: the DiT's clean estimate of every track from a noised input.
+
+        ``clean`` (B, K, C, T) AE latents of the tracks, ``t`` (B, K) per-track diffusion time (0 = given
+        clean), ``cond`` (B, K, G) condition vectors (zeros = none). The tracks are noised in the DiT's
+        space with noise from ``generator``; returns the x0 estimate (B, K, C, T) in the AE's space.
+        """
+        from mgeldm.diffusion.schedule import alpha_sigma, expand_t, noisy, x0_from_v
+
+        b, k, c, frames = clean.shape
+        z0 = self.model.ae_to_dit(clean.reshape(b, k * c, frames).float().to(self.device))
+        eps = torch.randn(z0.shape, generator=generator, device=generator.device if generator else "cpu")
+        t = torch.as_tensor(t, dtype=torch.float32, device=self.device)
+        zt = noisy(z0, eps.to(z0), t)
+        with self.runner._autocast():
+            v = self.model.model_dit(zt, t, cond.to(self.device, torch.float32), cfg_scale=cfg_scale).float()
+        alpha, sigma = alpha_sigma(expand_t(t, zt))
+        x0 = self.model.dit_to_ae(x0_from_v(zt, v, alpha, sigma))
+        return x0.reshape(b, k, c, frames).cpu()
 
     def add_part(self, audio: Tensor | np.ndarray, sr: int, prompt: Prompts, **kw: Any) -> dict[str, Tensor]:
         """Partial generation: ``gen_src``, ``gen_mix``, ``gen_mix_sum`` (N, L), ``given_wav`` (1, L)."""

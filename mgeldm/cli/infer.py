@@ -291,7 +291,7 @@ def _given_inputs(cfg: Mapping, task: str, sample_rate: int) -> tuple[str | None
 
 def parse_options(cfg: Mapping) -> InferOptions:
     """Check every option and input of ``cfg`` (the composed Hydra config); builds no model."""
-    from mgeldm.api import check_chunked, resolve_device, resolve_precision
+    from mgeldm.api import check_chunked, checkpoint_model_config, resolve_device, resolve_precision
     from mgeldm.tasks.outputs import TASK_SUBDIRS, check_output_dir
     from mgeldm.tasks.tasks import TASK_DEFAULTS, TASKS
     from mgeldm.tasks.windowing import check_gen_duration, overlap_frames
@@ -302,10 +302,10 @@ def parse_options(cfg: Mapping) -> InferOptions:
         raise UserError(f"+task: missing; expected one of {', '.join(TASKS)}")
     if not isinstance(task, str) or task not in TASKS:
         raise UserError(f"+task={task}: unknown task; expected one of {', '.join(TASKS)}")
-    model_cfg = _model_config(cfg)
-    sample_rate, window, ratio = _model_facts(model_cfg)
     ckpt = _readable_file(cfg.get("ckpt_path", None), "ckpt_path",
                           "the unwrapped DiT checkpoint (e.g. unwrapped_DiT.ckpt)")
+    model_cfg = checkpoint_model_config(ckpt, _model_config(cfg))
+    sample_rate, window, ratio = _model_facts(model_cfg)
 
     defaults = TASK_DEFAULTS[task]
     steps = _integer(cfg, "num_steps", defaults.steps, minimum=1)

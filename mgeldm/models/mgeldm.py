@@ -92,6 +92,17 @@ class MGELDM(nn.Module):
         """The inverse of :meth:`to_dit_space`."""
         return z if self.track_norm is None else self.track_norm.denormalize(z, track)
 
+    def ae_to_dit(self, z: Tensor, track: int | None = None) -> Tensor:
+        """The AE's own latents (VAE means, as ``pre_encode.py`` writes them) -> the DiT's space."""
+        scale = float(self.pretransform.scale)
+        return self.to_dit_space(z / scale if scale != 1.0 else z, track)
+
+    def dit_to_ae(self, z: Tensor, track: int | None = None) -> Tensor:
+        """The inverse of :meth:`ae_to_dit`."""
+        scale = float(self.pretransform.scale)
+        z = self.from_dit_space(z, track)
+        return z * scale if scale != 1.0 else z
+
     @property
     def io_channels(self) -> int:
         """Latent channels per track."""

@@ -327,6 +327,24 @@ def _given_task(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: Sampli
     return runner.decode_tracks(z, outputs, wave.shape[-1]), wave
 
 
+def extract_latents(runner: TaskRunner, mix_z: Tensor, cond: Tensor, settings: SamplingSettings,
+                    generator: torch.Generator | None = None) -> Tensor:
+    """Source extraction in latent space: AE latents of a mix (C, F) -> AE latents of each source (N, C, F).
+
+    The same windows and sampler as :func:`source_extract`, without the VAE: for scores that the
+    decoder cannot cap (the latents are compared with the true stems' latents).
+    """
+    if mix_z.dim() != 2 or mix_z.shape[0] != runner.channels:
+        raise ValueError(f"mix latent must be (C={runner.channels}, F); got {tuple(mix_z.shape)}")
+    frames = mix_z.shape[-1]
+    if frames < runner.window:
+        raise ValueError(f"mix latent of {frames} frames is shorter than one window ({runner.window} frames)")
+    given = runner.model.ae_to_dit(mix_z.float()[None].to(runner.device), MIX)
+    z = runner.sample(cond, SRC, frames, settings, generator, given_z=given, given_track=MIX, desc="extract_latents")
+    c = runner.channels
+    return runner.model.dit_to_ae(z[:, SRC * c:(SRC + 1) * c, :frames], SRC).float().cpu()
+
+
 def source_extract(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,
                    generator: torch.Generator | None = None) -> dict[str, Tensor]:
     """Extract the source described by each row of ``cond`` from the mix ``wave`` (L,).

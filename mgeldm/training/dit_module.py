@@ -60,6 +60,20 @@ DEFAULT_RECIPE: dict[str, Any] = {
 }
 
 
+def blend_source_condition(src_audio: Tensor, prompts: list[str], conditioner: Any, w: Tensor) -> Tensor:
+    """The source condition of training: ``w[:, 0]·audio + w[:, 1]·text(prompt)``, the audio alone where the
+    prompt is empty. ``src_audio`` (B, G), ``w`` (B, 2) weights summing to 1."""
+    has_text = torch.tensor([bool(p) for p in prompts], device=src_audio.device)
+    if not has_text.any():
+        return src_audio
+    text = src_audio.new_zeros(src_audio.shape)
+    idx = has_text.nonzero()[:, 0]
+    emb = conditioner.embed_text([prompts[i] for i in idx.tolist()])
+    text[idx] = emb.to(device=src_audio.device, dtype=src_audio.dtype).reshape(len(idx), -1)
+    blended = w[:, :1] * src_audio + w[:, 1:] * text
+    return torch.where(has_text[:, None], blended, src_audio)
+
+
 def parse_task_mix(node: Any, num_tracks: int) -> tuple[list[str], Tensor] | None:
     """``task_mix`` -> (pattern names, probabilities), or None for the original draw alone."""
     if node is None:
@@ -150,14 +164,7 @@ class DiTTrainingModule(SeededTrainingModule):
         src = src_audio
         prompts = batch.get("src_prompt")
         if self.conditioner is not None and prompts is not None and not self.mask_loss_track == SRC_TRACK:
-            has_text = torch.tensor([bool(p) for p in prompts], device=mix.device)
-            if has_text.any():
-                text = mix.new_zeros(b, mix.shape[-1])
-                idx = has_text.nonzero()[:, 0]
-                emb = self.conditioner.embed_text([prompts[i] for i in idx.tolist()])
-                text[idx] = emb.to(device=mix.device, dtype=mix.dtype).reshape(len(idx), -1)
-                blended = w[:, :1] * src_audio + w[:, 1:] * text
-                src = torch.where(has_text[:, None], blended, src_audio)
+            src = blend_source_condition(src_audio, prompts, self.conditioner, w)
         if self.mask_loss_track == SRC_TRACK:
             src = torch.zeros_like(src_audio)
         return torch.stack([mix, batch["submix_clap"].float(), src], dim=1)
