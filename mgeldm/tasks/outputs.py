@@ -71,18 +71,9 @@ def unique_slugs(texts: list[str], max_len: int = 48, fallback: str = "item") ->
 
 def check_output_dir(output_dir: str | os.PathLike) -> Path:
     """Refuse an output dir that is not a writable folder, or cannot be created; nothing is created."""
-    path = Path(output_dir).expanduser()
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise UserError(f"+output_dir={output_dir}: {probe} is a file; expected a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        what = "is not writable" if probe == path else f"cannot be created ({probe} is not writable)"
-        raise UserError(f"+output_dir={output_dir}: {what}; expected a writable folder")
-    return path
+    from mgeldm.files import check_writable_dir
+
+    return check_writable_dir(output_dir, "+output_dir", output_dir)
 
 
 def next_free_index(parent: Path) -> int:
