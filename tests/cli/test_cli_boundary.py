@@ -1,13 +1,14 @@
 """Every entry point's boundary, run in-process on sys.argv: a user mistake is one line on stderr with exit
 code 2 and leaves nothing written (checked before any model, corpus or checkpoint is read); Hydra's own
 errors are one line too; the original's spellings (`seed=`, `+seed=`, `ae_config`) work; the shipped
-configs pass the checks."""
+configs pass the checks; the infer scripts pass paths and prompts through whatever they hold."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -175,3 +176,23 @@ def test_every_shipped_config_passes_the_checks(name, kind):
     check_config(cfg, unwrap_model.RULES)
     if kind == "ae":
         check_config(cfg, pre_encode.RULES)
+
+
+@pytest.mark.parametrize("script", ["infer_src_ext.sh", "infer_partial_gen_iter.sh",
+                                    *(pytest.param(s, marks=pytest.mark.slow) for s in
+                                      ("infer_partial_gen.sh", "infer_accomp_gen.sh", "infer_total_gen.sh"))])
+def test_infer_scripts_pass_paths_and_prompts_unchanged(script, tmp_path):
+    """A GIVEN_WAV_PATH with spaces, an apostrophe, a comma and non-ASCII letters, and a prompt with an
+    apostrophe reach infer.py as they are (the composed config, printed by --cfg job)."""
+    given = tmp_path / "my songs" / "Bob's müsic, take (1).wav"
+    prompt = "Bob's jazz piano; the drummer's brushes" if "iter" in script else "Bob's \"jazz\" piano, [live]"
+    env = {**os.environ, "GIVEN_WAV_PATH": str(given), "TEXT_PROMPT": prompt, "OUTPUT_DIR": str(tmp_path / "out dir"),
+           "CKPT_PATH": str(tmp_path / "ckpt's.ckpt"), "PYTHONPATH": str(REPO)}
+    out = subprocess.run(["bash", str(REPO / "scripts" / script), "--cfg", "job"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    cfg = yaml.safe_load(out.stdout)
+    assert cfg["text_prompt"] == prompt
+    assert cfg["output_dir"] == str(tmp_path / "out dir") and cfg["ckpt_path"] == str(tmp_path / "ckpt's.ckpt")
+    if script != "infer_total_gen.sh":
+        assert cfg["given_wav_path"] == str(given)
