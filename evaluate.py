@@ -3,24 +3,20 @@
 See mgeldm/cli/evaluate.py for pairing, alignment and the baseline rows.
 """
 
-import sys
-
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mgeldm.errors import UserError
+from mgeldm.cli.hydra_args import run_app, run_cli
 
 
 @hydra.main(config_path="configs", config_name="evaluate", version_base=None)
 def main(cfg: DictConfig) -> None:
     from mgeldm.cli.evaluate import run
 
-    try:
-        run(OmegaConf.to_container(cfg, resolve=True))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(None, run, cfg)  # errors read "error: ...", as infer.py's
 
 
 if __name__ == "__main__":
-    main()
+    from mgeldm.cli.evaluate import OPTIONS
+
+    run_app(main, None, options=OPTIONS)

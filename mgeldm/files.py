@@ -2,7 +2,8 @@
 
 Every file the project writes in one piece (checkpoints, unwrapped models, reports, manifests) goes through
 :func:`atomic_path`: the content is written under a hidden temporary name beside the target, made durable
-(fsync), then renamed over the target, so a reader never sees a half-written file.
+(fsync), then renamed over the target, so a reader never sees a half-written file. It also holds the checks of an
+input file or output folder that every entry point makes before it starts.
 
 The temporary is created like any other file (``open(..., 0o666)``, so the umask and a folder's default ACL
 decide its permissions: 0644 under umask 022), never with ``mkstemp``'s private 0600.
@@ -22,6 +23,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from mgeldm.errors import UserError
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 # Written by earlier versions: pre-encoding's ``.<name>.<pid>.partial`` (this host), and
@@ -30,7 +34,8 @@ _OLD_PID_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.partial$")
 _OLD_MKSTEMP_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
-def _host() -> str:
+def host_name() -> str:
+    """This machine's name, reduced to letters, digits and '-' (it becomes part of file names)."""
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 
 
@@ -48,7 +53,8 @@ def _process_start() -> float:
 _STARTED = _process_start()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with that pid exists (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -68,9 +74,9 @@ def is_stale_temporary(path: Path, target: str | None = None) -> bool:
     name = path.name
     match = _TEMP.match(name)
     if match:
-        stale = match["host"] == _host() and not _pid_alive(int(match["pid"]))
+        stale = match["host"] == host_name() and not pid_alive(int(match["pid"]))
     elif (match := _OLD_PID_TEMP.match(name)) is not None:
-        stale = not _pid_alive(int(match["pid"]))
+        stale = not pid_alive(int(match["pid"]))
     elif (match := _OLD_MKSTEMP_TEMP.match(name)) is not None:
         try:
             stale = path.stat().st_mtime < _STARTED
@@ -102,7 +108,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, target: str | None = Non
 def temporary_name(path: str | os.PathLike) -> Path:
     """A fresh temporary name beside ``path`` for this process (see the module docstring)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}.{host_name()}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def _create(tmp: Path) -> int:
@@ -163,3 +169,31 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
+
+
+def check_writable_dir(path: str | os.PathLike, option: str, value: Any = None) -> Path:
+    """A folder that exists and is writable, or can be created: nothing is created here.
+
+    ``option`` (and ``value``, what the user gave when ``path`` is derived from it) name it in the error line.
+    """
+    path = Path(os.path.expanduser(str(path)))
+    given = f"{option}={path if value is None else value}"
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"{given}: {probe} is a file; expected a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        what = "is not writable" if probe == path else f"cannot be created ({probe} is not writable)"
+        raise UserError(f"{given}: {what}; expected a writable folder")
+    return path
+
+
+def check_readable_file(path: Any, option: str, what: str) -> Path:
+    """An existing, readable file (``what`` says what it should be, for the error line)."""
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_file():
+        raise UserError(f"{option}={path}: no such file; expected {what}")
+    if not os.access(p, os.R_OK):
+        raise UserError(f"{option}={path}: not readable")
+    return p

@@ -3,6 +3,7 @@
 ## e.g. CKPT_PATH=... CLAP_CKPT_PATH=... bash scripts/infer_partial_gen_iter.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/hydra_quote.sh   # paths and prompts reach Hydra quoted, whatever they hold
 
 GPU=${GPU:-0}
 CONFIG_NAME=${CONFIG_NAME:-"default_dit_scratch"}
@@ -22,16 +23,16 @@ SEED=${SEED:-}                 # empty: a fresh random seed (recorded in run.jso
 
 CUDA_VISIBLE_DEVICES=$GPU \
 python infer.py \
-    --config-name $CONFIG_NAME \
+    --config-name "$CONFIG_NAME" \
     +task=$TASK \
-    ckpt_path=${CKPT_PATH} \
-    clap_ckpt_path=${CLAP_CKPT_PATH} \
-    +given_wav_path=${GIVEN_WAV_PATH} \
-    "+text_prompt='${TEXT_PROMPT}'" \
+    "ckpt_path=$(hydra_quote "$CKPT_PATH")" \
+    "clap_ckpt_path=$(hydra_quote "$CLAP_CKPT_PATH")" \
+    "+given_wav_path=$(hydra_quote "$GIVEN_WAV_PATH")" \
+    "+text_prompt=$(hydra_quote "$TEXT_PROMPT")" \
     +num_steps=${NUM_STEPS} \
     +cfg_scale=${CFG_SCALE} \
     +overlap_dur=${OVERLAP_DUR} \
     +repaint_n=${REPAINT_N} \
     ${SEED:+"++seed=$SEED"} \
-    +output_dir=${OUTPUT_DIR} \
+    "+output_dir=$(hydra_quote "$OUTPUT_DIR")" \
     "$@"

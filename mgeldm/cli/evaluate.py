@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from mgeldm.audio import load_audio, resample, to_mono
+from mgeldm.cli.schema import boolean, check_config, choice, integer, number, optional, prefixed, text
 from mgeldm.errors import UserError
-from mgeldm.files import write_text_atomic
+from mgeldm.files import check_writable_dir, write_text_atomic
 from mgeldm.metrics.bootstrap import summarize
 from mgeldm.metrics.logmel import LogMelConfig, log_mel
 from mgeldm.metrics.sisdr import si_sdr, si_sdr_improvement
@@ -38,6 +39,22 @@ SET_METRICS = ("fad",)
 KNOWN_METRICS = PER_FILE_METRICS + SET_METRICS
 DEFAULT_METRICS = ("si_sdr", "logmel_l1")
 ROWS = ("model", "mixture", "silence", "oracle")
+
+# Top-level keys evaluate.py reads: `key=`, `+key=` and `++key=` all set them.
+OPTIONS = ("pred_dir", "ref_dir", "mix_dir", "oracle_dir", "metrics", "output", "sample_rate", "vggish_weights",
+           "progress")
+RULES = {
+    **{k: optional(text()) for k in ("pred_dir", "ref_dir", "mix_dir", "oracle_dir", "output", "vggish_weights")},
+    "sample_rate": optional(integer(1)),
+    "progress": boolean(),
+    "bootstrap.n_boot": integer(1),
+    "bootstrap.seed": integer(),
+    **prefixed("logmel", {"n_fft": integer(1), "hop_length": integer(1), "win_length": integer(1),
+                          "n_mels": integer(1), "f_min": number(0), "f_max": optional(number(above=0)),
+                          "power": number(above=0), "floor": number(above=0)}),
+    "fad.embedder": choice("vggish", "clap", "melstats"),
+    "fad.device": text(),
+}
 
 
 @dataclass
@@ -290,9 +307,11 @@ def output_paths(output: str) -> tuple[Path, Path]:
 
 def run(cfg: Mapping) -> dict:
     """Entry point behind ``evaluate.py``; cfg is the Hydra config (plain Mapping access)."""
+    check_config(cfg, RULES)
     get = cfg.get
     if not get("output"):
         raise UserError("+output: missing; expected a .json file or a folder for evaluation.json/.md")
+    check_writable_dir(output_paths(get("output"))[0].parent, "+output", get("output"))
     metrics = get("metrics") or list(DEFAULT_METRICS)
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.strip("[]").split(",") if m.strip()]

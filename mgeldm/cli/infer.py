@@ -208,21 +208,6 @@ def _model_facts(model_cfg: Mapping) -> tuple[int, int, int]:
     return sr, window, ratio
 
 
-def _check_extra_options() -> None:
-    """Refuse ``+key=`` overrides that are not inference options (typos such as +num_step)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        overrides = list(HydraConfig.get().overrides.task)
-    except Exception:  # not running under Hydra
-        return
-    for item in overrides:
-        if item.startswith("+") and not item.startswith("++"):
-            key = item[1:].split("=", 1)[0].strip()
-            if "." not in key and "/" not in key and key not in OPTIONS:
-                raise UserError(f"+{key}: unknown option; expected one of {', '.join('+' + o for o in OPTIONS)}")
-
-
 def _model_config(cfg: Mapping) -> dict[str, Any]:
     from omegaconf import DictConfig, OmegaConf
 
@@ -296,7 +281,6 @@ def parse_options(cfg: Mapping) -> InferOptions:
     from mgeldm.tasks.tasks import TASK_DEFAULTS, TASKS
     from mgeldm.tasks.windowing import check_gen_duration, overlap_frames
 
-    _check_extra_options()
     task = cfg.get("task", None)
     if task is None:
         raise UserError(f"+task: missing; expected one of {', '.join(TASKS)}")

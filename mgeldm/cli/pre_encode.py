@@ -3,16 +3,35 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
+from mgeldm.cli.schema import boolean, check_config, integer, number, optional, prefixed, text
 from mgeldm.errors import UserError
+from mgeldm.files import check_readable_file, check_writable_dir
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+# Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
+OPTIONS = ("ckpt_path", "clap_ckpt_path", "save_root_dir", "extract_dataset", "data_dirs", "num_shards", "shard_id",
+           "device", "dry_run")
+
+RULES = {
+    "ckpt_path": optional(text()),
+    "clap_ckpt_path": optional(text()),
+    "save_root_dir": optional(text()),
+    "num_shards": integer(1),
+    "shard_id": integer(0),
+    "device": optional(text()),
+    "dry_run": boolean(),
+    "data_dirs.*": optional(text()),
+    **prefixed("pre_encode", {
+        "batch_size": integer(1), "clap_batch_size": integer(1), "clap_window_seconds": number(above=0),
+        "chunk_min_seconds": number(above=0), "chunk_size": integer(1), "chunk_overlap": integer(0),
+        "progress": boolean(), "label_template": text(),
+    }),
+}
 
 
 def _dataset_keys(value) -> list[str]:
@@ -31,12 +50,33 @@ def _device(value) -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
+def check_options(cfg: Mapping) -> None:
+    """Every option, before a corpus is read or a file written."""
+    check_config(cfg, RULES)
+    shards, shard = int(cfg.get("num_shards", 1)), int(cfg.get("shard_id", 0))
+    if shard >= shards:
+        raise UserError(f"shard_id={shard}: expected an integer < num_shards ({shards})")
+    if cfg.get("save_root_dir"):
+        check_writable_dir(cfg["save_root_dir"], "save_root_dir")
+    if cfg.get("dry_run", False):
+        return
+    if cfg.get("ckpt_path"):
+        check_readable_file(cfg["ckpt_path"], "ckpt_path", "an unwrapped AE (.ckpt or .safetensors)")
+    if cfg.get("clap_ckpt_path"):
+        check_readable_file(cfg["clap_ckpt_path"], "clap_ckpt_path", "the CLAP checkpoint")
+    if cfg.get("device"):
+        from mgeldm.api import resolve_device
+
+        resolve_device(str(cfg["device"]))
+
+
 def run(cfg: Mapping) -> None:
     """Build readers, AE and embedder from the composed config, then pre-encode."""
     from mgeldm.data.corpora.registry import build_reader
     from mgeldm.data.pre_encode import (EncodeSettings, RunInfo, TrackEncoder, autoencoder_info, build_embedder,
                                         embedder_info, pre_encode)
 
+    check_options(cfg)
     save_root = cfg.get("save_root_dir")
     if not save_root:
         raise UserError("save_root_dir: missing; pass +save_root_dir=/path/to/pre_extracted_latents")
@@ -66,13 +106,13 @@ def run(cfg: Mapping) -> None:
     pre_encode(readers, save_root, encoder=encoder, info=info, **shards)
 
 
-@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="default_ae")
-def main(cfg: DictConfig) -> None:
-    try:
-        run(OmegaConf.to_container(cfg, resolve=True))
-    except UserError as err:
-        print(f"pre_encode.py: error: {err}", file=sys.stderr)
-        sys.exit(2)
+@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="default_ae")
+def hydra_main(cfg: DictConfig) -> None:
+    run_cli("pre_encode.py", run, cfg)
+
+
+def main() -> None:
+    run_app(hydra_main, "pre_encode.py", options=OPTIONS)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What ``train_ae.py`` and ``train_dit.py`` share: trainer, logger, checkpoints, data loaders, resume.
+"""What ``train_ae.py`` and ``train_dit.py`` share: option checks, trainer, logger, checkpoints, data loaders, resume.
 
 Config layout (``configs/trainer/*.yaml``): ``pl_trainer`` is passed to ``pytorch_lightning.Trainer``
 (devices, num_nodes, strategy, precision, max_epochs, max_steps, ...); ``recipe`` goes to the
@@ -10,13 +10,99 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mgeldm.cli.schema import (Rule, boolean, check_config, choice, integer, list_of, mapping, number, one_of,
+                               optional, prefixed, text)
 from mgeldm.errors import UserError
+from mgeldm.files import check_readable_file, check_writable_dir
+
+LOGGERS = ("csv", "tensorboard", "wandb", "none")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# Set by build_trainer itself: refused in trainer.pl_trainer.
+OWN_TRAINER_ARGS = ("default_root_dir", "callbacks", "plugins", "logger")
+
+_LOGGER = optional(one_of(choice(*LOGGERS), Rule("false", lambda v: v is False)))
+_GPU_IDS = Rule("GPU ids like '0,1'", lambda v: isinstance(v, str) and all(
+    p.strip().isdigit() for p in v.strip(",").split(",")))
+_DURATION = Rule("a duration DD:HH:MM:SS", lambda v: isinstance(v, str) and len(v.split(":")) == 4 and all(
+    p.isdigit() for p in v.split(":")))
+
+# The keys both training CLIs read at the top level and in `trainer` (configs/trainer/*.yaml).
+TRAINING_RULES: dict[str, Rule] = {
+    "seed": optional(integer()),
+    "save_dir": text(),
+    "logger": _LOGGER,
+    "ckpt_path": optional(text()),
+    "pretrained_ckpt_path": optional(text()),
+    "trainer.batch_size": integer(1),
+    "trainer.num_workers": integer(0),
+    "trainer.pin_memory": boolean(),
+    "trainer.checkpoint_every_n_steps": integer(1),
+    "trainer.save_top_k": integer(-1),
+    "trainer.logger": _LOGGER,
+    "trainer.wandb_project": text(),
+    "trainer.demo.every_n_steps": optional(integer(0)),
+    "trainer.demo.num_demos": integer(1),
+    "trainer.pl_trainer.accelerator": choice(*ACCELERATORS),
+    "trainer.pl_trainer.devices": one_of(integer(1), choice(-1, "auto"), list_of(integer(0)), _GPU_IDS),
+    "trainer.pl_trainer.num_nodes": integer(1),
+    "trainer.pl_trainer.strategy": text(),
+    "trainer.pl_trainer.max_epochs": optional(integer(-1)),
+    "trainer.pl_trainer.max_steps": integer(-1),
+    "trainer.pl_trainer.max_time": optional(one_of(_DURATION, mapping())),
+    "trainer.pl_trainer.min_steps": optional(integer(-1)),
+    "trainer.pl_trainer.log_every_n_steps": integer(1),
+    "trainer.pl_trainer.limit_train_batches": optional(one_of(integer(0), number(0, 1))),
+    "trainer.pl_trainer.limit_val_batches": optional(one_of(integer(0), number(0, 1))),
+    "trainer.pl_trainer.val_check_interval": optional(one_of(integer(1), number(hi=1, above=0))),
+    "trainer.pl_trainer.check_val_every_n_epoch": optional(integer(1)),
+    "trainer.pl_trainer.num_sanity_val_steps": optional(integer(-1)),
+    "trainer.pl_trainer.accumulate_grad_batches": integer(1),
+    "trainer.pl_trainer.enable_progress_bar": optional(boolean()),
+    "trainer.pl_trainer.enable_model_summary": optional(boolean()),
+    "trainer.pl_trainer.deterministic": optional(one_of(boolean(), choice("warn"))),
+    "trainer.pl_trainer.benchmark": optional(boolean()),
+    "data.num_examples_train": integer(0),
+    "data.num_tracks_debug": optional(integer(1)),
+    "data.loudness_cutoff": optional(number()),
+    "data.*.*.data_dir": optional(text()),
+    "data.*.*.num_examples": integer(0),
+    "data.*.*.state_id": optional(integer()),
+    "data.*.*.num_tracks_debug": optional(integer(1)),
+    "data.fake.num_examples": integer(1),
+    "data.fake.seed": integer(),
+}
+
+# The optimiser, schedule and EMA of both recipes (mgeldm.training.schedulers), under trainer.recipe.
+OPTIMIZER_RULES = {"lr": number(above=0), "betas": list_of(number(0, below=1), 2), "weight_decay": number(0),
+                   "fused": optional(boolean())}
+SCHEDULER_RULES = {"inv_gamma": number(above=0), "power": number(0), "warmup": number(0, below=1),
+                   "final_lr": number(0)}
+RECIPE_RULES: dict[str, Rule] = {
+    "seed": integer(),
+    "max_nonfinite_steps": integer(1),
+    **prefixed("optimizer", OPTIMIZER_RULES),
+    **prefixed("scheduler", SCHEDULER_RULES),
+    "ema.beta": number(0, 1), "ema.power": number(above=0), "ema.inv_gamma": number(above=0),
+    "ema.update_every": integer(1), "ema.update_after_step": integer(0),
+}
+
+
+def precisions() -> tuple[str, ...]:
+    """``auto`` (ours) and every precision Lightning's Trainer accepts, as text (16 and "16" are the same)."""
+    import typing
+
+    from lightning_fabric.plugins.precision.precision import (_PRECISION_INPUT_INT, _PRECISION_INPUT_STR,
+                                                              _PRECISION_INPUT_STR_ALIAS)
+
+    names = ["auto", *(str(v) for t in (_PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS, _PRECISION_INPUT_INT)
+                       for v in typing.get_args(t))]
+    return tuple(dict.fromkeys(names))
 
 
 def resolve_precision(value: Any) -> str:
@@ -29,24 +115,92 @@ def resolve_precision(value: Any) -> str:
     return "32-true"
 
 
-def resolve_resume(ckpt_path: Any, save_dir: Path, kind: str) -> str | None:
+def resolve_resume(ckpt_path: Any, save_dir: Path, kind: str,
+                   model_cfg: Mapping[str, Any] | None = None) -> str | None:
     """``ckpt_path``: null (fresh), ``last`` (``<save_dir>/checkpoints/last.ckpt`` if present), or a
-    training checkpoint of ``kind`` (``autoencoder`` / ``mgeldm``); anything else is a one-line error."""
+    training checkpoint of ``kind`` (``autoencoder`` / ``mgeldm``); anything else is a one-line error.
+    With ``model_cfg`` the checkpoint's weights must have the configured model's names and shapes."""
     if ckpt_path in (None, "", "null"):
         return None
     if str(ckpt_path) == "last":
         last = save_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
+            _check_resumable(last, kind, model_cfg)
             return str(last)
         print(f"ckpt_path=last: no {last} yet, starting a fresh run", file=sys.stderr)
         return None
     path = Path(str(ckpt_path))
     if not path.is_file():
         raise UserError(f"ckpt_path: {path} does not exist (use ckpt_path=last to resume {save_dir})")
+    _check_resumable(path, kind, model_cfg)
+    return str(path)
+
+
+def _check_resumable(path: Path, kind: str, model_cfg: Mapping[str, Any] | None) -> None:
     from mgeldm.training.unwrap import check_resumable
 
-    check_resumable(path, kind)
-    return str(path)
+    check_resumable(path, kind, model_cfg)
+
+
+def check_devices(pl_cfg: Mapping[str, Any]) -> None:
+    """The accelerator and devices asked for exist on this machine."""
+    accel = str(pl_cfg.get("accelerator", "auto"))
+    devices = pl_cfg.get("devices", "auto")
+    gpus = torch.cuda.device_count()
+    key = "trainer.pl_trainer"
+    if accel in ("gpu", "cuda") and gpus == 0:
+        raise UserError(f"{key}.accelerator={accel}: no CUDA GPU is visible here; use accelerator=cpu (or auto)")
+    if accel == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError(f"{key}.accelerator=mps: MPS is not available here; use accelerator=cpu (or auto)")
+    if accel not in ("gpu", "cuda") and not (accel == "auto" and gpus > 0):
+        return
+    if isinstance(devices, str) and "," in devices:  # Lightning's "0,1": GPU ids
+        devices = [int(p) for p in devices.strip(",").split(",")]
+    elif isinstance(devices, str) and devices.strip().isdigit():  # "2": a count
+        devices = int(devices)
+    if isinstance(devices, (list, tuple)):
+        wanted = [int(i) for i in devices]
+    else:
+        wanted = list(range(devices)) if isinstance(devices, int) else []  # -1 / "auto": all there are
+    if any(i >= gpus for i in wanted):
+        raise UserError(f"{key}.devices={devices}: only {gpus} CUDA device(s) are visible here")
+
+
+def check_trainer_args(pl_cfg: Mapping[str, Any]) -> None:
+    """Every ``trainer.pl_trainer`` key is an argument of Lightning's Trainer that we do not set ourselves."""
+    import inspect
+
+    import pytorch_lightning as pl
+
+    known = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", *OWN_TRAINER_ARGS}
+    for key in pl_cfg:
+        if key not in known:
+            raise UserError(f"trainer.pl_trainer.{key}: not an argument of Lightning's Trainer "
+                            f"(or one this CLI sets itself); expected some of {', '.join(sorted(known))}")
+
+
+def check_training_config(cfg: Mapping[str, Any], rules: Mapping[str, Rule]) -> None:
+    """The typed keys (shared ones and ``rules``), the precision and Lightning's Trainer arguments; no file,
+    device or model is looked at."""
+    check_config(cfg, {**TRAINING_RULES, **prefixed("trainer.recipe", RECIPE_RULES), **rules})
+    pl_cfg = dict((cfg.get("trainer") or {}).get("pl_trainer") or {})
+    if str(pl_cfg.get("precision", "auto")) not in precisions():
+        raise UserError(f"trainer.pl_trainer.precision={pl_cfg['precision']}: expected one of "
+                        f"{', '.join(precisions())}")
+    check_trainer_args(pl_cfg)
+
+
+def check_training_options(cfg: Mapping[str, Any], rules: Mapping[str, Rule], *, kind: str,
+                           default_save_dir: str) -> Path:
+    """Every option of a training run, checked before anything is read or written; returns save_dir."""
+    from mgeldm.training.unwrap import build_on_meta
+
+    check_training_config(cfg, rules)
+    check_devices(dict((cfg.get("trainer") or {}).get("pl_trainer") or {}))
+    if cfg.get("pretrained_ckpt_path"):
+        check_readable_file(cfg["pretrained_ckpt_path"], "pretrained_ckpt_path", f"an unwrapped {kind} checkpoint")
+    build_on_meta(kind, cfg.get("model") or {})
+    return check_writable_dir(save_dir_of(cfg, default_save_dir), "save_dir")
 
 
 def build_logger(kind: Any, save_dir: Path, cfg: Mapping[str, Any]):
@@ -122,30 +276,17 @@ def make_loader(dataset, tcfg: Mapping[str, Any], *, train: bool = True):
                               persistent_workers=False)
 
 
+def run_seed(cfg: Mapping[str, Any], recipe: Mapping[str, Any]) -> int:
+    """The top-level ``seed`` wins over the recipe's (42 when neither is set)."""
+    seed = cfg.get("seed")
+    return int(recipe.get("seed", 42) if seed is None else seed)
+
+
 def seed_all(seed: int) -> None:
     """Seeds the global generators too (model init); training randomness uses explicit generators."""
     import pytorch_lightning as pl
 
     pl.seed_everything(int(seed), workers=True, verbose=False)
-
-
-def run_cli(prog: str, fn: Callable[[dict], None], cfg) -> None:
-    """Resolve the Hydra config to plain containers, run ``fn``, turn UserError into one line + exit 2."""
-    import warnings
-
-    from omegaconf import OmegaConf
-
-    # Expected with our setup: the frozen AE is in eval mode; checkpoints hold post-step weights.
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
-    warnings.filterwarnings("ignore", message=".*pre-optimization state.*")
-    warnings.filterwarnings("ignore", message=".*set_vital.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*litlogger.*")
-    try:
-        fn(OmegaConf.to_container(cfg, resolve=True))
-    except UserError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 def save_dir_of(cfg: Mapping[str, Any], default: str) -> Path:

@@ -6,15 +6,40 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import hydra
 
-from mgeldm.cli.train import build_trainer, make_loader, resolve_resume, run_cli, save_dir_of, seed_all
+from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
+from mgeldm.cli.schema import boolean, integer, list_of, number, optional, prefixed
+from mgeldm.cli.train import (OPTIMIZER_RULES, SCHEDULER_RULES, build_trainer, check_training_options, make_loader,
+                              resolve_resume, run_seed, seed_all)
 from mgeldm.errors import UserError
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+# Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
+OPTIONS = ("seed", "ckpt_path", "save_dir", "logger", "pretrained_ckpt_path")
+
+_FFT_LISTS = {k: list_of(integer(1)) for k in ("fft_sizes", "hop_sizes", "win_lengths")}
+# What AE training reads besides the shared keys (mgeldm.cli.train.TRAINING_RULES).
+AE_RULES = {
+    "trainer.sample_size": integer(1),
+    "data.num_examples_valid": integer(0),
+    "data.mixture_prob": number(0, 1),
+    "data.*.*.mixture_prob": number(0, 1),
+    "data.*.*.loudness_cutoff": optional(number()),
+    "data.*.*.split_seed": integer(),
+    **prefixed("trainer.recipe", {
+        "use_discriminator": boolean(),
+        **{k: number(0) for k in ("mrstft_weight", "adversarial_weight", "feature_matching_weight", "kl_weight",
+                                  "l1_weight")},
+        "gen_grad_clip": optional(number(0)), "disc_grad_clip": optional(number(0)),
+        **prefixed("disc_optimizer", OPTIMIZER_RULES),
+        **prefixed("disc_scheduler", SCHEDULER_RULES),
+        **prefixed("mrstft", {**_FFT_LISTS, "perceptual_weighting": boolean()}),
+        "discriminator.n_ffts": list_of(integer(1)), "discriminator.hop_lengths": list_of(integer(1)),
+        "discriminator.win_lengths": list_of(integer(1)), "discriminator.filters": integer(1),
+    }),
+}
 
 
 def build_datasets(cfg: Mapping[str, Any], *, seed: int, sample_rate: int, segment_length: int):
@@ -43,6 +68,7 @@ def run(cfg: dict) -> None:
     from mgeldm.training.ae_module import AETrainingModule
     from mgeldm.training.callbacks import AEDemoCallback
 
+    save_dir = check_training_options(cfg, AE_RULES, kind="autoencoder", default_save_dir="runs/autoencoder")
     tcfg = dict(cfg.get("trainer") or {})
     if cfg.get("logger"):
         tcfg["logger"] = cfg["logger"]  # top-level `logger=wandb` wins over trainer.logger
@@ -50,11 +76,10 @@ def run(cfg: dict) -> None:
         raise UserError("trainer: missing; AE training needs `- trainer: autoencoder` (and `- data: single`) "
                         "in the config's defaults, or trainer=autoencoder on the command line")
     recipe = dict(tcfg["recipe"])
-    recipe["seed"] = int(cfg.get("seed", recipe.get("seed", 42)))
-    save_dir = save_dir_of(cfg, "runs/autoencoder")
+    recipe["seed"] = run_seed(cfg, recipe)
     # In default_ae.yaml `ckpt_path` is also the unwrapped AE of pre-encoding; here it resumes a run
     # (`last` or a Lightning checkpoint) and an unwrapped file is refused with a hint.
-    resume = resolve_resume(cfg.get("ckpt_path"), save_dir, "autoencoder")
+    resume = resolve_resume(cfg.get("ckpt_path"), save_dir, "autoencoder", cfg["model"])
     seed_all(recipe["seed"])
     ae = build_autoencoder(cfg["model"])
     if cfg.get("pretrained_ckpt_path"):
@@ -79,9 +104,13 @@ def run(cfg: dict) -> None:
     trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
 
 
-@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="default_ae")
-def main(cfg) -> None:
+@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="default_ae")
+def hydra_main(cfg) -> None:
     run_cli("train_ae.py", run, cfg)
+
+
+def main() -> None:
+    run_app(hydra_main, "train_ae.py", options=OPTIONS)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,55 @@ from typing import Any
 
 import hydra
 
-from mgeldm.cli.train import build_trainer, make_loader, resolve_resume, run_cli, save_dir_of, seed_all
+from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
+from mgeldm.cli.schema import boolean, integer, list_of, number, optional, prefixed, text
+from mgeldm.cli.train import (build_trainer, check_training_options, make_loader, resolve_resume, run_seed, seed_all)
 from mgeldm.errors import UserError
+from mgeldm.files import check_readable_file
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+# Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
+OPTIONS = ("seed", "ckpt_path", "save_dir", "logger", "pretrained_ckpt_path", "autoencoder_ckpt_path",
+           "clap_ckpt_path", "require_autoencoder")
+
+# What DiT training reads besides the shared keys (mgeldm.cli.train.TRAINING_RULES).
+DIT_RULES = {
+    "autoencoder_ckpt_path": optional(text()),
+    "clap_ckpt_path": optional(text()),
+    "require_autoencoder": boolean(),
+    "model.segment_length": integer(1),
+    "trainer.peak_tflops": optional(number(above=0)),
+    "trainer.flops_per_sample": optional(number(above=0)),
+    "trainer.demo.steps": integer(1),
+    "trainer.demo.cfg_scale": number(),
+    "trainer.demo.t_min": number(0, below=1),
+    "trainer.demo.prompts": list_of(text()),
+    "data.data_dir": optional(text()),
+    "data.zero_latent_name": text(),
+    "data.zero_diff_threshold": number(0),
+    "data.mmap": boolean(),
+    "data.*.*.subdir": text(),
+    "data.*.*.split": optional(text()),
+    "data.*.*.zero_diff_threshold": number(0),
+    **prefixed("trainer.recipe", {
+        "timestep_eps": number(0, below=1),
+        "timestep_dropout_prob": number(0, 1),
+        "cfg_dropout_prob": number(0, 1),
+        "grad_clip_norm": optional(number(0)),
+        **{k: boolean() for k in ("mixture_only_pretraining", "blend_per_batch", "text_conditioning", "compile",
+                                  "activation_checkpointing")},
+    }),
+}
+
+
+def check_options(cfg: Mapping[str, Any]) -> Path:
+    """Every option and input file, before anything is read or written; returns save_dir."""
+    save_dir = check_training_options(cfg, DIT_RULES, kind="mgeldm", default_save_dir="runs/dit")
+    if cfg.get("autoencoder_ckpt_path"):
+        check_readable_file(cfg["autoencoder_ckpt_path"], "autoencoder_ckpt_path", "the unwrapped AE")
+    recipe = (cfg.get("trainer") or {}).get("recipe") or {}
+    if recipe.get("text_conditioning", True) and cfg.get("clap_ckpt_path"):
+        check_readable_file(cfg["clap_ckpt_path"], "clap_ckpt_path", "the CLAP checkpoint")
+    return save_dir
 
 
 def read_weights(cfg: Mapping[str, Any]) -> tuple[dict | None, dict | None]:
@@ -128,13 +173,13 @@ def resolve_track_norm(cfg: dict, train_set, resume: str | None) -> None:
 
 
 def run(cfg: dict) -> None:
+    save_dir = check_options(cfg)
     tcfg = dict(cfg.get("trainer") or {})
     if cfg.get("logger"):
         tcfg["logger"] = cfg["logger"]  # top-level `logger=wandb` wins over trainer.logger
     recipe = dict(tcfg.get("recipe") or {})
-    recipe["seed"] = int(cfg.get("seed", recipe.get("seed", 42)))  # the top-level seed wins
-    save_dir = save_dir_of(cfg, "runs/dit")
-    resume = resolve_resume(cfg.get("ckpt_path"), save_dir, "mgeldm")
+    recipe["seed"] = run_seed(cfg, recipe)
+    resume = resolve_resume(cfg.get("ckpt_path"), save_dir, "mgeldm", cfg["model"])
     seed_all(int(recipe["seed"]))
     full, ae_state = read_weights(cfg)
     from mgeldm.data.pre_encode import state_dict_sha256
@@ -170,9 +215,13 @@ def run(cfg: dict) -> None:
     trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
 
 
-@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="default_dit")
-def main(cfg) -> None:
+@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="default_dit")
+def hydra_main(cfg) -> None:
     run_cli("train_dit.py", run, cfg)
+
+
+def main() -> None:
+    run_app(hydra_main, "train_dit.py", options=OPTIONS)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,20 @@ from pathlib import Path
 
 import hydra
 
-from mgeldm.cli.train import run_cli
+from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
+from mgeldm.cli.schema import check_config, choice, optional, text
 from mgeldm.errors import UserError
+from mgeldm.files import check_readable_file, check_writable_dir
+from mgeldm.training.unwrap import KINDS
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+# Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
+OPTIONS = ("type", "ckpt_path", "output_name", "use_safetensors", "use_ema")
+
+RULES = {
+    "type": optional(choice(*KINDS)),
+    "ckpt_path": optional(text()),
+    "output_name": optional(text()),
+}
 
 
 def _bool(value, name: str) -> bool:
@@ -26,9 +36,22 @@ def _bool(value, name: str) -> bool:
     raise UserError(f"{name}: expected true or false, got {value!r}")
 
 
+def check_options(cfg: dict) -> None:
+    """Every option, before the checkpoint is read."""
+    check_config(cfg, RULES)
+    if cfg.get("ckpt_path"):
+        check_readable_file(cfg["ckpt_path"], "ckpt_path", "a Lightning training checkpoint")
+    if cfg.get("output_name"):
+        folder = Path(str(cfg["output_name"])).expanduser().parent
+        check_writable_dir(folder, "output_name", cfg["output_name"])
+
+
 def run(cfg: dict) -> None:
     from mgeldm.training.unwrap import unwrap_checkpoint
 
+    check_options(cfg)
+    use_safetensors = _bool(cfg.get("use_safetensors", False), "use_safetensors")
+    use_ema = _bool(cfg.get("use_ema", True), "use_ema")
     kind = cfg.get("type")
     if not kind:
         raise UserError("type: missing; pass +type=autoencoder (with --config-name default_ae) or +type=mgeldm "
@@ -43,14 +66,17 @@ def run(cfg: dict) -> None:
     if model_cfg is not None and kind == "autoencoder" and "encoder" not in model_cfg:
         raise UserError("type=autoencoder needs an AE config: use --config-name default_ae (model: autoencoder)")
     out = unwrap_checkpoint(cfg["ckpt_path"], str(kind), cfg["output_name"], model_cfg=model_cfg,
-                            use_safetensors=_bool(cfg.get("use_safetensors", False), "use_safetensors"),
-                            use_ema=_bool(cfg.get("use_ema", True), "use_ema"))
+                            use_safetensors=use_safetensors, use_ema=use_ema)
     print(f"wrote {out}")
 
 
-@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="default_ae")
-def main(cfg) -> None:
+@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="default_ae")
+def hydra_main(cfg) -> None:
     run_cli("unwrap_model.py", run, cfg)
+
+
+def main() -> None:
+    run_app(hydra_main, "unwrap_model.py", options=OPTIONS)
 
 
 if __name__ == "__main__":

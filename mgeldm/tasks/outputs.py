@@ -27,7 +27,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import tempfile
 import unicodedata
 from collections.abc import Mapping
@@ -37,6 +36,7 @@ from typing import Any
 import torch
 
 from mgeldm.errors import UserError
+from mgeldm.files import host_name, pid_alive
 
 TASK_SUBDIRS: dict[str, str] = {
     "total_gen": "total_gen",
@@ -127,25 +127,9 @@ def check_output_dir(output_dir: str | os.PathLike, sub: str | None = None) -> P
     return path
 
 
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname())[:64]
-
-
 def _partial_prefix() -> str:
     """The hidden run folder's name up to its random part: who owns it (pid and host)."""
-    return f"{_PARTIAL_PREFIX}{os.getpid()}.{_host()}."
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. another user's process: it exists
-        return True
-    return True
+    return f"{_PARTIAL_PREFIX}{os.getpid()}.{host_name()}."
 
 
 def remove_stale_partials(parent: Path) -> list[Path]:
@@ -154,11 +138,11 @@ def remove_stale_partials(parent: Path) -> list[Path]:
     A folder of another host (a shared file system) or of a live process is left alone.
     """
     removed = []
-    host = _host()
+    host = host_name()
     for entry in os.scandir(parent):
         match = _PARTIAL_NAME.match(entry.name)
         if (match and match.group(2) == host and entry.is_dir(follow_symlinks=False)
-                and not _process_alive(int(match.group(1)))):
+                and not pid_alive(int(match.group(1)))):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(Path(entry.path))
     return removed

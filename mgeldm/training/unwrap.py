@@ -98,8 +98,9 @@ def load_training_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> 
     return dict(ckpt)
 
 
-def check_resumable(path: str | os.PathLike, kind: str) -> None:
-    """Refuse, in one line, a file that is not a Lightning training checkpoint of ``kind`` (before fitting)."""
+def check_resumable(path: str | os.PathLike, kind: str, model_cfg: Mapping[str, Any] | None = None) -> None:
+    """Refuse, in one line, a file that is not a Lightning training checkpoint of ``kind`` (before fitting);
+    with ``model_cfg``, also one whose weights do not have the configured model's names and shapes."""
     ckpt = load_training_checkpoint(path, mmap=True)
     found = checkpoint_kind(ckpt["state_dict"])
     if "loops" not in ckpt or found is None:
@@ -107,6 +108,11 @@ def check_resumable(path: str | os.PathLike, kind: str) -> None:
                         "pretrained_ckpt_path=... (ckpt_path resumes a run: `last` or runs/<name>/checkpoints/*.ckpt)")
     if found != kind:
         raise UserError(f"ckpt_path: {path} is a training checkpoint of the {found} run, not of {kind} training")
+    if model_cfg is not None:
+        problem = _shape_mismatch(unwrap_state(ckpt, kind, path=path), kind, model_cfg)
+        if problem:
+            raise UserError(f"ckpt_path: {path} cannot be resumed with this config: it holds a model of another "
+                            f"size ({problem}){_config_changes(ckpt.get('model_config'), model_cfg)}")
 
 
 def checkpoint_kind(state: Mapping[str, Any]) -> str | None:
@@ -149,20 +155,54 @@ def unwrap_state(ckpt: Mapping[str, Any], kind: str, *, use_ema: bool = True, pa
     return {**{"model_dit." + k: v for k, v in dit.items()}, **{"pretransform.model." + k: v for k, v in ae.items()}}
 
 
-def check_against_config(state: Mapping[str, torch.Tensor], kind: str, model_cfg: Mapping[str, Any], path: Any) -> None:
-    """Build the configured model on the meta device (no weights, no CLAP) and compare names and shapes."""
+def build_on_meta(kind: str, model_cfg: Mapping[str, Any]) -> torch.nn.Module:
+    """The configured AE or MGELDM on the meta device (no memory, no weights, no CLAP); a config that cannot
+    build it is one UserError line."""
+    from mgeldm.models.autoencoder import build_autoencoder
+    from mgeldm.models.mgeldm import build_mgeldm
+
+    try:
+        with torch.device("meta"):
+            return build_autoencoder(model_cfg) if kind == "autoencoder" else build_mgeldm(model_cfg)
+    except UserError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, AssertionError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"model: the {kind} cannot be built from this config ({type(exc).__name__}: {first})") from None
+
+
+def _shape_mismatch(state: Mapping[str, torch.Tensor], kind: str, model_cfg: Mapping[str, Any]) -> str | None:
     from mgeldm.checkpoints import describe_mismatch
 
-    with torch.device("meta"):
-        if kind == "autoencoder":
-            from mgeldm.models.autoencoder import build_autoencoder
+    model = build_on_meta(kind, model_cfg)
+    return describe_mismatch({k: v.shape for k, v in model.state_dict().items()}, state)
 
-            model = build_autoencoder(model_cfg)
-        else:
-            from mgeldm.models.mgeldm import build_mgeldm
 
-            model = build_mgeldm(model_cfg)
-    problem = describe_mismatch({k: v.shape for k, v in model.state_dict().items()}, state)
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, Mapping):
+        return {k: v for key, sub in node.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
+
+
+def _config_changes(saved: Any, current: Mapping[str, Any], limit: int = 4) -> str:
+    """``; its model config differs at <key> (<saved> there, <current> here), ...`` or ``""``."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(saved, DictConfig):
+        saved = OmegaConf.to_container(saved, resolve=False)
+    if not isinstance(saved, Mapping):
+        return ""
+    old, new = _flatten(saved), _flatten(current)
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not k.endswith("_path")]
+    if not keys:
+        return ""
+    shown = ", ".join(f"model.{k} ({old.get(k)} there, {new.get(k)} here)" for k in keys[:limit])
+    return f"; the checkpoint's model config differs at {shown}" + (", ..." if len(keys) > limit else "")
+
+
+def check_against_config(state: Mapping[str, torch.Tensor], kind: str, model_cfg: Mapping[str, Any], path: Any) -> None:
+    """Build the configured model on the meta device (no weights, no CLAP) and compare names and shapes."""
+    problem = _shape_mismatch(state, kind, model_cfg)
     if problem:
         raise UserError(f"ckpt_path: {path}: its {kind} weights do not fit the configured model: {problem}")
 

@@ -88,3 +88,35 @@ def test_two_process_ddp_differs_in_noise_equal_in_weights(tmp_path):
     assert len(per_rank) == 2
     assert per_rank[0]["extra"][0] != per_rank[1]["extra"][0]        # Sobol seeds
     assert not torch.equal(per_rank[0]["generator"], per_rank[1]["generator"])
+
+
+DDP_CONFIG = textwrap.dedent('''
+    # default_dit_tiny on 2 CPU processes (gloo), 2 steps
+    defaults:
+      - default_dit_tiny
+      - _self_
+    trainer:
+      checkpoint_every_n_steps: 2
+      pl_trainer: {devices: 2, max_steps: 2}
+    data:
+      fake: {num_examples: 16}
+''')
+
+
+@pytest.mark.slow
+def test_train_dit_ddp_with_config_dir_after_the_overrides(tmp_path):
+    """Lightning starts rank 1 by re-running sys.argv with overrides of its own appended: a `--config-dir`
+    given after the overrides (as a script's extra arguments put it) must still parse there, and rank 1
+    must find the config that only that folder holds."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "tiny_ddp.yaml").write_text(DDP_CONFIG)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MASTER_PORT=str(30500 + os.getpid() % 1000))
+    cmd = [sys.executable, str(REPO / "train_dit.py"), "--config-name", "tiny_ddp", f"save_dir={tmp_path / 'run'}",
+           "seed=3", "--config-dir", str(conf)]
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    import torch
+
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 2 and len(ckpt["mgeldm_rng"]["per_rank"]) == 2  # both ranks trained
