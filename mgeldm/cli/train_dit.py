@@ -22,6 +22,9 @@ from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file
 
 # Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
+MEASURE = "measure"   # model.track_norm: measure the per-track statistics from the training data
+STATS_WINDOWS = 1024  # training windows the statistics are measured on
+
 OPTIONS = ("seed", "ckpt_path", "save_dir", "logger", "pretrained_ckpt_path", "autoencoder_ckpt_path",
            "clap_ckpt_path", "require_autoencoder")
 
@@ -57,7 +60,16 @@ DIT_RULES = {
 
 def check_options(cfg: Mapping[str, Any]) -> Path:
     """Every option and input file, before anything is read or written; returns save_dir."""
-    save_dir = check_training_options(cfg, DIT_RULES, kind="mgeldm", default_save_dir="runs/dit")
+    from mgeldm.training.dit_module import parse_task_mix
+
+    model = dict(cfg.get("model") or {})
+    norm = model.get("track_norm")
+    if isinstance(norm, str):
+        if norm != MEASURE:
+            raise UserError(f"model.track_norm={norm}: expected null, {MEASURE}, or mean/std lists per track")
+        model["track_norm"] = None  # the statistics are measured once the data is read
+    save_dir = check_training_options({**cfg, "model": model}, DIT_RULES, kind="mgeldm", default_save_dir="runs/dit")
+    parse_task_mix(((cfg.get("trainer") or {}).get("recipe") or {}).get("task_mix"), 3)
     if cfg.get("autoencoder_ckpt_path"):
         check_readable_file(cfg["autoencoder_ckpt_path"], "autoencoder_ckpt_path", "the unwrapped AE")
     recipe = (cfg.get("trainer") or {}).get("recipe") or {}
@@ -146,10 +158,6 @@ def build_datasets(cfg: Mapping[str, Any], *, mix_only: bool, seed: int, ae_hash
         raise UserError("data.train: the datasets hold no examples (num_examples is 0)")
     valid = build_latent_datasets(data, part="valid", seed=seed + 1, shuffle=False, **kw) if data.get("valid") else None
     return train, valid
-
-
-MEASURE = "measure"
-STATS_WINDOWS = 1024
 
 
 def resolve_track_norm(cfg: dict, train_set, resume: str | None) -> None:

@@ -8,7 +8,7 @@ with. A DiT recipe that cannot match it on its own training songs is not learnin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -51,10 +51,13 @@ class Standardizer:
 
 
 def train_regressor(batches: Iterable[Mapping[str, Any]], stats: Mapping[str, Any], conditioner: Any, *,
-                    cond_dim: int, seed: int = 0, lr: float = 1e-3) -> tuple[FiLMConvRegressor, list[float]]:
+                    cond_dim: int, seed: int = 0, lr: float = 1e-3, every: int = 0,
+                    on_checkpoint: Callable[[int, FiLMConvRegressor], None] | None = None
+                    ) -> tuple[FiLMConvRegressor, list[float]]:
     """Fit the regressor on ``batches`` (collated latent-dataset items; one optimizer step each).
 
-    Returns the model and its training losses. The source condition is drawn as in DiT training.
+    Returns the model and its training losses; ``on_checkpoint(step, model)`` is called every ``every``
+    steps and after the last. The source condition is drawn as in DiT training.
     """
     from mgeldm.training.dit_module import blend_source_condition
 
@@ -75,6 +78,11 @@ def train_regressor(batches: Iterable[Mapping[str, Any]], stats: Mapping[str, An
         loss.backward()
         opt.step()
         losses.append(float(loss))
+        if on_checkpoint is not None and every and len(losses) % every == 0:
+            on_checkpoint(len(losses), net.eval())
+            net.train()
+    if on_checkpoint is not None and losses and not (every and len(losses) % every == 0):
+        on_checkpoint(len(losses), net.eval())
     return net.eval(), losses
 
 

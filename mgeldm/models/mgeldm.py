@@ -155,13 +155,18 @@ def load_mgeldm(ckpt_path: str | os.PathLike, model_cfg: Mapping[str, Any]) -> M
     The model is built on the meta device and the checkpoint's tensors are assigned to it, so the
     1.2 B-parameter model is neither initialised nor held twice in memory.
     """
-    state = read_state_dict(ckpt_path)
+    return mgeldm_from_state(read_state_dict(ckpt_path), model_cfg, ckpt_path)
+
+
+def mgeldm_from_state(state: Mapping[str, torch.Tensor], model_cfg: Mapping[str, Any], where: Any = "state dict") -> MGELDM:
+    """Build the model of ``model_cfg`` with the unwrapped ``state`` (``model_dit.*`` + ``pretransform.model.*``)."""
     if not any(k.startswith(DIT_PREFIX) for k in state):
         kind = "an autoencoder checkpoint" if any(k.startswith("encoder.") for k in state) else "not an MGE-LDM model"
         raise UserError(
-            f"checkpoint {ckpt_path}: {kind}; expected an unwrapped MGE-LDM checkpoint with "
+            f"checkpoint {where}: {kind}; expected an unwrapped MGE-LDM checkpoint with "
             f"`{DIT_PREFIX}*` and `{AE_PREFIX}*` entries (unwrap_model.py +type=mgeldm writes one)"
         )
+    ckpt_path = where
     with torch.device("meta"):
         model = build_mgeldm(model_cfg)
     problem = describe_mismatch({k: v.shape for k, v in model.state_dict().items()}, state)
