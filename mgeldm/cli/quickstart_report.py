@@ -90,8 +90,9 @@ MIN_STEM_RMS = 1e-3   # a stem quieter than this over the excerpt is left out of
 
 
 def prepare(corpus: str, out: str, n_songs: int, sample_rate: int, pngs: bool = True,
-            seconds: float | None = None, para_songs: int | None = None) -> dict:
-    """Write the evaluation folders of the first ``n_songs`` test songs; returns ``songs.json``'s content.
+            seconds: float | None = None, para_songs: int | None = None, split: str = "test") -> dict:
+    """Write the evaluation folders of the first ``n_songs`` songs of ``split`` (the held-out test songs, or the
+    validation songs recipes are tuned on); returns ``songs.json``'s content.
 
     ``seconds``: evaluate an excerpt of that length (the one where the quietest stem is loudest) instead of
     the whole song; stems that stay (nearly) silent in it are left out.
@@ -100,9 +101,9 @@ def prepare(corpus: str, out: str, n_songs: int, sample_rate: int, pngs: bool = 
     from mgeldm.data.corpora.registry import build_reader
 
     reader = build_reader("slakh2100", corpus)
-    refs = [r for r in reader.refs() if str(r.split) == "test"][:n_songs]
+    refs = [r for r in reader.refs() if str(r.split) == split][:n_songs]
     if not refs:
-        raise UserError(f"{corpus}: no test songs (generate the corpus with --n-test >= 1)")
+        raise UserError(f"{corpus}: no {split} songs (generate the corpus with songs in that split)")
     root = Path(out)
     songs: dict[str, Any] = {}
 
@@ -385,6 +386,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--no-png", action="store_true")
     a.add_argument("--seconds", type=float, default=None, help="evaluate an excerpt of this length per song")
     a.add_argument("--para-songs", type=int, default=None, help="songs of the paraphrase runs (mix_para/)")
+    a.add_argument("--split", default="test", choices=("test", "valid"), help="which held-out songs (default test)")
     a = sub.add_parser("init-dit")
     a.add_argument("--config-name", default="quickstart_dit")
     a.add_argument("--ae", required=True)
@@ -433,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "prepare":
             songs = prepare(args.corpus, args.eval_dir, args.n_songs, args.sample_rate, pngs=not args.no_png,
-                            seconds=args.seconds, para_songs=args.para_songs)
+                            seconds=args.seconds, para_songs=args.para_songs, split=args.split)
             print(f"{args.eval_dir}: {len(songs)} songs, {sum(len(s['labels']) for s in songs.values())} stems")
         elif args.cmd == "init-dit":
             print(f"wrote {init_dit(args.config_name, args.ae, args.out, args.seed, args.overrides)}")

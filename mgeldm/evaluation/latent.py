@@ -63,9 +63,10 @@ def songs_from_audio(model: Any, songs: Mapping[str, tuple[Tensor, Mapping[str, 
 
 def silence_latent(model: Any) -> Tensor:
     """The AE's latent of digital silence, one vector (C, 1) (constant over frames in the interior)."""
-    seconds = 2.0 * model.runner.window / model.runner.frame_rate
-    z = model.encode_latents(torch.zeros(int(seconds * model.sample_rate)), model.sample_rate)
-    return z[:, z.shape[-1] // 4: -z.shape[-1] // 4 or None].mean(-1, keepdim=True)
+    runner = model.runner
+    samples = 2 * runner.window * runner.ratio
+    z = runner.encode(torch.zeros(samples), None)[0].cpu() * float(model.model.pretransform.scale)
+    return z[:, z.shape[-1] // 4: -(z.shape[-1] // 4) or None].mean(-1, keepdim=True)
 
 
 def _sq(a: Tensor, b: Tensor) -> float:

@@ -34,8 +34,9 @@ class TrackNorm:
     """
 
     def __init__(self, mean: Any, std: Any, *, num_tracks: int, channels: int) -> None:
-        self.mean = torch.as_tensor(mean, dtype=torch.float32)
-        self.std = torch.as_tensor(std, dtype=torch.float32)
+        # plain numbers on the CPU (also when the model is built on the meta device); moved per call
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device="cpu")
+        self.std = torch.as_tensor(std, dtype=torch.float32, device="cpu")
         shape = (num_tracks, channels)
         for name, value in (("mean", self.mean), ("std", self.std)):
             if tuple(value.shape) != shape:

@@ -109,3 +109,70 @@ def test_mismatched_latent_width_is_refused():
     cfg = OmegaConf.to_container(compose_dit("model.MGELDM.io_channels=32").model, resolve=True)
     with torch.device("meta"), pytest.raises(UserError, match="io_channels"):
         build_mgeldm(cfg)
+
+
+# ----------------------------------------------------------------------------- per-track normalisation
+
+
+def _norm_node(k: int, c: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"mean": torch.randn(k, c, generator=g).tolist(), "std": (torch.rand(k, c, generator=g) + 0.5).tolist()}
+
+
+@pytest.mark.reference
+def test_track_norm_maps_each_track_and_adds_no_state(reference_fixtures):
+    cfg = fixture_model_config(reference_fixtures.readme)
+    plain = build_mgeldm(cfg)
+    k, c = plain.num_tracks, plain.io_channels
+    node = _norm_node(k, c)
+    normed = build_mgeldm({**cfg, "track_norm": node})
+    assert normed.state_dict().keys() == plain.state_dict().keys()     # statistics never enter the state dict
+    z = torch.randn(2, k * c, 5)
+    mean, std = torch.tensor(node["mean"]), torch.tensor(node["std"])
+    for track in range(k):
+        one = z[:, track * c:(track + 1) * c]
+        want = (one - mean[track, :, None]) / std[track, :, None]
+        torch.testing.assert_close(normed.to_dit_space(one, track), want)
+        torch.testing.assert_close(normed.from_dit_space(want, track), one)
+    torch.testing.assert_close(normed.to_dit_space(z)[:, c:2 * c], normed.to_dit_space(z[:, c:2 * c], 1))
+    assert torch.equal(plain.to_dit_space(z), z)                         # no statistics: the original's identity
+    scale = float(cfg["pretransform"].get("scale", 1.0))
+    torch.testing.assert_close(normed.ae_to_dit(z * scale), normed.to_dit_space(z))
+    torch.testing.assert_close(normed.dit_to_ae(normed.ae_to_dit(z)), z)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("node, match", [("measure", "expected null, or mean/std"),
+                                         ({"mean": [[0.0]], "std": [[1.0]]}, "shape"),
+                                         ("zero-std", "must be > 0"), ("nan", "non-finite")])
+def test_track_norm_config_is_checked(reference_fixtures, node, match):
+    cfg = fixture_model_config(reference_fixtures.readme)
+    k, c = cfg["MGELDM"]["num_tracks"], cfg["MGELDM"]["io_channels"]
+    if node == "zero-std":
+        node = {"mean": [[0.0] * c] * k, "std": [[0.0] * c] * k}
+    elif node == "nan":
+        node = {"mean": [[float("nan")] * c] * k, "std": [[1.0] * c] * k}
+    with pytest.raises(UserError, match=match):
+        build_mgeldm({**cfg, "track_norm": node})
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("suffix", [".ckpt", ".safetensors"])
+def test_unwrapped_file_carries_its_model_config(reference_fixtures, tmp_path, suffix):
+    """The config (with the statistics) travels with the weights and is what from_pretrained builds."""
+    from mgeldm.api import MGELDM
+    from mgeldm.checkpoints import read_model_config, read_state_dict
+
+    cfg = fixture_model_config(reference_fixtures.readme)
+    cfg = {**cfg, "segment_length": 100, "track_norm": _norm_node(cfg["MGELDM"]["num_tracks"], cfg["MGELDM"]["io_channels"])}
+    model = load_mgeldm(reference_fixtures.path("tiny_mgeldm.ckpt"), fixture_model_config(reference_fixtures.readme))
+    path = write_state_dict(model.state_dict(), tmp_path / f"m{suffix}", model_config=cfg)
+    assert read_model_config(path) == cfg
+    assert read_state_dict(path).keys() == model.state_dict().keys()
+    if suffix == ".ckpt":  # the original's way of reading still works, weights-only
+        assert set(torch.load(path, weights_only=True)["state_dict"]) == set(model.state_dict())
+    loaded = MGELDM.from_pretrained(path, device="cpu")                  # no model config given
+    assert loaded.model.track_norm is not None
+    torch.testing.assert_close(loaded.model.track_norm.mean, torch.tensor(cfg["track_norm"]["mean"]))
+    plain = write_state_dict(model.state_dict(), tmp_path / f"plain{suffix}")
+    assert read_model_config(plain) is None                               # released files: the fallback applies

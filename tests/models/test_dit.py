@@ -422,3 +422,28 @@ def test_build_dit_rejects_bad_config(reference_fixtures):
         build_dit({k: v for k, v in base.items() if k != "depth"})
     with pytest.raises(ValueError):
         build_dit(base)(torch.zeros(1, 5, 4), torch.zeros(1), None)
+
+
+def test_adagn_timestep_option_feeds_t_to_every_block(reference_fixtures, inputs):
+    """Off (the original), the blocks' modulation ignores t; on, each track's t moves its own slice only."""
+    x, t, cond = inputs
+    plain = _load_tiny(reference_fixtures)
+    on = build_dit({**reference_fixtures.readme["mgeldm"], "adagn_timestep": True})
+    on.load_state_dict(plain.state_dict(), strict=True)                  # the same weights and keys
+    on.eval()
+    seen = {}
+    for name, model in (("plain", plain), ("on", on)):
+        def grab(_m, args, name=name):
+            seen.setdefault(name, []).append(args[1].detach().clone())
+        hook = model.transformer.layers[0].register_forward_pre_hook(grab)
+        with torch.no_grad():
+            model(x, t, global_embed=cond)
+            t2 = t.clone()
+            t2[:, 1] = (t2[:, 1] + 0.3) % 1.0
+            model(x, t2, global_embed=cond)
+        hook.remove()
+    assert torch.equal(seen["plain"][0], seen["plain"][1])               # block condition independent of t
+    e, k = on.embed_dim, on.num_tracks
+    _check_only_slice_moves(seen["on"][0], seen["on"][1], 1, k, e)       # only track 1's slice moves
+    with pytest.raises(UserError, match="adagn_timestep"):
+        build_dit({**reference_fixtures.readme["mgeldm"], "adagn_timestep": "yes"})

@@ -178,3 +178,82 @@ def test_rank_seed_depends_on_rank(tiny_cfg):
     assert m.rank_seed == 5
     m._trainer = SimpleNamespace(global_rank=3)
     assert m.rank_seed == 5 + 3000
+
+
+# ----------------------------------------------------------------------------- task_mix (the task patterns)
+
+@pytest.mark.parametrize("pattern, given, kept", [("extract", 0, 2), ("partial", 1, 2), ("accomp", 2, 1),
+                                                  ("total", None, 0)])
+def test_task_pattern_gives_its_track_and_keeps_only_its_condition(tiny_cfg, pattern, given, kept):
+    cond = _h.FakeConditioner(tiny_cfg["global_cond_dim"])
+    m = DiTTrainingModule(_h.DiTOnly(tiny_cfg), {"task_mix": {pattern: 1.0}, "cfg_dropout_prob": 0.0},
+                          conditioner=cond)
+    m.setup_rng("cpu")
+    out = m.compute_loss(_h.make_batch(tiny_cfg, b=8))
+    t, mask, c = out["t"], out["mask"], out["cond"]
+    others = [k for k in range(3) if k != given]
+    if given is not None:
+        assert torch.all(t[:, given] == 0) and torch.all(mask[:, given] == 0)
+    assert torch.all(t[:, others] > 0) and torch.all(mask[:, others] == 1)
+    assert torch.all(c[:, [k for k in range(3) if k != kept]] == 0)   # only the prompted track is conditioned
+    assert torch.all(c[:, kept].abs().sum(-1) > 0)
+
+
+def test_task_pattern_condition_dropout_gives_the_unconditional_case(tiny_cfg):
+    m = _module(tiny_cfg, task_mix={"extract": 1.0}, cfg_dropout_prob=0.5)
+    out = m.compute_loss(_h.make_batch(tiny_cfg, b=64))
+    dropped = (out["cond"][:, 2].abs().sum(-1) == 0).float().mean().item()
+    assert 0.3 < dropped < 0.7
+    m.diffusion.model_dit.eval()                                       # evaluation never drops
+    out = m.compute_loss(_h.make_batch(tiny_cfg, b=64))
+    assert torch.all(out["cond"][:, 2].abs().sum(-1) > 0)
+
+
+def test_task_mix_draws_patterns_in_proportion(tiny_cfg):
+    m = _module(tiny_cfg, task_mix={"extract": 3.0, "total": 1.0}, cfg_dropout_prob=0.0)
+    given, keep, _ = m.draw_task_patterns(4000)
+    extract = given[:, 0].float().mean().item()
+    assert abs(extract - 0.75) < 0.03
+    assert torch.all(given[:, 1:] == 0)                                 # no other track is ever given
+    assert torch.equal(keep[:, 2], given[:, 0]) and torch.equal(keep[:, 0], ~given[:, 0])
+
+
+def test_original_pattern_is_the_original_draw(tiny_cfg):
+    m = _module(tiny_cfg, task_mix={"original": 1.0}, timestep_dropout_prob=0.75, cfg_dropout_prob=0.4)
+    given, keep, drop = m.draw_task_patterns(4000)
+    assert abs(given.any(1).float().mean().item() - 0.75) < 0.03        # one given track in 75 % of samples
+    assert torch.all(given.sum(1) <= 1) and torch.all(keep)
+    assert abs(drop.float().mean().item() - 0.4) < 0.03                 # each condition dropped alone
+
+
+@pytest.mark.parametrize("bad, match", [({"extract": -1}, "number >= 0"), ({"extrct": 1}, "unknown pattern"),
+                                        ({"extract": 0}, "sum to 0"), ([1, 2], "mapping"),
+                                        ({"extract": True}, "number >= 0")])
+def test_task_mix_refuses_bad_values(tiny_cfg, bad, match):
+    from mgeldm.errors import UserError
+
+    with pytest.raises(UserError, match=match):
+        _module(tiny_cfg, task_mix=bad)
+
+
+def test_task_mix_refused_with_mixture_only_pretraining(tiny_cfg):
+    from mgeldm.errors import UserError
+
+    with pytest.raises(UserError, match="mixture_only_pretraining"):
+        _module(tiny_cfg, task_mix={"extract": 1}, mixture_only_pretraining=True)
+
+
+def test_latents_go_through_the_models_track_norm(tiny_cfg):
+    from mgeldm.models.mgeldm import TrackNorm
+
+    c = tiny_cfg["io_channels"]
+    m = _module(tiny_cfg)
+    batch = _h.make_batch(tiny_cfg)
+    raw = m.latents(batch)
+    mean = torch.randn(3, c)
+    std = torch.rand(3, c) + 0.5
+    norm = TrackNorm(mean, std, num_tracks=3, channels=c)
+    m.diffusion.to_dit_space = norm.normalize                          # what MGELDM does with a track_norm
+    got = m.latents(batch)
+    for k in range(3):
+        torch.testing.assert_close(got[:, k * c:(k + 1) * c], (raw[:, k * c:(k + 1) * c] - mean[k, :, None]) / std[k, :, None])

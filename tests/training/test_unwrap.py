@@ -229,3 +229,21 @@ def test_train_ae_cli_then_unwrap(tmp_path):
     ema = {k[len("autoencoder_ema.ema_model."):]: v for k, v in load_training_checkpoint(ckpt)["state_dict"].items()
            if k.startswith("autoencoder_ema.ema_model.")}
     assert state.keys() == ema.keys() and all(torch.equal(state[k], ema[k]) for k in ema)
+
+
+def test_unwrapped_weights_carry_the_training_model_config(tmp_path):
+    """The training checkpoint's model config (e.g. measured statistics) is written beside the weights, and
+    wins over the command line's model node, which may still say `measure`."""
+    from mgeldm.checkpoints import read_model_config
+
+    m, path = _our_dit_checkpoint(tmp_path)
+    cfg = _tiny_model_cfg()
+    k, c = cfg["MGELDM"]["num_tracks"], cfg["MGELDM"]["io_channels"]
+    trained = {**cfg, "track_norm": {"mean": [[0.5] * c] * k, "std": [[2.0] * c] * k}}
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model_config"] = trained
+    torch.save(ckpt, path)
+    for safetensors in (False, True):
+        out = unwrap_checkpoint(path, "mgeldm", tmp_path / "dit", model_cfg={**cfg, "track_norm": "measure"},
+                                use_safetensors=safetensors)
+        assert read_model_config(out) == trained
