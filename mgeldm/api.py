@@ -28,7 +28,6 @@ from mgeldm.tasks import tasks as T
 from mgeldm.tasks.tasks import SamplingSettings, TaskRunner
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 Prompt = str | None
 Prompts = Prompt | Sequence[Prompt]
@@ -77,18 +76,9 @@ def check_chunked(chunked: Any) -> bool | None:
 
 def default_model_config(config_name: str = "dit", overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The ``model`` node of ``configs/<config_name>.yaml`` (Hydra-composed) as a plain dict."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
+    from mgeldm.config import compose_config
 
-    if not (CONFIG_DIR / f"{config_name}.yaml").is_file():
-        raise UserError(f"model config: {CONFIG_DIR / config_name}.yaml not found; pass model_config=")
-    if GlobalHydra.instance().is_initialized():
-        cfg = compose(config_name=config_name, overrides=list(overrides))
-    else:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            cfg = compose(config_name=config_name, overrides=list(overrides))
-    return OmegaConf.to_container(cfg.model, resolve=True)
+    return compose_config(config_name, overrides)["model"]
 
 
 def _plain(cfg: Any) -> dict[str, Any]:

@@ -47,17 +47,17 @@ SR=16000
 DEVICE=cpu
 # ---- the recipe, scaled by the options
 if [ "$SMOKE" = 1 ]; then
-  N_TRAIN=4; N_TEST=2; PARA_SONGS=2; SECONDS_MIN=3; SECONDS_MAX=4
+  N_TRAIN=4; N_VALID=1; N_TEST=2; PARA_SONGS=2; SECONDS_MIN=3; SECONDS_MAX=4
   AE_ARGS=(trainer.pl_trainer.max_steps=6 trainer.batch_size=2 trainer.pl_trainer.max_time=00:00:01:00)
   DIT_ARGS=(trainer.pl_trainer.max_steps=6 trainer.batch_size=4 trainer.pl_trainer.max_time=00:00:01:00)
   STEPS=2; GEN_STEPS=2; EVAL_SECONDS=3; MODE="smoke"
 elif [ "$SIZE" = medium ]; then
-  N_TRAIN=192; N_TEST=16; PARA_SONGS=16; SECONDS_MIN=8; SECONDS_MAX=14
+  N_TRAIN=192; N_VALID=16; N_TEST=16; PARA_SONGS=16; SECONDS_MIN=8; SECONDS_MAX=14
   AE_ARGS=(trainer.pl_trainer.max_steps=20000 trainer.pl_trainer.max_time=00:00:16:00)
   DIT_ARGS=(trainer.pl_trainer.max_steps=40000 trainer.pl_trainer.max_time=00:00:30:00 model.MGELDM.depth=8 model.MGELDM.embed_dim=128)
   STEPS=20; GEN_STEPS=50; EVAL_SECONDS=8; MODE="medium"
 else
-  N_TRAIN=56; N_TEST=8; PARA_SONGS=8; SECONDS_MIN=6; SECONDS_MAX=10
+  N_TRAIN=56; N_VALID=8; N_TEST=8; PARA_SONGS=8; SECONDS_MIN=6; SECONDS_MAX=10
   AE_ARGS=(); DIT_ARGS=()
   STEPS=4; GEN_STEPS=8; EVAL_SECONDS=3; MODE="small"  # STEPS: extraction; GEN_STEPS: partial/total gen demos
 fi
@@ -112,7 +112,7 @@ echo "$CLASSES" > "$OUT/classes.txt"
 printf '%s\n' "${DIT_MODEL_ARGS[@]}" > "$OUT/dit_model_overrides.txt"
 
 corpus() {
-  "$PY" -m mgeldm.data.synth --out "$CORPUS" --seed 0 --n-train "$N_TRAIN" --n-valid 0 --n-test "$N_TEST" \
+  "$PY" -m mgeldm.data.synth --out "$CORPUS" --seed 0 --n-train "$N_TRAIN" --n-valid "$N_VALID" --n-test "$N_TEST" \
     --seconds "$SECONDS_MIN" "$SECONDS_MAX" --classes "$CLASSES" --overwrite --quiet
 }
 train_ae() {
@@ -169,6 +169,8 @@ infer_all() {
     ++num_steps="$GEN_STEPS"
 }
 evaluate() {
+  "${QS[@]}" latent --ckpt "$CKPTS/mgeldm.ckpt" --eval-dir "$EVAL" --output "$EVAL/latent_scores.json" \
+    --steps "$STEPS" --cfg-scale "$CFG_SCALE" --overlap "$OVERLAP" &&
   "${QS[@]}" collect --run-dir "$INFER/extract" --eval-dir "$EVAL" --dest "$EVAL/pred" --classes "$CLASSES" &&
   "${QS[@]}" collect --run-dir "$INFER/extract_untrained" --eval-dir "$EVAL" --dest "$EVAL/pred_untrained" --classes "$CLASSES" &&
   "$PY" evaluate.py +pred_dir="$EVAL/pred" +ref_dir="$EVAL/ref" +mix_dir="$EVAL/mix" +oracle_dir="$EVAL/oracle" \
@@ -189,7 +191,8 @@ stage evaluate evaluate
 report() {
   "${QS[@]}" report --out "$OUT" --eval-dir "$EVAL" --evaluation "$EVAL/evaluation.json" \
     --untrained-evaluation "$EVAL/evaluation_untrained.json" --extract-run "$INFER/extract" \
-    --paraphrase-run "$INFER/paraphrase" --classes "$CLASSES" --stages "$STAGES" --start-time "$START" --mode "$MODE"
+    --paraphrase-run "$INFER/paraphrase" --classes "$CLASSES" --stages "$STAGES" --start-time "$START" --mode "$MODE" \
+    --latent-scores "$EVAL/latent_scores.json"
 }
 stage report report
 echo

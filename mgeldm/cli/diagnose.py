@@ -25,32 +25,18 @@ from typing import Any
 
 import torch
 
+from mgeldm.data.prompts import canonical_prompt
 from mgeldm.errors import UserError
 
-PROMPT = "The sound of {label}."  # the canonical prompt (one of the training templates)
 REPORT_KEYS = ("latent_prompt_accuracy", "latent_rel_mse", "x0_error_t0.05", "x0_error_t0.05_uncond",
                "x0_error_t0.4", "x0_error_t0.4_uncond", "x0_error_t0.8", "x0_error_t0.8_uncond",
                "x0_error_t1", "x0_error_t1_uncond")
 
 
-def canonical_prompt(label: str) -> str:
-    from mgeldm.data.prompts import normalize_label
-
-    return PROMPT.format(label=normalize_label(label))
-
-
 def compose(config_name: str, overrides: Sequence[str]) -> dict[str, Any]:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
+    from mgeldm.config import compose_config
 
-    from mgeldm.cli.hydra_args import CONFIG_DIR
-
-    if not (CONFIG_DIR / f"{config_name}.yaml").is_file():
-        raise UserError(f"--config-name {config_name}: no such config in {CONFIG_DIR}")
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)
+    return compose_config(config_name, overrides)
 
 
 # ------------------------------------------------------------------------------------------ data

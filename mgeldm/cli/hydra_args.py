@@ -27,9 +27,8 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from mgeldm.config import CONFIG_DIR  # re-exported for the entry points
 from mgeldm.errors import UserError
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 AE_ALIAS = ("model.pretransform.ae_config", "model.pretransform.autoencoder")
 _QUOTE_HINT = "see https://hydra.cc/docs/advanced/override_grammar/basic"
 

@@ -60,3 +60,11 @@ def make_prompt(labels: Sequence[str], rng: np.random.Generator) -> str:
     """One of the 25 templates, drawn uniformly, filled with the joined labels."""
     template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
     return template.format(labels=join_labels(labels))
+
+
+CANONICAL_TEMPLATE = TEMPLATES[0]  # "The sound of {labels}.": the prompt evaluations use
+
+
+def canonical_prompt(label: str) -> str:
+    """The evaluation prompt of one stem label: ``"Synth_Lead"`` -> ``"The sound of synth lead."``."""
+    return CANONICAL_TEMPLATE.format(labels=normalize_label(label))

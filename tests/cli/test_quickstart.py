@@ -30,7 +30,9 @@ def check_report(report: dict) -> None:
     assert isinstance(report["n_pairs"], int) and report["n_pairs"] >= report["n_songs"]
     assert isinstance(report["per_stem"], dict) and report["per_stem"]
     for label, vals in report["per_stem"].items():
-        assert set(vals) == set(METRIC_NAMES), label
+        assert set(METRIC_NAMES) | {"oracle_prompt_accuracy", "oracle_si_sdr_improvement_db"} <= set(vals), label
+        assert set(vals) - set(METRIC_NAMES) <= {"oracle_prompt_accuracy", "oracle_si_sdr_improvement_db",
+                                                  "latent_prompt_accuracy", "latent_rel_mse"}, label
         assert all(isinstance(v, float) for v in vals.values()), label
     assert isinstance(report["stage_seconds"], dict) and report["stage_seconds"]
     assert all(_is_number(v) and v >= 0 for v in report["stage_seconds"].values())
@@ -76,7 +78,7 @@ def test_smoke_quickstart_writes_a_full_report(smoke_out):
 def _block(model, oracle=None, silence=None, sdri=None):
     rows = {"model": {"logmel_l1_ratio_vs_mix": {"mean": model}}}
     if oracle is not None:
-        rows["oracle"] = {"logmel_l1_ratio_vs_mix": {"mean": oracle}}
+        rows["oracle"] = {"logmel_l1_ratio_vs_mix": {"mean": oracle}, "si_sdri": {"mean": 2 * sdri}}
         rows["silence"] = {"logmel_l1_ratio_vs_mix": {"mean": silence}}
         rows["model"]["si_sdri"] = {"mean": sdri}
     return {"rows": rows}
@@ -89,8 +91,16 @@ def test_build_report_fields_and_values():
     report = build_report(evaluation=evaluation, untrained=untrained,
                           prompt_hits={"Bass": [True, False], "Synth Lead": [True]},
                           para_hits={"Bass": [True] * 5 + [False] * 5, "Synth Lead": [False] * 5},
-                          stage_seconds={"corpus": 1, "train_ae": 2.5}, wall_seconds=10, n_songs=2)
+                          stage_seconds={"corpus": 1, "train_ae": 2.5}, wall_seconds=10, n_songs=2,
+                          oracle_hits={"Bass": [True, True], "Synth Lead": [False]},
+                          latent={"latent_prompt_accuracy": 0.75, "latent_rel_mse": 0.4, "x0_error_t1": 0.6,
+                                  "x0_error_t1_uncond": 0.9, "per_stem": {"Bass": {"latent_prompt_accuracy": 1.0,
+                                                                                   "latent_rel_mse": 0.3}}})
     check_report(report)
+    assert report["oracle_prompt_accuracy"] == pytest.approx(2 / 3) and report["per_stem"]["Synth Lead"]["oracle_prompt_accuracy"] == 0.0
+    assert report["oracle_si_sdr_improvement_db"] == 8.0 and report["per_stem"]["Bass"]["oracle_si_sdr_improvement_db"] == 10.0
+    assert report["latent_prompt_accuracy"] == 0.75 and report["x0_error_t1_uncond"] == 0.9
+    assert report["per_stem"]["Bass"]["latent_rel_mse"] == 0.3 and "latent_rel_mse" not in report["per_stem"]["Synth Lead"]
     assert report["logmel_l1_ratio_vs_mix"] == 0.5 and report["untrained_logmel_l1_ratio_vs_mix"] == 1.5
     assert report["oracle_logmel_l1_ratio_vs_mix"] == 0.2 and report["silence_logmel_l1_ratio_vs_mix"] == 3.0
     assert report["prompt_accuracy"] == pytest.approx(2 / 3)

@@ -138,3 +138,24 @@ def test_sentence_encoder_output_scale(minilm):
     assert torch.allclose(b, a * minilm.output_scale, atol=1e-5 * minilm.output_scale)
     with pytest.raises(UserError, match="output_scale"):
         build_conditioner({**node, "config": {**node["config"], "output_scale": 0}})
+
+
+def test_embedding_table_returns_what_the_encoder_gave_and_refuses_other_texts(tmp_path):
+    from mgeldm.errors import UserError
+    from mgeldm.models.conditioners import build_conditioner, write_embedding_table
+
+    class Fixed:
+        dim = 3
+
+        def embed_text(self, texts):
+            return torch.stack([torch.tensor([len(t), t.count("a"), 1.0]) for t in texts])
+
+    path = write_embedding_table(Fixed(), ["a bass", "drums", "a bass"], tmp_path / "table.npz")
+    table = build_conditioner({"type": "embedding_table", "config": {"path": str(path)}})
+    assert table.dim == 3
+    torch.testing.assert_close(table.embed_text(["drums", "a bass"]), Fixed().embed_text(["drums", "a bass"]))
+    with pytest.raises(UserError, match="no embedding for 'piano'"):
+        table.embed_text(["drums", "piano"])
+    (tmp_path / "bad.npz").write_bytes(b"not a table")
+    with pytest.raises(UserError, match="not a text-embedding table"):
+        build_conditioner({"type": "embedding_table", "config": {"path": str(tmp_path / "bad.npz")}})
