@@ -184,13 +184,13 @@ def evaluate_pairs(pairs: Sequence[Pair], *, metrics: Sequence[str] = DEFAULT_ME
     embedder = embedder_factory() if "fad" in metrics and embedder_factory else None
     if "fad" in metrics and embedder is None:
         raise UserError("+metrics contains fad: choose an embedder with fad.embedder=vggish|clap|melstats")
-    from tqdm import tqdm
+    from mgeldm.progress import progress_bar
 
     uses_mel = any(m in metrics for m in ("logmel_l1", "logmel_l1_ratio_vs_mix"))
     per_file: list[dict] = []
     emb: dict[tuple[str, str], list[np.ndarray]] = {}   # (row, group) -> embeddings
     emb_ref: dict[str, list[np.ndarray]] = {}
-    for pair in tqdm(pairs, desc="evaluate", unit="file", disable=not progress):
+    for pair in progress_bar(pairs, desc="evaluate", unit="file", disable=not progress):
         sig = {"model": load_eval_audio(pair.pred, sample_rate), "ref": load_eval_audio(pair.ref, sample_rate)}
         if pair.mix is not None:
             sig["mixture"] = load_eval_audio(pair.mix, sample_rate)

