@@ -2,14 +2,20 @@
 
 Config layout (``configs/trainer/*.yaml``): ``pl_trainer`` is passed to ``pytorch_lightning.Trainer``
 (devices, num_nodes, strategy, precision, max_epochs, max_steps, ...); ``recipe`` goes to the
-training module; the other keys (batch_size, num_workers, checkpoint_every_n_steps, logger, demo)
-are read here.
+training module; the other keys (batch_size, num_workers, checkpoint_every_n_steps, logger, demo,
+progress) are read here.
+
+What a run prints: a progress line every ``log_every_n_steps`` steps (``trainer.progress=false`` turns them
+off; see :class:`mgeldm.training.callbacks.ProgressLines`); Lightning's own tqdm bar only on a terminal (in a
+log file it is carriage returns); none of Lightning's banners and tips.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,7 @@ TRAINING_RULES: dict[str, Rule] = {
     "trainer.batch_size": integer(1),
     "trainer.num_workers": integer(0),
     "trainer.pin_memory": boolean(),
+    "trainer.progress": boolean(),
     "trainer.checkpoint_every_n_steps": integer(1),
     "trainer.save_top_k": integer(-1),
     "trainer.logger": _LOGGER,
@@ -223,15 +230,42 @@ def build_logger(kind: Any, save_dir: Path, cfg: Mapping[str, Any]):
     raise UserError(f"trainer.logger: unknown logger {kind!r}; expected csv, tensorboard, wandb or none")
 
 
+# Lightning's info lines that say nothing about this run (banners, advertisements) or that the progress
+# lines say better (why the run stopped).
+_LIGHTNING_CHATTER = ("💡 Tip", "GPU available", "TPU available", "HPU available", "`Trainer.fit` stopped",
+                      "Time limit reached")
+
+
+class _DropChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(_LIGHTNING_CHATTER)
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's banners and tips, and its warning about a validation_step without validation data
+    (our modules define one; most runs have no validation set)."""
+    log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _DropChatter) for f in log.filters):
+        log.addFilter(_DropChatter())
+    warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
+
+
 def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, unused_params: bool = False,
-                  datasets: list | None = None):
-    """A Lightning Trainer with atomic checkpoints (every N steps + last) and the configured logger."""
+                  datasets: list | None = None, prog: str = "training"):
+    """A Lightning Trainer with atomic checkpoints (every N steps + last), the configured logger and progress
+    lines naming ``prog``."""
     import pytorch_lightning as pl
 
     from mgeldm.files import remove_stale_temporaries
-    from mgeldm.training.callbacks import AtomicCheckpointIO, DatasetEpochCallback, RunCheckpoint
+    from mgeldm.progress import on_terminal
+    from mgeldm.training.callbacks import AtomicCheckpointIO, DatasetEpochCallback, ProgressLines, RunCheckpoint
 
+    quiet_lightning()
     pl_cfg = dict(tcfg.get("pl_trainer") or {})
+    if not on_terminal(sys.stdout):  # Lightning's bar draws on stdout
+        pl_cfg["enable_progress_bar"] = False
+    if tcfg.get("progress", True):
+        callbacks = [*callbacks, ProgressLines(prog, int(pl_cfg.get("log_every_n_steps", 50)))]
     pl_cfg["precision"] = resolve_precision(pl_cfg.get("precision", "auto"))
     devices, nodes = pl_cfg.get("devices", 1), int(pl_cfg.get("num_nodes", 1))
     multi = nodes > 1 or (isinstance(devices, int) and devices > 1) or (isinstance(devices, (list, tuple)) and len(devices) > 1)

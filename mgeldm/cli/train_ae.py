@@ -99,7 +99,7 @@ def run(cfg: dict) -> None:
         source = valid_set if valid_set is not None else train_set
         audio = torch.stack([source[i]["mix_wav"] for i in range(min(int(demo.get("num_demos", 4)), len(source)))])
         callbacks.append(AEDemoCallback(save_dir / "samples", audio, int(demo["every_n_steps"]), ae.sample_rate))
-    trainer = build_trainer(tcfg, save_dir, callbacks, unused_params=True, datasets=[train_set])
+    trainer = build_trainer(tcfg, save_dir, callbacks, unused_params=True, datasets=[train_set], prog="train_ae.py")
     val_loader = make_loader(valid_set, tcfg, train=False) if valid_set is not None else None
     trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
 

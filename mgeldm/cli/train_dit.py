@@ -218,7 +218,7 @@ def run(cfg: dict) -> None:
         n = min(int(demo.get("num_demos", 8)), len(source))
         demo_batch = default_collate([source[i] for i in range(n)])  # given mixes of the extraction demo
         callbacks.append(DiTDemoCallback(save_dir / "samples", demo_batch=demo_batch, **demo))
-    trainer = build_trainer(tcfg, save_dir, callbacks, datasets=[train_set])
+    trainer = build_trainer(tcfg, save_dir, callbacks, datasets=[train_set], prog="train_dit.py")
     val_loader = make_loader(valid_set, tcfg, train=False) if valid_set is not None else None
     trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
 
