@@ -249,16 +249,15 @@ def _query(cfg: Mapping, task: str, prompts: list[str | None]) -> tuple[str | No
     return str(path), (wave, sr)
 
 
-def _clap_path(model_cfg: Mapping, needed: bool) -> Path | None:
-    """The conditioner checkpoint: required when prompts need it, checked whenever it is set."""
-    from mgeldm.api import conditioner_ckpt
+def _clap_path(model_cfg: Mapping, text: bool) -> Path | None:
+    """The conditioner checkpoint (already checked to exist when it is needed), or None."""
+    from mgeldm.api import conditioner_ckpt, conditioner_node, takes_clap_ckpt
 
+    if text and conditioner_node(model_cfg) is None:
+        raise UserError("+text_prompt: this model has no conditioner (its config has no model.conditioner); "
+                        "it generates without prompts: leave +text_prompt and +query_wav_path out")
     clap = conditioner_ckpt(model_cfg)
-    node_cfg = ((model_cfg.get("conditioner") or {}).get("clap_text") or {}).get("config") or {}
-    if _is_null(clap) and not (needed and "clap_ckpt_path" in node_cfg):
-        return None
-    return _readable_file(clap, "clap_ckpt_path", "the CLAP checkpoint music_audioset_epoch_15_esc_90.14.pt "
-                                                 "for text prompts (clap_ckpt_path=/path/to/it)")
+    return Path(str(clap)).expanduser() if takes_clap_ckpt(model_cfg) and not _is_null(clap) else None
 
 
 def _given_inputs(cfg: Mapping, task: str, sample_rate: int) -> tuple[str | None, list[GivenInput], bool]:
@@ -276,9 +275,9 @@ def _given_inputs(cfg: Mapping, task: str, sample_rate: int) -> tuple[str | None
 
 def parse_options(cfg: Mapping) -> InferOptions:
     """Check every option and input of ``cfg`` (the composed Hydra config); builds no model."""
-    from mgeldm.api import check_chunked, checkpoint_model_config, resolve_device, resolve_precision
+    from mgeldm.api import check_chunked, inference_model_config, resolve_device, resolve_precision
     from mgeldm.tasks.outputs import TASK_SUBDIRS, check_output_dir
-    from mgeldm.tasks.tasks import TASK_DEFAULTS, TASKS
+    from mgeldm.tasks.tasks import TASKS, task_defaults
     from mgeldm.tasks.windowing import check_gen_duration, overlap_frames
 
     task = cfg.get("task", None)
@@ -286,12 +285,14 @@ def parse_options(cfg: Mapping) -> InferOptions:
         raise UserError(f"+task: missing; expected one of {', '.join(TASKS)}")
     if not isinstance(task, str) or task not in TASKS:
         raise UserError(f"+task={task}: unknown task; expected one of {', '.join(TASKS)}")
-    ckpt = _readable_file(cfg.get("ckpt_path", None), "ckpt_path",
-                          "the unwrapped DiT checkpoint (e.g. unwrapped_DiT.ckpt)")
-    model_cfg = checkpoint_model_config(ckpt, _model_config(cfg))
+    prompts, several = _prompts(cfg.get("text_prompt", None), task)
+    text = any(p is not None for p in prompts) or not _is_null(cfg.get("query_wav_path", None))
+    # every missing file (checkpoint, CLAP, tokenizer) in one line, before anything is loaded
+    model_cfg = inference_model_config(cfg.get("ckpt_path", None), _model_config(cfg), text=text)
+    ckpt = Path(str(cfg.get("ckpt_path"))).expanduser()
     sample_rate, window, ratio = _model_facts(model_cfg)
 
-    defaults = TASK_DEFAULTS[task]
+    defaults = task_defaults(task, window * ratio / sample_rate)
     steps = _integer(cfg, "num_steps", defaults.steps, minimum=1)
     cfg_scale = _number(cfg, "cfg_scale", defaults.cfg_scale)
     overlap = _number(cfg, "overlap_dur", defaults.overlap_dur, minimum=0.0)
@@ -312,9 +313,8 @@ def parse_options(cfg: Mapping) -> InferOptions:
     if gen_dur is not None:
         check_gen_duration(gen_dur, sample_rate, ratio)
 
-    prompts, several = _prompts(cfg.get("text_prompt", None), task)
     query_path, query = _query(cfg, task, prompts)
-    clap_path = _clap_path(model_cfg, needed=query is not None or any(p is not None for p in prompts))
+    clap_path = _clap_path(model_cfg, text)
     given, inputs, is_folder = _given_inputs(cfg, task, sample_rate)
     output_dir = check_output_dir(str(cfg.get("output_dir", None) or DEFAULT_OUTPUT_DIR), TASK_SUBDIRS[task])
 
