@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from mgeldm.errors import UserError
+from mgeldm.errors import UserError, print_error
 
 PROMPT = "The sound of {label}."  # the canonical prompt (one of the training templates)
 REPORT_KEYS = ("latent_prompt_accuracy", "latent_rel_mse", "x0_error_t0.05", "x0_error_t0.05_uncond",
@@ -304,13 +304,13 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     try:
         _check(args)
         overfit(args) if args.command == "overfit" else latents_cmd(args)
     except UserError as err:
-        print(f"diagnose.py: error: {err}", file=sys.stderr)
-        return 2
+        return print_error(p.prog, str(err))
     return 0
 
 

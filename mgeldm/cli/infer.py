@@ -5,26 +5,8 @@ then load the model, then generate into a hidden folder, then publish it as ``ou
 A ``UserError`` anywhere becomes one line on stderr and exit code 2, with no output folder.
 Ctrl-C (exit 130) and SIGTERM (exit 143) remove the hidden partial folder the same way.
 
-Options passed with ``+`` (the original's) have their defaults here, not in the yaml:
-
-=================  ===========================================================================
-+task              total_gen | source_extract | partial_gen | accomp_gen | partial_gen_iter
-+gen_audio_dur     seconds to generate (total_gen; default 30)
-+given_wav_path    an audio file, or a folder of them (every task but total_gen)
-+text_prompt       text; a list for several prompts in one batch; ``a; b`` for partial_gen_iter
-+query_wav_path    a reference clip whose CLAP audio embedding replaces the text prompt
-+num_steps +cfg_scale +overlap_dur +repaint_n +eta   sampler settings (defaults: the scripts')
-+output_dir        default ./outputs_infer/
-+device            auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
-+precision         fp32 | bf16 | fp16 (autocast of the DiT)
-+seed              integer; a random one is drawn (and recorded in run.json) when absent
-+encode_sample     false = VAE mean (default); true = sample as the original
-+output_sr         also write every result at this rate (e.g. the input's)
-+compile           true: torch.compile the DiT (CUDA graphs on CUDA); pays a one-off compilation
-+save_png          false: write the wavs only, no spectrogram pngs (default true, as the original)
-+chunked           auto: the VAE in one pass up to 10 minutes of audio, as the original, in chunks beyond;
-                   true: always in chunks (bounded memory); false: never
-=================  ===========================================================================
+Options passed with ``+`` (the original's) have their defaults here, not in the yaml: see
+:data:`OPTION_HELP` (what ``python infer.py --help`` prints).
 """
 
 from __future__ import annotations
@@ -43,14 +25,35 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mgeldm.errors import UserError
+from mgeldm.errors import UserError, fail
 
-OPTIONS = ("task", "gen_audio_dur", "given_wav_path", "text_prompt", "query_wav_path", "num_steps", "cfg_scale",
-           "overlap_dur", "repaint_n", "eta", "output_dir", "device", "precision", "seed", "encode_sample",
-           "output_sr", "compile", "save_png", "chunked")
+PROG = "infer.py"
 GIVEN_TASKS = ("source_extract", "partial_gen", "accomp_gen", "partial_gen_iter")
 DEFAULT_OUTPUT_DIR = "./outputs_infer/"
 DEFAULT_GEN_DUR = 30.0
+# The `+` options: name, what it takes and its default.
+OPTION_HELP: tuple[tuple[str, str], ...] = (
+    ("task", "total_gen | source_extract | partial_gen | accomp_gen | partial_gen_iter (required)"),
+    ("given_wav_path", "an audio file (any format, rate, channels) or a folder of them; every task but total_gen"),
+    ("text_prompt", "text; ['a','b'] for several prompts in one batch; 'a; b' for partial_gen_iter"),
+    ("gen_audio_dur", f"seconds to generate (total_gen; default {DEFAULT_GEN_DUR:g})"),
+    ("query_wav_path", "a reference clip whose CLAP audio embedding replaces the text prompt"),
+    ("output_dir", f"where output_NNNN/ folders are written (default {DEFAULT_OUTPUT_DIR})"),
+    ("num_steps", "sampling steps (default: the task's, below)"),
+    ("cfg_scale", "classifier-free guidance scale (default: the task's)"),
+    ("overlap_dur", "seconds shared by consecutive windows, below one window (default: the task's, scaled)"),
+    ("repaint_n", "RePaint repeats per step (default: the task's)"),
+    ("eta", "DDIM noise, 0 = deterministic (default 0)"),
+    ("seed", "integer; a random one is drawn and recorded in run.json when absent"),
+    ("device", "auto (cuda > mps > cpu, default) | cpu | cuda | cuda:N | mps"),
+    ("precision", "fp32 (default) | bf16 | fp16 (the DiT's compute precision)"),
+    ("encode_sample", "true: sample the VAE encoding as the original (default false: its mean)"),
+    ("output_sr", "also write every result at this rate (e.g. 44100)"),
+    ("compile", "true: torch.compile the DiT (CUDA graphs on CUDA); a one-off compilation (default false)"),
+    ("save_png", "false: wavs only, no spectrogram png beside each (default true)"),
+    ("chunked", "auto (default): the VAE in one pass up to 10 min of audio, in chunks beyond | true | false"),
+)
+OPTIONS = tuple(name for name, _ in OPTION_HELP)
 # Tests only: the name of a signal (KILL, TERM, INT) that a run sends itself once its hidden output
 # folder exists, a deterministic point at which to interrupt it.
 SIGNAL_TEST_ENV = "MGELDM_TEST_SIGNAL_IN_OUTPUT"
@@ -273,6 +276,31 @@ def _given_inputs(cfg: Mapping, task: str, sample_rate: int) -> tuple[str | None
     return str(path), [_load_input(path, sample_rate, "+given_wav_path")], False
 
 
+def usage() -> str:
+    """The text of ``python infer.py --help``."""
+    from mgeldm.cli.hydra_args import usage_text
+    from mgeldm.tasks.tasks import RELEASED_WINDOW_SECONDS, TASK_DEFAULTS
+    from mgeldm.weights import CLAP_FILE, DIT_FILE, WEIGHTS_DIR
+
+    options = [("ckpt_path=FILE", f"the unwrapped MGE-LDM checkpoint (the released one: {WEIGHTS_DIR}/{DIT_FILE})"),
+               ("clap_ckpt_path=FILE", f"LAION's music CLAP (default {WEIGHTS_DIR}/{CLAP_FILE}; a model with "
+                                       "another conditioner, e.g. the quickstart's, needs none)"),
+               *((f"+{name}=", text) for name, text in OPTION_HELP)]
+    defaults = [f"  {task:<17} {d.steps} / {d.cfg_scale:g} / {d.overlap_dur:g} / {d.repaint_n}"
+                for task, d in TASK_DEFAULTS.items()]
+    notes = [f"task defaults, steps / cfg_scale / overlap_dur s / repaint_n (for the released {RELEASED_WINDOW_SECONDS:g} s "
+             "window; the overlap is scaled to another model's window: overlap x window / "
+             f"{RELEASED_WINDOW_SECONDS:g} s):", *defaults,
+             "A checkpoint written by unwrap_model.py carries its model config: no --config-name needed."]
+    examples = [f"python infer.py ckpt_path={WEIGHTS_DIR}/{DIT_FILE} +task=source_extract +given_wav_path=song.wav "
+                "\"+text_prompt='The sound of vocals'\"",
+                "python infer.py ckpt_path=quickstart_out/checkpoints/mgeldm.ckpt +task=source_extract "
+                "+given_wav_path=my_song.wav \"+text_prompt='The sound of bass.'\" +num_steps=4 +cfg_scale=2"]
+    return usage_text("python infer.py ckpt_path=FILE +task=TASK [+key=value ...]",
+                      "Runs one of MGE-LDM's five tasks; each run writes a new <output_dir>/<task>/output_NNNN/ "
+                      "(wavs, pngs, prompt.txt, run.json).", options, examples, notes)
+
+
 def parse_options(cfg: Mapping) -> InferOptions:
     """Check every option and input of ``cfg`` (the composed Hydra config); builds no model."""
     from mgeldm.api import check_chunked, inference_model_config, resolve_device, resolve_precision
@@ -455,12 +483,6 @@ def run(opts: InferOptions) -> Path:
     return final
 
 
-def _fail(message: str, code: int = 2) -> None:
-    sys.stdout.flush()
-    print(message, file=sys.stderr, flush=True)
-    sys.exit(code)
-
-
 def _test_signal_point() -> None:
     name = os.environ.get(SIGNAL_TEST_ENV)
     if name:
@@ -490,13 +512,13 @@ def main(cfg: Mapping) -> None:
         with _sigterm_unwinds():
             run(parse_options(cfg))
     except UserError as exc:
-        _fail(f"error: {exc}")
+        fail(PROG, str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted; no output folder was written", 130)
+        fail(PROG, "interrupted; no output folder was written", 130)
     except Terminated:
-        _fail("terminated (SIGTERM); no output folder was written", 143)
+        fail(PROG, "terminated (SIGTERM); no output folder was written", 143)
     except Exception as exc:
         if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"):
             raise  # a bug, not a user mistake: keep the traceback
-        _fail(f"error: out of memory on +device={cfg.get('device', None) or 'auto'}; "
-              "try +precision=bf16, fewer prompts in one call, +chunked=true (the VAE in chunks) or +device=cpu")
+        fail(PROG, f"out of memory on +device={cfg.get('device', None) or 'auto'}; "
+             "try +precision=bf16, fewer prompts in one call, +chunked=true (the VAE in chunks) or +device=cpu")

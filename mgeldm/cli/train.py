@@ -27,6 +27,22 @@ from mgeldm.cli.schema import (Rule, boolean, check_config, choice, integer, lis
 from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file, check_writable_dir
 
+# What --help shows of the options both training CLIs read (mgeldm.cli.train).
+TRAINING_HELP: tuple[tuple[str, str], ...] = (
+    ("save_dir=DIR", "checkpoints/, logs/ and samples/ of the run"),
+    ("ckpt_path=last|FILE", "resume: last = <save_dir>/checkpoints/last.ckpt (a fresh run when there is none)"),
+    ("seed=N", "the run's seed (default: the config's; 42 when it sets none)"),
+    ("logger=NAME", "csv (default) | tensorboard | wandb | none"),
+    ("trainer.batch_size=N", "per device"),
+    ("trainer.pl_trainer.max_steps=N", "stop after N optimizer steps (-1: no limit)"),
+    ("trainer.pl_trainer.max_time=T", "stop after DD:HH:MM:SS of wall time"),
+    ("trainer.pl_trainer.devices=N", "GPUs (or CPU processes); also accelerator=cpu|gpu|mps, num_nodes=N"),
+    ("trainer.pl_trainer.precision=P", "auto (bf16-mixed where supported) | 16-mixed | 32-true | ..."),
+    ("trainer.pl_trainer.log_every_n_steps=N", "metrics and progress lines every N steps (at most one line per 10 s)"),
+    ("trainer.progress=false", "no progress lines"),
+    ("trainer.recipe.optimizer.lr=X", "and the other trainer.recipe.* keys of configs/trainer/*.yaml"),
+)
+
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 # Set by build_trainer itself: refused in trainer.pl_trainer.

@@ -66,8 +66,8 @@ def test_infer_names_every_missing_file_in_one_line(bare_machine, monkeypatch, c
         main(cfg)
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    _assert_names_all_three(lines[0][len("error: "):])
+    assert len(lines) == 1 and lines[0].startswith("infer.py: error: "), lines
+    _assert_names_all_three(lines[0][len("infer.py: error: "):])
 
 
 def test_only_what_is_missing_is_named(bare_machine, clap_fixtures, reference_fixtures, monkeypatch):
