@@ -311,8 +311,7 @@ class MGELDM:
         texts = [(i, p) for i, p in enumerate(items) if p is not None]
         if texts:
             if self.conditioner is None:
-                raise UserError("clap_ckpt_path: not set; text prompts need the CLAP checkpoint "
-                                "(music_audioset_epoch_15_esc_90.14.pt)")
+                raise UserError(self._no_conditioner("text prompts"))
             with torch.inference_mode():
                 emb = self.conditioner.embed_text([p for _, p in texts]).float().cpu()
             out[[i for i, _ in texts]] = emb
@@ -321,11 +320,17 @@ class MGELDM:
     def embed_audio(self, audio: Tensor | np.ndarray, sr: int) -> Tensor:
         """Query by example: the conditioner's audio embedding of a reference clip -> (1, G)."""
         if self.conditioner is None:
-            raise UserError("clap_ckpt_path: not set; an audio query needs the CLAP checkpoint")
+            raise UserError(self._no_conditioner("audio queries"))
         target = getattr(self.conditioner, "sample_rate", None) or sr
         wave = prepare_audio(audio, sr, int(target), "query audio")
         with torch.inference_mode():
             return self.conditioner.embed_audio(wave[None].to(self.device), int(target)).float().cpu().reshape(1, -1)
+
+    def _no_conditioner(self, what: str) -> str:
+        if self.model_config is not None and conditioner_node(self.model_config) is None:
+            return (f"this model has no conditioner (its config has no model.conditioner): {what} cannot be used; "
+                    "it generates without prompts (None)")
+        return f"clap_ckpt_path: not set; {what} need the CLAP checkpoint {CLAP_FILE}"
 
     def _cond(self, prompts: Prompts, query: tuple[Tensor | np.ndarray, int] | None) -> Tensor:
         if query is not None:

@@ -97,3 +97,18 @@ def _carried(path):
     from mgeldm.checkpoints import read_model_config
 
     return read_model_config(path)
+
+
+def test_prompts_on_a_model_without_conditioner_say_so(carried_checkpoints, tmp_path):
+    """The tiny model has no conditioner: a prompt is refused naming that, not a CLAP file to get."""
+    from mgeldm.api import MGELDM
+    from mgeldm.cli.infer import parse_options
+    from mgeldm.errors import UserError
+
+    m = MGELDM.from_pretrained(carried_checkpoints["default_dit_tiny"], device="cpu")
+    with pytest.raises(UserError, match="no conditioner"):
+        m.generate("drums", seconds=0.2, steps=1)
+    cfg = _compose("dit", [f"ckpt_path={carried_checkpoints['default_dit_tiny']}", "++task=total_gen",
+                           "++text_prompt=drums", f"++output_dir={tmp_path / 'out'}"])
+    with pytest.raises(UserError, match="no conditioner"):
+        parse_options(cfg)

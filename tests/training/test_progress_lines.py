@@ -60,7 +60,7 @@ def test_progress_can_be_turned_off(train_here, tmp_path, capfd):
     import mgeldm.cli.train_dit as train_dit
 
     train_here(train_dit, "default_dit_tiny", f"save_dir={tmp_path}", "trainer.pl_trainer.max_steps=2",
-               "+trainer.progress=false")
+               "trainer.progress=false")
     assert "train_dit.py:" not in capfd.readouterr().out
 
 
