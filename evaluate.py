@@ -13,10 +13,10 @@ from mgeldm.cli.hydra_args import run_app, run_cli
 def main(cfg: DictConfig) -> None:
     from mgeldm.cli.evaluate import run
 
-    run_cli(None, run, cfg)  # errors read "error: ...", as infer.py's
+    run_cli("evaluate.py", run, cfg)
 
 
 if __name__ == "__main__":
-    from mgeldm.cli.evaluate import OPTIONS
+    from mgeldm.cli.evaluate import OPTIONS, usage
 
-    run_app(main, None, options=OPTIONS)
+    run_app(main, "evaluate.py", options=OPTIONS, usage=usage)

@@ -6,7 +6,7 @@ All logic lives in :mod:`mgeldm.cli.infer` (options, errors) over :mod:`mgeldm.a
 import hydra
 
 from mgeldm.cli.hydra_args import run_app
-from mgeldm.cli.infer import OPTIONS
+from mgeldm.cli.infer import OPTIONS, usage
 from mgeldm.cli.infer import main as run_infer
 
 
@@ -16,4 +16,4 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    run_app(main, None, options=(*OPTIONS, "ckpt_path", "clap_ckpt_path"))
+    run_app(main, "infer.py", options=(*OPTIONS, "ckpt_path", "clap_ckpt_path"), usage=usage)

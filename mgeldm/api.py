@@ -26,6 +26,7 @@ from torch import Tensor
 from mgeldm.errors import UserError
 from mgeldm.tasks import tasks as T
 from mgeldm.tasks.tasks import SamplingSettings, TaskRunner
+from mgeldm.weights import CLAP_FILE, DIT_FILE, Missing, file_problem, raise_if_missing
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -112,11 +113,18 @@ def conditioner_ckpt(model_cfg: Mapping[str, Any]) -> str | None:
     return (node.get("config") or {}).get("clap_ckpt_path")
 
 
+def takes_clap_ckpt(model_cfg: Mapping[str, Any]) -> bool:
+    """Whether the config's conditioner reads a checkpoint file (LAION-CLAP does; the quickstart's MiniLM not)."""
+    node = conditioner_node(model_cfg)
+    return node is not None and "clap_ckpt_path" in (node.get("config") or {})
+
+
 def with_conditioner_ckpt(model_cfg: Mapping[str, Any], clap_ckpt: str | os.PathLike | None) -> dict[str, Any]:
-    """A copy of ``model_cfg`` whose conditioner reads ``clap_ckpt`` (when given)."""
+    """A copy of ``model_cfg`` whose conditioner reads ``clap_ckpt`` (when given, and when the conditioner
+    reads a checkpoint at all: a config without one keeps running without it)."""
     cfg = dict(model_cfg)
     node = conditioner_node(cfg)
-    if clap_ckpt is None or node is None:
+    if clap_ckpt is None or not takes_clap_ckpt(cfg):
         return cfg
     node["config"] = {**(node.get("config") or {}), "clap_ckpt_path": str(clap_ckpt)}
     cfg["conditioner"] = {**(cfg.get("conditioner") or {}), "clap_text": node}
@@ -154,6 +162,45 @@ def checkpoint_model_config(ckpt: str | os.PathLike, fallback: Mapping[str, Any]
         return dict(fallback) if fallback is not None else default_model_config()
     clap = conditioner_ckpt(fallback) if fallback is not None else None
     return with_conditioner_ckpt(carried, clap) if clap else carried
+
+
+def missing_inference_files(ckpt: str | os.PathLike | None, model_cfg: Mapping[str, Any], *,
+                            text: bool = False, conditioner: bool = True) -> list[Missing]:
+    """Every file that loading ``ckpt`` with ``model_cfg`` needs and that is not there (see :mod:`mgeldm.weights`).
+
+    The checkpoint always; with ``conditioner`` (it is built from the config) and a CLAP conditioner, its
+    checkpoint and the RoBERTa tokenizer files when the checkpoint is set (the conditioner is then built) or
+    ``text`` says prompts need it.
+    """
+    from mgeldm.models.clap.tokenizer import tokenizer_problem
+
+    missing = []
+    problem = file_problem(ckpt)
+    if problem:
+        missing.append(Missing("ckpt_path", ckpt, problem, f"an unwrapped MGE-LDM checkpoint such as {DIT_FILE}"))
+    clap = conditioner_ckpt(model_cfg)
+    if conditioner and takes_clap_ckpt(model_cfg) and (text or clap is not None):
+        problem = file_problem(clap)
+        if problem:
+            missing.append(Missing("clap_ckpt_path", clap, problem, f"LAION's music CLAP checkpoint {CLAP_FILE}"))
+        tokenizer = (conditioner_node(model_cfg).get("config") or {}).get("tokenizer_path")
+        problem = tokenizer_problem(tokenizer)
+        if problem:
+            missing.append(Missing("RoBERTa tokenizer", None, problem))
+    return missing
+
+
+def inference_model_config(ckpt: str | os.PathLike | None, fallback: Mapping[str, Any] | None,
+                           clap_ckpt: str | os.PathLike | None = None, *, text: bool = False,
+                           conditioner: bool = True) -> dict[str, Any]:
+    """The model config to load ``ckpt`` with (:func:`checkpoint_model_config`, with ``clap_ckpt`` applied),
+    after checking that every file it needs is there (:func:`missing_inference_files`): one UserError names
+    all missing ones, before any weights are read."""
+    readable = file_problem(ckpt) is None
+    cfg = checkpoint_model_config(ckpt, fallback) if readable else dict(fallback or default_model_config())
+    cfg = with_conditioner_ckpt(cfg, clap_ckpt)
+    raise_if_missing(missing_inference_files(ckpt, cfg, text=text, conditioner=conditioner))
+    return cfg
 
 
 def prepare_audio(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "given audio") -> Tensor:
@@ -207,25 +254,26 @@ class MGELDM:
 
         The model is built from the config the checkpoint carries (``unwrap_model.py`` writes it beside
         the weights); for a checkpoint without one (the released weights) from ``model_config``, the
-        ``model`` node of a Hydra config (a mapping or a yaml file), by default ``configs/dit.yaml``'s. The conditioner is ``conditioner`` when given, else it
+        ``model`` node of a Hydra config (a mapping or a yaml file), by default ``configs/dit.yaml``'s.
+        The conditioner is ``conditioner`` when given, else it
         is built from the config's conditioner node with ``clap_ckpt`` as its checkpoint (when
         neither is set, only unconditional generation is available). ``compile`` runs the DiT through
         torch.compile (CUDA graphs on CUDA); the first window pays the compilation. ``chunked``: None
         runs the VAE in one pass up to ``WHOLE_PASS_MAX_SECONDS`` (10 minutes) and in chunks beyond,
         True always in chunks (less memory, slightly different audio near the joins), False never.
+        Every file it needs (the checkpoint; for a CLAP conditioner its checkpoint and roberta-base's
+        tokenizer files) is checked first, and one error names all that are missing.
         """
         from mgeldm.models.mgeldm import load_mgeldm
 
         dev = resolve_device(device)
         resolve_precision(precision)
         explicit = _plain(model_config) if model_config is not None else None
-        cfg = checkpoint_model_config(ckpt, explicit)
-        cfg = with_conditioner_ckpt(cfg, clap_ckpt)
+        cfg = inference_model_config(ckpt, explicit, clap_ckpt, conditioner=conditioner is None)
         node = conditioner_node(cfg)
         if conditioner is None and node is not None:
             # A CLAP node needs its checkpoint; other conditioners (e.g. the quickstart's) build as they are.
-            needs_ckpt = "clap_ckpt_path" in (node.get("config") or {})
-            if conditioner_ckpt(cfg) or not needs_ckpt:
+            if conditioner_ckpt(cfg) or not takes_clap_ckpt(cfg):
                 conditioner = build_conditioner_from(cfg, dev)
         model = load_mgeldm(ckpt, cfg)
         return cls(model, conditioner, device=dev, precision=precision, model_config=cfg, progress=progress,
@@ -253,8 +301,7 @@ class MGELDM:
         texts = [(i, p) for i, p in enumerate(items) if p is not None]
         if texts:
             if self.conditioner is None:
-                raise UserError("clap_ckpt_path: not set; text prompts need the CLAP checkpoint "
-                                "(music_audioset_epoch_15_esc_90.14.pt)")
+                raise UserError(self._no_conditioner("text prompts"))
             with torch.inference_mode():
                 emb = self.conditioner.embed_text([p for _, p in texts]).float().cpu()
             out[[i for i, _ in texts]] = emb
@@ -263,11 +310,17 @@ class MGELDM:
     def embed_audio(self, audio: Tensor | np.ndarray, sr: int) -> Tensor:
         """Query by example: the conditioner's audio embedding of a reference clip -> (1, G)."""
         if self.conditioner is None:
-            raise UserError("clap_ckpt_path: not set; an audio query needs the CLAP checkpoint")
+            raise UserError(self._no_conditioner("audio queries"))
         target = getattr(self.conditioner, "sample_rate", None) or sr
         wave = prepare_audio(audio, sr, int(target), "query audio")
         with torch.inference_mode():
             return self.conditioner.embed_audio(wave[None].to(self.device), int(target)).float().cpu().reshape(1, -1)
+
+    def _no_conditioner(self, what: str) -> str:
+        if self.model_config is not None and conditioner_node(self.model_config) is None:
+            return (f"this model has no conditioner (its config has no model.conditioner): {what} cannot be used; "
+                    "it generates without prompts (None)")
+        return f"clap_ckpt_path: not set; {what} need the CLAP checkpoint {CLAP_FILE}"
 
     def _cond(self, prompts: Prompts, query: tuple[Tensor | np.ndarray, int] | None) -> Tensor:
         if query is not None:
@@ -288,8 +341,9 @@ class MGELDM:
 
     # -- tasks ----------------------------------------------------------------------------------
     def settings(self, task: str, **kw: Any) -> SamplingSettings:
-        """The task's defaults (the original scripts' values) with the given non-None overrides."""
-        base = T.TASK_DEFAULTS[task]
+        """The task's defaults (the original scripts' values, the overlap scaled to this model's window, see
+        :func:`mgeldm.tasks.tasks.task_defaults`) with the given non-None overrides."""
+        base = T.task_defaults(task, self.runner.window_seconds)
         names = {"steps": "steps", "cfg_scale": "cfg_scale", "overlap": "overlap_dur", "overlap_dur": "overlap_dur",
                  "repaint_n": "repaint_n", "eta": "eta", "t_min": "t_min"}
         values = {f: getattr(base, f) for f in ("steps", "cfg_scale", "overlap_dur", "repaint_n", "eta", "t_min")}

@@ -38,7 +38,7 @@ else
   IFS=',' read -r -a DATASET_LIST <<< "$DATASET"
 fi
 if [ ${#DATASET_LIST[@]} -eq 0 ]; then
-  echo "No corpus root set: export SLAKH_DIR=... (see the top of $0)" >&2
+  echo "pre_encode_script.sh: error: no corpus root set: export SLAKH_DIR=... (see the top of $0)" >&2
   exit 2
 fi
 echo "Encoding: ${DATASET_LIST[*]}"

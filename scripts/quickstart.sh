@@ -16,19 +16,24 @@ OUT=./quickstart_out
 SMOKE=0
 SIZE=small
 GPU=0
+die() { echo "quickstart.sh: error: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --out) OUT="$2"; shift 2 ;;
-    --out=*) OUT="${1#*=}"; shift ;;
+    --out) [ $# -ge 2 ] && [ -n "$2" ] || die "--out: expects a folder (--out DIR)"; OUT="$2"; shift 2 ;;
+    --out=*) OUT="${1#*=}"; [ -n "$OUT" ] || die "--out: expects a folder (--out DIR)"; shift ;;
     --smoke) SMOKE=1; shift ;;
-    --size) SIZE="$2"; shift 2 ;;
+    --size) [ $# -ge 2 ] || die "--size: expects small or medium"; SIZE="$2"; shift 2 ;;
     --size=*) SIZE="${1#*=}"; shift ;;
     --gpu) GPU=1; shift ;;
-    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
-    *) echo "quickstart.sh: unknown argument $1 (expected --out DIR, --smoke, --size small|medium, --gpu)" >&2; exit 2 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) die "$1: unknown argument (expected --out DIR, --smoke, --size small|medium, --gpu)" ;;
   esac
 done
-case "$SIZE" in small|medium) ;; *) echo "quickstart.sh: --size $SIZE: expected small or medium" >&2; exit 2 ;; esac
+case "$SIZE" in small|medium) ;; *) die "--size $SIZE: expected small or medium" ;; esac
+# --gpu needs CUDA: refused now, before any stage runs, rather than with a traceback in the training stage.
+if [ "$GPU" = 1 ] && ! "${PYTHON:-python3}" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
+  die "--gpu: no CUDA GPU is visible to PyTorch here; run without --gpu (CPU)"
+fi
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"

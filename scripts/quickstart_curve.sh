@@ -17,21 +17,22 @@
 set -euo pipefail
 
 FROM=""; MODEL=dit; MINUTES=30; EVERY=1400; MAX_STEPS=1000000; OUT=""; GPU=0; EXTRA=()
+die() { echo "quickstart_curve.sh: error: $*" >&2; exit 2; }
+value() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1: expects a value (see --help)"; }  # value OPTION "$2"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --from) FROM="$2"; shift 2 ;;
-    --model) MODEL="$2"; shift 2 ;;
-    --minutes) MINUTES="$2"; shift 2 ;;
-    --every) EVERY="$2"; shift 2 ;;
-    --max-steps) MAX_STEPS="$2"; shift 2 ;;
-    --out) OUT="$2"; shift 2 ;;
+    --from) value "$@"; FROM="$2"; shift 2 ;;
+    --model) value "$@"; MODEL="$2"; shift 2 ;;
+    --minutes) value "$@"; MINUTES="$2"; shift 2 ;;
+    --every) value "$@"; EVERY="$2"; shift 2 ;;
+    --max-steps) value "$@"; MAX_STEPS="$2"; shift 2 ;;
+    --out) value "$@"; OUT="$2"; shift 2 ;;
     --gpu) GPU=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
-    *) echo "quickstart_curve.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) die "$1: unknown argument (see --help)" ;;
   esac
 done
-die() { echo "quickstart_curve.sh: $*" >&2; exit 2; }
 [ -n "$FROM" ] || die "--from QS_OUT: missing (the output folder of scripts/quickstart.sh)"
 case "$MODEL" in dit|ae) ;; *) die "--model $MODEL: expected dit or ae" ;; esac
 [[ "$MINUTES" =~ ^[0-9]+$ && "$MINUTES" -ge 1 && "$MINUTES" -le 5999 ]] || die "--minutes $MINUTES: expected a whole number of minutes >= 1"

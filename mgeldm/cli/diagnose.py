@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from mgeldm.data.prompts import canonical_prompt
-from mgeldm.errors import UserError
+from mgeldm.errors import UserError, print_error
 
 REPORT_KEYS = ("latent_prompt_accuracy", "latent_rel_mse", "x0_error_t0.05", "x0_error_t0.05_uncond",
                "x0_error_t0.4", "x0_error_t0.4_uncond", "x0_error_t0.8", "x0_error_t0.8_uncond",
@@ -290,13 +290,13 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     try:
         _check(args)
         overfit(args) if args.command == "overfit" else latents_cmd(args)
     except UserError as err:
-        print(f"diagnose.py: error: {err}", file=sys.stderr)
-        return 2
+        return print_error(p.prog, str(err))
     return 0
 
 

@@ -184,13 +184,13 @@ def evaluate_pairs(pairs: Sequence[Pair], *, metrics: Sequence[str] = DEFAULT_ME
     embedder = embedder_factory() if "fad" in metrics and embedder_factory else None
     if "fad" in metrics and embedder is None:
         raise UserError("+metrics contains fad: choose an embedder with fad.embedder=vggish|clap|melstats")
-    from tqdm import tqdm
+    from mgeldm.progress import progress_bar
 
     uses_mel = any(m in metrics for m in ("logmel_l1", "logmel_l1_ratio_vs_mix"))
     per_file: list[dict] = []
     emb: dict[tuple[str, str], list[np.ndarray]] = {}   # (row, group) -> embeddings
     emb_ref: dict[str, list[np.ndarray]] = {}
-    for pair in tqdm(pairs, desc="evaluate", unit="file", disable=not progress):
+    for pair in progress_bar(pairs, desc="evaluate", unit="file", disable=not progress):
         sig = {"model": load_eval_audio(pair.pred, sample_rate), "ref": load_eval_audio(pair.ref, sample_rate)}
         if pair.mix is not None:
             sig["mixture"] = load_eval_audio(pair.mix, sample_rate)
@@ -303,6 +303,28 @@ def output_paths(output: str) -> tuple[Path, Path]:
     if p.suffix.lower() == ".json":
         return p, p.with_suffix(".md")
     return p / "evaluation.json", p / "evaluation.md"
+
+
+def usage() -> str:
+    """The text of ``python evaluate.py --help``."""
+    from mgeldm.cli.hydra_args import usage_text
+
+    options = [("+pred_dir=DIR", "the estimates: audio files, paired with ref_dir's by relative path (required)"),
+               ("+ref_dir=DIR", "the references (required)"),
+               ("+mix_dir=DIR", "the mixtures: the mixture row, si_sdri and logmel_l1_ratio_vs_mix"),
+               ("+oracle_dir=DIR", "e.g. the AE round trip of the references: the oracle row"),
+               ("+metrics=[a,b]", f"default [{','.join(DEFAULT_METRICS)}]; known: {', '.join(KNOWN_METRICS)}"),
+               ("+output=PATH", "X.json (and X.md beside it), or a folder for evaluation.json/.md (required)"),
+               ("+sample_rate=HZ", "the rate everything is compared at (default 16000)"),
+               ("fad.embedder=NAME", "melstats (default) | vggish (+vggish_weights=FILE) | clap"),
+               ("progress=false", "no progress display"),
+               ("logmel.<key>=V", "Log-Mel front end; bootstrap.n_boot / bootstrap.seed: the 95 % intervals")]
+    examples = ["python evaluate.py +pred_dir=out/pred +ref_dir=data/ref +output=out/evaluation.json",
+                "python evaluate.py +pred_dir=out/pred +ref_dir=data/ref +mix_dir=data/mix "
+                "\"+metrics=[si_sdr,si_sdri,logmel_l1_ratio_vs_mix]\" +output=out/"]
+    return usage_text("python evaluate.py +pred_dir=DIR +ref_dir=DIR +output=PATH [key=value ...]",
+                      "Scores estimated stems against references per group (a file's first folder, e.g. bass/), "
+                      "with mixture, silence and oracle rows, mean, std and bootstrap intervals.", options, examples)
 
 
 def run(cfg: Mapping) -> dict:

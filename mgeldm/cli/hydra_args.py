@@ -15,6 +15,9 @@ What :func:`run_app` does, in order:
 * **the original's spellings**: ``model.pretransform.ae_config.<x>`` names ``model.pretransform.autoencoder.<x>``.
 * **Hydra's errors** (no such ``--config-name``, an unknown key, ``+key`` for a key that exists) become one
   line naming the option and what was expected.
+* **--help / -h** prints the entry point's own short usage (its options, their defaults, examples; see
+  :func:`usage_text`) instead of Hydra's dump of every config group; ``--hydra-help`` and ``--cfg job`` still
+  show Hydra's help and the composed config.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mgeldm.config import CONFIG_DIR  # re-exported for the entry points
-from mgeldm.errors import UserError
+from mgeldm.errors import UserError, fail
 AE_ALIAS = ("model.pretransform.ae_config", "model.pretransform.autoencoder")
 _QUOTE_HINT = "see https://hydra.cc/docs/advanced/override_grammar/basic"
 
@@ -256,15 +259,7 @@ def _hydra_raises():
             os.environ["HYDRA_FULL_ERROR"] = old
 
 
-def fail(prog: str | None, message: str, code: int = 2) -> None:
-    """The one error line (``<prog>: error: ...``, or ``error: ...`` without a prog) on stderr, then exit."""
-    sys.stdout.flush()
-    prefix = f"{prog}: error: " if prog else "error: "
-    print(prefix + " ".join(str(message).split()), file=sys.stderr, flush=True)
-    sys.exit(code)
-
-
-def run_cli(prog: str | None, fn: Callable[[dict], None], cfg) -> None:
+def run_cli(prog: str, fn: Callable[[dict], None], cfg) -> None:
     """Inside the ``@hydra.main`` function: resolve the config to plain containers, run ``fn``, turn a
     UserError into one line + exit 2."""
     import warnings
@@ -283,9 +278,30 @@ def run_cli(prog: str | None, fn: Callable[[dict], None], cfg) -> None:
         fail(prog, str(err))
 
 
-def run_app(app: Callable[[], None], prog: str | None, *, options: Iterable[str] = (),
-            config_dir: str | os.PathLike = CONFIG_DIR) -> None:
-    """Run the ``@hydra.main`` function ``app`` on ``sys.argv`` behind the shared boundary."""
+HELP_FLAGS = ("-h", "--help")
+_HYDRA_HELP = ("Hydra flags: --config-name NAME (a configs/NAME.yaml), --config-dir DIR, --cfg job (print the "
+               "composed config), --hydra-help.")
+
+
+def usage_text(synopsis: str, summary: str, options: Sequence[tuple[str, str]], examples: Sequence[str],
+               notes: Sequence[str] = ()) -> str:
+    """A short --help page: the synopsis, what the program does, one line per option, notes, examples."""
+    width = min(30, max(len(name) for name, _ in options) + 2)
+    lines = [f"usage: {synopsis}", "", summary, "", "options (key=value, +key=value and ++key=value are the same):"]
+    for name, text in options:
+        pad = name.ljust(width) if len(name) < width else name + "\n" + " " * (width + 2)
+        lines.append(f"  {pad}{text}")
+    lines += ["", *notes, _HYDRA_HELP, "", "examples:", *(f"  {e}" for e in examples)]
+    return "\n".join(lines) + "\n"
+
+
+def run_app(app: Callable[[], None], prog: str, *, options: Iterable[str] = (),
+            config_dir: str | os.PathLike = CONFIG_DIR, usage: str | Callable[[], str] | None = None) -> None:
+    """Run the ``@hydra.main`` function ``app`` on ``sys.argv`` behind the shared boundary; ``-h``/``--help``
+    prints ``usage`` (text, or a function returning it) and exits 0."""
+    if usage is not None and any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+        print(usage() if callable(usage) else usage, end="", flush=True)
+        sys.exit(0)
     dirs = [Path(config_dir)]
     try:
         dirs = config_dirs(sys.argv[1:], config_dir)

@@ -5,26 +5,8 @@ then load the model, then generate into a hidden folder, then publish it as ``ou
 A ``UserError`` anywhere becomes one line on stderr and exit code 2, with no output folder.
 Ctrl-C (exit 130) and SIGTERM (exit 143) remove the hidden partial folder the same way.
 
-Options passed with ``+`` (the original's) have their defaults here, not in the yaml:
-
-=================  ===========================================================================
-+task              total_gen | source_extract | partial_gen | accomp_gen | partial_gen_iter
-+gen_audio_dur     seconds to generate (total_gen; default 30)
-+given_wav_path    an audio file, or a folder of them (every task but total_gen)
-+text_prompt       text; a list for several prompts in one batch; ``a; b`` for partial_gen_iter
-+query_wav_path    a reference clip whose CLAP audio embedding replaces the text prompt
-+num_steps +cfg_scale +overlap_dur +repaint_n +eta   sampler settings (defaults: the scripts')
-+output_dir        default ./outputs_infer/
-+device            auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
-+precision         fp32 | bf16 | fp16 (autocast of the DiT)
-+seed              integer; a random one is drawn (and recorded in run.json) when absent
-+encode_sample     false = VAE mean (default); true = sample as the original
-+output_sr         also write every result at this rate (e.g. the input's)
-+compile           true: torch.compile the DiT (CUDA graphs on CUDA); pays a one-off compilation
-+save_png          false: write the wavs only, no spectrogram pngs (default true, as the original)
-+chunked           auto: the VAE in one pass up to 10 minutes of audio, as the original, in chunks beyond;
-                   true: always in chunks (bounded memory); false: never
-=================  ===========================================================================
+Options passed with ``+`` (the original's) have their defaults here, not in the yaml: see
+:data:`OPTION_HELP` (what ``python infer.py --help`` prints).
 """
 
 from __future__ import annotations
@@ -43,14 +25,35 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mgeldm.errors import UserError
+from mgeldm.errors import UserError, fail
 
-OPTIONS = ("task", "gen_audio_dur", "given_wav_path", "text_prompt", "query_wav_path", "num_steps", "cfg_scale",
-           "overlap_dur", "repaint_n", "eta", "output_dir", "device", "precision", "seed", "encode_sample",
-           "output_sr", "compile", "save_png", "chunked")
+PROG = "infer.py"
 GIVEN_TASKS = ("source_extract", "partial_gen", "accomp_gen", "partial_gen_iter")
 DEFAULT_OUTPUT_DIR = "./outputs_infer/"
 DEFAULT_GEN_DUR = 30.0
+# The `+` options: name, what it takes and its default.
+OPTION_HELP: tuple[tuple[str, str], ...] = (
+    ("task", "total_gen | source_extract | partial_gen | accomp_gen | partial_gen_iter (required)"),
+    ("given_wav_path", "an audio file (any format, rate, channels) or a folder of them; every task but total_gen"),
+    ("text_prompt", "text; ['a','b'] for several prompts in one batch; 'a; b' for partial_gen_iter"),
+    ("gen_audio_dur", f"seconds to generate (total_gen; default {DEFAULT_GEN_DUR:g})"),
+    ("query_wav_path", "a reference clip whose CLAP audio embedding replaces the text prompt"),
+    ("output_dir", f"where output_NNNN/ folders are written (default {DEFAULT_OUTPUT_DIR})"),
+    ("num_steps", "sampling steps (default: the task's, below)"),
+    ("cfg_scale", "classifier-free guidance scale (default: the task's)"),
+    ("overlap_dur", "seconds shared by consecutive windows, below one window (default: the task's, scaled)"),
+    ("repaint_n", "RePaint repeats per step (default: the task's)"),
+    ("eta", "DDIM noise, 0 = deterministic (default 0)"),
+    ("seed", "integer; a random one is drawn and recorded in run.json when absent"),
+    ("device", "auto (cuda > mps > cpu, default) | cpu | cuda | cuda:N | mps"),
+    ("precision", "fp32 (default) | bf16 | fp16 (the DiT's compute precision)"),
+    ("encode_sample", "true: sample the VAE encoding as the original (default false: its mean)"),
+    ("output_sr", "also write every result at this rate (e.g. 44100)"),
+    ("compile", "true: torch.compile the DiT (CUDA graphs on CUDA); a one-off compilation (default false)"),
+    ("save_png", "false: wavs only, no spectrogram png beside each (default true)"),
+    ("chunked", "auto (default): the VAE in one pass up to 10 min of audio, in chunks beyond | true | false"),
+)
+OPTIONS = tuple(name for name, _ in OPTION_HELP)
 # Tests only: the name of a signal (KILL, TERM, INT) that a run sends itself once its hidden output
 # folder exists, a deterministic point at which to interrupt it.
 SIGNAL_TEST_ENV = "MGELDM_TEST_SIGNAL_IN_OUTPUT"
@@ -249,16 +252,15 @@ def _query(cfg: Mapping, task: str, prompts: list[str | None]) -> tuple[str | No
     return str(path), (wave, sr)
 
 
-def _clap_path(model_cfg: Mapping, needed: bool) -> Path | None:
-    """The conditioner checkpoint: required when prompts need it, checked whenever it is set."""
-    from mgeldm.api import conditioner_ckpt
+def _clap_path(model_cfg: Mapping, text: bool) -> Path | None:
+    """The conditioner checkpoint (already checked to exist when it is needed), or None."""
+    from mgeldm.api import conditioner_ckpt, conditioner_node, takes_clap_ckpt
 
+    if text and conditioner_node(model_cfg) is None:
+        raise UserError("+text_prompt: this model has no conditioner (its config has no model.conditioner); "
+                        "it generates without prompts: leave +text_prompt and +query_wav_path out")
     clap = conditioner_ckpt(model_cfg)
-    node_cfg = ((model_cfg.get("conditioner") or {}).get("clap_text") or {}).get("config") or {}
-    if _is_null(clap) and not (needed and "clap_ckpt_path" in node_cfg):
-        return None
-    return _readable_file(clap, "clap_ckpt_path", "the CLAP checkpoint music_audioset_epoch_15_esc_90.14.pt "
-                                                 "for text prompts (clap_ckpt_path=/path/to/it)")
+    return Path(str(clap)).expanduser() if takes_clap_ckpt(model_cfg) and not _is_null(clap) else None
 
 
 def _given_inputs(cfg: Mapping, task: str, sample_rate: int) -> tuple[str | None, list[GivenInput], bool]:
@@ -274,11 +276,36 @@ def _given_inputs(cfg: Mapping, task: str, sample_rate: int) -> tuple[str | None
     return str(path), [_load_input(path, sample_rate, "+given_wav_path")], False
 
 
+def usage() -> str:
+    """The text of ``python infer.py --help``."""
+    from mgeldm.cli.hydra_args import usage_text
+    from mgeldm.tasks.tasks import RELEASED_WINDOW_SECONDS, TASK_DEFAULTS
+    from mgeldm.weights import CLAP_FILE, DIT_FILE, WEIGHTS_DIR
+
+    options = [("ckpt_path=FILE", f"the unwrapped MGE-LDM checkpoint (the released one: {WEIGHTS_DIR}/{DIT_FILE})"),
+               ("clap_ckpt_path=FILE", f"LAION's music CLAP (default {WEIGHTS_DIR}/{CLAP_FILE}; a model with "
+                                       "another conditioner, e.g. the quickstart's, needs none)"),
+               *((f"+{name}=", text) for name, text in OPTION_HELP)]
+    defaults = [f"  {task:<17} {d.steps} / {d.cfg_scale:g} / {d.overlap_dur:g} / {d.repaint_n}"
+                for task, d in TASK_DEFAULTS.items()]
+    notes = [f"task defaults, steps / cfg_scale / overlap_dur s / repaint_n (for the released {RELEASED_WINDOW_SECONDS:g} s "
+             "window; the overlap is scaled to another model's window: overlap x window / "
+             f"{RELEASED_WINDOW_SECONDS:g} s):", *defaults,
+             "A checkpoint written by unwrap_model.py carries its model config: no --config-name needed."]
+    examples = [f"python infer.py ckpt_path={WEIGHTS_DIR}/{DIT_FILE} +task=source_extract +given_wav_path=song.wav "
+                "\"+text_prompt='The sound of vocals'\"",
+                "python infer.py ckpt_path=quickstart_out/checkpoints/mgeldm.ckpt +task=source_extract "
+                "+given_wav_path=my_song.wav \"+text_prompt='The sound of bass.'\" +num_steps=4 +cfg_scale=2"]
+    return usage_text("python infer.py ckpt_path=FILE +task=TASK [+key=value ...]",
+                      "Runs one of MGE-LDM's five tasks; each run writes a new <output_dir>/<task>/output_NNNN/ "
+                      "(wavs, pngs, prompt.txt, run.json).", options, examples, notes)
+
+
 def parse_options(cfg: Mapping) -> InferOptions:
     """Check every option and input of ``cfg`` (the composed Hydra config); builds no model."""
-    from mgeldm.api import check_chunked, checkpoint_model_config, resolve_device, resolve_precision
+    from mgeldm.api import check_chunked, inference_model_config, resolve_device, resolve_precision
     from mgeldm.tasks.outputs import TASK_SUBDIRS, check_output_dir
-    from mgeldm.tasks.tasks import TASK_DEFAULTS, TASKS
+    from mgeldm.tasks.tasks import TASKS, task_defaults
     from mgeldm.tasks.windowing import check_gen_duration, overlap_frames
 
     task = cfg.get("task", None)
@@ -286,12 +313,14 @@ def parse_options(cfg: Mapping) -> InferOptions:
         raise UserError(f"+task: missing; expected one of {', '.join(TASKS)}")
     if not isinstance(task, str) or task not in TASKS:
         raise UserError(f"+task={task}: unknown task; expected one of {', '.join(TASKS)}")
-    ckpt = _readable_file(cfg.get("ckpt_path", None), "ckpt_path",
-                          "the unwrapped DiT checkpoint (e.g. unwrapped_DiT.ckpt)")
-    model_cfg = checkpoint_model_config(ckpt, _model_config(cfg))
+    prompts, several = _prompts(cfg.get("text_prompt", None), task)
+    text = any(p is not None for p in prompts) or not _is_null(cfg.get("query_wav_path", None))
+    # every missing file (checkpoint, CLAP, tokenizer) in one line, before anything is loaded
+    model_cfg = inference_model_config(cfg.get("ckpt_path", None), _model_config(cfg), text=text)
+    ckpt = Path(str(cfg.get("ckpt_path"))).expanduser()
     sample_rate, window, ratio = _model_facts(model_cfg)
 
-    defaults = TASK_DEFAULTS[task]
+    defaults = task_defaults(task, window * ratio / sample_rate)
     steps = _integer(cfg, "num_steps", defaults.steps, minimum=1)
     cfg_scale = _number(cfg, "cfg_scale", defaults.cfg_scale)
     overlap = _number(cfg, "overlap_dur", defaults.overlap_dur, minimum=0.0)
@@ -312,9 +341,8 @@ def parse_options(cfg: Mapping) -> InferOptions:
     if gen_dur is not None:
         check_gen_duration(gen_dur, sample_rate, ratio)
 
-    prompts, several = _prompts(cfg.get("text_prompt", None), task)
     query_path, query = _query(cfg, task, prompts)
-    clap_path = _clap_path(model_cfg, needed=query is not None or any(p is not None for p in prompts))
+    clap_path = _clap_path(model_cfg, text)
     given, inputs, is_folder = _given_inputs(cfg, task, sample_rate)
     output_dir = check_output_dir(str(cfg.get("output_dir", None) or DEFAULT_OUTPUT_DIR), TASK_SUBDIRS[task])
 
@@ -455,12 +483,6 @@ def run(opts: InferOptions) -> Path:
     return final
 
 
-def _fail(message: str, code: int = 2) -> None:
-    sys.stdout.flush()
-    print(message, file=sys.stderr, flush=True)
-    sys.exit(code)
-
-
 def _test_signal_point() -> None:
     name = os.environ.get(SIGNAL_TEST_ENV)
     if name:
@@ -490,13 +512,13 @@ def main(cfg: Mapping) -> None:
         with _sigterm_unwinds():
             run(parse_options(cfg))
     except UserError as exc:
-        _fail(f"error: {exc}")
+        fail(PROG, str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted; no output folder was written", 130)
+        fail(PROG, "interrupted; no output folder was written", 130)
     except Terminated:
-        _fail("terminated (SIGTERM); no output folder was written", 143)
+        fail(PROG, "terminated (SIGTERM); no output folder was written", 143)
     except Exception as exc:
         if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"):
             raise  # a bug, not a user mistake: keep the traceback
-        _fail(f"error: out of memory on +device={cfg.get('device', None) or 'auto'}; "
-              "try +precision=bf16, fewer prompts in one call, +chunked=true (the VAE in chunks) or +device=cpu")
+        fail(PROG, f"out of memory on +device={cfg.get('device', None) or 'auto'}; "
+             "try +precision=bf16, fewer prompts in one call, +chunked=true (the VAE in chunks) or +device=cpu")

@@ -111,8 +111,33 @@ def hydra_main(cfg: DictConfig) -> None:
     run_cli("pre_encode.py", run, cfg)
 
 
+def usage() -> str:
+    """The text of ``python pre_encode.py --help``."""
+    from mgeldm.cli.hydra_args import usage_text
+
+    options = [("--config-name NAME", "default_ae (the released AE's sizes, default) | quickstart_ae"),
+               ("ckpt_path=FILE", "the unwrapped AE (.ckpt or .safetensors)"),
+               ("+clap_ckpt_path=FILE", "LAION's music CLAP (per-second audio embeddings)"),
+               ("+save_root_dir=DIR", "where the latents go (required)"),
+               ("+extract_dataset=[a,b]", "corpus keys: slakh2100, musdb18hq, moisesdb, medleydbV2, mtgjamendo, "
+                                          "mixtures, other_tracks"),
+               ("+data_dirs.<key>=DIR", "the root of each corpus"),
+               ("+num_shards=N +shard_id=I", "split the work over processes or machines (default 1, 0)"),
+               ("+device=DEV", "cuda:0 when available, else cpu (default)"),
+               ("+dry_run=true", "list what would be encoded, write nothing"),
+               ("pre_encode.<key>=V", "batch sizes, chunking, progress: the pre_encode node of configs/default_ae.yaml")]
+    examples = ["python pre_encode.py --config-name default_ae ckpt_path=unwrapped_AE.ckpt "
+                "+clap_ckpt_path=music_audioset_epoch_15_esc_90.14.pt +save_root_dir=pre_extracted_latents "
+                "+extract_dataset=[slakh2100] +data_dirs.slakh2100=/data/slakh2100_flac_redux",
+                "python pre_encode.py ... +num_shards=4 +shard_id=0   # one of 4 processes; reruns skip finished tracks"]
+    return usage_text("python pre_encode.py [--config-name NAME] ckpt_path=AE +save_root_dir=DIR "
+                      "+extract_dataset=[...] +data_dirs.<key>=DIR [key=value ...]",
+                      "Encodes multitrack corpora into AE latents and per-second CLAP embeddings for train_dit.py "
+                      "(resumable).", options, examples)
+
+
 def main() -> None:
-    run_app(hydra_main, "pre_encode.py", options=OPTIONS)
+    run_app(hydra_main, "pre_encode.py", options=OPTIONS, usage=usage)
 
 
 if __name__ == "__main__":

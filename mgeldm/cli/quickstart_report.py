@@ -31,8 +31,10 @@ from typing import Any
 import torch
 
 from mgeldm.data.prompts import canonical_prompt
-from mgeldm.errors import UserError
+from mgeldm.errors import UserError, print_error
 from mgeldm.files import write_text_atomic
+
+PROG = "python -m mgeldm.cli.quickstart_report"
 
 # Wordings that never appear in training (the training prompts are the 25 templates of
 # mgeldm/data/prompts.py filled with the lower-cased class names).
@@ -429,7 +431,7 @@ def paraphrase_list(labels: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mgeldm.cli.quickstart_report")
+    p = argparse.ArgumentParser(prog=PROG)
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("prepare")
     a.add_argument("--corpus", required=True)
@@ -538,8 +540,7 @@ def main(argv: list[str] | None = None) -> int:
             write_text_atomic(out / "quickstart_report.md", markdown(report, extra))
             print((out / "quickstart_report.md").read_text())
     except UserError as err:
-        print(f"quickstart_report: error: {err}", file=sys.stderr)
-        return 2
+        return print_error(PROG, str(err))
     return 0
 
 

@@ -25,8 +25,10 @@ from typing import Any
 import torch
 
 from mgeldm.cli.quickstart_report import _closest_is, _share, compose, prompt_list, slug
-from mgeldm.errors import UserError
+from mgeldm.errors import UserError, print_error
 from mgeldm.files import write_text_atomic
+
+PROG = "python -m mgeldm.cli.quickstart_score"
 
 Estimator = Callable[[str, torch.Tensor, Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]]
 
@@ -157,7 +159,7 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mgeldm.cli.quickstart_score", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("kind", choices=("dit", "ae"), help="dit: unwrapped MGE-LDM checkpoints; ae: unwrapped AE checkpoints")
     p.add_argument("ckpts", nargs="+", help="checkpoint files, scored in this order")
     p.add_argument("--eval-dir", required=True, help="a quickstart's <out>/eval")
@@ -187,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             write_text_atomic(out.with_suffix(".md"), markdown(rows))
             print(markdown(rows))
     except UserError as err:
-        print(f"quickstart_score: error: {err}", file=sys.stderr)
-        return 2
+        return print_error(PROG, str(err))
     return 0
 
 

@@ -2,14 +2,20 @@
 
 Config layout (``configs/trainer/*.yaml``): ``pl_trainer`` is passed to ``pytorch_lightning.Trainer``
 (devices, num_nodes, strategy, precision, max_epochs, max_steps, ...); ``recipe`` goes to the
-training module; the other keys (batch_size, num_workers, checkpoint_every_n_steps, logger, demo)
-are read here.
+training module; the other keys (batch_size, num_workers, checkpoint_every_n_steps, logger, demo,
+progress) are read here.
+
+What a run prints: a progress line every ``log_every_n_steps`` steps (``trainer.progress=false`` turns them
+off; see :class:`mgeldm.training.callbacks.ProgressLines`); Lightning's own tqdm bar only on a terminal (in a
+log file it is carriage returns); none of Lightning's banners and tips.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,22 @@ from mgeldm.cli.schema import (Rule, boolean, check_config, choice, integer, lis
                                optional, prefixed, text)
 from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file, check_writable_dir
+
+# What --help shows of the options both training CLIs read (mgeldm.cli.train).
+TRAINING_HELP: tuple[tuple[str, str], ...] = (
+    ("save_dir=DIR", "checkpoints/, logs/ and samples/ of the run"),
+    ("ckpt_path=last|FILE", "resume: last = <save_dir>/checkpoints/last.ckpt (a fresh run when there is none)"),
+    ("seed=N", "the run's seed (default: the config's; 42 when it sets none)"),
+    ("logger=NAME", "csv (default) | tensorboard | wandb | none"),
+    ("trainer.batch_size=N", "per device"),
+    ("trainer.pl_trainer.max_steps=N", "stop after N optimizer steps (-1: no limit)"),
+    ("trainer.pl_trainer.max_time=T", "stop after DD:HH:MM:SS of wall time"),
+    ("trainer.pl_trainer.devices=N", "GPUs (or CPU processes); also accelerator=cpu|gpu|mps, num_nodes=N"),
+    ("trainer.pl_trainer.precision=P", "auto (bf16-mixed where supported) | 16-mixed | 32-true | ..."),
+    ("trainer.pl_trainer.log_every_n_steps=N", "metrics and progress lines every N steps (at most one line per 10 s)"),
+    ("trainer.progress=false", "no progress lines"),
+    ("trainer.recipe.optimizer.lr=X", "and the other trainer.recipe.* keys of configs/trainer/*.yaml"),
+)
 
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -42,6 +64,7 @@ TRAINING_RULES: dict[str, Rule] = {
     "trainer.batch_size": integer(1),
     "trainer.num_workers": integer(0),
     "trainer.pin_memory": boolean(),
+    "trainer.progress": boolean(),
     "trainer.checkpoint_every_n_steps": integer(1),
     "trainer.save_top_k": integer(-1),
     "trainer.logger": _LOGGER,
@@ -223,15 +246,42 @@ def build_logger(kind: Any, save_dir: Path, cfg: Mapping[str, Any]):
     raise UserError(f"trainer.logger: unknown logger {kind!r}; expected csv, tensorboard, wandb or none")
 
 
+# Lightning's info lines that say nothing about this run (banners, advertisements) or that the progress
+# lines say better (why the run stopped).
+_LIGHTNING_CHATTER = ("💡 Tip", "GPU available", "TPU available", "HPU available", "`Trainer.fit` stopped",
+                      "Time limit reached")
+
+
+class _DropChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(_LIGHTNING_CHATTER)
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's banners and tips, and its warning about a validation_step without validation data
+    (our modules define one; most runs have no validation set)."""
+    log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _DropChatter) for f in log.filters):
+        log.addFilter(_DropChatter())
+    warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
+
+
 def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, unused_params: bool = False,
-                  datasets: list | None = None):
-    """A Lightning Trainer with atomic checkpoints (every N steps + last) and the configured logger."""
+                  datasets: list | None = None, prog: str = "training"):
+    """A Lightning Trainer with atomic checkpoints (every N steps + last), the configured logger and progress
+    lines naming ``prog``."""
     import pytorch_lightning as pl
 
     from mgeldm.files import remove_stale_temporaries
-    from mgeldm.training.callbacks import AtomicCheckpointIO, DatasetEpochCallback, RunCheckpoint
+    from mgeldm.progress import on_terminal
+    from mgeldm.training.callbacks import AtomicCheckpointIO, DatasetEpochCallback, ProgressLines, RunCheckpoint
 
+    quiet_lightning()
     pl_cfg = dict(tcfg.get("pl_trainer") or {})
+    if not on_terminal(sys.stdout):  # Lightning's bar draws on stdout
+        pl_cfg["enable_progress_bar"] = False
+    if tcfg.get("progress", True):
+        callbacks = [*callbacks, ProgressLines(prog, int(pl_cfg.get("log_every_n_steps", 50)))]
     pl_cfg["precision"] = resolve_precision(pl_cfg.get("precision", "auto"))
     devices, nodes = pl_cfg.get("devices", 1), int(pl_cfg.get("num_nodes", 1))
     multi = nodes > 1 or (isinstance(devices, int) and devices > 1) or (isinstance(devices, (list, tuple)) and len(devices) > 1)

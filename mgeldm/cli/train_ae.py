@@ -12,8 +12,8 @@ import hydra
 
 from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
 from mgeldm.cli.schema import boolean, integer, list_of, number, optional, prefixed
-from mgeldm.cli.train import (OPTIMIZER_RULES, SCHEDULER_RULES, build_trainer, check_training_options, make_loader,
-                              resolve_resume, run_seed, seed_all)
+from mgeldm.cli.train import (OPTIMIZER_RULES, SCHEDULER_RULES, TRAINING_HELP, build_trainer, check_training_options,
+                              make_loader, resolve_resume, run_seed, seed_all)
 from mgeldm.errors import UserError
 
 # Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
@@ -99,7 +99,7 @@ def run(cfg: dict) -> None:
         source = valid_set if valid_set is not None else train_set
         audio = torch.stack([source[i]["mix_wav"] for i in range(min(int(demo.get("num_demos", 4)), len(source)))])
         callbacks.append(AEDemoCallback(save_dir / "samples", audio, int(demo["every_n_steps"]), ae.sample_rate))
-    trainer = build_trainer(tcfg, save_dir, callbacks, unused_params=True, datasets=[train_set])
+    trainer = build_trainer(tcfg, save_dir, callbacks, unused_params=True, datasets=[train_set], prog="train_ae.py")
     val_loader = make_loader(valid_set, tcfg, train=False) if valid_set is not None else None
     trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
 
@@ -109,8 +109,25 @@ def hydra_main(cfg) -> None:
     run_cli("train_ae.py", run, cfg)
 
 
+def usage() -> str:
+    """The text of ``python train_ae.py --help``."""
+    from mgeldm.cli.hydra_args import usage_text
+
+    options = [("--config-name NAME", "default_ae (the VAE recipe, default) | quickstart_ae | default_ae_tiny"),
+               *TRAINING_HELP,
+               ("data.train.<corpus>.data_dir=DIR", "a raw corpus root (slakh2100, musdb18hq, moisesdb, ...)"),
+               ("pretrained_ckpt_path=FILE", "start from an unwrapped AE")]
+    examples = ["python train_ae.py --config-name default_ae save_dir=runs/autoencoder "
+                "data.train.slakh2100.data_dir=/data/slakh2100_flac_redux",
+                "python train_ae.py --config-name default_ae save_dir=runs/autoencoder ckpt_path=last   # resume"]
+    return usage_text("python train_ae.py [--config-name NAME] [key=value ...]",
+                      "Trains the VAE (MR-STFT, adversarial and KL losses, EMA) with Lightning; then unwrap_model.py "
+                      "+type=autoencoder.", options, examples,
+                      ["Every number of a recipe is in configs/ and can be overridden as key=value."])
+
+
 def main() -> None:
-    run_app(hydra_main, "train_ae.py", options=OPTIONS)
+    run_app(hydra_main, "train_ae.py", options=OPTIONS, usage=usage)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ import hydra
 
 from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
 from mgeldm.cli.schema import boolean, integer, list_of, number, optional, prefixed, text
-from mgeldm.cli.train import (build_trainer, check_training_options, make_loader, resolve_resume, run_seed, seed_all)
+from mgeldm.cli.train import (TRAINING_HELP, build_trainer, check_training_options, make_loader, resolve_resume,
+                              run_seed, seed_all)
 from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file
 
@@ -218,7 +219,7 @@ def run(cfg: dict) -> None:
         n = min(int(demo.get("num_demos", 8)), len(source))
         demo_batch = default_collate([source[i] for i in range(n)])  # given mixes of the extraction demo
         callbacks.append(DiTDemoCallback(save_dir / "samples", demo_batch=demo_batch, **demo))
-    trainer = build_trainer(tcfg, save_dir, callbacks, datasets=[train_set])
+    trainer = build_trainer(tcfg, save_dir, callbacks, datasets=[train_set], prog="train_dit.py")
     val_loader = make_loader(valid_set, tcfg, train=False) if valid_set is not None else None
     trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
 
@@ -228,8 +229,28 @@ def hydra_main(cfg) -> None:
     run_cli("train_dit.py", run, cfg)
 
 
+def usage() -> str:
+    """The text of ``python train_dit.py --help``."""
+    from mgeldm.cli.hydra_args import usage_text
+
+    options = [("--config-name NAME", "default_dit (default) | dit (2 GPUs) | default_dit_mix_pretrain | "
+                                      "default_dit_scratch | quickstart_dit | default_dit_tiny"),
+               ("autoencoder_ckpt_path=FILE", "the unwrapped AE that encoded the latents"),
+               ("clap_ckpt_path=FILE", "LAION's music CLAP, for the text side of the conditioning"),
+               ("data.data_dir=DIR", "the pre-encoded latents (pre_encode.py's +save_root_dir)"),
+               ("pretrained_ckpt_path=FILE", "start from an unwrapped MGE-LDM (e.g. the mix-pretrained one)"),
+               *TRAINING_HELP]
+    examples = ["python train_dit.py --config-name dit save_dir=runs/dit autoencoder_ckpt_path=unwrapped_AE.ckpt "
+                "clap_ckpt_path=music_audioset_epoch_15_esc_90.14.pt data.data_dir=pre_extracted_latents",
+                "python train_dit.py --config-name default_dit_tiny save_dir=runs/tiny_dit   # a one-minute CPU check"]
+    return usage_text("python train_dit.py [--config-name NAME] [key=value ...]",
+                      "Trains the three-track DiT on pre-encoded latents with Lightning; then unwrap_model.py "
+                      "+type=mgeldm.", options, examples,
+                      ["Every number of a recipe is in configs/ and can be overridden as key=value."])
+
+
 def main() -> None:
-    run_app(hydra_main, "train_dit.py", options=OPTIONS)
+    run_app(hydra_main, "train_dit.py", options=OPTIONS, usage=usage)
 
 
 if __name__ == "__main__":

@@ -75,8 +75,28 @@ def hydra_main(cfg) -> None:
     run_cli("unwrap_model.py", run, cfg)
 
 
+def usage() -> str:
+    """The text of ``python unwrap_model.py --help``."""
+    from mgeldm.cli.hydra_args import usage_text
+
+    options = [("--config-name NAME", "the config the run was trained with (default_ae, dit, quickstart_dit, ...)"),
+               ("+type=KIND", "autoencoder | mgeldm (required)"),
+               ("ckpt_path=FILE", "the Lightning training checkpoint, e.g. runs/dit/checkpoints/last.ckpt (required)"),
+               ("+output_name=PATH", "the output file without extension (required)"),
+               ("+use_safetensors=BOOL", "false (default): .ckpt | true: .safetensors"),
+               ("+use_ema=BOOL", "true (default): the EMA weights | false: the online weights")]
+    examples = ["python unwrap_model.py --config-name dit +type=mgeldm ckpt_path=runs/dit/checkpoints/last.ckpt "
+                "+output_name=unwrapped_DiT",
+                "python unwrap_model.py --config-name default_ae +type=autoencoder "
+                "ckpt_path=runs/autoencoder/checkpoints/last.ckpt +use_safetensors=true +output_name=unwrapped_AE"]
+    return usage_text("python unwrap_model.py --config-name NAME +type=KIND ckpt_path=FILE +output_name=PATH",
+                      "Writes the (EMA) weights of a training checkpoint, with its model config, as an unwrapped "
+                      "checkpoint that infer.py, pre_encode.py and train_dit.py read (also the original code's "
+                      "checkpoints).", options, examples)
+
+
 def main() -> None:
-    run_app(hydra_main, "unwrap_model.py", options=OPTIONS)
+    run_app(hydra_main, "unwrap_model.py", options=OPTIONS, usage=usage)
 
 
 if __name__ == "__main__":

@@ -696,9 +696,9 @@ def _forget_partial(final: Path) -> None:
 def _progress(items: list, name: str, enabled: bool):
     if not enabled or not items:
         return items
-    from tqdm import tqdm
+    from mgeldm.progress import progress_bar
 
-    return tqdm(items, desc=f"pre-encode {name}", unit="track", dynamic_ncols=True)
+    return progress_bar(items, desc=f"pre-encode {name}", unit="track")
 
 
 # --------------------------------------------------------------------------------------------- building

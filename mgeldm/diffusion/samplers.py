@@ -2,7 +2,7 @@
 
 Each sampler is one function with the same shape: a ``denoiser(x, t) -> v`` (x (B, K*C, T),
 t (B, K) per-track diffusion time), the starting ``noise``, the number of steps, an explicit
-``torch.Generator`` for every random draw, an optional ``callback`` and a tqdm progress bar.
+``torch.Generator`` for every random draw, an optional ``callback`` and a progress bar (:mod:`mgeldm.progress`).
 The step rule is the shared :func:`ddim_v_step`; RePaint re-corruption is :func:`recorrupt`.
 
 The channel count per track is ``noise.shape[1] // num_tracks``; track k owns ``[k C, (k+1) C)``.
@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor
-from tqdm.auto import trange
+from mgeldm.progress import progress_bar
 
 from .schedule import alpha_sigma, eps_from_v, sampling_times, x0_from_v
 
@@ -205,7 +205,7 @@ def _sample_window(
         rows = slice(channels * track, channels * (track + 1))
         clean = given_z if overlap_z is None else torch.cat([overlap_z[:, rows], given_z], dim=-1)
 
-    for i in trange(steps, disable=disable_progress):
+    for i in progress_bar(range(steps), desc="sampling", unit="step", disable=disable_progress):
         last = i == steps - 1
         for j in range(1 if last else repaint_n):
             t = torch.full((x.shape[0], num_tracks), float(times[i]), dtype=torch.float32, device=x.device)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -138,6 +139,20 @@ def bundled_minilm_path() -> Path:
     return folder
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """While inside, transformers draws no progress bar (its "Loading weights" bar on every model load)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 class SentenceEncoder:
     """A BERT sentence-transformers model: mean of the token states over the attention mask, L2-normalised,
     times ``output_scale``.
@@ -161,8 +176,9 @@ class SentenceEncoder:
         if not (folder / "config.json").is_file():
             raise UserError(f"sentence_encoder model_path {folder} has no config.json (a transformers model folder)")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(folder), local_files_only=True)
+            with quiet_transformers():
+                self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+                self.model = AutoModel.from_pretrained(str(folder), local_files_only=True)
         except Exception as exc:
             raise UserError(f"sentence_encoder model_path {folder} could not be loaded ({type(exc).__name__})")
         self.model.eval().requires_grad_(False).to(device)

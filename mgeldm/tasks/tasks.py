@@ -19,14 +19,14 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from mgeldm.diffusion.samplers import sample_given_track, sample_joint
 from mgeldm.errors import UserError
+from mgeldm.progress import progress_bar
 from mgeldm.tasks.windowing import (Window, check_gen_duration, overlap_frames, plan_windows, seconds_to_frames,
                                     seconds_to_samples)
 
@@ -62,7 +62,8 @@ class SamplingSettings:
             raise UserError(f"+eta={self.eta}: expected a number >= 0")
 
 
-# The settings of the original's scripts (SPEC D.4): steps / cfg / overlap s / repaint_n.
+# The settings of the original's scripts: steps / cfg / overlap s / repaint_n, for the released model,
+# whose DiT window is RELEASED_WINDOW_SECONDS long. :func:`task_defaults` adapts them to other windows.
 TASK_DEFAULTS: dict[str, SamplingSettings] = {
     "total_gen": SamplingSettings(250, 10.0, 7.0, 1),
     "source_extract": SamplingSettings(250, 10.0, 3.0, 1),
@@ -70,6 +71,20 @@ TASK_DEFAULTS: dict[str, SamplingSettings] = {
     "accomp_gen": SamplingSettings(100, 4.0, 5.0, 2),
     "partial_gen_iter": SamplingSettings(20, 2.0, 3.0, 2),
 }
+RELEASED_WINDOW_SECONDS = 12.8  # 100 latent frames x 2048 samples at 16 kHz
+
+
+def task_defaults(task: str, window_seconds: float | None = None) -> SamplingSettings:
+    """The default settings of ``task`` for a model whose DiT window lasts ``window_seconds``.
+
+    For the released 12.8 s window (or ``None``) they are the original scripts' values. For another window
+    the overlap keeps its share of the window (``overlap * window / 12.8 s``: source extraction's 3 s become
+    0.12 s of a 0.512 s window), so the defaults run on any model; the other settings stay as they are.
+    """
+    base = TASK_DEFAULTS[task]
+    if window_seconds is None or math.isclose(window_seconds, RELEASED_WINDOW_SECONDS):
+        return base
+    return replace(base, overlap_dur=round(base.overlap_dur * window_seconds / RELEASED_WINDOW_SECONDS, 6))
 
 
 @dataclass
@@ -129,6 +144,10 @@ class TaskRunner:
     @property
     def frame_rate(self) -> float:
         return self.sample_rate / self.ratio
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window / self.frame_rate
 
     @property
     def num_tracks(self) -> int:
@@ -265,7 +284,7 @@ class TaskRunner:
         return out
 
     def _windows(self, plan: list[Window], desc: str) -> Iterator[Window]:
-        return iter(tqdm(plan, desc=desc, unit="window", disable=not self.progress, leave=False))
+        return iter(progress_bar(plan, desc=desc, unit="window", disable=not self.progress))
 
     def _sample_window(self, w: Window, out: Tensor, denoise, settings: SamplingSettings,
                        generator: torch.Generator | None, given_z: Tensor | None, given_track: int | None) -> None:
@@ -276,8 +295,8 @@ class TaskRunner:
         # RePaint only harmonises an overlap: the first window of joint generation has none (SPEC D.4).
         repaint_n = settings.repaint_n if (w.overlap or given_z is not None) else 1
         calls = (settings.steps - 1) * repaint_n + 1
-        with tqdm(total=calls, desc=f"window {w.index + 1}", unit="step", leave=False,
-                  disable=not self.progress) as bar:
+        with progress_bar(total=calls, desc=f"window {w.index + 1}", unit="step", nested=True,
+                          disable=not self.progress) as bar:
             common = dict(steps=settings.steps, num_tracks=self.num_tracks, eta=settings.eta, t_min=settings.t_min,
                           repaint_n=repaint_n, overlap_z=overlap_z, generator=generator,
                           callback=lambda _info: bar.update(1), disable_progress=True)

@@ -1,4 +1,4 @@
-"""Lightning plumbing: atomic checkpoint writes, per-epoch dataset seeding, and demo rendering.
+"""Lightning plumbing: atomic checkpoint writes, per-epoch dataset seeding, progress lines and demo rendering.
 
 The demo renders with the **EMA** weights (the original used the online model, SPEC I.11) and
 writes wavs + spectrogram pngs under ``<demo_dir>/<step>/``.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,117 @@ def set_dataset_epoch(loaders: Any, epoch: int) -> None:
         ds = getattr(dl, "dataset", None)
         if hasattr(ds, "set_epoch"):
             ds.set_epoch(epoch)
+
+
+def _clock(seconds: float) -> str:
+    """A duration as H:MM:SS (or M:SS under an hour)."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class ProgressLines(pl.Callback):
+    """Training progress as whole lines a person can read, in a terminal and in a log file alike::
+
+        train_dit.py: step 1,200/100,000 | loss 0.2841 | 3.42 steps/s | 5:51 elapsed | 1:09 left
+
+    A line at the first step, then every ``every_n_steps`` optimizer steps but at most one per
+    ``min_seconds``, and a closing line with the reason the run stopped. "left" is the sooner of
+    ``max_steps`` at the measured rate and the ``max_time`` budget; the loss is the latest logged one.
+    Lines go through ``tqdm.write``, so a Lightning bar on a terminal is redrawn below them. Rank 0 only.
+    """
+
+    LOSS_KEYS = ("train/loss", "loss")
+
+    def __init__(self, prog: str, every_n_steps: int = 50, min_seconds: float = 10.0, file=None) -> None:
+        self.prog, self.every, self.min_seconds = prog, max(1, int(every_n_steps)), float(min_seconds)
+        self.file = file
+        self._first: tuple[int, float] | None = None  # (step, time) of the first step of this fit
+        self._last_line = 0.0
+        self._last_step = -1
+
+    def _write(self, text: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"{self.prog}: {text}", file=self.file if self.file is not None else sys.stdout)
+        (self.file if self.file is not None else sys.stdout).flush()
+
+    def _loss(self, trainer: pl.Trainer) -> str | None:
+        for key in self.LOSS_KEYS:
+            value = trainer.callback_metrics.get(key)
+            if value is not None:
+                return f"loss {float(value):.4f}"
+        return None
+
+    def _rate(self, step: int, now: float) -> float | None:
+        if self._first is None or step <= self._first[0] or now <= self._first[1]:
+            return None
+        return (step - self._first[0]) / (now - self._first[1])
+
+    @staticmethod
+    def _timer(trainer: pl.Trainer):
+        from pytorch_lightning.callbacks import Timer
+
+        return next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+
+    def _left(self, trainer: pl.Trainer, step: int, rate: float | None) -> float | None:
+        candidates = []
+        if rate and trainer.max_steps is not None and trainer.max_steps > 0:
+            candidates.append((trainer.max_steps - step) / rate)
+        timer = self._timer(trainer)
+        if timer is not None and timer.time_remaining() is not None:
+            candidates.append(timer.time_remaining())
+        return min(candidates) if candidates else None
+
+    def line(self, trainer: pl.Trainer, step: int, now: float) -> str:
+        """The progress line of ``step`` at time ``now`` (without the program name)."""
+        total = f"/{trainer.max_steps:,}" if trainer.max_steps is not None and trainer.max_steps > 0 else ""
+        parts = [f"step {step:,}{total}"]
+        loss = self._loss(trainer)
+        if loss:
+            parts.append(loss)
+        rate = self._rate(step, now)
+        if rate is not None:
+            parts.append(f"{rate:.2f} steps/s")
+        if self._first is not None:
+            parts.append(f"{_clock(now - self._first[1])} elapsed")
+        left = self._left(trainer, step, rate)
+        if left is not None:
+            parts.append(f"{_clock(left)} left")
+        return " | ".join(parts)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        if not trainer.is_global_zero or step == self._last_step:
+            return  # several optimizers (the AE) share one global step
+        self._last_step = step
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (step, now)
+            self._last_line = now
+            self._write(self.line(trainer, step, now))
+        elif step % self.every == 0 and now - self._last_line >= self.min_seconds:
+            self._last_line = now
+            self._write(self.line(trainer, step, now))
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if not trainer.is_global_zero or self._first is None:
+            return
+        timer = self._timer(trainer)
+        if trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step:
+            why = f"max_steps={trainer.max_steps:,} reached"
+        elif timer is not None and (timer.time_remaining() or 0) <= 0:
+            why = "max_time reached"
+        elif trainer.interrupted:
+            why = "interrupted"
+        else:
+            why = "done"
+        now = time.monotonic()
+        parts = [f"stopped at step {trainer.global_step:,} ({why})", f"{_clock(now - self._first[1])} of training"]
+        loss = self._loss(trainer)
+        if loss:
+            parts.append(loss)
+        self._write(" | ".join(parts))
 
 
 class _EveryNSteps(pl.Callback):

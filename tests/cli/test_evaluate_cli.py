@@ -61,7 +61,7 @@ def test_unpaired_files_are_one_line_errors(dirs):
     assert proc.returncode == 2
     assert not (dirs / "outputs").exists() and not (dirs / ".hydra").exists()   # Hydra writes nothing
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: unpaired files") and "song3.wav" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("evaluate.py: error: unpaired files") and "song3.wav" in lines[0]
     assert not (dirs / "out").exists()
 
 

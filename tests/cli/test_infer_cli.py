@@ -342,7 +342,7 @@ def test_bad_input_one_line_no_folder(tiny, bad_files, reference_fixtures, case,
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     lines = (captured.out + captured.err).splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert len(lines) == 1 and lines[0].startswith("infer.py: error: "), lines
     assert needle in lines[0]
     assert not out.exists() or not any(out.rglob("output_*"))
 
@@ -414,7 +414,7 @@ def test_sigterm_removes_the_partial_folder(tiny, monkeypatch, capsys):
         assert signal.signal(signal.SIGTERM, previous) is unhandled  # infer restored the handler
     assert exit_info.value.code == 143
     captured = capsys.readouterr()
-    assert (captured.out + captured.err).splitlines() == ["terminated (SIGTERM); no output folder was written"]
+    assert (captured.out + captured.err).splitlines() == ["infer.py: error: terminated (SIGTERM); no output folder was written"]
     assert not out.exists()  # neither the partial folder nor the folders the run created
 
 

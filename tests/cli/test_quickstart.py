@@ -38,18 +38,51 @@ def check_report(report: dict) -> None:
     assert all(_is_number(v) and v >= 0 for v in report["stage_seconds"].values())
 
 
-def _run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+def _run(args: list[str], timeout: int = 600, umask: int = -1) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": sys.executable}
-    return subprocess.run(["bash", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(["bash", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+                          umask=umask)
 
 
 @pytest.fixture(scope="module")
-def smoke_out(tmp_path_factory) -> Path:
-    """One ``quickstart.sh --smoke`` run shared by the tests of this module."""
+def smoke_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One ``quickstart.sh --smoke`` run under umask 022 shared by the tests of this module: (out, process)."""
     out = tmp_path_factory.mktemp("quickstart") / "qs"
-    proc = _run([str(REPO / "scripts" / "quickstart.sh"), "--smoke", "--out", str(out)])
+    proc = _run([str(REPO / "scripts" / "quickstart.sh"), "--smoke", "--out", str(out)], umask=0o022)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out
+    return out, proc
+
+
+@pytest.fixture(scope="module")
+def smoke_out(smoke_run) -> Path:
+    return smoke_run[0]
+
+
+@pytest.mark.slow
+def test_smoke_outputs_are_readable_under_umask_022(smoke_out):
+    """Every file the pipeline writes (corpus, checkpoints, latents, wavs, pngs, run.json, reports, logs) is
+    0644 and every folder 0755, as any program's, so others on a shared machine can read the results."""
+    import stat
+
+    entries = [smoke_out, *smoke_out.rglob("*")]
+    wrong = {str(p.relative_to(smoke_out)): oct(stat.S_IMODE(p.lstat().st_mode)) for p in entries
+             if stat.S_IMODE(p.lstat().st_mode) != (0o755 if p.is_dir() else 0o644)}
+    assert wrong == {}
+    names = {p.name for p in entries}
+    assert {"run.json", "prompt.txt", "gen_src.png", "mgeldm.ckpt", "last.ckpt", "mix.wav", "mix.npy",
+            "quickstart_report.json", "manifest.json"} <= names
+
+
+@pytest.mark.slow
+def test_smoke_log_reads_as_plain_lines_with_training_progress(smoke_run):
+    """No carriage returns or cursor codes in a log file, training progress lines, no third-party chatter."""
+    _, proc = smoke_run
+    log = proc.stdout + proc.stderr
+    assert "\r" not in log and "\x1b" not in log
+    for prog in ("train_ae.py", "train_dit.py"):
+        assert f"{prog}: step 1/6 | loss " in log and f"{prog}: stopped at step 6 (max_steps=6 reached)" in log
+    for chatter in ("Tip:", "GPU available", "Loading weights", "val_dataloader"):
+        assert chatter not in log, chatter
 
 
 @pytest.mark.slow

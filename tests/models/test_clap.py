@@ -322,8 +322,9 @@ def test_config_errors(tmp_path):
 def test_tokenizer_not_found_is_one_line(tmp_path, monkeypatch):
     assert "vocab.json" in _one_line_user_error(lambda: clap_tokenizer.load_roberta_tokenizer(tmp_path))
     monkeypatch.setattr(clap_tokenizer, "HF_REPO", "mgeldm-tests/no-such-tokenizer")
+    monkeypatch.setattr(clap_tokenizer, "TOKENIZER_DIR", tmp_path / "no-such-folder")
     msg = _one_line_user_error(lambda: clap_tokenizer.load_roberta_tokenizer(None))
-    assert "tokenizer_path" in msg and "Hugging Face cache" in msg
+    assert "tokenizer_path" in msg and "Hugging Face cache" in msg and "no-such-folder" in msg
 
 
 # ------------------------------------------------------------------ full-size layout (meta device)

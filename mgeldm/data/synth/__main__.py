@@ -8,11 +8,13 @@ import time
 
 from mgeldm.data.synth.corpus import CorpusSettings, generate_corpus
 from mgeldm.data.synth.midi import DEFAULT_CLASSES, INSTRUMENT_CLASSES
-from mgeldm.errors import UserError
+from mgeldm.errors import UserError, print_error
+
+PROG = "python -m mgeldm.data.synth"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mgeldm.data.synth",
+    p = argparse.ArgumentParser(prog=PROG,
                                 description="Write a seeded multitrack corpus in the Slakh2100 layout.")
     p.add_argument("--out", required=True, help="corpus root folder")
     p.add_argument("--seed", type=int, default=0)
@@ -47,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         result = generate_corpus(args.out, settings, workers=args.workers, overwrite=args.overwrite,
                                  progress=not args.quiet)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return print_error(PROG, str(e))
     print(f"{args.out}: {len(result['tracks'])} songs ({result['written']} written, {result['kept']} kept) "
           f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0

@@ -256,14 +256,14 @@ def generate_corpus(root: str | os.PathLike, settings: CorpusSettings, *, worker
 
     Returns the manifest saved as JSON plus counts of tracks 'written' now and 'kept' from disk.
     """
-    from tqdm import tqdm
+    from mgeldm.progress import progress_bar
 
     root = Path(root)
     plans = plan_corpus(settings)       # validates the settings before anything is written
     root.mkdir(parents=True, exist_ok=True)
     _check_out_dir(root, settings, overwrite)
     jobs = [(p, str(root), settings.sample_rate) for p in plans]
-    bar = tqdm(total=len(jobs), desc="synth corpus", unit="song", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="synth corpus", unit="song", disable=not progress)
     results: dict[str, str] = {}
 
     def consume(it: Iterator[tuple[str, str]]) -> None:

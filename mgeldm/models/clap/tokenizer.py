@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from mgeldm.errors import UserError
+from mgeldm.weights import TOKENIZER_DIR, TOKENIZER_FILES
 
 HF_REPO = "roberta-base"
 
@@ -27,35 +28,50 @@ def _cached_roberta_folder() -> Path | None:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover
         return None
-    found = [try_to_load_from_cache(HF_REPO, name) for name in ("vocab.json", "merges.txt")]
+    found = [try_to_load_from_cache(HF_REPO, name) for name in TOKENIZER_FILES]
     if all(isinstance(p, str) for p in found) and Path(found[0]).parent == Path(found[1]).parent:
         return Path(found[0]).parent
     return None
 
 
-def load_roberta_tokenizer(tokenizer_path: str | os.PathLike | None = None):
-    """``tokenizer_path`` (a folder with vocab.json + merges.txt, or tokenizer.json) if given,
-    else ``roberta-base`` from the local Hugging Face cache. Files are checked here because
-    transformers silently builds an empty tokenizer when it finds none."""
-    from transformers import RobertaTokenizer
+def _has_tokenizer_files(folder: Path) -> bool:
+    return (folder / "tokenizer.json").is_file() or all((folder / name).is_file() for name in TOKENIZER_FILES)
 
+
+def tokenizer_problem(tokenizer_path: str | os.PathLike | None = None) -> str | None:
+    """Why no RoBERTa tokenizer can be found (see :func:`find_roberta_tokenizer`), or None when one can."""
     if tokenizer_path is not None:
         folder = Path(tokenizer_path).expanduser()
-        has_files = (folder / "tokenizer.json").is_file() or (
-            (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
-        )
-        if not has_files:
-            raise UserError(
-                f"CLAP tokenizer_path {folder} must be a folder holding roberta-base's vocab.json and merges.txt"
-            )
-    else:
-        folder = _cached_roberta_folder()
-        if folder is None:
-            raise UserError(
-                "no RoBERTa tokenizer found: set the CLAP conditioner's tokenizer_path to a folder with "
-                f"roberta-base's vocab.json and merges.txt, or put '{HF_REPO}' into the Hugging Face cache "
-                f"({_hf_cache_dir()})"
-            )
+        if not _has_tokenizer_files(folder):
+            return f"tokenizer_path {folder} is not a folder holding roberta-base's {' and '.join(TOKENIZER_FILES)}"
+        return None
+    if find_roberta_tokenizer() is None:
+        return (f"roberta-base's {' and '.join(TOKENIZER_FILES)} are neither in {TOKENIZER_DIR}/ nor in the "
+                f"Hugging Face cache ({_hf_cache_dir()}), and the CLAP conditioner sets no tokenizer_path")
+    return None
+
+
+def find_roberta_tokenizer(tokenizer_path: str | os.PathLike | None = None) -> Path | None:
+    """The tokenizer folder: ``tokenizer_path`` if given, else ``checkpoints/roberta-base`` (where
+    scripts/download_weights.sh puts it), else ``roberta-base`` in the local Hugging Face cache; None when
+    the folder found holds no tokenizer files."""
+    if tokenizer_path is not None:
+        folder = Path(tokenizer_path).expanduser()
+        return folder if _has_tokenizer_files(folder) else None
+    if _has_tokenizer_files(TOKENIZER_DIR):
+        return TOKENIZER_DIR
+    return _cached_roberta_folder()
+
+
+def load_roberta_tokenizer(tokenizer_path: str | os.PathLike | None = None):
+    """The tokenizer of :func:`find_roberta_tokenizer`. Files are checked first because transformers silently
+    builds an empty tokenizer when it finds none."""
+    from transformers import RobertaTokenizer
+
+    problem = tokenizer_problem(tokenizer_path)
+    if problem:
+        raise UserError(f"no RoBERTa tokenizer for CLAP: {problem}")
+    folder = find_roberta_tokenizer(tokenizer_path)
     try:
         return RobertaTokenizer.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:
