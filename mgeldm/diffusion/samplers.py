@@ -47,6 +47,7 @@ __all__ = [
     "Callback",
     "Generators",
     "denoiser_calls",
+    "check_sampler",
     "ddim_noise_scale",
     "ddim_v_step",
     "recorrupt",
@@ -200,11 +201,13 @@ def sample_given_track(
 def check_sampler(sampler: str, repaint_n: int = 1, eta: float = 0.0) -> None:
     """Refuse an unknown sampler, and RePaint or eta > 0 with the deterministic ODE solvers."""
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler={sampler!r}: expected one of {', '.join(SAMPLERS)}")
+        raise ValueError(f"sampler={sampler}: expected one of {', '.join(SAMPLERS)}")
     if sampler != "ddim" and repaint_n != 1:
-        raise ValueError(f"repaint_n={repaint_n}: RePaint re-corruption needs sampler='ddim', not {sampler!r}")
+        raise ValueError(f"repaint_n={repaint_n}: RePaint re-corruption runs only with sampler=ddim; "
+                         f"use repaint_n=1 with sampler={sampler}")
     if sampler != "ddim" and eta != 0:
-        raise ValueError(f"eta={eta}: stochastic sampling needs sampler='ddim'; {sampler!r} solves the ODE (eta 0)")
+        raise ValueError(f"eta={eta}: stochastic sampling runs only with sampler=ddim; sampler={sampler} "
+                         "solves the ODE (eta=0)")
 
 
 def _check(noise: Tensor, steps: int, num_tracks: int, repaint_n: int, eta: float,
@@ -329,7 +332,8 @@ def _sample_window(
     win = _Window(denoiser, noise, steps=steps, num_tracks=num_tracks, t_min=t_min, overlap_z=overlap_z,
                   given=given, generator=generator, callback=callback, channels=channels)
     loop = {"ddim": _ddim_loop, "dpmpp_2m": _dpmpp_2m_loop, "heun": _heun_loop}[sampler]
-    return win.finish(loop(win, win.start(noise), steps, eta=eta, repaint_n=repaint_n, disable_progress=disable_progress))
+    x0 = loop(win, win.start(noise), steps, eta=eta, repaint_n=repaint_n, disable_progress=disable_progress)
+    return win.finish(x0)
 
 
 def _ddim_loop(win: _Window, x: Tensor, steps: int, *, eta: float, repaint_n: int, disable_progress: bool) -> Tensor:
