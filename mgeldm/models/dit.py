@@ -22,7 +22,7 @@ no data-dependent Python control flow, so ``torch.compile(model, fullgraph=True)
 
 State-dict names and shapes are the original's (``full_mgeldm_state_dict.tsv`` without ``model_dit.``).
 The grouped 1x1 convolutions keep ``nn.Conv1d`` parameters (names, shapes, default init) but are
-applied as batched matmuls on (B, K, ·) views, which is the same map.
+applied as one batched matmul per call over the K groups, which is the same map.
 """
 
 from __future__ import annotations
@@ -48,10 +48,12 @@ def grouped_conv1x1(x: Tensor, conv: nn.Conv1d) -> Tensor:
 
     Group k's input slice maps only to its output slice, exactly as the conv on (B, K*in, 1).
     """
-    k = conv.groups
-    w = conv.weight.view(k, conv.out_channels // k, conv.in_channels // k)
-    x = x.to(w.dtype)  # a bf16/fp64 model gets float32 features; under autocast the einsum casts anyway
-    y = torch.einsum("bki,koi->bko", x.reshape(x.shape[0], k, -1), w).reshape(x.shape[0], -1)
+    k, b = conv.groups, x.shape[0]
+    w = conv.weight.view(k, conv.out_channels // k, conv.in_channels // k)  # a view: the parameter's layout
+    x = x.to(w.dtype)  # a bf16/fp64 model gets float32 features; under autocast the bmm casts anyway
+    # (K, out, in) @ (K, in, B) -> (K, out, B). The weight's gradient, grad_y (K, out, B) @ x (K, B, in), is
+    # born (K, out, in), the parameter's own layout, so it accumulates without a copy (an einsum's was not).
+    y = torch.bmm(w, x.reshape(b, k, -1).permute(1, 2, 0)).permute(2, 0, 1).reshape(b, -1)
     if conv.bias is not None:
         y = y + conv.bias
     return y
