@@ -41,7 +41,7 @@ from mgeldm.models.dit import build_dit  # noqa: E402
 # The released geometry (channels, tracks, condition width) with a narrow, shallow transformer.
 REDUCED = {"io_channels": 64, "num_tracks": 3, "embed_dim": 64, "global_cond_dim": 512,
            "timestep_features_dim": 256, "depth": 2, "num_heads": 6}
-STEPS = "5,10,20,50,100,200"
+STEPS = "5,10,20,30,40,50,100,200"
 MATCH_DDIM_STEPS = 200
 
 
