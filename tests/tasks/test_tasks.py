@@ -387,6 +387,31 @@ def test_songs_in_one_batch_equal_one_song_at_a_time(mge, sampler, repaint_n):
 
 
 @pytest.mark.reference
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m", "heun"])
+def test_sampling_reads_no_tensor_value_on_the_host(model_cfg, monkeypatch, sampler):
+    """The window loop, the samplers and the DiT run on meta tensors, which have no values: any read on the
+    host (``.item()``, ``float(t)``, ``if t``, ``.cpu()``), a host sync per step on a GPU, would raise here."""
+    from mgeldm.models.mgeldm import build_mgeldm
+
+    autocast_enabled = torch.is_autocast_enabled
+    monkeypatch.setattr(torch, "is_autocast_enabled",
+                        lambda *a: False if a and a[0] == "meta" else autocast_enabled(*a))
+    with torch.device("meta"):
+        model = build_mgeldm(model_cfg).eval()
+    runner = T.TaskRunner(model, device=torch.device("meta"))
+    c = runner.channels
+    settings = T.SamplingSettings(4, 3.0, 0.1, 1, eta=0.0, sampler=sampler)
+    gens = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    zs = runner.sample_songs(torch.randn(2, runner.cond_dim), T.SRC, [250, 130], settings, gens,
+                             given_z=[torch.randn(1, c, 250), torch.randn(1, c, 130)], given_track=T.MIX)
+    assert [z.shape for z in zs] == [(2, 3 * c, 250), (2, 3 * c, 130)] and zs[0].is_meta
+    if sampler == "ddim":  # the stochastic paths too: eta noise, overlap noise, RePaint
+        z = runner.sample(torch.randn(1, runner.cond_dim), T.MIX, 250, T.SamplingSettings(3, 3.0, 0.1, 2, eta=0.5),
+                          gens[0])
+        assert z.is_meta and z.shape == (1, 3 * c, 250)
+
+
+@pytest.mark.reference
 def test_latent_extraction_of_several_mixes_in_one_batch(mge):
     c = mge.runner.channels
     mixes = [torch.randn(c, f, generator=torch.Generator().manual_seed(f)) for f in (130, 100, 260)]
