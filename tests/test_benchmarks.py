@@ -41,8 +41,8 @@ def _check_report(report: dict, name: str, threads: int | None = 1) -> None:
 
 
 def test_benchmarks_are_the_known_set():
-    assert BENCHMARKS == ["bench_ae.py", "bench_clap.py", "bench_dit.py", "bench_infer.py", "bench_pre_encode.py",
-                          "bench_samplers.py", "bench_train.py"]
+    assert BENCHMARKS == ["bench_ae.py", "bench_clap.py", "bench_dit.py", "bench_grouped_conv.py", "bench_infer.py",
+                          "bench_pre_encode.py", "bench_samplers.py", "bench_train.py"]
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
@@ -57,6 +57,7 @@ def test_every_benchmark_takes_threads_and_device(name):
 
 TINY_RUNS = {
     "bench_ae.py": ("ae", ["--seconds", "0.5", "--repeats", "1", "--warmup", "0", "--no-train"]),
+    "bench_grouped_conv.py": ("grouped_conv", ["--batch", "2", "--repeats", "2"]),
     "bench_clap.py": ("clap", ["--prompts", "2", "--clips", "1"]),
     "bench_dit.py": ("dit", ["--batch", "1", "--frames", "20", "--steps", "1", "--warmup", "0"]),
     "bench_pre_encode.py": ("pre_encode", ["--songs", "1", "--stems", "1", "--seconds", "2"]),

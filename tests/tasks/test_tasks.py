@@ -380,10 +380,19 @@ def test_songs_in_one_batch_equal_one_song_at_a_time(mge, sampler, repaint_n):
     for one, many in zip(alone, batched):
         assert set(one) == set(many)
         for key in one:
-            torch.testing.assert_close(many[key], one[key], atol=1e-4, rtol=1e-4)
+            _assert_same_up_to_round_off(many[key], one[key])
     # A song's result depends on its own seed only, not on its neighbours.
     swapped = mge.extract_songs(songs[::-1], 16000, ["a", "b"], seeds=[12, 11, 10], **kw)
-    torch.testing.assert_close(swapped[2]["gen_src"], batched[0]["gen_src"], atol=1e-4, rtol=1e-4)
+    _assert_same_up_to_round_off(swapped[2]["gen_src"], batched[0]["gen_src"])
+    other_seed = mge.extract_songs(songs[:1], 16000, ["a", "b"], seeds=[99], **kw)
+    assert (other_seed[0]["gen_src"] - batched[0]["gen_src"]).abs().max() > 0.1 * batched[0]["gen_src"].abs().max()
+
+
+def _assert_same_up_to_round_off(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Equal up to float round-off: batched matmuls of another batch size may round differently, and the
+    tiny random model's steps and decoder amplify it (to about 1e-5 of its outputs' scale, which is ~1e3)."""
+    assert a.shape == b.shape
+    assert (a - b).abs().max() <= 1e-4 * max(1.0, b.abs().max().item())
 
 
 @pytest.mark.reference
@@ -420,7 +429,7 @@ def test_latent_extraction_of_several_mixes_in_one_batch(mge):
     batched = mge.extract_latents_songs(mixes, ["a"], seeds=[0, 1, 2], **kw)
     for one, many, z in zip(alone, batched, mixes):
         assert many.shape == (1, c, z.shape[-1])
-        torch.testing.assert_close(many, one, atol=1e-4, rtol=1e-4)
+        _assert_same_up_to_round_off(many, one)
 
 
 @pytest.mark.reference
