@@ -197,7 +197,7 @@ def with_bounds(run: dict[str, Any], flops_per_call: float, weight_bytes: int, b
             "songs_per_minute": round(60.0 * run["songs"] / run["seconds"], 3)}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="full-size model (configs/model/dit.yaml) and CLAP")
     add_common_args(p, device="auto")
@@ -218,7 +218,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the DiT (CUDA graphs on CUDA)")
     p.add_argument("--no-count-syncs", action="store_true", help="CUDA: do not count host syncs")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
 
     apply_threads(args.threads)
     also = parse_also(args.also)

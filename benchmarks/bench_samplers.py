@@ -102,7 +102,7 @@ def matching_steps(table: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="the released DiT (configs/model/dit.yaml)")
     add_common_args(p)
@@ -117,7 +117,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--depth", type=int, default=None, help="override the DiT depth")
     p.add_argument("--embed-dim", type=int, default=None, help="override the DiT width per track")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
 
     apply_threads(args.threads)
     device = torch.device(args.device)

@@ -120,7 +120,7 @@ def profile_ops(step, device: torch.device, steps: int, top: int = 25) -> list[d
              "share": round(getattr(e, key, 0.0) / total, 4)} for e in rows]
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=["small", "full"], default="small")
     add_common_args(parser)
@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--lightning", action="store_true", help="time the Lightning loop instead of the plain one")
     parser.add_argument("--profile", type=int, default=0, help="per-op profile of this many extra steps (plain loop)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
 
     apply_threads(args.threads)
     device = torch.device(args.device)

@@ -62,7 +62,7 @@ def plan(smoke: bool, device: str, fast_steps: int) -> list[dict[str, Any]]:
              "--songs", "4", "--clap", "none"]
     train = ["--config", "full", "--device", device, "--dtype", "bf16", "--profile", "3"]
     return [
-        {"name": "infer", "script": "bench_infer.py", "args": infer + ["--compile"], "fallback": infer, "cap": 150},
+        {"name": "infer", "script": "bench_infer.py", "args": infer + ["--compile"], "fallback": infer, "cap": 120},
         {"name": "train", "script": "bench_train.py", "args": train + ["--compile"], "fallback": train, "cap": 120},
         {"name": "samplers", "script": "bench_samplers.py", "cap": 90,
          "args": ["--full", "--device", device, "--windows", "4"]},

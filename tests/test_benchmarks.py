@@ -130,6 +130,17 @@ def test_gpu_suite_rewrites_its_json_after_every_step(tmp_path, monkeypatch):
     assert "--fast-steps" not in seen[0][1] and f"dpmpp_2m:{suite.FAST_STEPS}" in seen[0][1]
 
 
+@pytest.mark.parametrize("smoke", [False, True])
+def test_gpu_suite_command_lines_parse(smoke):
+    """Every planned command line (and its eager fallback) is valid for its script: no option misspelt."""
+    suite = _load("gpu_suite.py")
+    for step in suite.plan(smoke, "cuda", suite.FAST_STEPS):
+        parser = _load(step["script"]).build_parser()
+        for args in [step["args"]] + ([step["fallback"]] if "fallback" in step else []):
+            parsed = parser.parse_args(args)
+            assert parsed.device == "cuda"
+
+
 @pytest.mark.slow
 def test_gpu_suite_smoke_runs_every_step_on_the_cpu(tmp_path):
     out = tmp_path / "suite.json"
