@@ -113,9 +113,11 @@ def profile_ops(step, device: torch.device, steps: int, top: int = 25) -> list[d
         for _ in range(steps):
             step()
         sync(device)
-    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    rows = sorted(prof.key_averages(), key=lambda e: getattr(e, key, 0.0), reverse=True)[:top]
-    total = sum(getattr(e, key, 0.0) for e in prof.key_averages()) or 1.0
+    events = prof.key_averages()
+    names = ("self_device_time_total", "self_cuda_time_total") if device.type == "cuda" else ("self_cpu_time_total",)
+    key = next((k for k in names if events and hasattr(events[0], k)), "self_cpu_time_total")  # older torch: cuda
+    rows = sorted(events, key=lambda e: getattr(e, key, 0.0), reverse=True)[:top]
+    total = sum(getattr(e, key, 0.0) for e in events) or 1.0
     return [{"op": e.key, "calls": e.count, "self_ms_per_step": round(getattr(e, key, 0.0) / 1e3 / steps, 4),
              "share": round(getattr(e, key, 0.0) / total, 4)} for e in rows]
 
