@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import platform
 import resource
 import statistics
 import sys
@@ -26,6 +24,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from benchlib import add_common_args, apply_threads, emit  # noqa: E402
 
 from mgeldm.models.autoencoder import build_autoencoder  # noqa: E402
 
@@ -78,8 +79,8 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="small", help="small (default) or full (SPEC A size)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--config", default="small", help="small (default) or full (the released size)")
+    add_common_args(p)
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seconds", type=float, default=4.0, help="audio length per item (rounded to whole latent frames)")
@@ -90,12 +91,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--chunk-batch", type=int, default=1, help="windows per forward in chunked mode")
     p.add_argument("--no-train", action="store_true", help="skip the forward+backward measurement")
     p.add_argument("--fuse", action="store_true", help="compiled one-kernel SnakeBeta in inference (CUDA only)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
     p.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN pick conv algorithms by timing")
     args = p.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     if args.cudnn_benchmark:
         torch.backends.cudnn.benchmark = True
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
@@ -110,11 +109,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     chunk = dict(chunked=args.chunked, max_batch_size=args.chunk_batch)
 
     result: dict[str, Any] = {
-        "bench": "ae", "device": str(device), "device_name": (torch.cuda.get_device_name(device)
-                                                               if device.type == "cuda" else platform.processor()),
         "dtype": args.dtype, "config": args.config, "params": sum(p.numel() for p in model.parameters()),
         "batch": args.batch, "audio_seconds": seconds, "latent_frames": frames, "chunked": args.chunked,
-        "weight_norm_folded": not args.no_fold, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "weight_norm_folded": not args.no_fold,
     }
     if device.type == "cuda":
         result.update({"cudnn_benchmark": torch.backends.cudnn.benchmark,
@@ -151,8 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         t_train = timed(step, device, args.repeats, args.warmup)
         result.update({"train_step_s": t_train, "train_audio_s_per_s": total / t_train,
                        "peak_memory_train_mb": round(peak_memory_mb(device), 1)})
-    print(json.dumps(result))
-    return result
+    return emit("ae", result, device)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from benchlib import add_common_args, apply_threads, emit  # noqa: E402
 
 from mgeldm.models.clap import ClapSizes, LaionClap, build_clap_model  # noqa: E402
 from mgeldm.models.clap.tokenizer import ClapTokenizer  # noqa: E402
@@ -71,18 +74,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--size", choices=["tiny", "full"], default="tiny")
     p.add_argument("--ckpt", default=None, help="released .pt or converted .safetensors (full size)")
     p.add_argument("--tokenizer", default=None, help="folder with roberta-base vocab.json + merges.txt")
-    p.add_argument("--device", default="cpu")
+    add_common_args(p)
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--clips", type=int, default=4, help="10 s clips")
     p.add_argument("--audio-batch", type=int, default=8)
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
+    apply_threads(args.threads)
     t0 = time.perf_counter()
     clap = build(args)
     load_s = time.perf_counter() - t0
@@ -112,19 +116,16 @@ def main() -> None:
     audio_s = time.perf_counter() - t0
     seconds = args.clips * clip / clap.sample_rate
 
-    print(json.dumps({
-        "bench": "clap",
+    return emit("clap", {
         "size": args.size,
         "weights": "checkpoint" if args.size == "tiny" or args.ckpt else "random",
-        "device": args.device,
         "dtype": args.dtype,
-        "threads": torch.get_num_threads(),
         "load_s": round(load_s, 3),
         "text_prompts_per_s": round(args.prompts / text_s, 2),
         "text_prompts_per_s_cached": round(args.prompts / max(cached_s, 1e-9), 1),
         "audio_clips": args.clips,
         "audio_seconds_per_s": round(seconds / audio_s, 2),
-    }))
+    }, args.device)
 
 
 if __name__ == "__main__":

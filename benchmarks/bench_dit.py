@@ -11,14 +11,16 @@ P_tok = weights applied to every token (qkv, out, FF, project_in/out, pre/post c
 modulation / timestep / CLAP MLPs are excluded (they act on B vectors, not B*N tokens).
 MFU = training TFLOP/s / dense peak of the device for the dtype (null on CPU or unknown devices).
 
-    python benchmarks/bench_dit.py
+``condition_mlps_forward_backward_s`` times the per-sample part alone (timestep and CLAP grouped MLPs and
+every block's modulation), forward + backward.
+
+    python benchmarks/bench_dit.py --threads 1
     python benchmarks/bench_dit.py --config full --device cuda --dtype bf16 --compile
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -28,8 +30,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from mgeldm.models.dit import MGEDiT, build_dit  # noqa: E402
+from benchlib import add_common_args, apply_threads, device_name, emit  # noqa: E402
+
+from mgeldm.models.dit import MGEDiT, _run_grouped_mlp, build_dit  # noqa: E402
 
 SMALL = {  # CPU-friendly: same structure and head dim (32), narrower and shallower
     "io_channels": 64,
@@ -64,13 +69,16 @@ def per_token_params(model: MGEDiT) -> int:
     return n
 
 
-def device_peak(device: torch.device, dtype: torch.dtype) -> tuple[str, float | None]:
-    if device.type != "cuda":
-        import platform
+def forward_flops(model: MGEDiT, batch: int, frames: int) -> int:
+    """Matmul FLOPs of one forward of ``batch`` windows of ``frames`` frames (N = frames + 1 tokens)."""
+    n = frames + 1
+    return 2 * per_token_params(model) * batch * n + 4 * model.depth * batch * n * n * model.dim
 
-        return platform.processor() or platform.machine(), None
-    name = torch.cuda.get_device_name(device)
-    if dtype not in (torch.bfloat16, torch.float16):
+
+def device_peak(device: torch.device, dtype: torch.dtype) -> tuple[str, float | None]:
+    """(device name, dense bf16/fp16 peak TFLOP/s or None)."""
+    name = device_name(device)
+    if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
         return name, None
     for key, peak in PEAKS:
         if key in name and (key != "H100" or "PCIe" not in name):
@@ -97,10 +105,18 @@ def timed(fn, device: torch.device, warmup: int, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def main() -> None:
+def condition_mlps(model: MGEDiT, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """The per-sample condition path: timestep and CLAP grouped MLPs, then every block's modulation."""
+    b = t.shape[0]
+    temb = _run_grouped_mlp(model.to_timestep_embed, model.timestep_features(t).reshape(b, -1))
+    c = _run_grouped_mlp(model.to_global_embed, cond.reshape(b, -1))
+    return temb.sum() + sum(layer.modulation(c).sum() for layer in model.transformer.layers)
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=["small", "full"], default="small")
-    parser.add_argument("--device", default="cpu")
+    add_common_args(parser)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: fp32 on CPU, bf16 on CUDA")
     parser.add_argument("--batch", type=int, default=None, help="default: 4 (small), 64 (full)")
     parser.add_argument("--frames", type=int, default=100, help="latent frames T")
@@ -108,8 +124,9 @@ def main() -> None:
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in training")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
+    apply_threads(args.threads)
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
     batch = args.batch or (4 if args.config == "small" else 64)
@@ -159,9 +176,16 @@ def main() -> None:
             flash = True
         except RuntimeError:
             flash = False
+    def condition_step() -> None:
+        with amp:
+            condition_mlps(model, t, cond).backward()
+        for p in model.parameters():
+            p.grad = None
+
     t_fwd = timed(forward, device, warmup, steps)
     model.train()
     t_train = timed(train_step, device, warmup, steps)
+    t_cond = timed(condition_step, device, warmup, steps)
     peak_mb = (
         torch.cuda.max_memory_allocated(device) / 2**20
         if device.type == "cuda"
@@ -169,43 +193,36 @@ def main() -> None:
     )
 
     n = args.frames + 1
-    fwd_flops = 2 * per_token_params(model) * batch * n + 4 * model.depth * batch * n * n * model.dim
+    fwd_flops = forward_flops(model, batch, args.frames)
     train_flops = 3 * fwd_flops
-    name, peak = device_peak(device, dtype)
+    _, peak = device_peak(device, dtype)
     train_tflops = train_flops / t_train / 1e12
-    print(
-        json.dumps(
-            {
-                "benchmark": "dit",
-                "device": name,
-                "dtype": str(dtype).replace("torch.", ""),
-                "autocast": dtype != torch.float32,
-                "config": args.config,
-                "model": {k_: cfg[k_] for k_ in SMALL},
-                "params": sum(p.numel() for p in model.parameters()),
-                "params_per_token": per_token_params(model),
-                "batch": batch,
-                "frames": args.frames,
-                "seq_len": n,
-                "compile": args.compile,
-                "flash_attention_usable": flash,
-                "activation_checkpointing": args.checkpointing,
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
-                "forward_s": round(t_fwd, 6),
-                "forward_backward_s": round(t_train, 6),
-                "samples_per_s_forward": round(batch / t_fwd, 3),
-                "samples_per_s_train": round(batch / t_train, 3),
-                "peak_memory_mb": round(peak_mb, 1),
-                "peak_memory_kind": "cuda max_memory_allocated (train)" if device.type == "cuda" else "process max RSS",
-                "forward_tflops": round(fwd_flops / t_fwd / 1e12, 4),
-                "train_tflops": round(train_tflops, 4),
-                "device_peak_tflops": peak,
-                "mfu": round(train_tflops / peak, 4) if peak else None,
-                "flop_formula": "train = 3 * (2*P_tok*B*N + 4*L*B*N^2*D); P_tok = per-token matmul weights, N = T+1",
-            }
-        )
-    )
+    return emit("dit", {
+        "dtype": str(dtype).replace("torch.", ""),
+        "autocast": dtype != torch.float32,
+        "config": args.config,
+        "model": {k_: cfg[k_] for k_ in SMALL},
+        "params": sum(p.numel() for p in model.parameters()),
+        "params_per_token": per_token_params(model),
+        "batch": batch,
+        "frames": args.frames,
+        "seq_len": n,
+        "compile": args.compile,
+        "flash_attention_usable": flash,
+        "activation_checkpointing": args.checkpointing,
+        "forward_s": round(t_fwd, 6),
+        "forward_backward_s": round(t_train, 6),
+        "condition_mlps_forward_backward_s": round(t_cond, 6),
+        "samples_per_s_forward": round(batch / t_fwd, 3),
+        "samples_per_s_train": round(batch / t_train, 3),
+        "peak_memory_mb": round(peak_mb, 1),
+        "peak_memory_kind": "cuda max_memory_allocated (train)" if device.type == "cuda" else "process max RSS",
+        "forward_tflops": round(fwd_flops / t_fwd / 1e12, 4),
+        "train_tflops": round(train_tflops, 4),
+        "device_peak_tflops": peak,
+        "mfu": round(train_tflops / peak, 4) if peak else None,
+        "flop_formula": "train = 3 * (2*P_tok*B*N + 4*L*B*N^2*D); P_tok = per-token matmul weights, N = T+1",
+    }, device)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from benchlib import add_common_args, apply_threads, emit  # noqa: E402
 
 from mgeldm.data.corpora.base import Track  # noqa: E402
 from mgeldm.data.pre_encode import EncodeSettings, TrackEncoder, encode_track  # noqa: E402
@@ -51,18 +54,19 @@ def build_models(full: bool, device: str):
     return ae, clap
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--full", action="store_true", help="full-size AE and CLAP")
-    p.add_argument("--device", default="cpu")
+    add_common_args(p)
     p.add_argument("--songs", type=int, default=2)
     p.add_argument("--stems", type=int, default=2)
     p.add_argument("--seconds", type=float, default=12.0)
     p.add_argument("--sample-rate", type=int, default=44100)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--clap-batch-size", type=int, default=16)
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
+    apply_threads(args.threads)
     resampler = "soxr"
     try:
         import soxr  # noqa: F401
@@ -106,15 +110,14 @@ def main() -> None:
     wall = time.perf_counter() - start
     song_hours = args.songs * args.seconds / 3600.0
     signals = args.songs * (2 * args.stems + 1)
-    print(json.dumps({
-        "bench": "pre_encode", "size": "full" if args.full else "tiny", "device": args.device, "resampler": resampler,
-        "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+    return emit("pre_encode", {
+        "size": "full" if args.full else "tiny", "resampler": resampler,
         "songs": args.songs, "stems": args.stems, "seconds_per_song": args.seconds, "signals": signals,
         "wall_s": round(wall, 3), "ae_s": round(timers["ae"], 3), "clap_s": round(timers["clap"], 3),
         "song_hours_per_minute": round(song_hours / (wall / 60.0), 4),
         "signal_hours_per_minute": round(signals * args.seconds / 3600.0 / (wall / 60.0), 4),
         "clap_windows": signals * max(1, int(args.seconds - 10)),
-    }))
+    }, args.device)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,15 @@ the paper size (B=64 per device, T=100); ``--dtype bf16`` is Lightning's ``bf16-
 MFU use bench_dit.py's formula (imported, not copied): training = 3 x forward matmul FLOPs; the loss,
 optimizer and EMA are extra work on top, so they count against MFU.
 
-    python benchmarks/bench_train.py
-    python benchmarks/bench_train.py --config full --device cuda --dtype bf16 [--compile]
+``--profile N`` adds a per-op profile of N more steps (torch.profiler; top ops by self time on the device).
+
+    python benchmarks/bench_train.py --threads 1
+    python benchmarks/bench_train.py --config full --device cuda --dtype bf16 [--compile] [--profile 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -28,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_dit import DTYPES, SMALL, device_peak, per_token_params, sync, timed  # noqa: E402
+from bench_dit import DTYPES, SMALL, device_peak, forward_flops, sync, timed  # noqa: E402
+from benchlib import add_common_args, apply_threads, emit  # noqa: E402
 
 from mgeldm.training.dit_module import DiTTrainingModule  # noqa: E402
 from mgeldm.training.fake_data import FakeLatentDataset  # noqa: E402
@@ -70,8 +72,9 @@ class _StepTimer(pl.Callback):
 
 
 def _plain_loop(module: DiTTrainingModule, loader, device: torch.device, dtype: torch.dtype, warmup: int,
-                steps: int) -> float:
-    """Seconds per step of what ``training_step`` does, without Lightning (bf16/fp32 autocast, no scaler)."""
+                steps: int, profile_steps: int = 0) -> tuple[float, list[dict] | None]:
+    """Seconds per step of what ``training_step`` does, without Lightning (bf16/fp32 autocast, no scaler),
+    and the per-op profile of ``profile_steps`` more steps (None when 0)."""
     import itertools
 
     module.to(device)
@@ -97,13 +100,32 @@ def _plain_loop(module: DiTTrainingModule, loader, device: torch.device, dtype: 
         sch.step()
         module.diffusion_ema.update()
 
-    return timed(step, device, warmup, steps)
+    seconds = timed(step, device, warmup, steps)
+    return seconds, (profile_ops(step, device, profile_steps) if profile_steps else None)
 
 
-def main() -> None:
+def profile_ops(step, device: torch.device, steps: int, top: int = 25) -> list[dict]:
+    """The ``top`` ops by self time (device time on CUDA, CPU time otherwise) over ``steps`` calls of ``step``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        sync(device)
+    events = prof.key_averages()
+    names = ("self_device_time_total", "self_cuda_time_total") if device.type == "cuda" else ("self_cpu_time_total",)
+    key = next((k for k in names if events and hasattr(events[0], k)), "self_cpu_time_total")  # older torch: cuda
+    rows = sorted(events, key=lambda e: getattr(e, key, 0.0), reverse=True)[:top]
+    total = sum(getattr(e, key, 0.0) for e in events) or 1.0
+    return [{"op": e.key, "calls": e.count, "self_ms_per_step": round(getattr(e, key, 0.0) / 1e3 / steps, 4),
+             "share": round(getattr(e, key, 0.0) / total, 4)} for e in rows]
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=["small", "full"], default="small")
-    parser.add_argument("--device", default="cpu")
+    add_common_args(parser)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: fp32 on CPU, bf16 on CUDA")
     parser.add_argument("--batch", type=int, default=None, help="default: 4 (small), 64 (full)")
     parser.add_argument("--frames", type=int, default=100)
@@ -113,8 +135,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--lightning", action="store_true", help="time the Lightning loop instead of the plain one")
-    args = parser.parse_args()
+    parser.add_argument("--profile", type=int, default=0, help="per-op profile of this many extra steps (plain loop)")
+    return parser
 
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+
+    apply_threads(args.threads)
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
     batch = args.batch or (4 if args.config == "small" else 64)
@@ -141,19 +169,15 @@ def main() -> None:
                              enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
                              log_every_n_steps=50, num_sanity_val_steps=0)
         trainer.fit(module, loader)
-        t_step = (timer.t1 - timer.t0) / max(1, timer.s1 - timer.s0)
+        t_step, ops = (timer.t1 - timer.t0) / max(1, timer.s1 - timer.s0), None
     else:
-        t_step = _plain_loop(module, loader, device, dtype, warmup, steps)
+        t_step, ops = _plain_loop(module, loader, device, dtype, warmup, steps, args.profile)
     peak_mb = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    n = args.frames + 1
-    fwd_flops = 2 * per_token_params(dit) * batch * n + 4 * dit.depth * batch * n * n * dit.dim
-    train_flops = 3 * fwd_flops
-    name, peak = device_peak(device, dtype)
+    train_flops = 3 * forward_flops(dit, batch, args.frames)
+    _, peak = device_peak(device, dtype)
     tflops = train_flops / t_step / 1e12
-    print(json.dumps({
-        "benchmark": "train_dit",
-        "device": name,
+    return emit("train_dit", {
         "dtype": str(dtype).replace("torch.", ""),
         "config": args.config,
         "model": {k: cfg[k] for k in SMALL},
@@ -166,16 +190,17 @@ def main() -> None:
         "loop": "lightning" if args.lightning else "plain",
         "step_includes": ["data", "sobol+dropout+noise", "loss", "backward", "finite check",
                           "clip", "adamw", "inverse_lr", "ema"],
-        "torch": torch.__version__,
         "step_s": round(t_step, 6),
         "samples_per_s": round(batch / t_step, 3),
         "train_flops_per_sample": train_flops / batch,
         "train_tflops": round(tflops, 4),
         "mfu": round(tflops / peak, 4) if peak else None,
         "peak_tflops": peak,
+        "flop_formula": "train = 3 * (2*P_tok*B*N + 4*L*B*N^2*D); P_tok = per-token matmul weights, N = T+1",
         "peak_memory_mb": round(peak_mb, 1),
         "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
-    }))
+        "profile": ops,
+    }, device)
 
 
 if __name__ == "__main__":

@@ -240,6 +240,7 @@ class MGELDM:
         self.runner = TaskRunner(self.model, device=self.device, autocast_dtype=resolve_precision(precision),
                                  progress=progress, compile=bool(compile), chunked=check_chunked(chunked))
         self.last_seed: int | None = None
+        self.last_seeds: list[int] = []
         if self.conditioner is not None and int(self.conditioner.dim) != self.runner.cond_dim:
             raise UserError(f"conditioner width {self.conditioner.dim} does not match the DiT's global_cond_dim "
                             f"{self.runner.cond_dim}")
@@ -345,8 +346,11 @@ class MGELDM:
         :func:`mgeldm.tasks.tasks.task_defaults`) with the given non-None overrides."""
         base = T.task_defaults(task, self.runner.window_seconds)
         names = {"steps": "steps", "cfg_scale": "cfg_scale", "overlap": "overlap_dur", "overlap_dur": "overlap_dur",
-                 "repaint_n": "repaint_n", "eta": "eta", "t_min": "t_min"}
-        values = {f: getattr(base, f) for f in ("steps", "cfg_scale", "overlap_dur", "repaint_n", "eta", "t_min")}
+                 "repaint_n": "repaint_n", "eta": "eta", "t_min": "t_min", "sampler": "sampler"}
+        unknown = sorted(set(kw) - set(names))
+        if unknown:
+            raise UserError(f"sampling options {unknown}: unknown; expected some of {sorted(names)}")
+        values = {f: getattr(base, f) for f in set(names.values())}
         for key, value in kw.items():
             if value is not None:
                 values[names[key]] = value
@@ -358,7 +362,8 @@ class MGELDM:
             seconds: float | None = None, query: tuple[Tensor | np.ndarray, int] | None = None,
             encode_sample: bool = False, seed: int | None = None, generator: torch.Generator | None = None,
             **sampling: Any) -> dict[str, Tensor]:
-        """Run one task by name (what the CLI calls). ``sampling``: steps, cfg_scale, overlap, repaint_n, eta."""
+        """Run one task by name (what the CLI calls). ``sampling``: steps, cfg_scale, overlap, repaint_n, eta,
+        sampler (``"ddim"``, the default and the original's, ``"dpmpp_2m"`` or ``"heun"``)."""
         if task not in T.TASKS:
             raise UserError(f"+task={task}: unknown task; expected one of {', '.join(T.TASKS)}")
         settings = self.settings(task, **sampling)
@@ -375,6 +380,40 @@ class MGELDM:
             raise UserError(f"+given_wav_path: missing; {task} needs given audio")
         wave = prepare_audio(audio, sr, self.sample_rate)
         return T.TASK_FUNCTIONS[task](self.runner, wave, cond, settings, gen)
+
+    def run_songs(self, task: str, songs: Sequence[Tensor | np.ndarray], sr: int, *, prompts: Prompts = None,
+                  query: tuple[Tensor | np.ndarray, int] | None = None, encode_sample: bool = False,
+                  seeds: Sequence[int] | None = None, generators: Sequence[torch.Generator] | None = None,
+                  **sampling: Any) -> list[dict[str, Tensor]]:
+        """Run a given-track task (source_extract, partial_gen, accomp_gen) on several songs in shared DiT
+        batches: one result dict per song, each what :meth:`run` returns for that song alone with its seed
+        (up to float round-off). ``seeds`` (one per song; fresh ones when None, kept in ``last_seeds``) or
+        ``generators``; the prompts apply to every song."""
+        if task not in T.GIVEN_TASKS:
+            raise UserError(f"+task={task}: several songs in one batch run for {', '.join(T.GIVEN_TASKS)}")
+        settings = self.settings(task, **sampling)
+        songs = list(songs)
+        if not songs:
+            raise UserError("given audio: no songs")
+        gens = list(generators) if generators is not None else self._song_generators(seeds, len(songs))
+        if len(gens) != len(songs):
+            raise UserError(f"{len(songs)} songs need {len(songs)} seeds or generators; got {len(gens)}")
+        cond = self._cond(prompts, query)
+        self.runner.encode_sample = bool(encode_sample)
+        waves = [prepare_audio(a, sr, self.sample_rate, f"song {i}") for i, a in enumerate(songs)]
+        return T.given_task_songs(task, self.runner, waves, cond, settings, gens)
+
+    def _song_generators(self, seeds: Sequence[int] | None, count: int) -> list[torch.Generator]:
+        seeds = [None] * count if seeds is None else list(seeds)
+        gens = [self.generator(seed) for seed in seeds]
+        self.last_seeds = [int(g.initial_seed()) for g in gens]
+        return gens
+
+    def extract_songs(self, songs: Sequence[Tensor | np.ndarray], sr: int, prompts: Prompts,
+                      **kw: Any) -> list[dict[str, Tensor]]:
+        """Source extraction of several songs (all at rate ``sr``) in shared batches: one :meth:`extract`
+        result per song (``seeds=[...]`` one per song)."""
+        return self.run_songs("source_extract", songs, sr, prompts=prompts, **kw)
 
     def generate(self, prompt: Prompts, seconds: float, **kw: Any) -> dict[str, Tensor]:
         """Total generation: ``gen_mix``, ``gen_submix``, ``gen_src`` of ``seconds`` each (N, L)."""
@@ -403,6 +442,16 @@ class MGELDM:
         cond = self.embed_prompts(prompts)
         gen = generator if generator is not None else self.generator(seed)
         return T.extract_latents(self.runner, torch.as_tensor(mix_latent), cond, settings, gen)
+
+    def extract_latents_songs(self, mix_latents: Sequence[Tensor], prompts: Prompts, *,
+                              seeds: Sequence[int] | None = None, **sampling: Any) -> list[Tensor]:
+        """:meth:`extract_latents` of several mixes (C, F_s) in shared batches, one seed per mix."""
+        settings = self.settings("source_extract", **sampling)
+        cond = self.embed_prompts(prompts)
+        gens = self._song_generators(seeds, len(mix_latents))
+        if len(gens) != len(mix_latents):
+            raise UserError(f"{len(mix_latents)} mixes need {len(mix_latents)} seeds; got {len(gens)}")
+        return T.extract_latents_songs(self.runner, [torch.as_tensor(z) for z in mix_latents], cond, settings, gens)
 
     @torch.inference_mode()
     def predict_x0(self, clean: Tensor, t: Tensor, cond: Tensor, generator: torch.Generator | None = None,

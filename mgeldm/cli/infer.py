@@ -21,7 +21,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ OPTION_HELP: tuple[tuple[str, str], ...] = (
     ("overlap_dur", "seconds shared by consecutive windows, below one window (default: the task's, scaled)"),
     ("repaint_n", "RePaint repeats per step (default: the task's)"),
     ("eta", "DDIM noise, 0 = deterministic (default 0)"),
+    ("sampler", "ddim (default, the original's) | dpmpp_2m | heun (ODE solvers: fewer steps; need repaint_n 1, eta 0)"),
     ("seed", "integer; a random one is drawn and recorded in run.json when absent"),
     ("device", "auto (cuda > mps > cpu, default) | cpu | cuda | cuda:N | mps"),
     ("precision", "fp32 (default) | bf16 | fp16 (the DiT's compute precision)"),
@@ -89,6 +90,7 @@ class InferOptions:
     overlap_dur: float
     repaint_n: int
     eta: float
+    sampler: str
     output_dir: Path
     device: str
     precision: str
@@ -327,6 +329,9 @@ def parse_options(cfg: Mapping) -> InferOptions:
     overlap_frames(overlap, sample_rate / ratio, window)
     repaint_n = _integer(cfg, "repaint_n", defaults.repaint_n, minimum=1)
     eta = _number(cfg, "eta", defaults.eta, minimum=0.0)
+    sampler = str(cfg.get("sampler", None) or defaults.sampler)
+    replace(defaults, steps=steps, cfg_scale=cfg_scale, overlap_dur=overlap, repaint_n=repaint_n, eta=eta,
+            sampler=sampler).check()
     output_sr = _integer(cfg, "output_sr", None, minimum=1)
     seed = _integer(cfg, "seed", None, minimum=0)
     encode_sample = _boolean(cfg, "encode_sample", False)
@@ -349,8 +354,8 @@ def parse_options(cfg: Mapping) -> InferOptions:
     return InferOptions(task=task, ckpt_path=ckpt, clap_ckpt_path=clap_path, prompts=prompts, several_prompts=several,
                         gen_audio_dur=gen_dur, inputs=inputs, input_is_folder=is_folder, given_wav_path=given,
                         query_wav_path=query_path, query=query, num_steps=steps, cfg_scale=cfg_scale,
-                        overlap_dur=overlap, repaint_n=repaint_n, eta=eta, output_dir=output_dir, device=device,
-                        precision=precision, seed=seed, encode_sample=encode_sample, output_sr=output_sr,
+                        overlap_dur=overlap, repaint_n=repaint_n, eta=eta, sampler=sampler, output_dir=output_dir,
+                        device=device, precision=precision, seed=seed, encode_sample=encode_sample, output_sr=output_sr,
                         compile=compile_dit, save_png=save_png, chunked=chunked, model_cfg=model_cfg)
 
 
@@ -387,7 +392,7 @@ def _prompt_txt(opts: InferOptions, seed: int, folders: list[str] | None) -> str
     if opts.task == "total_gen":
         lines.append(f"gen_audio_dur: {opts.gen_audio_dur}")
     lines += [f"overlap_dur: {opts.overlap_dur}", f"cfg_scale: {opts.cfg_scale}", f"num_steps: {opts.num_steps}",
-              f"repaint_n: {opts.repaint_n}", f"eta: {opts.eta}", f"seed: {seed}"]
+              f"repaint_n: {opts.repaint_n}", f"eta: {opts.eta}", f"sampler: {opts.sampler}", f"seed: {seed}"]
     return "\n".join(lines) + "\n"
 
 
@@ -409,7 +414,7 @@ def run(opts: InferOptions) -> Path:
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     generator = model.generator(seed)
     sampling = dict(steps=opts.num_steps, cfg_scale=opts.cfg_scale, overlap=opts.overlap_dur,
-                    repaint_n=opts.repaint_n, eta=opts.eta)
+                    repaint_n=opts.repaint_n, eta=opts.eta, sampler=opts.sampler)
     prompt_folders = ([f"{i:02d}_{s}" for i, s in enumerate(unique_slugs([str(p) for p in opts.prompts],
                                                                          fallback="prompt"))]
                       if opts.several_prompts else None)

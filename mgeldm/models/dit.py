@@ -21,8 +21,8 @@ no data-dependent Python control flow, so ``torch.compile(model, fullgraph=True)
 ``gradient_checkpointing`` (flag or attribute) recomputes each block in backward.
 
 State-dict names and shapes are the original's (``full_mgeldm_state_dict.tsv`` without ``model_dit.``).
-The grouped 1x1 convolutions keep ``nn.Conv1d`` parameters (names, shapes, default init) but are
-applied as batched matmuls on (B, K, ·) views, which is the same map.
+The grouped 1x1 convolutions keep ``nn.Conv1d`` parameters (names, shapes, default init); they run as the
+grouped conv when gradients are recorded and as one batched matmul over the groups when not (the same map).
 """
 
 from __future__ import annotations
@@ -46,15 +46,20 @@ FF_MULT = 4  # FF hidden width = 4 * D (fixed in the original)
 def grouped_conv1x1(x: Tensor, conv: nn.Conv1d) -> Tensor:
     """Apply a kernel-1, ``groups=K`` Conv1d to per-sample vectors x (B, K*in) -> (B, K*out).
 
-    Group k's input slice maps only to its output slice, exactly as the conv on (B, K*in, 1).
+    Group k's input slice maps only to its output slice, exactly as the conv on (B, K*in, 1). Two ways to
+    compute it, picked by whether autograd records the call (a fact fixed per call site, so torch.compile
+    keeps one graph): when it does, ``F.conv1d`` with groups (the original's op), whose weight gradient is
+    computed in the parameter's own (K*out, in, 1) layout, so nothing is copied into it, and whose input
+    gradient is fast; when it does not (sampling), one batched matmul over the K groups on a view of the
+    weight, the fastest forward (benchmarks/bench_grouped_conv.py measures the three ways).
     """
-    k = conv.groups
+    x = x.to(conv.weight.dtype)  # a bf16/fp64 model gets float32 features; under autocast the op casts anyway
+    if torch.is_grad_enabled() and (conv.weight.requires_grad or x.requires_grad):
+        return F.conv1d(x[:, :, None], conv.weight, conv.bias, groups=conv.groups)[:, :, 0]
+    k, b = conv.groups, x.shape[0]
     w = conv.weight.view(k, conv.out_channels // k, conv.in_channels // k)
-    x = x.to(w.dtype)  # a bf16/fp64 model gets float32 features; under autocast the einsum casts anyway
-    y = torch.einsum("bki,koi->bko", x.reshape(x.shape[0], k, -1), w).reshape(x.shape[0], -1)
-    if conv.bias is not None:
-        y = y + conv.bias
-    return y
+    y = torch.bmm(w, x.reshape(b, k, -1).permute(1, 2, 0)).permute(2, 0, 1).reshape(b, -1)
+    return y if conv.bias is None else y + conv.bias
 
 
 def _grouped_mlp(num_tracks: int, d_in: int, d_hidden: int, d_out: int, bias: bool) -> nn.Sequential:

@@ -11,6 +11,10 @@ changes the result near the chunk joins.
 
 Results are dicts of 16 kHz waveforms (N, L), keyed by the original's wav names (``gen_src``, ...);
 the given audio comes back unchanged under ``given_mix`` / ``given_wav`` as (1, L).
+
+Several songs can share the DiT's batches (:func:`given_task_songs`, :func:`extract_latents_songs`):
+their k-th windows run together, each song drawing from its own generator, so each gets what it
+gets alone up to float round-off.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
-from mgeldm.diffusion.samplers import sample_given_track, sample_joint
+from mgeldm.diffusion.samplers import check_sampler, denoiser_calls, sample_given_track, sample_joint
 from mgeldm.errors import UserError
 from mgeldm.progress import progress_bar
 from mgeldm.tasks.windowing import (Window, check_gen_duration, overlap_frames, plan_windows, seconds_to_frames,
@@ -50,6 +54,7 @@ class SamplingSettings:
     repaint_n: int = 1
     eta: float = 0.0
     t_min: float = 0.02
+    sampler: str = "ddim"
 
     def check(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -60,6 +65,10 @@ class SamplingSettings:
             raise UserError(f"+cfg_scale={self.cfg_scale}: expected a finite number")
         if not math.isfinite(self.eta) or self.eta < 0:
             raise UserError(f"+eta={self.eta}: expected a number >= 0")
+        try:
+            check_sampler(self.sampler, self.repaint_n, self.eta)
+        except ValueError as exc:  # the sampler's own rule, in the options' spelling
+            raise UserError(f"+{exc}") from None
 
 
 # The settings of the original's scripts: steps / cfg / overlap s / repaint_n, for the released model,
@@ -267,44 +276,92 @@ class TaskRunner:
         Joint generation when ``given_z`` is None, else generation around the clean ``given_track``
         (``given_z`` (1 or N, C, >= frames)).
         """
+        return self.sample_songs(cond, cond_track, [frames], settings, [generator],
+                                 given_z=None if given_z is None else [given_z], given_track=given_track,
+                                 desc=desc)[0]
+
+    @torch.inference_mode()
+    def sample_songs(self, cond: Tensor, cond_track: int, frames: Sequence[int], settings: SamplingSettings,
+                     generators: Sequence[torch.Generator | None], *, given_z: Sequence[Tensor] | None = None,
+                     given_track: int | None = None, desc: str = "windows") -> list[Tensor]:
+        """:meth:`sample` for several songs at once, each with its own generator; the N prompts of ``cond``
+        apply to every song. Returns one (N, K*C, max(frames_s, window)) per song.
+
+        Window k of every song whose window k has the same overlap runs in one batch (songs x prompts
+        rows), each song's rows drawing from its own generator: every song gets the computation and the
+        random numbers it gets alone, in a batch (equal up to float round-off of the batched matmuls).
+        """
         settings.check()
+        if len(generators) != len(frames) or (given_z is not None and len(given_z) != len(frames)):
+            raise ValueError(f"{len(frames)} songs need as many generators (got {len(generators)}) and given latents")
         start = time.perf_counter()
         n = cond.shape[0]
         embed = self.global_embed(cond, cond_track)
-        plan = plan_windows(frames, self.window, overlap_frames(settings.overlap_dur, self.frame_rate, self.window))
-        out = torch.zeros(n, self.num_tracks * self.channels, plan[-1].end, device=self.device)
-        denoise = self.denoiser(embed, settings.cfg_scale)
-        if given_z is not None:
-            given_z = given_z.to(self.device).float().expand(n, -1, -1)
-        for w in self._windows(plan, desc):
-            self._sample_window(w, out, denoise, settings, generator, given_z, given_track)
-            self.timings.windows += 1
+        overlap = overlap_frames(settings.overlap_dur, self.frame_rate, self.window)
+        songs = []
+        for s, count in enumerate(frames):
+            plan = plan_windows(count, self.window, overlap)
+            out = torch.zeros(n, self.num_tracks * self.channels, plan[-1].end, device=self.device)
+            given = None if given_z is None else given_z[s].to(self.device).float().expand(n, -1, -1)
+            songs.append(_Song(plan, out, generators[s], given))
+        for group in self._window_groups(songs, desc):
+            denoise = self.denoiser(embed.repeat(len(group), 1, 1), settings.cfg_scale)
+            self._sample_window(group, denoise, settings, given_track)
+            self.timings.windows += len(group)
         self._sync()
         self.timings.sample += time.perf_counter() - start
-        return out
+        return [song.out for song in songs]
 
-    def _windows(self, plan: list[Window], desc: str) -> Iterator[Window]:
-        return iter(progress_bar(plan, desc=desc, unit="window", disable=not self.progress))
+    def _window_groups(self, songs: list[_Song], desc: str) -> Iterator[list[tuple[_Song, Window]]]:
+        """Round k: the songs' k-th windows, grouped by their overlap (equal windows batch together)."""
+        rounds = max(len(song.plan) for song in songs)
+        for k in progress_bar(range(rounds), desc=desc, unit="window", disable=not self.progress):
+            groups: dict[int, list[tuple[_Song, Window]]] = {}
+            for song in songs:
+                if k < len(song.plan):
+                    groups.setdefault(song.plan[k].overlap, []).append((song, song.plan[k]))
+            yield from groups.values()
 
-    def _sample_window(self, w: Window, out: Tensor, denoise, settings: SamplingSettings,
-                       generator: torch.Generator | None, given_z: Tensor | None, given_track: int | None) -> None:
-        noise = torch.randn((out.shape[0], out.shape[1], w.new), generator=generator,
-                            device=generator.device if generator is not None else self.device)
-        noise = noise.to(self.device)
-        overlap_z = out[..., w.start:w.new_start].clone() if w.overlap else None
-        # RePaint only harmonises an overlap: the first window of joint generation has none (SPEC D.4).
-        repaint_n = settings.repaint_n if (w.overlap or given_z is not None) else 1
-        calls = (settings.steps - 1) * repaint_n + 1
-        with progress_bar(total=calls, desc=f"window {w.index + 1}", unit="step", nested=True,
-                          disable=not self.progress) as bar:
+    def _sample_window(self, group: list[tuple[_Song, Window]], denoise, settings: SamplingSettings,
+                       given_track: int | None) -> None:
+        """Sample one window of each song of ``group`` (all with the same overlap) in one batch."""
+        first = group[0][1]
+        noise = torch.cat([self._noise(song, w) for song, w in group])
+        overlap_z = torch.cat([song.out[..., w.start:w.new_start] for song, w in group]) if first.overlap else None
+        joint = group[0][0].given_z is None
+        # RePaint only harmonises an overlap: the first window of joint generation has none.
+        repaint_n = settings.repaint_n if (first.overlap or not joint) else 1
+        generators = [song.generator for song, _ in group]
+        with progress_bar(total=denoiser_calls(settings.sampler, settings.steps, repaint_n),
+                          desc=f"window {first.index + 1}", unit="step", nested=True, disable=not self.progress) as bar:
             common = dict(steps=settings.steps, num_tracks=self.num_tracks, eta=settings.eta, t_min=settings.t_min,
-                          repaint_n=repaint_n, overlap_z=overlap_z, generator=generator,
-                          callback=lambda _info: bar.update(1), disable_progress=True)
-            if given_z is None:
+                          repaint_n=repaint_n, overlap_z=overlap_z,
+                          generator=generators[0] if len(generators) == 1 else generators,
+                          callback=lambda _info: bar.update(1), disable_progress=True, sampler=settings.sampler)
+            if joint:
                 x0 = sample_joint(denoise, noise, **common)
             else:
-                x0 = sample_given_track(denoise, noise, given_z[..., w.new_start:w.end], given_track, **common)
-        out[..., w.new_start:w.end] = x0[..., w.overlap:].float()
+                given = torch.cat([song.given_z[..., w.new_start:w.end] for song, w in group])
+                x0 = sample_given_track(denoise, noise, given, given_track, **common)
+        for (song, w), part in zip(group, x0.float().split(noise.shape[0] // len(group))):
+            song.out[..., w.new_start:w.end] = part[..., w.overlap:]
+
+    def _noise(self, song: _Song, w: Window) -> Tensor:
+        """The starting noise of window ``w`` of ``song`` (N, K*C, new frames), from the song's generator."""
+        g = song.generator
+        noise = torch.randn((song.out.shape[0], song.out.shape[1], w.new), generator=g,
+                            device=g.device if g is not None else self.device)
+        return noise.to(self.device)
+
+
+@dataclass
+class _Song:
+    """One song being sampled: its windows, its output latents, its generator, its given track's latents."""
+
+    plan: list[Window]
+    out: Tensor
+    generator: torch.Generator | None
+    given_z: Tensor | None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,16 +391,57 @@ def total_gen(runner: TaskRunner, cond: Tensor, seconds: float, settings: Sampli
     return {"gen_mix": dec[MIX], "gen_submix": dec[SUBMIX], "gen_src": dec[SRC]}
 
 
+def _given_songs(runner: TaskRunner, waves: Sequence[Tensor], cond: Tensor, settings: SamplingSettings,
+                 generators: Sequence[torch.Generator | None], given_track: int, cond_track: int,
+                 outputs: tuple[int, ...], desc: str) -> list[tuple[dict[int, Tensor], Tensor]]:
+    """Encode each song's given track, sample all songs together, decode each: [(decoded tracks, wave)]."""
+    waves = [_as_wave(w) for w in waves]
+    given = [runner.encode(w, g, given_track) for w, g in zip(waves, generators)]
+    frames = [math.ceil(w.shape[-1] / runner.ratio) for w in waves]
+    zs = runner.sample_songs(cond, cond_track, frames, settings, generators, given_z=given, given_track=given_track,
+                             desc=desc)
+    return [(runner.decode_tracks(z, outputs, w.shape[-1]), w) for z, w in zip(zs, waves)]
+
+
 def _given_task(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,
                 generator: torch.Generator | None, given_track: int, cond_track: int, outputs: tuple[int, ...],
-                desc: str, given_z: Tensor | None = None) -> tuple[dict[int, Tensor], Tensor]:
-    wave = _as_wave(wave)
-    if given_z is None:
-        given_z = runner.encode(wave, generator, given_track)
-    frames = math.ceil(wave.shape[-1] / runner.ratio)
-    z = runner.sample(cond, cond_track, frames, settings, generator, given_z=given_z, given_track=given_track,
-                      desc=desc)
-    return runner.decode_tracks(z, outputs, wave.shape[-1]), wave
+                desc: str) -> tuple[dict[int, Tensor], Tensor]:
+    return _given_songs(runner, [wave], cond, settings, [generator], given_track, cond_track, outputs, desc)[0]
+
+
+@dataclass(frozen=True)
+class GivenTask:
+    """A task that generates around one given track: which track is given, which gets the text, what is
+    decoded, and how the decoded tracks and the given wave (L,) become the result dict."""
+
+    given_track: int
+    cond_track: int
+    outputs: tuple[int, ...]
+    results: Callable[[dict[int, Tensor], Tensor], dict[str, Tensor]]
+
+
+GIVEN_TASKS: dict[str, GivenTask] = {
+    "source_extract": GivenTask(MIX, SRC, (SRC, SUBMIX), lambda dec, wave: {
+        "gen_src": dec[SRC], "gen_submix": dec[SUBMIX], "given_mix": wave[None]}),
+    "partial_gen": GivenTask(SUBMIX, SRC, (SRC, MIX), lambda dec, wave: {
+        "gen_src": dec[SRC], "gen_mix": dec[MIX], "gen_mix_sum": wave[None] + dec[SRC], "given_wav": wave[None]}),
+    "accomp_gen": GivenTask(SRC, SUBMIX, (SUBMIX, MIX), lambda dec, wave: {
+        "gen_submix": dec[SUBMIX], "gen_mix": dec[MIX], "given_wav": wave[None]}),
+}
+
+
+def given_task_songs(task: str, runner: TaskRunner, waves: Sequence[Tensor], cond: Tensor,
+                     settings: SamplingSettings,
+                     generators: Sequence[torch.Generator | None]) -> list[dict[str, Tensor]]:
+    """Run ``task`` (one of :data:`GIVEN_TASKS`) on several songs (L,) at once, one generator each.
+
+    The songs' windows run in shared batches (see :meth:`TaskRunner.sample_songs`): each song's result
+    is the one it gets alone with its generator, up to float round-off. One result dict per song.
+    """
+    spec = GIVEN_TASKS[task]
+    done = _given_songs(runner, waves, cond, settings, generators, spec.given_track, spec.cond_track, spec.outputs,
+                        task)
+    return [spec.results(dec, wave) for dec, wave in done]
 
 
 def extract_latents(runner: TaskRunner, mix_z: Tensor, cond: Tensor, settings: SamplingSettings,
@@ -353,15 +451,25 @@ def extract_latents(runner: TaskRunner, mix_z: Tensor, cond: Tensor, settings: S
     The same windows and sampler as :func:`source_extract`, without the VAE: for scores that the
     decoder cannot cap (the latents are compared with the true stems' latents).
     """
-    if mix_z.dim() != 2 or mix_z.shape[0] != runner.channels:
-        raise ValueError(f"mix latent must be (C={runner.channels}, F); got {tuple(mix_z.shape)}")
-    frames = mix_z.shape[-1]
-    if frames < runner.window:
-        raise ValueError(f"mix latent of {frames} frames is shorter than one window ({runner.window} frames)")
-    given = runner.model.ae_to_dit(mix_z.float()[None].to(runner.device), MIX)
-    z = runner.sample(cond, SRC, frames, settings, generator, given_z=given, given_track=MIX, desc="extract_latents")
+    return extract_latents_songs(runner, [mix_z], cond, settings, [generator])[0]
+
+
+def extract_latents_songs(runner: TaskRunner, mix_zs: Sequence[Tensor], cond: Tensor, settings: SamplingSettings,
+                          generators: Sequence[torch.Generator | None]) -> list[Tensor]:
+    """:func:`extract_latents` of several mixes at once (their windows batched), one generator each."""
+    given = []
+    for mix_z in mix_zs:
+        if mix_z.dim() != 2 or mix_z.shape[0] != runner.channels:
+            raise ValueError(f"mix latent must be (C={runner.channels}, F); got {tuple(mix_z.shape)}")
+        if mix_z.shape[-1] < runner.window:
+            raise ValueError(f"mix latent of {mix_z.shape[-1]} frames is shorter than one window "
+                             f"({runner.window} frames)")
+        given.append(runner.model.ae_to_dit(mix_z.float()[None].to(runner.device), MIX))
+    frames = [mix_z.shape[-1] for mix_z in mix_zs]
+    zs = runner.sample_songs(cond, SRC, frames, settings, generators, given_z=given, given_track=MIX,
+                             desc="extract_latents")
     c = runner.channels
-    return runner.model.dit_to_ae(z[:, SRC * c:(SRC + 1) * c, :frames], SRC).float().cpu()
+    return [runner.model.dit_to_ae(z[:, SRC * c:(SRC + 1) * c, :f], SRC).float().cpu() for z, f in zip(zs, frames)]
 
 
 def source_extract(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,
@@ -370,8 +478,7 @@ def source_extract(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: Sam
 
     Returns ``gen_src``, ``gen_submix`` (N, L) and ``given_mix`` (1, L), the input unchanged.
     """
-    dec, wave = _given_task(runner, wave, cond, settings, generator, MIX, SRC, (SRC, SUBMIX), "source_extract")
-    return {"gen_src": dec[SRC], "gen_submix": dec[SUBMIX], "given_mix": wave[None]}
+    return given_task_songs("source_extract", runner, [wave], cond, settings, [generator])[0]
 
 
 def partial_gen(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,
@@ -381,8 +488,7 @@ def partial_gen(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: Sampli
     Returns ``gen_src``, ``gen_mix`` (the decoded mix track), ``gen_mix_sum`` (= given + gen_src),
     each (N, L), and ``given_wav`` (1, L), the input unchanged.
     """
-    dec, wave = _given_task(runner, wave, cond, settings, generator, SUBMIX, SRC, (SRC, MIX), "partial_gen")
-    return {"gen_src": dec[SRC], "gen_mix": dec[MIX], "gen_mix_sum": wave[None] + dec[SRC], "given_wav": wave[None]}
+    return given_task_songs("partial_gen", runner, [wave], cond, settings, [generator])[0]
 
 
 def accomp_gen(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,
@@ -391,8 +497,7 @@ def accomp_gen(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: Samplin
 
     Returns ``gen_submix``, ``gen_mix`` (N, L) and ``given_wav`` (1, L), the input unchanged.
     """
-    dec, wave = _given_task(runner, wave, cond, settings, generator, SRC, SUBMIX, (SUBMIX, MIX), "accomp_gen")
-    return {"gen_submix": dec[SUBMIX], "gen_mix": dec[MIX], "given_wav": wave[None]}
+    return given_task_songs("accomp_gen", runner, [wave], cond, settings, [generator])[0]
 
 
 def partial_gen_iter(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,
@@ -424,5 +529,4 @@ TASK_FUNCTIONS = {
     "accomp_gen": accomp_gen,
     "partial_gen_iter": partial_gen_iter,
 }
-TEXT_TRACK = {"total_gen": MIX, "source_extract": SRC, "partial_gen": SRC, "accomp_gen": SUBMIX,
-              "partial_gen_iter": SRC}
+TEXT_TRACK = {"total_gen": MIX, "partial_gen_iter": SRC, **{k: v.cond_track for k, v in GIVEN_TASKS.items()}}

@@ -320,6 +320,9 @@ BAD_CASES = {
     "missing query": (["+text_prompt=null", "+query_wav_path={bad}/nope.wav"], "nope.wav"),
     "silent query": (["+text_prompt=null", "+query_wav_path={bad}/silent.wav"], "silence"),
     "chunked not a boolean": (["+chunked=maybe"], "+chunked=maybe"),
+    "unknown sampler": (["+sampler=euler"], "+sampler=euler: expected one of ddim, dpmpp_2m, heun"),
+    "ODE sampler with RePaint": (["+sampler=dpmpp_2m", "+repaint_n=2"], "+repaint_n=2: RePaint"),
+    "ODE sampler with eta": (["+sampler=heun", "+eta=0.3"], "+eta=0.3"),
 }
 
 
@@ -384,6 +387,20 @@ def test_outputs_honour_the_umask(umask_022_run):
     expected = {str(p.relative_to(out)): oct(0o755 if p.is_dir() else 0o644) for p in entries}
     assert modes == expected
     assert {"gen_mix.wav", "gen_mix.png", "gen_mix_22050hz.wav", "run.json", "prompt.txt"} <= {p.name for p in entries}
+
+
+@pytest.mark.clap
+def test_sampler_option_reaches_the_run_and_its_records(tiny):
+    from mgeldm.cli.infer import parse_options, run
+
+    out = tiny["root"] / "sampler"
+    opts = parse_options(_compose(tiny, _quick_run_args(tiny, out)[1:] + ["+sampler=dpmpp_2m", "+save_png=false"]))
+    assert opts.sampler == "dpmpp_2m"
+    folder = run(opts)
+    assert "sampler: dpmpp_2m" in (folder / "prompt.txt").read_text().splitlines()
+    assert json.loads((folder / "run.json").read_text())["settings"]["sampler"] == "dpmpp_2m"
+    default = parse_options(_compose(tiny, _quick_run_args(tiny, out)[1:]))
+    assert default.sampler == "ddim"
 
 
 @pytest.mark.clap

@@ -440,3 +440,170 @@ def test_progress_bar_runs():
     out = sample_joint(gaussian_denoiser(1.0), torch.randn(1, K, 4, generator=_gen(33)), steps=3,
                        num_tracks=K, disable_progress=False)
     assert out.shape == (1, K, 4)
+
+
+# --------------------------------------------------------------------------------------------
+# The ODE solvers (DPM-Solver++(2M), Heun): order, given track, overlap, seeds, refusals
+# --------------------------------------------------------------------------------------------
+
+FAST = ["dpmpp_2m", "heun"]
+
+
+def _exact_gaussian_ode(noise: torch.Tensor, scale: float, mean: float, t_min: float = 0.02) -> torch.Tensor:
+    """The probability-flow ODE for N(mean, scale^2) data keeps x's standardised value, so from x(1) = noise
+    it is x(t) = a mean + sqrt(a^2 scale^2 + s^2) noise; the x0 estimate at t_min is then
+    mean + a scale^2 noise / sqrt(a^2 scale^2 + s^2)."""
+    a, s = (v.double() for v in alpha_sigma(torch.tensor(t_min)))
+    return mean + a * scale**2 * noise.double() / torch.sqrt(a**2 * scale**2 + s**2)
+
+
+@pytest.mark.parametrize("sampler,order,low,high", [("ddim", 1, 0.9, 1.1), ("dpmpp_2m", 2, 1.7, 2.3),
+                                                    ("heun", 2, 1.85, 2.15)])
+def test_order_of_convergence_on_gaussian_data(sampler, order, low, high):
+    """Halving the step (steps - 1 intervals doubled) divides the error by about 2^order.
+
+    DPM-Solver++(2M) comes out at about 1.8 here: its steps in lambda = log(alpha / sigma) do not
+    shrink near t = 1 (lambda -> -inf), which adds a h^2 log(1/h) term; the ratio still tends to 4."""
+    scale, mean = 2.0, 0.5
+    noise = torch.randn(2, K * 4, 16, generator=_gen(40), dtype=torch.float64)
+    exact = _exact_gaussian_ode(noise, scale, mean)
+    errors = [(sample_joint(gaussian_denoiser(scale, mean), noise, steps=n, num_tracks=K, sampler=sampler) - exact)
+              .abs().max().item() for n in (321, 641)]
+    measured = math.log2(errors[0] / errors[1])
+    assert low <= measured <= high, f"{sampler}: errors {errors}, order {measured:.2f}, expected about {order}"
+
+
+@pytest.mark.parametrize("sampler", FAST)
+def test_fast_samplers_beat_ddim_at_equal_model_calls(sampler):
+    from mgeldm.diffusion.samplers import denoiser_calls
+
+    scale, mean = 2.0, 0.5
+    noise = torch.randn(2, K * 4, 16, generator=_gen(41), dtype=torch.float64)
+    exact = _exact_gaussian_ode(noise, scale, mean)
+    steps = 6
+    calls = denoiser_calls(sampler, steps)
+    rec = Recorder(gaussian_denoiser(scale, mean))
+    fast = sample_joint(rec, noise, steps=steps, num_tracks=K, sampler=sampler)
+    ddim = sample_joint(gaussian_denoiser(scale, mean), noise, steps=calls, num_tracks=K)
+    assert len(rec.calls) == calls
+    assert (fast - exact).abs().max() < 0.7 * (ddim - exact).abs().max()
+
+
+@pytest.mark.parametrize("sampler", FAST)
+def test_fast_samplers_extract_from_a_given_mix(sampler):
+    """Mix given: submix + src equals the mix, and w = (submix - src)/sqrt(2) (1-D N(mu_w, 1) given the mix)
+    converges to its exact ODE solution mu_w + alpha(t_min) w_noise."""
+    b, c, frames = 2, 4, 32
+    g = _gen(42)
+    s = torch.randn(b, 2, c * frames, generator=g, dtype=torch.float64) + MIX_MU[None, :, None]
+    mix = (s[:, 0] + s[:, 1]).reshape(b, c, frames).float()
+    noise = torch.randn(b, K * c, frames, generator=g)
+    _, n_sub, n_src = _tracks(noise)
+    mu_w = float(MIX_MU[0] - MIX_MU[1]) / math.sqrt(2)
+    exact_w = _exact_gaussian_ode((n_sub - n_src) / math.sqrt(2), 1.0, mu_w)
+    err = {}
+    for name, steps in ((sampler, 41), ("ddim", 41)):
+        out = sample_given_track(mixture_denoiser, noise, mix, 0, steps=steps, num_tracks=K, sampler=name)
+        assert torch.equal(out[:, :c], mix)
+        _, sub, src = _tracks(out)
+        torch.testing.assert_close(sub + src, mix.double(), atol=2e-5, rtol=0)
+        err[name] = ((sub - src) / math.sqrt(2) - exact_w).abs().max().item()
+    assert err[sampler] < 0.2 * err["ddim"], err
+
+
+@pytest.mark.parametrize("sampler", FAST)
+@pytest.mark.parametrize("given_track", [0, 2])
+def test_fast_samplers_reset_the_given_track_before_every_call(sampler, given_track):
+    from mgeldm.diffusion.samplers import denoiser_calls
+
+    c, steps = 3, 5
+    noise = torch.randn(2, K * c, 10, generator=_gen(43))
+    given = torch.randn(2, c, 10, generator=_gen(44))
+    rows = slice(c * given_track, c * (given_track + 1))
+    rec = Recorder(gaussian_denoiser(1.3))
+    out = sample_given_track(rec, noise, given, given_track, steps=steps, num_tracks=K, sampler=sampler)
+    assert torch.equal(out[:, rows], given), "given track must be returned unchanged"
+    times = sampling_times(steps, 0.02)
+    # DPM-Solver++(2M) calls once per step; Heun at t_i and t_{i+1} for each update, then at t_min.
+    step_of_call = (list(range(steps)) if sampler == "dpmpp_2m"
+                    else [k for i in range(steps - 1) for k in (i, i + 1)] + [steps - 1])
+    assert len(rec.calls) == len(step_of_call) == denoiser_calls(sampler, steps)
+    others = [k for k in range(K) if k != given_track]
+    for (x, t), i in zip(rec.calls, step_of_call):
+        assert torch.equal(x[:, rows], given)
+        assert bool((t[:, given_track] == 0).all())
+        assert bool((t[:, others] == times[i]).all())
+
+
+@pytest.mark.parametrize("sampler", FAST)
+def test_fast_samplers_renoise_the_overlap_each_update(sampler):
+    c, t1, t2, steps = 4, 50, 30, 8
+    overlap = torch.randn(4, K * c, t1, generator=_gen(45))
+    noise = torch.randn(4, K * c, t2, generator=_gen(46))
+    rec = Recorder(gaussian_denoiser(1.0))
+    out = sample_joint(rec, noise, steps=steps, num_tracks=K, overlap_z=overlap, generator=_gen(47), sampler=sampler)
+    assert out.shape == (4, K * c, t1 + t2)
+    alphas, sigmas = alpha_sigma(sampling_times(steps, 0.02))
+    step_of_call = (list(range(steps)) if sampler == "dpmpp_2m"
+                    else [k for i in range(steps - 1) for k in (i, i + 1)] + [steps - 1])
+    for (x, t), i in list(zip(rec.calls, step_of_call))[1:]:  # the first call sees fresh noise
+        assert bool((t == sampling_times(steps, 0.02)[i]).all())
+        resid = (x[..., :t1] - alphas[i] * overlap) / sigmas[i]
+        assert resid.mean().abs().item() < 0.05
+        assert resid.std().item() == pytest.approx(1.0, rel=0.06)
+    err = (out[..., :t1] - overlap).abs()
+    assert err.mean().item() < 0.04 and err.max().item() < 0.2
+    # Element-wise data: the generated frames are those of the same sampler without an overlap.
+    alone = sample_joint(gaussian_denoiser(1.0), noise, steps=steps, num_tracks=K, sampler=sampler)
+    torch.testing.assert_close(out[..., t1:], alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("sampler", FAST)
+def test_fast_samplers_seeds_reproduce(sampler):
+    c = 3
+    overlap = torch.randn(2, K * c, 4, generator=_gen(48))
+    noise = torch.randn(2, K * c, 6, generator=_gen(49))
+    den = gaussian_denoiser(1.2, 0.3)
+
+    def run(seed):
+        return sample_given_track(den, noise, noise[:, :c], 1, steps=5, num_tracks=K, overlap_z=overlap,
+                                  generator=_gen(seed), sampler=sampler)
+
+    global_state = torch.random.get_rng_state()
+    first, again, other = run(1), run(1), run(2)
+    assert torch.equal(torch.random.get_rng_state(), global_state), "all randomness must use the generator"
+    assert torch.equal(first, again)
+    assert not torch.allclose(first, other)
+    g = _gen(3)
+    state = g.get_state()
+    sample_joint(den, noise, steps=5, num_tracks=K, generator=g, sampler=sampler)
+    assert torch.equal(g.get_state(), state), "without an overlap the ODE solvers draw nothing"
+
+
+@pytest.mark.parametrize("sampler", ["ddim", *FAST])
+def test_one_generator_per_block_of_rows_draws_what_each_block_draws_alone(sampler):
+    c = 2
+    overlap = torch.randn(4, K * c, 3, generator=_gen(50))
+    noise = torch.randn(4, K * c, 5, generator=_gen(51))
+    den = gaussian_denoiser(1.1)
+    kw = dict(steps=4, num_tracks=K, sampler=sampler)
+    both = sample_joint(den, noise, overlap_z=overlap, generator=[_gen(7), _gen(8)], **kw)
+    first = sample_joint(den, noise[:2], overlap_z=overlap[:2], generator=_gen(7), **kw)
+    second = sample_joint(den, noise[2:], overlap_z=overlap[2:], generator=_gen(8), **kw)
+    torch.testing.assert_close(both, torch.cat([first, second]), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="3 generators"):
+        sample_joint(den, noise, overlap_z=overlap, generator=[_gen(1), _gen(2), _gen(3)], **kw)
+
+
+@pytest.mark.parametrize("sampler", FAST)
+def test_fast_samplers_refuse_repaint_and_eta(sampler):
+    den, noise = gaussian_denoiser(1.0), torch.zeros(1, K * 2, 4)
+    with pytest.raises(ValueError, match="repaint_n=2.*ddim"):
+        sample_given_track(den, noise, noise[:, :2], 0, steps=3, num_tracks=K, repaint_n=2, sampler=sampler)
+    with pytest.raises(ValueError, match="eta=0.5.*ddim"):
+        sample_joint(den, noise, steps=3, num_tracks=K, eta=0.5, sampler=sampler)
+
+
+def test_unknown_sampler_is_refused():
+    with pytest.raises(ValueError, match="sampler=euler: expected one of ddim, dpmpp_2m, heun"):
+        sample_joint(gaussian_denoiser(1.0), torch.zeros(1, K, 4), steps=3, num_tracks=K, sampler="euler")

@@ -132,10 +132,40 @@ def test_init_zero_and_halved(reference_fixtures):
 # ----------------------------------------------------------------------------- components
 
 
-def test_grouped_conv_matches_conv1d():
+@pytest.mark.parametrize("grad", [True, False])
+def test_grouped_conv_matches_conv1d(grad):
+    """Both ways of computing it (autograd recording or not) are the grouped Conv1d, values and gradients."""
     conv = torch.nn.Conv1d(12, 18, 1, groups=3, bias=True)
-    x = torch.randn(4, 12)
-    torch.testing.assert_close(grouped_conv1x1(x, conv), conv(x[:, :, None])[:, :, 0])
+    x = torch.randn(4, 12, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    with torch.set_grad_enabled(grad):
+        torch.testing.assert_close(grouped_conv1x1(x, conv), conv(x_ref[:, :, None])[:, :, 0])
+    grad_out = torch.randn(4, 18)
+    grouped_conv1x1(x, conv).backward(grad_out)
+    ours = [conv.weight.grad.clone(), conv.bias.grad.clone(), x.grad]
+    conv.zero_grad()
+    conv(x_ref[:, :, None])[:, :, 0].backward(grad_out)
+    for a, b in zip(ours, [conv.weight.grad, conv.bias.grad, x_ref.grad]):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("batch", [2, 8])
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_grouped_conv_weight_gradient_lands_in_place(batch, input_grad):
+    """The weight's gradient is computed in the parameter's (K*out, in, 1) layout: the backward copies no
+    weight-sized tensor (an einsum's backward cloned it into that layout, a fixed cost at every step)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    conv = torch.nn.Conv1d(3 * 64, 3 * 96, 1, groups=3, bias=False)
+    y = grouped_conv1x1(torch.randn(batch, 3 * 64, requires_grad=input_grad), conv)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        y.backward(torch.ones_like(y))
+    size = conv.weight.numel()
+    copies = [(e.name, e.input_shapes) for e in prof.events()
+              if e.name in ("aten::copy_", "aten::clone", "aten::contiguous")
+              and any(math.prod(shape) == size for shape in e.input_shapes if shape)]
+    assert not copies, copies
+    assert conv.weight.grad.shape == conv.weight.shape and conv.weight.grad.is_contiguous()
 
 
 def test_fourier_features_cos_first(tiny):

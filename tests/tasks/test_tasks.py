@@ -325,6 +325,127 @@ def test_bad_api_inputs(mge):
 
 
 # ---------------------------------------------------------------------------------------------
+# samplers and several songs in one batch
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("sampler,calls_per_window", [("ddim", 3), ("dpmpp_2m", 3), ("heun", 5)])
+def test_sampler_option(mge, monkeypatch, sampler, calls_per_window):
+    seen = _spy_dit(monkeypatch, mge)
+    song = _song(0.3, 16000, 1)
+    mge.runner.timings = T.Timings()
+    out = mge.extract(song, 16000, "x", seed=0, steps=3, cfg_scale=2.0, overlap=0.1, sampler=sampler)
+    assert len(seen) == calls_per_window == mge.timings.model_calls  # 0.3 s is one window
+    assert all((t[:, T.MIX] == 0).all() for _, t, _ in seen)  # the given mix is clean at every call
+    assert torch.isfinite(out["gen_src"]).all()
+    if sampler != "ddim":
+        ddim = mge.extract(song, 16000, "x", seed=0, steps=3, cfg_scale=2.0, overlap=0.1)
+        assert not torch.allclose(out["gen_src"], ddim["gen_src"])
+
+
+@pytest.mark.reference
+def test_sampler_option_refusals(mge):
+    song = _song(0.2, 16000, 1)
+    with pytest.raises(UserError, match=r"^\+sampler=euler: expected one of ddim, dpmpp_2m, heun$"):
+        mge.extract(song, 16000, "x", sampler="euler", **FAST)
+    # accomp_gen's default repaint_n is 2 (the original's script): the ODE solvers refuse it in one line.
+    with pytest.raises(UserError, match=r"^\+repaint_n=2: RePaint .* sampler=ddim"):
+        mge.accompany(song, 16000, "x", sampler="dpmpp_2m", **FAST)
+    with pytest.raises(UserError, match=r"^\+eta=0.5: .*sampler=ddim"):
+        mge.extract(song, 16000, "x", sampler="heun", eta=0.5, **FAST)
+    out = mge.accompany(song, 16000, "x", sampler="dpmpp_2m", repaint_n=1, seed=0, **FAST)
+    assert out["gen_mix"].shape == (1, 3200)
+    with pytest.raises(UserError, match="unknown"):
+        mge.extract(song, 16000, "x", samplr="heun")
+
+
+# Three lengths: window k of the songs has overlaps 0/0/0, then 25 (0.93 s) and 50 (0.6 s), then 42 (0.93 s only).
+SONG_SECONDS = (0.93, 0.3, 0.6)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("sampler,repaint_n", [("ddim", 2), ("dpmpp_2m", 1)])
+def test_songs_in_one_batch_equal_one_song_at_a_time(mge, sampler, repaint_n):
+    songs = [_song(s, 16000, 1)[0] * (1 + i) for i, s in enumerate(SONG_SECONDS)]
+    kw = dict(steps=3, cfg_scale=2.0, overlap=0.1, repaint_n=repaint_n, sampler=sampler)
+    mge.runner.timings = T.Timings()
+    alone = [mge.extract(song, 16000, ["a", "b"], seed=10 + i, **kw) for i, song in enumerate(songs)]
+    calls_alone = mge.timings.model_calls
+    mge.runner.timings = T.Timings()
+    batched = mge.extract_songs(songs, 16000, ["a", "b"], seeds=[10, 11, 12], **kw)
+    assert mge.last_seeds == [10, 11, 12]
+    assert mge.timings.windows == 3 + 1 + 2  # every window of every song, once
+    assert mge.timings.model_calls < calls_alone  # windows shared batches
+    assert len(batched) == len(songs)
+    for one, many in zip(alone, batched):
+        assert set(one) == set(many)
+        for key in one:
+            _assert_same_up_to_round_off(many[key], one[key])
+    # A song's result depends on its own seed only, not on its neighbours.
+    swapped = mge.extract_songs(songs[::-1], 16000, ["a", "b"], seeds=[12, 11, 10], **kw)
+    _assert_same_up_to_round_off(swapped[2]["gen_src"], batched[0]["gen_src"])
+    other_seed = mge.extract_songs(songs[:1], 16000, ["a", "b"], seeds=[99], **kw)
+    assert (other_seed[0]["gen_src"] - batched[0]["gen_src"]).abs().max() > 0.1 * batched[0]["gen_src"].abs().max()
+
+
+def _assert_same_up_to_round_off(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Equal up to float round-off: batched matmuls of another batch size may round differently, and the
+    tiny random model's steps and decoder amplify it (to about 1e-5 of its outputs' scale, which is ~1e3)."""
+    assert a.shape == b.shape
+    assert (a - b).abs().max() <= 1e-4 * max(1.0, b.abs().max().item())
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m", "heun"])
+def test_sampling_reads_no_tensor_value_on_the_host(model_cfg, monkeypatch, sampler):
+    """The window loop, the samplers and the DiT run on meta tensors, which have no values: any read on the
+    host (``.item()``, ``float(t)``, ``if t``, ``.cpu()``), a host sync per step on a GPU, would raise here."""
+    from mgeldm.models.mgeldm import build_mgeldm
+
+    autocast_enabled = torch.is_autocast_enabled
+    monkeypatch.setattr(torch, "is_autocast_enabled",
+                        lambda *a: False if a and a[0] == "meta" else autocast_enabled(*a))
+    with torch.device("meta"):
+        model = build_mgeldm(model_cfg).eval()
+    runner = T.TaskRunner(model, device=torch.device("meta"))
+    c = runner.channels
+    settings = T.SamplingSettings(4, 3.0, 0.1, 1, eta=0.0, sampler=sampler)
+    gens = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    zs = runner.sample_songs(torch.randn(2, runner.cond_dim), T.SRC, [250, 130], settings, gens,
+                             given_z=[torch.randn(1, c, 250), torch.randn(1, c, 130)], given_track=T.MIX)
+    assert [z.shape for z in zs] == [(2, 3 * c, 250), (2, 3 * c, 130)] and zs[0].is_meta
+    if sampler == "ddim":  # the stochastic paths too: eta noise, overlap noise, RePaint
+        z = runner.sample(torch.randn(1, runner.cond_dim), T.MIX, 250, T.SamplingSettings(3, 3.0, 0.1, 2, eta=0.5),
+                          gens[0])
+        assert z.is_meta and z.shape == (1, 3 * c, 250)
+
+
+@pytest.mark.reference
+def test_latent_extraction_of_several_mixes_in_one_batch(mge):
+    c = mge.runner.channels
+    mixes = [torch.randn(c, f, generator=torch.Generator().manual_seed(f)) for f in (130, 100, 260)]
+    kw = dict(steps=2, cfg_scale=2.0, overlap=0.1)
+    alone = [mge.extract_latents(z, ["a"], seed=i, **kw) for i, z in enumerate(mixes)]
+    batched = mge.extract_latents_songs(mixes, ["a"], seeds=[0, 1, 2], **kw)
+    for one, many, z in zip(alone, batched, mixes):
+        assert many.shape == (1, c, z.shape[-1])
+        _assert_same_up_to_round_off(many, one)
+
+
+@pytest.mark.reference
+def test_bad_song_batches(mge):
+    song = _song(0.2, 16000, 1)[0]
+    with pytest.raises(UserError, match="2 songs need 2 seeds"):
+        mge.extract_songs([song, song], 16000, "x", seeds=[1], **FAST)
+    with pytest.raises(UserError, match=r"\+task=total_gen: several songs"):
+        mge.run_songs("total_gen", [song], 16000, prompts="x")
+    with pytest.raises(UserError, match="song 1"):
+        mge.extract_songs([song, torch.zeros(100)], 16000, "x", seeds=[1, 2], **FAST)
+    with pytest.raises(UserError, match="no songs"):
+        mge.extract_songs([], 16000, "x")
+
+
+# ---------------------------------------------------------------------------------------------
 # output folders
 
 
