@@ -3,11 +3,13 @@
 #   corpus -> train a small AE -> unwrap -> pre-encode -> train a small DiT -> unwrap -> infer.py
 #   (total_gen, source_extract, partial_gen on held-out songs) -> evaluate.py -> <out>/quickstart_report.{md,json}
 #
-#   bash scripts/quickstart.sh [--out DIR] [--smoke] [--size small|medium] [--gpu]
+#   bash scripts/quickstart.sh [--out DIR] [--smoke] [--size small|medium] [--gpu] [--eval-split test|valid]
 #
 # --smoke     a 2-3 minute run of every stage with tiny settings (CI); its numbers mean nothing
 # --size      small (default: the 20-minute CPU recipe) | medium (about 4x the training, more songs)
 # --gpu       run training and inference on the GPU (cuda) with a larger batch; combine with --size medium
+# --eval-split  test (default): score the held-out test songs; valid: the validation songs (tune recipes on
+#             these, and score the test songs only with the final recipe)
 # Every number of the recipe is in configs/quickstart_ae.yaml, configs/quickstart_dit.yaml and
 # configs/model/quickstart_autoencoder.yaml; the overrides below only scale it.
 set -euo pipefail
@@ -16,6 +18,7 @@ OUT=./quickstart_out
 SMOKE=0
 SIZE=small
 GPU=0
+EVAL_SPLIT=test
 die() { echo "quickstart.sh: error: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -25,11 +28,14 @@ while [ $# -gt 0 ]; do
     --size) [ $# -ge 2 ] || die "--size: expects small or medium"; SIZE="$2"; shift 2 ;;
     --size=*) SIZE="${1#*=}"; shift ;;
     --gpu) GPU=1; shift ;;
+    --eval-split) [ $# -ge 2 ] || die "--eval-split: expects test or valid"; EVAL_SPLIT="$2"; shift 2 ;;
+    --eval-split=*) EVAL_SPLIT="${1#*=}"; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-    *) die "$1: unknown argument (expected --out DIR, --smoke, --size small|medium, --gpu)" ;;
+    *) die "$1: unknown argument (expected --out DIR, --smoke, --size small|medium, --gpu, --eval-split test|valid)" ;;
   esac
 done
 case "$SIZE" in small|medium) ;; *) die "--size $SIZE: expected small or medium" ;; esac
+case "$EVAL_SPLIT" in test|valid) ;; *) die "--eval-split $EVAL_SPLIT: expected test or valid" ;; esac
 # --gpu needs CUDA: refused now, before any stage runs, rather than with a traceback in the training stage.
 if [ "$GPU" = 1 ] && ! "${PYTHON:-python3}" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
   die "--gpu: no CUDA GPU is visible to PyTorch here; run without --gpu (CPU)"
@@ -76,6 +82,7 @@ else
   DIT_ARGS+=(trainer.pl_trainer.accelerator=cpu)
   MODE="$MODE, cpu"
 fi
+[ "$EVAL_SPLIT" = test ] || MODE="$MODE, scored on the $EVAL_SPLIT songs"
 DIT_MODEL_ARGS=()  # the model.* overrides of the DiT recipe: unwrapping and inference must see them too
 for a in "${DIT_ARGS[@]}"; do case "$a" in model.*) DIT_MODEL_ARGS+=("$a") ;; esac; done
 CFG_SCALE=2.0  # with STEPS=4: about the scores of 8 steps at CFG 3 for half the model calls (measured on this recipe)
@@ -148,7 +155,7 @@ unwrap_dit() {
 prepare_eval() {
   rm -rf "$EVAL"
   "${QS[@]}" prepare --corpus "$CORPUS" --eval-dir "$EVAL" --n-songs "$N_TEST" --sample-rate "$SR" \
-    --seconds "$EVAL_SECONDS" --para-songs "$PARA_SONGS" &&
+    --seconds "$EVAL_SECONDS" --para-songs "$PARA_SONGS" --split "$EVAL_SPLIT" &&
   "${QS[@]}" oracle --config-name quickstart_ae --ae "$CKPTS/autoencoder.ckpt" --eval-dir "$EVAL" --sample-rate "$SR"
 }
 infer() {  # infer CKPT OUTDIR ARGS...

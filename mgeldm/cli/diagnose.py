@@ -217,7 +217,7 @@ def overfit(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def latents_cmd(args: argparse.Namespace) -> list[dict[str, Any]]:
-    cfg = compose(args.config_name, args.overrides)
+    cfg = compose(args.config_name, [])
     latents = Path(args.latents)
     silence = silence_from(latents)
     songs = eval_songs(cfg, latents, args.split, args.songs)
@@ -249,7 +249,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="training and sampling seed (default 0)")
     p.add_argument("--weights", nargs="+", default=["ema"], choices=["ema", "online"],
                    help="which weights of a training checkpoint to score (default ema)")
-    p.add_argument("overrides", nargs="*", help="Hydra overrides of the config (after --)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -268,6 +267,7 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--eval-songs", type=int, default=None, help="with --eval-split: its first N songs (default all)")
     o.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the conv regressor")
     o.add_argument("--out", required=True, help="a new folder for the run and overfit.json")
+    o.add_argument("overrides", nargs="*", help="Hydra overrides of the recipe (after --)")
     s = sub.add_parser("latents", help="score checkpoints on a pre-encoded split")
     _common(s)
     s.add_argument("checkpoints", nargs="+", metavar="CKPT", help="unwrapped or training checkpoints")
