@@ -150,6 +150,7 @@ unwrap_dit() {
   "$PY" unwrap_model.py --config-name quickstart_dit +type=mgeldm ckpt_path="$OUT/runs/dit/checkpoints/last.ckpt" \
     +output_name="$CKPTS/mgeldm" "${DIT_MODEL_ARGS[@]}" &&
   "${QS[@]}" init-dit --config-name quickstart_dit --ae "$CKPTS/autoencoder.ckpt" --out "$CKPTS/mgeldm_untrained.ckpt" \
+    --like "$CKPTS/mgeldm.ckpt" \
     "${DIT_MODEL_ARGS[@]}"
 }
 prepare_eval() {

@@ -141,16 +141,23 @@ def prepare(corpus: str, out: str, n_songs: int, sample_rate: int, pngs: bool = 
 # --------------------------------------------------------------------------------------------- models
 
 
-def init_dit(config_name: str, ae_ckpt: str, out: str, seed: int, overrides: Sequence[str] = ()) -> Path:
-    """The unwrapped checkpoint of the untrained baseline: the trained AE + the DiT as initialised."""
-    from mgeldm.checkpoints import load_weights, read_state_dict, write_state_dict
+def init_dit(config_name: str, ae_ckpt: str, out: str, seed: int, overrides: Sequence[str] = (),
+             like: str | None = None) -> Path:
+    """The unwrapped checkpoint of the untrained baseline: the trained AE + the DiT as initialised.
+
+    ``like``: a trained unwrapped model whose carried config (sizes, measured per-track statistics) the
+    baseline takes, so both are built and run alike; else ``config_name`` + ``overrides``.
+    """
+    from mgeldm.checkpoints import load_weights, read_model_config, read_state_dict, write_state_dict
     from mgeldm.models.mgeldm import build_mgeldm
 
-    cfg = compose(config_name, overrides)
+    model_cfg = read_model_config(like) if like else None
+    if model_cfg is None:
+        model_cfg = compose(config_name, overrides)["model"]
     torch.manual_seed(int(seed))
-    model = build_mgeldm(cfg["model"])
+    model = build_mgeldm(model_cfg)
     load_weights(model.pretransform.model, read_state_dict(ae_ckpt), what="an autoencoder checkpoint", path=ae_ckpt)
-    return write_state_dict(model.state_dict(), out)
+    return write_state_dict(model.state_dict(), out, model_config=model_cfg)
 
 
 def oracle(config_name: str, ae_ckpt: str, eval_dir: str, sample_rate: int, overrides: Sequence[str] = ()) -> int:
@@ -447,6 +454,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--ae", required=True)
     a.add_argument("--out", required=True)
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--like", default=None, help="a trained unwrapped model whose config the baseline takes")
     a.add_argument("overrides", nargs="*")
     a = sub.add_parser("oracle")
     a.add_argument("--config-name", default="quickstart_ae")
@@ -502,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
                             seconds=args.seconds, para_songs=args.para_songs, split=args.split)
             print(f"{args.eval_dir}: {len(songs)} songs, {sum(len(s['labels']) for s in songs.values())} stems")
         elif args.cmd == "init-dit":
-            print(f"wrote {init_dit(args.config_name, args.ae, args.out, args.seed, args.overrides)}")
+            print(f"wrote {init_dit(args.config_name, args.ae, args.out, args.seed, args.overrides, args.like)}")
         elif args.cmd == "oracle":
             print(f"{oracle(args.config_name, args.ae, args.eval_dir, args.sample_rate, args.overrides)} oracle stems")
         elif args.cmd == "latent":

@@ -24,7 +24,7 @@ SCALED_DOWN = [       # sizes and steps only: every recipe option stays as confi
     "model.MGELDM.depth=2", "model.MGELDM.embed_dim=32", "model.MGELDM.num_heads=3",
     "model.MGELDM.timestep_features_dim=32", "model.segment_length=64",
 ]
-STEPS, EVERY, BATCH = 400, 200, 16
+STEPS, EVERY, BATCH = 150, 150, 16
 
 
 def _envelope(rng: np.random.Generator, frames: int) -> np.ndarray:
@@ -93,5 +93,7 @@ def test_quickstart_recipe_extracts_the_prompted_source(tmp_path):
     rows = json.loads((out / "overfit.json").read_text())["rows"]
     final = [r for r in rows if r["step"] == STEPS and r["weights"] == "ema"][0]
     assert final["n_pairs"] == 2 * len(LABELS)
-    assert final["latent_prompt_accuracy"] == 1.0, rows
-    assert final["x0_error_t1"] < final["x0_error_t1_uncond"]          # the prompt is what decides
+    assert final["latent_prompt_accuracy"] == 1.0, final
+    # the first sampling step's estimate of the source (mix given, source pure noise) is mostly right already
+    assert final["x0_error_t1"] < 0.45, final
+    assert final["x0_error_t1"] < 0.7 * final["x0_error_t1_uncond"], final    # and the prompt is what decides
