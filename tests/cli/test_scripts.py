@@ -24,7 +24,7 @@ def _one_error_line(proc: subprocess.CompletedProcess, script: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("script", ["quickstart.sh", "quickstart_curve.sh", "download_weights.sh"])
+@pytest.mark.parametrize("script", ["quickstart.sh", "quickstart_curve.sh", "download_weights.sh", "setup.sh"])
 def test_help_prints_the_header_only(script):
     proc = _bash(SCRIPTS / script, "--help")
     assert proc.returncode == 0 and proc.stderr == ""
@@ -45,6 +45,8 @@ def test_help_prints_the_header_only(script):
     ("download_weights.sh", ["--dir"], "--dir: expects a folder"),
     ("download_weights.sh", ["--only", "vae"], "--only vae: expected dit, clap, tokenizer or ae"),
     ("download_weights.sh", ["--dryrun"], "--dryrun: unknown argument"),
+    ("quickstart.sh", ["--eval-split", "train"], "--eval-split train: expected test or valid"),
+    ("setup.sh", ["--keep"], "--keep: unknown option"),
 ])
 def test_argument_mistakes_are_one_line(script, args, needle):
     assert needle in _one_error_line(_bash(SCRIPTS / script, *args), script)
