@@ -81,20 +81,19 @@ def check_options(cfg: Mapping[str, Any]) -> Path:
 
 def read_weights(cfg: Mapping[str, Any]) -> tuple[dict | None, dict | None]:
     """(pretrained MGE-LDM state, AE state) from the configured files; checked for their kind, not loaded."""
-    from mgeldm.checkpoints import read_state_dict, strip_prefix
-    from mgeldm.models.mgeldm import AE_PREFIX, DIT_PREFIX
+    from mgeldm.checkpoints import AE_PREFIX, DIT_PREFIX, read_state_dict, strip_prefix, unwrapped_kind
 
     pretrained, ae_path = cfg.get("pretrained_ckpt_path"), cfg.get("autoencoder_ckpt_path")
     full = ae = None
     if pretrained:
         full = read_state_dict(pretrained)
-        if not any(k.startswith(DIT_PREFIX) for k in full):
+        if unwrapped_kind(full) != "mgeldm":
             raise UserError(f"pretrained_ckpt_path: {pretrained} is not an unwrapped MGE-LDM checkpoint "
                             f"(no {DIT_PREFIX}* keys; unwrap_model.py +type=mgeldm writes one)")
         ae = strip_prefix(full, AE_PREFIX)
     if ae_path:
         ae = read_state_dict(ae_path)
-        if any(k.startswith(DIT_PREFIX) for k in ae):
+        if unwrapped_kind(ae) == "mgeldm":
             ae = strip_prefix(ae, AE_PREFIX)  # an unwrapped MGE-LDM file also holds the AE
     elif not pretrained and cfg.get("require_autoencoder", True):
         raise UserError("autoencoder_ckpt_path: missing; pass autoencoder_ckpt_path=<unwrapped AE .ckpt/.safetensors> "

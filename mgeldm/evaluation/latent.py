@@ -25,8 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mgeldm.models.tracks import SRC
+
 PROBE_TIMES = (0.05, 0.4, 0.8, 1.0)
-MIX, SUBMIX, SRC = 0, 1, 2
 
 
 @dataclass

@@ -15,13 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mgeldm.checkpoints import describe_mismatch, read_state_dict
+from mgeldm.checkpoints import AE_PREFIX, DIT_PREFIX, describe_mismatch, read_state_dict, unwrapped_kind
 from mgeldm.errors import UserError
 from mgeldm.models.autoencoder import AutoencoderPretransform, build_pretransform
 from mgeldm.models.dit import MGEDiT, build_dit
-
-DIT_PREFIX = "model_dit."
-AE_PREFIX = "pretransform.model."
 
 
 class TrackNorm:
@@ -161,8 +158,9 @@ def load_mgeldm(ckpt_path: str | os.PathLike, model_cfg: Mapping[str, Any]) -> M
 
 def mgeldm_from_state(state: Mapping[str, torch.Tensor], model_cfg: Mapping[str, Any], where: Any = "state dict") -> MGELDM:
     """Build the model of ``model_cfg`` with the unwrapped ``state`` (``model_dit.*`` + ``pretransform.model.*``)."""
-    if not any(k.startswith(DIT_PREFIX) for k in state):
-        kind = "an autoencoder checkpoint" if any(k.startswith("encoder.") for k in state) else "not an MGE-LDM model"
+    found = unwrapped_kind(state)
+    if found != "mgeldm":
+        kind = "an autoencoder checkpoint" if found == "autoencoder" else "not an MGE-LDM model"
         raise UserError(
             f"checkpoint {where}: {kind}; expected an unwrapped MGE-LDM checkpoint with "
             f"`{DIT_PREFIX}*` and `{AE_PREFIX}*` entries (unwrap_model.py +type=mgeldm writes one)"

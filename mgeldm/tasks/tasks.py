@@ -30,12 +30,11 @@ from torch import Tensor
 
 from mgeldm.diffusion.samplers import check_sampler, denoiser_calls, sample_given_track, sample_joint
 from mgeldm.errors import UserError
+from mgeldm.models.tracks import MIX, SRC, SUBMIX
 from mgeldm.progress import progress_bar
 from mgeldm.tasks.windowing import (Window, check_gen_duration, overlap_frames, plan_windows, seconds_to_frames,
                                     seconds_to_samples)
 
-MIX, SUBMIX, SRC = 0, 1, 2
-TRACK_NAMES = ("mix", "submix", "src")
 TASKS = ("total_gen", "source_extract", "partial_gen", "accomp_gen", "partial_gen_iter")
 # Longest audio the VAE encodes/decodes in one pass by default (the original's behaviour at any length).
 # A fixed length, not a memory probe, so a result never depends on the machine it was computed on.
@@ -529,4 +528,3 @@ TASK_FUNCTIONS = {
     "accomp_gen": accomp_gen,
     "partial_gen_iter": partial_gen_iter,
 }
-TEXT_TRACK = {"total_gen": MIX, "partial_gen_iter": SRC, **{k: v.cond_track for k, v in GIVEN_TASKS.items()}}

@@ -134,10 +134,6 @@ class SeededTrainingModule(pl.LightningModule):
         gen = generator or self.generator
         return torch.rand(shape, generator=gen, device=gen.device).to(self.device)
 
-    def _randn(self, shape: torch.Size | tuple[int, ...], like: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        gen = generator or self.generator
-        return torch.randn(tuple(shape), generator=gen, device=gen.device).to(like)
-
     # -------------------------------------------------------------- guards
 
     def loss_is_finite(self, loss: Tensor) -> bool:

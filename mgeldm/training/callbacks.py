@@ -18,6 +18,8 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from mgeldm.models.tracks import TRACK_NAMES
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint through ``mgeldm.files.atomic_path``: a temporary file in the same folder, fsynced,
@@ -300,7 +302,7 @@ class DiTDemoCallback(_EveryNSteps):
         from_dit = getattr(diffusion, "from_dit_space", lambda x, _track: x)
         folder = self.out_dir / f"{step:08d}" / task / f"cfg_{self.cfg_scale:g}"
         for i in range(z.shape[0]):
-            for j, name in enumerate(("mix", "submix", "src")[:k]):
+            for j, name in enumerate(TRACK_NAMES[:k]):
                 wav = diffusion.pretransform.decode(from_dit(z[i:i + 1, j * c:(j + 1) * c].float(), j))[0]
                 out.append(write_wav(folder / f"{i:02d}_{name}.wav", wav, sample_rate))
                 save_png(folder / f"{i:02d}_{name}.png", wav, sample_rate)

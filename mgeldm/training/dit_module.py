@@ -24,21 +24,20 @@ import torch
 from torch import Tensor, nn
 
 from mgeldm.diffusion.schedule import SobolTimestepSampler, noisy, v_target
+from mgeldm.models.tracks import CLAP_KEYS, LATENT_KEYS, MIX, SRC, SUBMIX, TRACK_NAMES
 from mgeldm.training.base import NonFiniteLossError, SeededTrainingModule, merged_recipe
 from mgeldm.training.losses import masked_mse, per_track_mse
 from mgeldm.training.schedulers import build_adamw, build_ema, build_inverse_lr
 
 __all__ = ["DiTTrainingModule", "NonFiniteLossError", "DEFAULT_RECIPE"]
 
-TRACK_NAMES = ("mix", "submix", "src")
-SRC_TRACK = 2
 
 # Training patterns of ``task_mix``: (given track or None, the one track whose condition is kept), i.e. the
 # inference tasks: extraction gives the mix and prompts the source, partial generation gives the submix and
 # prompts the source, accompaniment gives the source and prompts the submix, total generation gives nothing
 # and prompts the mix. ``original`` is the original's draw (timestep dropout + independent CFG dropout).
 TASK_PATTERNS: dict[str, tuple[int | None, int]] = {
-    "extract": (0, 2), "partial": (1, 2), "accomp": (2, 1), "total": (None, 0),
+    "extract": (MIX, SRC), "partial": (SUBMIX, SRC), "accomp": (SRC, SUBMIX), "total": (None, MIX),
 }
 ORIGINAL_PATTERN = "original"
 
@@ -123,7 +122,7 @@ class DiTTrainingModule(SeededTrainingModule):
         self.cond_dim = int(dit.global_cond_dim)
         object.__setattr__(self, "conditioner", conditioner)  # not a submodule: never saved or trained
         object.__setattr__(self, "_dit_call", torch.compile(dit) if self.recipe["compile"] else dit)
-        self.mask_loss_track = SRC_TRACK if self.recipe["mixture_only_pretraining"] else None
+        self.mask_loss_track = SRC if self.recipe["mixture_only_pretraining"] else None
         self.task_mix = parse_task_mix(self.recipe["task_mix"], self.num_tracks)
         if self.task_mix is not None and self.mask_loss_track is not None:
             from mgeldm.errors import UserError
@@ -156,23 +155,23 @@ class DiTTrainingModule(SeededTrainingModule):
         Empty or missing source prompts use the audio CLAP alone (so mix-only items, whose audio
         CLAP is zero, get zeros); mixture-only pretraining forces zeros for the source (SPEC I.2).
         """
-        mix = batch["mix_clap"].float()
+        mix = batch[CLAP_KEYS[MIX]].float()
         b = mix.shape[0]
-        src_audio = batch["src_clap"].float()
+        src_audio = batch[CLAP_KEYS[SRC]].float()
         u = self._rand(1 if self.recipe["blend_per_batch"] else b, 2, generator=generator) + 1e-6
         w = (u / u.sum(-1, keepdim=True)).expand(b, 2)
         src = src_audio
         prompts = batch.get("src_prompt")
-        if self.conditioner is not None and prompts is not None and not self.mask_loss_track == SRC_TRACK:
+        if self.conditioner is not None and prompts is not None and self.mask_loss_track != SRC:
             src = blend_source_condition(src_audio, prompts, self.conditioner, w)
-        if self.mask_loss_track == SRC_TRACK:
+        if self.mask_loss_track == SRC:
             src = torch.zeros_like(src_audio)
-        return torch.stack([mix, batch["submix_clap"].float(), src], dim=1)
+        return torch.stack([mix, batch[CLAP_KEYS[SUBMIX]].float(), src], dim=1)
 
     def latents(self, batch: Mapping[str, Any]) -> Tensor:
         """z0 = [mix ‖ submix ‖ src] (B, K·C, T) in the DiT's space: divided by the pretransform scale (1.0
         in the original), then mapped by the per-track normalisation when the model has one."""
-        z0 = torch.cat([batch["mix_latent"], batch["submix_latent"], batch["src_latent"]], dim=1).float()
+        z0 = torch.cat([batch[key] for key in LATENT_KEYS], dim=1).float()
         pretransform = getattr(self.diffusion, "pretransform", None)
         scale = float(getattr(pretransform, "scale", 1.0)) if pretransform is not None else 1.0
         z0 = z0 / scale if scale != 1.0 else z0

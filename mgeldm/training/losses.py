@@ -88,11 +88,6 @@ class MultiResolutionSTFTLoss(nn.Module):
             return total / len(self.resolutions)
 
 
-def kl_loss(info: dict, weight: float) -> Tensor:
-    """The VAE KL term (computed by the bottleneck, SPEC A.3) times its weight (1e-4 in SPEC A.6)."""
-    return weight * info["kl"]
-
-
 def masked_mse(pred: Tensor, target: Tensor, track_mask: Tensor, num_tracks: int) -> Tensor:
     """SPEC C: Σ M·(v̂ − v)² / (ΣM + 1e-8) / T, i.e. the mean over the un-masked elements.
 
