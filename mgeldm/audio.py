@@ -6,7 +6,6 @@ Waveforms are float32 torch tensors shaped (channels, samples) unless a function
 from __future__ import annotations
 
 import os
-import secrets
 import struct
 import sys
 from pathlib import Path
@@ -111,33 +110,17 @@ def load_mono(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
     return resample(to_mono(wave), sr, sample_rate)
 
 
-def _atomic_target(path: Path) -> str:
-    """A new hidden temporary file beside ``path``, created like any other file: mode 0666 less the umask
-    (``tempfile.mkstemp``'s would stay 0600 once renamed, unreadable to the group)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}{path.suffix}"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return str(tmp)
-
-
 def write_wav(path: str | os.PathLike, wave: torch.Tensor, sample_rate: int, subtype: str = "PCM_16") -> Path:
-    """Write (C, L) or (L,) audio atomically (temporary name, then rename). PCM_16 as the original."""
+    """Write (C, L) or (L,) audio atomically (``mgeldm.files.atomic_path``). PCM_16 as the original."""
     import soundfile as sf
+
+    from mgeldm.files import atomic_path
 
     path = Path(path)
     data = wave.detach().float().cpu()
     data = data[None] if data.dim() == 1 else data
-    tmp = _atomic_target(path)
-    try:
-        sf.write(tmp, data.numpy().T, sample_rate, subtype=subtype, format="WAV")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), data.numpy().T, sample_rate, subtype=subtype, format="WAV")
     return path
 
 
@@ -164,12 +147,11 @@ def save_spectrogram_png(
     ax.set_ylabel("frequency (Hz)")
     fig.colorbar(img, ax=ax, format="%+2.0f dB", fraction=0.05, pad=0.015)
     fig.subplots_adjust(left=0.07, right=0.955, bottom=0.12, top=0.96)  # fixed margins: tight_layout costs 1/4
-    tmp = _atomic_target(path)
+    from mgeldm.files import atomic_path
+
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(str(tmp), format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

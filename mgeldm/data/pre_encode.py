@@ -38,6 +38,7 @@ import torch
 from mgeldm.audio import resample
 from mgeldm.data.corpora.base import BrokenSong, CorpusReader, CorpusReport, Track, TrackRef
 from mgeldm.errors import UserError
+from mgeldm.files import atomic_folder, write_bytes_atomic
 
 def warn_line(message: str) -> None:
     """One warning line on stderr (Hydra's quiet logging would swallow a logging call)."""
@@ -357,28 +358,17 @@ def partial_dir(final: Path) -> Path:
 
 
 def write_track_folder(final: Path, files: Mapping[str, object]) -> None:
-    """Write every file under a temporary folder name, then rename it to ``final`` in one step."""
-    tmp = partial_dir(final)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    for rel, content in files.items():
-        path = tmp / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, np.ndarray):
-            np.save(path, np.ascontiguousarray(content, dtype=np.float32))
-        else:
-            with open(path, "w") as f:
-                json.dump(content, f, indent=4)
-    if final.exists():  # a complete folder left by another process: keep it, drop ours
-        shutil.rmtree(tmp)
-        return
-    os.replace(tmp, final)
-
-
-def write_atomic_bytes(path: Path, data: bytes) -> None:
-    from mgeldm.files import write_bytes_atomic  # also removes this file's temporaries of killed writes
-
-    write_bytes_atomic(path, data)
+    """Write every file under a temporary folder name, then rename it to ``final`` in one step; a complete
+    folder another process wrote meanwhile is kept (``mgeldm.files.atomic_folder``)."""
+    _forget_partial(final)
+    with atomic_folder(final, replace=False) as tmp:
+        for rel, content in files.items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, np.ndarray):
+                np.save(path, np.ascontiguousarray(content, dtype=np.float32))
+            else:
+                path.write_text(json.dumps(content, indent=4))
 
 
 def save_zero_latent(root: Path, encoder: TrackEncoder) -> Path:
@@ -387,7 +377,7 @@ def save_zero_latent(root: Path, encoder: TrackEncoder) -> Path:
     buf = io.BytesIO()
     np.save(buf, encoder.zero_latent().astype(np.float32))
     path = root / ZERO_LATENT_NAME
-    write_atomic_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
     return path
 
 
@@ -466,7 +456,7 @@ def merge_manifest(root: Path, reader: CorpusReader, refs: Sequence[TrackRef], n
         "skipped": [skipped[k] for k in sorted(skipped)],
     }
     path = corpus_dir / MANIFEST_NAME
-    write_atomic_bytes(path, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
     shutil.rmtree(corpus_dir / SHARDS_DIR, ignore_errors=True)
     return path
 
@@ -567,7 +557,7 @@ def encode_corpus(root: Path, plan: CorpusPlan, encoder: TrackEncoder, info: Run
             skipped.append(_skip(report, reader, ref, source, BrokenSong("duplicate", f"{ref.source_id} is read instead")))
     shard_id, num_shards = shard
     shard_path = shard_file(root / reader.out_name, shard_id, num_shards)
-    write_atomic_bytes(shard_path, json.dumps({"skipped": skipped}, indent=1).encode())
+    write_bytes_atomic(shard_path, json.dumps({"skipped": skipped}, indent=1).encode())
     merged = merge_manifest(root, reader, plan.refs, num_shards, info)
     echo(report.summary() + ("" if merged else " (manifest waits for the other shards)"))
     return report
@@ -658,7 +648,7 @@ def prepare_root(root: Path, plans: Sequence[CorpusPlan], info: RunInfo, *, reen
     if reencode:
         for ref in (ref for plan in plans for ref in plan.mine):
             shutil.rmtree(root / ref.out_rel, ignore_errors=True)
-    write_atomic_bytes(root / ENCODING_NAME, (json.dumps(new, indent=2) + "\n").encode())
+    write_bytes_atomic(root / ENCODING_NAME, (json.dumps(new, indent=2) + "\n").encode())
 
 
 def _delete_corpora(root: Path, names: Sequence[str], same_encoder: set[str]) -> None:

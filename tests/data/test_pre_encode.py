@@ -271,9 +271,15 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, ae, reference_
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     split = out / "other_tracks"
     assert sorted(p.name for p in split.iterdir()) == ["track00000", "track00001", "track00002"]
-    # A kill in the middle of a write leaves the next track's temporary folder behind.
-    (split / ".track00003.partial" / "comb0").mkdir(parents=True)
-    (split / ".track00003.partial" / "mix.npy").write_bytes(b"half a file")
+    # A kill in the middle of a write leaves the next track's temporary folder behind (as this version names
+    # it, with the dead writer's pid, and as earlier versions named it).
+    from mgeldm.files import host_name
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a writer process that no longer exists
+    for name in (f".track00003.{host_name()}.{gone.pid}.0123abcd.tmp", ".track00003.partial"):
+        (split / name / "comb0").mkdir(parents=True)
+        (split / name / "mix.npy").write_bytes(b"half a file")
     rerun = subprocess.run(_cli(conf, src, out, reference_fixtures), env=_env(), cwd=tmp_path, capture_output=True,
                            text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
