@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_dit import device_peak, forward_flops  # noqa: E402
 from benchlib import add_common_args, apply_threads, emit  # noqa: E402
 
-from mgeldm.api import resolve_device, resolve_precision  # noqa: E402
+from mgeldm.api import compute_dtype, resolve_device  # noqa: E402
 from mgeldm.diffusion.samplers import SAMPLERS  # noqa: E402
 from mgeldm.models.mgeldm import build_mgeldm  # noqa: E402
 from mgeldm.tasks import tasks as T  # noqa: E402
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     also = parse_also(args.also)
     device = resolve_device(args.device)
     precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
-    dtype = resolve_precision(precision)
+    dtype = compute_dtype(precision)
     cfg = full_config() if args.full else small_config()
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()

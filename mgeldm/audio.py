@@ -5,9 +5,9 @@ Waveforms are float32 torch tensors shaped (channels, samples) unless a function
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +15,16 @@ import torch
 
 from mgeldm.errors import UserError
 
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # Hz: MGE-LDM's audio (the released VAE's rate), the default of every rate in the project
+
 
 def load_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
     """Read an audio file as float32 (channels, samples) and its sample rate.
 
     A file that holds less audio than its header declares (a truncated copy or download) is read as far
-    as it goes, with one warning line on stderr.
+    as it goes, with one warning (logged: one line on stderr from the command-line tools).
     """
     import soundfile as sf
 
@@ -70,18 +74,18 @@ def _warn_if_truncated(path: Path, frames: int, read: int, sr: int) -> None:
     declared = declared if exact else frames
     if declared <= 0 or read >= declared - (0 if exact else declared // 100):
         return
-    print(f"warning: audio file {path}: truncated: its header declares {declared / sr:.2f} s but the file holds "
-          f"{read / sr:.2f} s; using the {read / sr:.2f} s", file=sys.stderr, flush=True)
+    log.warning(f"warning: audio file {path}: truncated: its header declares {declared / sr:.2f} s but the file "
+                f"holds {read / sr:.2f} s; using the {read / sr:.2f} s")
 
 
 def check_audio(wave: torch.Tensor, name: str) -> None:
-    """Refuse empty, non-finite or all-silent audio with one line naming it."""
+    """Refuse empty, non-finite or all-silent audio with one line naming it (``name``: e.g. ``audio song.wav``)."""
     if wave.numel() == 0 or wave.shape[-1] == 0:
-        raise UserError(f"audio {name}: is empty (0 samples)")
+        raise UserError(f"{name}: is empty (0 samples)")
     if not torch.isfinite(wave).all():
-        raise UserError(f"audio {name}: contains NaN or infinite samples")
+        raise UserError(f"{name}: contains NaN or infinite samples")
     if wave.abs().max() == 0:
-        raise UserError(f"audio {name}: is digital silence; expected some signal")
+        raise UserError(f"{name}: is digital silence; expected some signal")
 
 
 def to_mono(wave: torch.Tensor) -> torch.Tensor:

@@ -142,3 +142,21 @@ def _killed_writer(target: Path) -> int:
 def killed_writer():
     """The function ``killed_writer(target) -> pid``: the temporary of a write killed mid-way, as a crash leaves it."""
     return _killed_writer
+
+
+@pytest.fixture
+def warnings_on_stderr():
+    """Warnings print as they do from a command-line tool: one plain line each on stderr."""
+    from mgeldm.cli.boundary import logging_configured
+
+    with logging_configured():
+        yield
+
+
+@pytest.fixture(scope="module")
+def warnings_on_stderr_module():
+    """:func:`warnings_on_stderr` for the fixtures of a whole module."""
+    from mgeldm.cli.boundary import logging_configured
+
+    with logging_configured():
+        yield

@@ -26,8 +26,10 @@ from typing import Any
 import torch
 
 from mgeldm.data.prompts import canonical_prompt
-from mgeldm.errors import UserError, print_error
+from mgeldm.cli.boundary import run_tool
+from mgeldm.errors import UserError
 
+PROG = "diagnose.py"
 REPORT_KEYS = ("latent_prompt_accuracy", "latent_rel_mse", "x0_error_t0.05", "x0_error_t0.05_uncond",
                "x0_error_t0.4", "x0_error_t0.4_uncond", "x0_error_t0.8", "x0_error_t0.8_uncond",
                "x0_error_t1", "x0_error_t1_uncond")
@@ -95,7 +97,7 @@ def checkpoint_models(path: Path, conditioner: Any, fallback_cfg: Mapping[str, A
         cfg = ckpt.get("model_config") if isinstance(ckpt.get("model_config"), dict) else fallback_cfg
         return [(w, api_model(unwrap_state(ckpt, "mgeldm", use_ema=w == "ema", path=path), cfg, conditioner, path))
                 for w in weights]
-    from mgeldm.api import checkpoint_model_config
+    from mgeldm.model_config import checkpoint_model_config
     from mgeldm.checkpoints import read_state_dict
 
     cfg = checkpoint_model_config(path, fallback_cfg)
@@ -103,7 +105,7 @@ def checkpoint_models(path: Path, conditioner: Any, fallback_cfg: Mapping[str, A
 
 
 def build_conditioner(model_cfg: Mapping[str, Any]):
-    from mgeldm.api import conditioner_node
+    from mgeldm.model_config import conditioner_node
     from mgeldm.models.conditioners import build_conditioner as build
 
     node = conditioner_node(model_cfg)
@@ -253,7 +255,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diagnose.py", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     sub = p.add_subparsers(dest="command", required=True)
@@ -290,14 +292,13 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
-    try:
+    args = parser().parse_args(argv)
+
+    def work() -> None:
         _check(args)
         overfit(args) if args.command == "overfit" else latents_cmd(args)
-    except UserError as err:
-        return print_error(p.prog, str(err))
-    return 0
+
+    return run_tool(PROG, work)
 
 
 if __name__ == "__main__":

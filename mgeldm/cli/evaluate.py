@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from mgeldm.audio import load_audio, resample, to_mono
+from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import boolean, check_config, choice, integer, number, optional, prefixed, text
 from mgeldm.errors import UserError
 from mgeldm.files import check_writable_dir, write_text_atomic
@@ -33,6 +34,7 @@ from mgeldm.metrics.bootstrap import summarize
 from mgeldm.metrics.logmel import LogMelConfig, log_mel
 from mgeldm.metrics.sisdr import si_sdr, si_sdr_improvement
 
+PROG = "evaluate.py"
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
 PER_FILE_METRICS = ("si_sdr", "si_sdri", "logmel_l1", "logmel_l1_ratio_vs_mix", "museval_sdr")
 SET_METRICS = ("fad",)
@@ -359,3 +361,10 @@ def run(cfg: Mapping) -> dict:
     write_text_atomic(md_path, markdown(result))
     print(f"wrote {json_path} and {md_path}")
     return result
+
+
+CLI = hydra_cli(PROG, run, config_name="evaluate", options=OPTIONS, usage=usage)
+main, run_config = CLI.main, CLI.run_config
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import hydra
-from omegaconf import DictConfig
-
-from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
+from mgeldm.cli.boundary import Messages
+from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import boolean, check_config, integer, number, optional, prefixed, text
 from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file, check_writable_dir
 
+PROG = "pre_encode.py"
 # Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
 OPTIONS = ("ckpt_path", "clap_ckpt_path", "save_root_dir", "extract_dataset", "data_dirs", "num_shards", "shard_id",
            "device", "dry_run")
@@ -106,11 +105,6 @@ def run(cfg: Mapping) -> None:
     pre_encode(readers, save_root, encoder=encoder, info=info, **shards)
 
 
-@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="default_ae")
-def hydra_main(cfg: DictConfig) -> None:
-    run_cli("pre_encode.py", run, cfg)
-
-
 def usage() -> str:
     """The text of ``python pre_encode.py --help``."""
     from mgeldm.cli.hydra_args import usage_text
@@ -136,9 +130,10 @@ def usage() -> str:
                       "(resumable).", options, examples)
 
 
-def main() -> None:
-    run_app(hydra_main, "pre_encode.py", options=OPTIONS, usage=usage)
-
+MESSAGES = Messages({"device": "+device"}, interrupted="; the tracks written are kept: rerun to finish",
+                    out_of_memory="try a smaller pre_encode.batch_size or pre_encode.clap_batch_size, or +device=cpu")
+CLI = hydra_cli(PROG, run, config_name="default_ae", options=OPTIONS, usage=usage, messages=MESSAGES)
+main, run_config = CLI.main, CLI.run_config
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -31,7 +31,8 @@ from typing import Any
 import torch
 
 from mgeldm.data.prompts import canonical_prompt
-from mgeldm.errors import UserError, print_error
+from mgeldm.cli.boundary import run_tool
+from mgeldm.errors import UserError
 from mgeldm.files import write_text_atomic
 
 PROG = "python -m mgeldm.cli.quickstart_report"
@@ -496,52 +497,52 @@ def _hydra_list(prompts: Sequence[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.cmd == "prepare":
-            songs = prepare(args.corpus, args.eval_dir, args.n_songs, args.sample_rate, pngs=not args.no_png,
-                            seconds=args.seconds, para_songs=args.para_songs, split=args.split)
-            print(f"{args.eval_dir}: {len(songs)} songs, {sum(len(s['labels']) for s in songs.values())} stems")
-        elif args.cmd == "init-dit":
-            print(f"wrote {init_dit(args.config_name, args.ae, args.out, args.seed, args.overrides)}")
-        elif args.cmd == "oracle":
-            print(f"{oracle(args.config_name, args.ae, args.eval_dir, args.sample_rate, args.overrides)} oracle stems")
-        elif args.cmd == "latent":
-            scores = latent(args.ckpt, args.eval_dir, args.sample_rate, steps=args.steps, cfg_scale=args.cfg_scale,
-                            overlap=args.overlap)
-            write_text_atomic(Path(args.output), json.dumps(scores, indent=1) + "\n")
-            print(json.dumps({k: v for k, v in scores.items() if k != "per_stem"}))
-        elif args.cmd == "prompts":
-            pairs = (prompt_list if args.kind == "canonical" else paraphrase_list)(_classes(args.classes))
-            print(_hydra_list([p for _, p in pairs]))
-        elif args.cmd == "collect":
-            labels = [label for label, _ in prompt_list(_classes(args.classes))]
-            print(f"{collect(args.run_dir, args.eval_dir, args.dest, labels)} extractions -> {args.dest}")
-        elif args.cmd == "report":
-            classes = _classes(args.classes)
-            hits = accuracy(args.extract_run, args.eval_dir, prompt_list(classes), args.sample_rate)
-            para = accuracy(args.paraphrase_run, args.eval_dir, paraphrase_list(classes), args.sample_rate,
-                            mix_folder="mix_para")
-            songs = json.loads((Path(args.eval_dir) / "songs.json").read_text())
-            stages = read_stages(args.stages)
-            report = build_report(evaluation=json.loads(Path(args.evaluation).read_text()),
-                                  untrained=json.loads(Path(args.untrained_evaluation).read_text()),
-                                  prompt_hits=hits, para_hits=para, stage_seconds=stages,
-                                  wall_seconds=time.time() - args.start_time, n_songs=len(songs),
-                                  oracle_hits=oracle_accuracy(args.eval_dir, args.sample_rate),
-                                  latent=json.loads(Path(args.latent_scores).read_text()) if args.latent_scores else None)
-            out = Path(args.out)
-            write_text_atomic(out / "quickstart_report.json", json.dumps(report, indent=1) + "\n")
-            n_para = len(list((Path(args.eval_dir) / "mix_para").glob("*.wav")))
-            extra = {"mode": args.mode, "n_paraphrases": 5, "n_para_songs": n_para,
-                     "paraphrases": {c: list(PARAPHRASES[c]) for c in classes if c in PARAPHRASES},
-                     "files": {"evaluation (trained)": args.evaluation, "evaluation (untrained)": args.untrained_evaluation,
-                               "source extraction run": str(latest_run(args.extract_run)),
-                               "paraphrase run": str(latest_run(args.paraphrase_run))}}
-            write_text_atomic(out / "quickstart_report.md", markdown(report, extra))
-            print((out / "quickstart_report.md").read_text())
-    except UserError as err:
-        return print_error(PROG, str(err))
-    return 0
+    return run_tool(PROG, lambda: _command(args))
+
+
+def _command(args: argparse.Namespace) -> None:
+    if args.cmd == "prepare":
+        songs = prepare(args.corpus, args.eval_dir, args.n_songs, args.sample_rate, pngs=not args.no_png,
+                        seconds=args.seconds, para_songs=args.para_songs, split=args.split)
+        print(f"{args.eval_dir}: {len(songs)} songs, {sum(len(s['labels']) for s in songs.values())} stems")
+    elif args.cmd == "init-dit":
+        print(f"wrote {init_dit(args.config_name, args.ae, args.out, args.seed, args.overrides)}")
+    elif args.cmd == "oracle":
+        print(f"{oracle(args.config_name, args.ae, args.eval_dir, args.sample_rate, args.overrides)} oracle stems")
+    elif args.cmd == "latent":
+        scores = latent(args.ckpt, args.eval_dir, args.sample_rate, steps=args.steps, cfg_scale=args.cfg_scale,
+                        overlap=args.overlap)
+        write_text_atomic(Path(args.output), json.dumps(scores, indent=1) + "\n")
+        print(json.dumps({k: v for k, v in scores.items() if k != "per_stem"}))
+    elif args.cmd == "prompts":
+        pairs = (prompt_list if args.kind == "canonical" else paraphrase_list)(_classes(args.classes))
+        print(_hydra_list([p for _, p in pairs]))
+    elif args.cmd == "collect":
+        labels = [label for label, _ in prompt_list(_classes(args.classes))]
+        print(f"{collect(args.run_dir, args.eval_dir, args.dest, labels)} extractions -> {args.dest}")
+    elif args.cmd == "report":
+        classes = _classes(args.classes)
+        hits = accuracy(args.extract_run, args.eval_dir, prompt_list(classes), args.sample_rate)
+        para = accuracy(args.paraphrase_run, args.eval_dir, paraphrase_list(classes), args.sample_rate,
+                        mix_folder="mix_para")
+        songs = json.loads((Path(args.eval_dir) / "songs.json").read_text())
+        stages = read_stages(args.stages)
+        report = build_report(evaluation=json.loads(Path(args.evaluation).read_text()),
+                              untrained=json.loads(Path(args.untrained_evaluation).read_text()),
+                              prompt_hits=hits, para_hits=para, stage_seconds=stages,
+                              wall_seconds=time.time() - args.start_time, n_songs=len(songs),
+                              oracle_hits=oracle_accuracy(args.eval_dir, args.sample_rate),
+                              latent=json.loads(Path(args.latent_scores).read_text()) if args.latent_scores else None)
+        out = Path(args.out)
+        write_text_atomic(out / "quickstart_report.json", json.dumps(report, indent=1) + "\n")
+        n_para = len(list((Path(args.eval_dir) / "mix_para").glob("*.wav")))
+        extra = {"mode": args.mode, "n_paraphrases": 5, "n_para_songs": n_para,
+                 "paraphrases": {c: list(PARAPHRASES[c]) for c in classes if c in PARAPHRASES},
+                 "files": {"evaluation (trained)": args.evaluation, "evaluation (untrained)": args.untrained_evaluation,
+                           "source extraction run": str(latest_run(args.extract_run)),
+                           "paraphrase run": str(latest_run(args.paraphrase_run))}}
+        write_text_atomic(out / "quickstart_report.md", markdown(report, extra))
+        print((out / "quickstart_report.md").read_text())
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from mgeldm.cli.quickstart_report import _closest_is, _share, compose, prompt_list, slug
-from mgeldm.errors import UserError, print_error
+from mgeldm.cli.boundary import run_tool
+from mgeldm.errors import UserError
 from mgeldm.files import write_text_atomic
 
 PROG = "python -m mgeldm.cli.quickstart_score"
@@ -178,7 +179,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
+
+    def work() -> None:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
         rows = score_checkpoints(args.kind, args.ckpts, args.eval_dir, config_name=args.config_name, classes=classes,
                                  sample_rate=args.sample_rate, steps=args.steps, cfg_scale=args.cfg_scale,
@@ -188,9 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             write_text_atomic(out, json.dumps(rows, indent=1) + "\n")
             write_text_atomic(out.with_suffix(".md"), markdown(rows))
             print(markdown(rows))
-    except UserError as err:
-        return print_error(PROG, str(err))
-    return 0
+
+    return run_tool(PROG, work)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,13 @@ from typing import Any
 
 import torch
 
+from mgeldm.cli.boundary import Messages
 from mgeldm.cli.schema import (Rule, boolean, check_config, choice, integer, list_of, mapping, number, one_of,
                                optional, prefixed, text)
 from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file, check_writable_dir
+
+log = logging.getLogger(__name__)
 
 # What --help shows of the options both training CLIs read (mgeldm.cli.train).
 TRAINING_HELP: tuple[tuple[str, str], ...] = (
@@ -42,6 +45,10 @@ TRAINING_HELP: tuple[tuple[str, str], ...] = (
     ("trainer.progress=false", "no progress lines"),
     ("trainer.recipe.optimizer.lr=X", "and the other trainer.recipe.* keys of configs/trainer/*.yaml"),
 )
+
+TRAINING_MESSAGES = Messages(interrupted="; ckpt_path=last resumes from the last checkpoint written",
+                             out_of_memory="try a smaller trainer.batch_size, trainer.pl_trainer.precision=bf16-mixed "
+                                           "or trainer.recipe.activation_checkpointing=true")
 
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -128,7 +135,7 @@ def precisions() -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def resolve_precision(value: Any) -> str:
+def lightning_precision(value: Any) -> str:
     """``auto``: bf16-mixed where the GPU supports it, else 32-true (CPU runs stay fp32)."""
     value = str(value)
     if value != "auto":
@@ -150,7 +157,7 @@ def resolve_resume(ckpt_path: Any, save_dir: Path, kind: str,
         if last.is_file():
             _check_resumable(last, kind, model_cfg)
             return str(last)
-        print(f"ckpt_path=last: no {last} yet, starting a fresh run", file=sys.stderr)
+        log.info(f"ckpt_path=last: no {last} yet, starting a fresh run")
         return None
     path = Path(str(ckpt_path))
     if not path.is_file():
@@ -282,7 +289,7 @@ def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, u
         pl_cfg["enable_progress_bar"] = False
     if tcfg.get("progress", True):
         callbacks = [*callbacks, ProgressLines(prog, int(pl_cfg.get("log_every_n_steps", 50)))]
-    pl_cfg["precision"] = resolve_precision(pl_cfg.get("precision", "auto"))
+    pl_cfg["precision"] = lightning_precision(pl_cfg.get("precision", "auto"))
     devices, nodes = pl_cfg.get("devices", 1), int(pl_cfg.get("num_nodes", 1))
     multi = nodes > 1 or (isinstance(devices, int) and devices > 1) or (isinstance(devices, (list, tuple)) and len(devices) > 1)
     if pl_cfg.get("strategy", "auto") == "auto" and multi:

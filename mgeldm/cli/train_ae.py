@@ -8,14 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import hydra
-
-from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
+from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import boolean, integer, list_of, number, optional, prefixed
-from mgeldm.cli.train import (OPTIMIZER_RULES, SCHEDULER_RULES, TRAINING_HELP, build_trainer, check_training_options,
+from mgeldm.cli.train import (OPTIMIZER_RULES, SCHEDULER_RULES, TRAINING_HELP, TRAINING_MESSAGES, build_trainer, check_training_options,
                               make_loader, resolve_resume, run_seed, seed_all)
 from mgeldm.errors import UserError
 
+PROG = "train_ae.py"
 # Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
 OPTIONS = ("seed", "ckpt_path", "save_dir", "logger", "pretrained_ckpt_path")
 
@@ -104,11 +103,6 @@ def run(cfg: dict) -> None:
     trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
 
 
-@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="default_ae")
-def hydra_main(cfg) -> None:
-    run_cli("train_ae.py", run, cfg)
-
-
 def usage() -> str:
     """The text of ``python train_ae.py --help``."""
     from mgeldm.cli.hydra_args import usage_text
@@ -126,9 +120,8 @@ def usage() -> str:
                       ["Every number of a recipe is in configs/ and can be overridden as key=value."])
 
 
-def main() -> None:
-    run_app(hydra_main, "train_ae.py", options=OPTIONS, usage=usage)
-
+CLI = hydra_cli(PROG, run, config_name="default_ae", options=OPTIONS, usage=usage, messages=TRAINING_MESSAGES)
+main, run_config = CLI.main, CLI.run_config
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -8,20 +8,21 @@ Everything that can be checked is checked before the first step (one-line errors
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra
-
-from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
+from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import boolean, integer, list_of, number, optional, prefixed, text
-from mgeldm.cli.train import (TRAINING_HELP, build_trainer, check_training_options, make_loader, resolve_resume,
+from mgeldm.cli.train import (TRAINING_HELP, TRAINING_MESSAGES, build_trainer, check_training_options, make_loader, resolve_resume,
                               run_seed, seed_all)
 from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file
 
+log = logging.getLogger(__name__)
+
+PROG = "train_dit.py"
 # Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
 MEASURE = "measure"   # model.track_norm: measure the per-track statistics from the training data
 STATS_WINDOWS = 1024  # training windows the statistics are measured on
@@ -177,7 +178,7 @@ def resolve_track_norm(cfg: dict, train_set, resume: str | None) -> None:
 
     scale = float((model.get("pretransform") or {}).get("scale", 1.0))
     model["track_norm"] = measure_track_stats(train_set, STATS_WINDOWS, scale=scale)
-    print(f"train_dit.py: model.track_norm measured on {STATS_WINDOWS} training windows", file=sys.stderr)
+    log.info(f"train_dit.py: model.track_norm measured on {STATS_WINDOWS} training windows")
 
 
 def run(cfg: dict) -> None:
@@ -223,11 +224,6 @@ def run(cfg: dict) -> None:
     trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
 
 
-@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="default_dit")
-def hydra_main(cfg) -> None:
-    run_cli("train_dit.py", run, cfg)
-
-
 def usage() -> str:
     """The text of ``python train_dit.py --help``."""
     from mgeldm.cli.hydra_args import usage_text
@@ -248,9 +244,8 @@ def usage() -> str:
                       ["Every number of a recipe is in configs/ and can be overridden as key=value."])
 
 
-def main() -> None:
-    run_app(hydra_main, "train_dit.py", options=OPTIONS, usage=usage)
-
+CLI = hydra_cli(PROG, run, config_name="default_dit", options=OPTIONS, usage=usage, messages=TRAINING_MESSAGES)
+main, run_config = CLI.main, CLI.run_config
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

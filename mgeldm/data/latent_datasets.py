@@ -10,8 +10,8 @@ autoencoder than the expected one is refused.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +23,7 @@ from mgeldm.data.prompts import make_prompt
 from mgeldm.data.seeded import SeededDataset, WeightedConcatDataset
 from mgeldm.errors import UserError
 
-def warn_line(message: str) -> None:
-    """One warning line on stderr (Hydra's quiet logging would swallow a logging call)."""
-    print(message, file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 NUM_TRIES = 15
 
@@ -54,7 +52,7 @@ def check_manifest(data_dir: str | os.PathLike, expected_ae_hash: str | None) ->
         return
     path = Path(data_dir) / MANIFEST_NAME
     if not path.is_file():
-        warn_line(f"{data_dir}: no {MANIFEST_NAME}, cannot check which autoencoder encoded these latents")
+        log.warning(f"{data_dir}: no {MANIFEST_NAME}, cannot check which autoencoder encoded these latents")
         return
     try:
         found = json.loads(path.read_text())["autoencoder"]["sha256"]
@@ -131,7 +129,7 @@ class _LatentDataset(SeededDataset):
 
     def _skip(self, name: str, why: str) -> None:
         self.skipped.append((name, why))
-        warn_line(f"skip {self.corpus_dir.name}/{name}: {why}")
+        log.warning(f"skip {self.corpus_dir.name}/{name}: {why}")
 
     def _read_mix(self, name: str, folder: Path) -> LatentTrack | None:
         try:
@@ -318,7 +316,7 @@ def build_latent_datasets(data: Mapping, *, segment_length: int, part: str = "tr
         if corpus_dir is None:
             raise UserError(f"data.data_dir: not set; point it to the pre_encode.py output (or set data.{part}.{name}.data_dir)")
         if not Path(corpus_dir).is_dir():
-            warn_line(f"data.{part}.{name}: {corpus_dir} not found; this corpus is left out")
+            log.warning(f"data.{part}.{name}: {corpus_dir} not found; this corpus is left out")
             continue
         cls = DATASET_CLASSES.get(name, MixSubmixSourceLatentDataset)
         if cls is MTGJamendoLatentDataset and not mix_only:

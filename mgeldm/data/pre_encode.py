@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -40,9 +41,7 @@ from mgeldm.data.corpora.base import BrokenSong, CorpusReader, CorpusReport, Tra
 from mgeldm.errors import UserError
 from mgeldm.files import atomic_folder, write_bytes_atomic
 
-def warn_line(message: str) -> None:
-    """One warning line on stderr (Hydra's quiet logging would swallow a logging call)."""
-    print(message, file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -439,7 +438,7 @@ def merge_manifest(root: Path, reader: CorpusReader, refs: Sequence[TrackRef], n
         elif rel not in skipped_folders:
             missing.append(rel)
     if missing:
-        warn_line(f"{reader.out_name}: {len(missing)} tracks neither encoded nor skipped "
+        log.warning(f"{reader.out_name}: {len(missing)} tracks neither encoded nor skipped "
                   f"(first: {missing[0]}); rerun to finish")
         return None
     ae_rate = info.autoencoder["sample_rate"] / info.autoencoder["downsampling_ratio"]

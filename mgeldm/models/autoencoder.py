@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mgeldm.audio import SAMPLE_RATE
 from mgeldm.errors import UserError
 from mgeldm.nn.activations import SnakeBeta
 from mgeldm.nn.conv import WNConv1d, WNConvTranspose1d, fold_weight_norm, unfold_weight_norm
@@ -52,7 +53,7 @@ __all__ = [
     "vae_kl",
 ]
 
-DEFAULT_SAMPLE_RATE = 16000  # SPEC 0; used only when an AE config omits `sample_rate`
+DEFAULT_SAMPLE_RATE = SAMPLE_RATE  # used only when an AE config omits `sample_rate`
 _STD_FLOOR = 1e-4  # sigma = softplus(scale) + 1e-4
 
 
@@ -209,16 +210,16 @@ class AudioAutoencoder(nn.Module):
     # -- checks ------------------------------------------------------------------------------
     def _check_audio(self, audio: Tensor, what: str) -> None:
         if audio.dim() != 3 or audio.shape[1] != self.io_channels:
-            raise UserError(f"{what}: expected audio of shape (batch, {self.io_channels}, samples), "
-                            f"got {tuple(audio.shape)}")
+            raise ValueError(f"{what}: expected audio of shape (batch, {self.io_channels}, samples), "
+                             f"got {tuple(audio.shape)}")
         if audio.shape[-1] == 0 or audio.shape[-1] % self.downsampling_ratio:
-            raise UserError(f"{what}: audio length {audio.shape[-1]} is not a positive multiple of the "
-                            f"autoencoder's downsampling ratio {self.downsampling_ratio}; pad it first")
+            raise ValueError(f"{what}: audio length {audio.shape[-1]} is not a positive multiple of the "
+                             f"autoencoder's downsampling ratio {self.downsampling_ratio}; pad it first")
 
     def _check_latents(self, z: Tensor, what: str) -> None:
         if z.dim() != 3 or z.shape[1] != self.latent_dim or z.shape[-1] == 0:
-            raise UserError(f"{what}: expected latents of shape (batch, {self.latent_dim}, frames), "
-                            f"got {tuple(z.shape)}")
+            raise ValueError(f"{what}: expected latents of shape (batch, {self.latent_dim}, frames), "
+                             f"got {tuple(z.shape)}")
 
     # -- one pass ----------------------------------------------------------------------------
     def encode(self, audio: Tensor, return_info: bool = False, sample: bool = True,
@@ -298,10 +299,10 @@ def _chunked(x: Tensor, frames: int, chunk_size: int, overlap: int, in_per_frame
     """
     if chunk_size < 1 or not 0 <= 2 * overlap <= chunk_size:
         # With 2 * overlap > chunk_size a frame lies under three windows and the fades no longer sum to 1.
-        raise UserError(f"chunked AE: need chunk_size >= 1 and 0 <= 2 * overlap <= chunk_size, "
-                        f"got chunk_size={chunk_size}, overlap={overlap}")
+        raise ValueError(f"chunked AE: need chunk_size >= 1 and 0 <= 2 * overlap <= chunk_size, "
+                         f"got chunk_size={chunk_size}, overlap={overlap}")
     if max_batch_size < 1:
-        raise UserError(f"chunked AE: max_batch_size must be >= 1, got {max_batch_size}")
+        raise ValueError(f"chunked AE: max_batch_size must be >= 1, got {max_batch_size}")
     hop = chunk_size - overlap
     n_chunks = max(1, math.ceil((frames - chunk_size) / hop) + 1)
     if n_chunks == 1:

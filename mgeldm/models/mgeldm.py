@@ -10,15 +10,48 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from mgeldm.audio import SAMPLE_RATE
 from mgeldm.checkpoints import AE_PREFIX, DIT_PREFIX, describe_mismatch, read_state_dict, unwrapped_kind
 from mgeldm.errors import UserError
 from mgeldm.models.autoencoder import AutoencoderPretransform, build_pretransform
 from mgeldm.models.dit import MGEDiT, build_dit
+
+SEGMENT_LENGTH = 100   # latent frames per DiT window of the released model (12.8 s), for a config without one
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What inference needs to know of a model before building it."""
+
+    sample_rate: int
+    window: int        # latent frames per DiT window
+    ratio: int         # audio samples per latent frame
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.ratio
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window / self.frame_rate
+
+
+def model_facts(model_cfg: Mapping[str, Any]) -> ModelFacts:
+    """(sample rate, window, ratio) of a model config, without building the model; the one owner of the
+    defaults of a config that names no rate or window."""
+    try:
+        ratio = int(model_cfg["pretransform"]["autoencoder"]["downsampling_ratio"])
+        return ModelFacts(int(model_cfg.get("sample_rate", SAMPLE_RATE)),
+                          int(model_cfg.get("segment_length", SEGMENT_LENGTH)), ratio)
+    except (KeyError, TypeError, ValueError):
+        raise UserError("model config: expected sample_rate, segment_length and "
+                        "pretransform.autoencoder.downsampling_ratio") from None
 
 
 class TrackNorm:
@@ -143,8 +176,8 @@ def build_mgeldm(model_cfg: Mapping[str, Any]) -> MGELDM:
             f"{pretransform.encoded_channels} latent channels; they must be equal"
         )
     norm = TrackNorm.from_config(model_cfg.get("track_norm"), num_tracks=dit.num_tracks, channels=dit.io_channels)
-    return MGELDM(dit, pretransform, sample_rate=model_cfg.get("sample_rate", 16000),
-                  segment_length=model_cfg.get("segment_length", 100), track_norm=norm)
+    facts = model_facts(model_cfg)
+    return MGELDM(dit, pretransform, sample_rate=facts.sample_rate, segment_length=facts.window, track_norm=norm)
 
 
 def load_mgeldm(ckpt_path: str | os.PathLike, model_cfg: Mapping[str, Any]) -> MGELDM:

@@ -24,12 +24,14 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from mgeldm.diffusion.samplers import check_sampler, denoiser_calls, sample_given_track, sample_joint
-from mgeldm.errors import UserError
+from mgeldm.diffusion.samplers import denoiser_calls, sample_given_track, sample_joint, sampler_problem
+from mgeldm.errors import OptionError
+from mgeldm.models.mgeldm import ModelFacts
 from mgeldm.models.tracks import MIX, SRC, SUBMIX
 from mgeldm.progress import progress_bar
 from mgeldm.tasks.windowing import (Window, check_gen_duration, overlap_frames, plan_windows, seconds_to_frames,
@@ -43,31 +45,43 @@ TASKS = ("total_gen", "source_extract", "partial_gen", "accomp_gen", "partial_ge
 WHOLE_PASS_MAX_SECONDS = 600.0
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_number(value: object, minimum: float = -math.inf) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value >= minimum)
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
-    """Sampler settings of one task call (the original's +num_steps, +cfg_scale, ...)."""
+    """Sampler settings of one task call: steps, classifier-free guidance scale, window overlap in seconds,
+    RePaint repeats, DDIM noise, the last sampling time and the sampler (the original's command line calls
+    them +num_steps, +cfg_scale, +overlap_dur, +repaint_n, +eta)."""
 
     steps: int
     cfg_scale: float
-    overlap_dur: float
+    overlap: float
     repaint_n: int = 1
     eta: float = 0.0
     t_min: float = 0.02
     sampler: str = "ddim"
 
     def check(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise UserError(f"+num_steps={self.steps}: expected an integer >= 1")
-        if isinstance(self.repaint_n, bool) or not isinstance(self.repaint_n, int) or self.repaint_n < 1:
-            raise UserError(f"+repaint_n={self.repaint_n}: expected an integer >= 1")
-        if not math.isfinite(self.cfg_scale):
-            raise UserError(f"+cfg_scale={self.cfg_scale}: expected a finite number")
-        if not math.isfinite(self.eta) or self.eta < 0:
-            raise UserError(f"+eta={self.eta}: expected a number >= 0")
-        try:
-            check_sampler(self.sampler, self.repaint_n, self.eta)
-        except ValueError as exc:  # the sampler's own rule, in the options' spelling
-            raise UserError(f"+{exc}") from None
+        """Refuse a bad value (:class:`mgeldm.errors.OptionError` naming the parameter)."""
+        checks = (("steps", _is_count, "expected an integer >= 1"),
+                  ("repaint_n", _is_count, "expected an integer >= 1"),
+                  ("cfg_scale", _is_number, "expected a finite number"),
+                  ("overlap", lambda v: _is_number(v, 0.0), "expected a number of seconds >= 0"),
+                  ("eta", lambda v: _is_number(v, 0.0), "expected a number >= 0"))
+        for name, ok, expected in checks:
+            if not ok(getattr(self, name)):
+                raise OptionError(name, expected, getattr(self, name))
+        problem = sampler_problem(self.sampler, self.repaint_n, self.eta)
+        if problem is not None:
+            name, value, what = problem
+            raise OptionError(name, what, value)
 
 
 # The settings of the original's scripts: steps / cfg / overlap s / repaint_n, for the released model,
@@ -82,6 +96,30 @@ TASK_DEFAULTS: dict[str, SamplingSettings] = {
 RELEASED_WINDOW_SECONDS = 12.8  # 100 latent frames x 2048 samples at 16 kHz
 
 
+def check_task(task: Any, allowed: Sequence[str] = TASKS, problem: str = "unknown task; expected one of") -> str:
+    """``task`` when it is one of ``allowed``, else an OptionError (``task``)."""
+    if not isinstance(task, str) or task not in allowed:
+        raise OptionError("task", f"{problem} {', '.join(allowed)}", task)
+    return task
+
+
+SAMPLING_PARAMETERS = ("steps", "cfg_scale", "overlap", "repaint_n", "eta", "t_min", "sampler")
+
+
+def sampling_settings(task: str, facts: ModelFacts, **sampling: Any) -> SamplingSettings:
+    """The defaults of ``task`` for a model with these ``facts`` (:func:`task_defaults`), with the given non-None
+    ``sampling`` parameters (:data:`SAMPLING_PARAMETERS`), checked; the overlap must be shorter than a window."""
+    unknown = sorted(set(sampling) - set(SAMPLING_PARAMETERS))
+    if unknown:
+        raise TypeError(f"unknown sampling parameters {unknown}; expected some of {list(SAMPLING_PARAMETERS)}")
+    check_task(task)
+    settings = replace(task_defaults(task, facts.window_seconds),
+                       **{k: v for k, v in sampling.items() if v is not None})
+    settings.check()
+    overlap_frames(settings.overlap, facts.frame_rate, facts.window)
+    return settings
+
+
 def task_defaults(task: str, window_seconds: float | None = None) -> SamplingSettings:
     """The default settings of ``task`` for a model whose DiT window lasts ``window_seconds``.
 
@@ -92,7 +130,7 @@ def task_defaults(task: str, window_seconds: float | None = None) -> SamplingSet
     base = TASK_DEFAULTS[task]
     if window_seconds is None or math.isclose(window_seconds, RELEASED_WINDOW_SECONDS):
         return base
-    return replace(base, overlap_dur=round(base.overlap_dur * window_seconds / RELEASED_WINDOW_SECONDS, 6))
+    return replace(base, overlap=round(base.overlap * window_seconds / RELEASED_WINDOW_SECONDS, 6))
 
 
 @dataclass
@@ -156,6 +194,10 @@ class TaskRunner:
     @property
     def window_seconds(self) -> float:
         return self.window / self.frame_rate
+
+    @property
+    def facts(self) -> ModelFacts:
+        return ModelFacts(self.sample_rate, self.window, self.ratio)
 
     @property
     def num_tracks(self) -> int:
@@ -240,8 +282,8 @@ class TaskRunner:
     def global_embed(self, cond: Tensor, track: int) -> Tensor:
         """(N, G) condition vectors -> (N, K, G) with ``cond`` on ``track`` and zeros elsewhere."""
         if cond.ndim != 2 or cond.shape[1] != self.cond_dim:
-            raise UserError(f"condition vectors are {tuple(cond.shape)}; the model expects (N, {self.cond_dim}) "
-                            "(is the conditioner's width the DiT's global_cond_dim?)")
+            raise ValueError(f"condition vectors are {tuple(cond.shape)}; the model expects (N, {self.cond_dim}) "
+                             "(is the conditioner's width the DiT's global_cond_dim?)")
         embed = torch.zeros(cond.shape[0], self.num_tracks, self.cond_dim, device=self.device)
         embed[:, track] = cond.to(self.device, torch.float32)
         return embed
@@ -265,6 +307,24 @@ class TaskRunner:
             return v.float().clone() if self.compile else v.float()
 
         return call
+
+    @torch.inference_mode()
+    def predict_x0(self, clean: Tensor, t: Tensor, cond: Tensor, generator: torch.Generator | None = None,
+                   cfg_scale: float = 1.0) -> Tensor:
+        """One denoiser call: the DiT's clean estimate of every track (B, K, C, T), from AE latents ``clean``
+        noised in the DiT's space at per-track times ``t`` (B, K) with noise from ``generator``; ``cond``
+        (B, K, G) condition vectors. Returned in the AE's space."""
+        from mgeldm.diffusion.schedule import alpha_sigma, expand_t, noisy, x0_from_v
+
+        b, k, c, frames = clean.shape
+        z0 = self.model.ae_to_dit(clean.reshape(b, k * c, frames).float().to(self.device))
+        eps = torch.randn(z0.shape, generator=generator, device=generator.device if generator else "cpu")
+        t = torch.as_tensor(t, dtype=torch.float32, device=self.device)
+        zt = noisy(z0, eps.to(z0), t)
+        with self._autocast():
+            v = self.model.model_dit(zt, t, cond.to(self.device, torch.float32), cfg_scale=cfg_scale).float()
+        alpha, sigma = alpha_sigma(expand_t(t, zt))
+        return self.model.dit_to_ae(x0_from_v(zt, v, alpha, sigma)).reshape(b, k, c, frames).cpu()
 
     @torch.inference_mode()
     def sample(self, cond: Tensor, cond_track: int, frames: int, settings: SamplingSettings,
@@ -296,7 +356,7 @@ class TaskRunner:
         start = time.perf_counter()
         n = cond.shape[0]
         embed = self.global_embed(cond, cond_track)
-        overlap = overlap_frames(settings.overlap_dur, self.frame_rate, self.window)
+        overlap = overlap_frames(settings.overlap, self.frame_rate, self.window)
         songs = []
         for s, count in enumerate(frames):
             plan = plan_windows(count, self.window, overlap)
@@ -372,7 +432,7 @@ def _as_wave(wave: Tensor) -> Tensor:
     if wave.dim() == 2 and wave.shape[0] == 1:
         wave = wave[0]
     if wave.dim() != 1:
-        raise UserError(f"given audio must be mono (L,) or (1, L) at the model rate; got {tuple(wave.shape)}")
+        raise ValueError(f"given audio must be mono (L,) or (1, L) at the model rate; got {tuple(wave.shape)}")
     return wave
 
 
@@ -508,7 +568,7 @@ def partial_gen_iter(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: S
     ``given_wav`` (1, L), the input unchanged.
     """
     if cond.shape[0] < 2:
-        raise UserError("+text_prompt: partial_gen_iter needs at least 2 prompts separated by ';'")
+        raise ValueError(f"partial_gen_iter needs at least 2 condition rows (one per step); got {cond.shape[0]}")
     original = _as_wave(wave)
     current = original
     results: dict[str, Tensor] = {}

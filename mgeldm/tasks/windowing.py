@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mgeldm.errors import UserError
+from mgeldm.errors import OptionError
 
 # Tolerance for float products such as 6.4 s x 7.8125 frames/s = 50.000000000000007 frames.
 _EPS = 1e-6
@@ -63,23 +63,20 @@ def seconds_to_samples(seconds: float, sample_rate: int) -> int:
 def check_gen_duration(seconds: float, sample_rate: int, ratio: int) -> None:
     """Refuse a generation length below one latent frame (``ratio`` samples, 0.128 s for the full VAE)."""
     if not math.isfinite(seconds) or seconds_to_samples(seconds, sample_rate) < ratio:
-        raise UserError(f"+gen_audio_dur={seconds}: expected a duration in seconds of at least one latent frame "
-                        f"({ratio / sample_rate:g} s)")
+        raise OptionError("seconds", f"expected a duration in seconds of at least one latent frame "
+                          f"({ratio / sample_rate:g} s)", seconds)
 
 
-def overlap_frames(overlap_dur: float, frame_rate: float, window: int) -> int:
-    """Overlap in frames, ``ceil(overlap_dur * frame_rate)`` as the original (3 s -> 24, 7 s -> 55).
-
-    Raises ``UserError`` unless ``0 <= overlap < window``.
+def overlap_frames(overlap: float, frame_rate: float, window: int) -> int:
+    """The overlap of ``overlap`` seconds in frames, ``ceil(overlap * frame_rate)`` as the original (3 s -> 24,
+    7 s -> 55). Raises :class:`mgeldm.errors.OptionError` (``overlap``) unless ``0 <= overlap < window``.
     """
-    if not math.isfinite(overlap_dur) or overlap_dur < 0:
-        raise UserError(f"+overlap_dur={overlap_dur}: expected a number of seconds >= 0")
-    frames = seconds_to_frames(overlap_dur, frame_rate)
+    if not math.isfinite(overlap) or overlap < 0:
+        raise OptionError("overlap", "expected a number of seconds >= 0", overlap)
+    frames = seconds_to_frames(overlap, frame_rate)
     if frames >= window:
-        raise UserError(
-            f"+overlap_dur={overlap_dur}: {frames} frames is not shorter than one window "
-            f"({window} frames = {window / frame_rate:g} s); expected overlap_dur < {window / frame_rate:g}"
-        )
+        raise OptionError("overlap", f"{frames} frames is not shorter than one window ({window} frames = "
+                          f"{window / frame_rate:g} s); expected less than {window / frame_rate:g} s", overlap)
     return frames
 
 

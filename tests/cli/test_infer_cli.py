@@ -329,7 +329,7 @@ BAD_CASES = {
 @pytest.mark.clap
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
 def test_bad_input_one_line_no_folder(tiny, bad_files, reference_fixtures, case, capsys):
-    from mgeldm.cli.infer import main
+    from mgeldm.cli.infer import run_config
 
     overrides, needle = BAD_CASES[case]
     fill = {"song": tiny["song"], "bad": bad_files, "window_s": tiny["window_s"],
@@ -341,7 +341,7 @@ def test_bad_input_one_line_no_folder(tiny, bad_files, reference_fixtures, case,
     args = {k: v.format(**fill) for k, v in args.items()}
     cfg = _compose(tiny, list(args.values()))
     with pytest.raises(SystemExit) as exit_info:
-        main(cfg)
+        run_config(cfg)
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     lines = (captured.out + captured.err).splitlines()
@@ -416,7 +416,7 @@ def test_sigterm_removes_the_partial_folder(tiny, monkeypatch, capsys):
     """SIGTERM, sent once the hidden output folder exists, ends the run like Ctrl-C: one line, no folders."""
     import signal
 
-    from mgeldm.cli.infer import SIGNAL_TEST_ENV, main
+    from mgeldm.cli.infer import SIGNAL_TEST_ENV, run_config
 
     def unhandled(signum, frame):
         pytest.fail("SIGTERM reached the test: infer does not handle it")
@@ -426,7 +426,7 @@ def test_sigterm_removes_the_partial_folder(tiny, monkeypatch, capsys):
     monkeypatch.setenv(SIGNAL_TEST_ENV, "TERM")
     try:
         with pytest.raises(SystemExit) as exit_info:
-            main(_compose(tiny, _quick_run_args(tiny, out)[1:] + ["+save_png=false"]))
+            run_config(_compose(tiny, _quick_run_args(tiny, out)[1:] + ["+save_png=false"]))
     finally:
         assert signal.signal(signal.SIGTERM, previous) is unhandled  # infer restored the handler
     assert exit_info.value.code == 143

@@ -87,7 +87,7 @@ def test_unreadable_audio_is_one_line(tmp_path):
         load_audio(tmp_path / "absent.wav")
 
 
-def test_truncated_files_warn_in_one_line(tmp_path, capsys):
+def test_truncated_files_warn_in_one_line(tmp_path, capsys, warnings_on_stderr):
     """A WAV whose header declares 5 s but holds 1.67 s (libsndfile trims its frame count to the file)."""
     sf.write(tmp_path / "full.wav", _tone(440, 16000, 5.0), 16000, subtype="PCM_16")
     data = (tmp_path / "full.wav").read_bytes()
@@ -101,7 +101,7 @@ def test_truncated_files_warn_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.skipif("MP3" not in sf.available_formats(), reason="this libsndfile has no MP3 support")
-def test_truncated_mp3_warns(tmp_path, capsys):
+def test_truncated_mp3_warns(tmp_path, capsys, warnings_on_stderr):
     sf.write(tmp_path / "full.mp3", _tone(440, 16000, 5.0), 16000)
     data = (tmp_path / "full.mp3").read_bytes()
     (tmp_path / "cut.mp3").write_bytes(data[:len(data) // 3])

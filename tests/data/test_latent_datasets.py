@@ -44,7 +44,7 @@ def _ds(root, **kw):
     return MixSubmixSourceLatentDataset(**args)
 
 
-def test_items_shapes_dtypes_and_alignment(corpus, capsys):
+def test_items_shapes_dtypes_and_alignment(corpus, capsys, warnings_on_stderr):
     ds = _ds(corpus)
     err = capsys.readouterr().err
     assert [t.name for t in ds.tracks] == ["track00000", "track00001", "track00002", "track00006"]
@@ -167,7 +167,7 @@ def test_mtg_dataset_splits_by_subfolder(tmp_path):
         MTGJamendoLatentDataset(split="train", return_mix_only=False, **kw)
 
 
-def test_manifest_autoencoder_check(corpus, tmp_path, capsys):
+def test_manifest_autoencoder_check(corpus, tmp_path, capsys, warnings_on_stderr):
     _ds(corpus, expected_ae_hash="abc")  # no manifest: warns, accepts
     assert "no manifest.json" in capsys.readouterr().err
     manifest = corpus / "slakh2100" / "manifest.json"
@@ -180,7 +180,7 @@ def test_manifest_autoencoder_check(corpus, tmp_path, capsys):
         manifest.unlink()
 
 
-def test_build_from_the_original_config_names(corpus, capsys):
+def test_build_from_the_original_config_names(corpus, capsys, warnings_on_stderr):
     (corpus / "mtg_jamendo").mkdir(exist_ok=True)
     for k in range(3):
         H.write_latent_track(corpus / "mtg_jamendo" / f"{k:02d}" / "1", marker=50 + k, frames=64, labels=None)

@@ -51,7 +51,7 @@ def _run(readers, out, ae, *, reencode=False, **kw):
 
 
 @pytest.fixture(scope="module")
-def all_corpora(tmp_path_factory, ae):
+def all_corpora(tmp_path_factory, ae, warnings_on_stderr_module):
     """Every corpus once, pre-encoded; returns (source root, output root, stderr of the run)."""
     src, out = tmp_path_factory.mktemp("corpora"), tmp_path_factory.mktemp("latents")
     readers = [build_reader(key, make(src / key, SEC)) for key, make in H.MAKERS.items()]

@@ -8,8 +8,8 @@ prints a per-corpus summary at the end (songs, hours, skipped and why).
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 
 from mgeldm.audio import load_audio, resample, to_mono
+
+log = logging.getLogger(__name__)
 
 # File suffixes soundfile reads (lower case), for the mixture and folder readers.
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
@@ -244,7 +246,7 @@ class CorpusReport:
 
     def skip(self, source_id: str, error: BrokenSong) -> None:
         self.skipped.append((source_id, error.reason, error.detail))
-        print(f"skip {self.name}/{source_id}: {error}", file=sys.stderr, flush=True)
+        log.warning(f"skip {self.name}/{source_id}: {error}")
 
     def summary(self) -> str:
         hours = self.seconds / 3600.0

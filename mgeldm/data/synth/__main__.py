@@ -8,7 +8,8 @@ import time
 
 from mgeldm.data.synth.corpus import CorpusSettings, generate_corpus
 from mgeldm.data.synth.midi import DEFAULT_CLASSES, INSTRUMENT_CLASSES
-from mgeldm.errors import UserError, print_error
+from mgeldm.cli.boundary import run_tool
+from mgeldm.errors import UserError
 
 PROG = "python -m mgeldm.data.synth"
 
@@ -34,25 +35,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if len(args.seconds) not in (1, 2):
-            raise UserError(f"--seconds {args.seconds}: expected one value or MIN MAX")
-        classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
-        unknown = [c for c in classes if c not in INSTRUMENT_CLASSES]
-        if unknown:
-            raise UserError(f"--classes: unknown {unknown}; known: {list(INSTRUMENT_CLASSES)}")
-        settings = CorpusSettings(seed=args.seed, n_train=args.n_train, n_valid=args.n_valid,
-                                  n_test=args.n_test, min_seconds=args.seconds[0],
-                                  max_seconds=args.seconds[-1], sample_rate=args.sample_rate,
-                                  classes=classes)
-        t0 = time.perf_counter()
-        result = generate_corpus(args.out, settings, workers=args.workers, overwrite=args.overwrite,
-                                 progress=not args.quiet)
-    except UserError as e:
-        return print_error(PROG, str(e))
+    return run_tool(PROG, lambda: _generate(args))
+
+
+def _generate(args: argparse.Namespace) -> None:
+    if len(args.seconds) not in (1, 2):
+        raise UserError(f"--seconds {args.seconds}: expected one value or MIN MAX")
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+    unknown = [c for c in classes if c not in INSTRUMENT_CLASSES]
+    if unknown:
+        raise UserError(f"--classes: unknown {unknown}; known: {list(INSTRUMENT_CLASSES)}")
+    settings = CorpusSettings(seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test,
+                              min_seconds=args.seconds[0], max_seconds=args.seconds[-1],
+                              sample_rate=args.sample_rate, classes=classes)
+    t0 = time.perf_counter()
+    result = generate_corpus(args.out, settings, workers=args.workers, overwrite=args.overwrite,
+                             progress=not args.quiet)
     print(f"{args.out}: {len(result['tracks'])} songs ({result['written']} written, {result['kept']} kept) "
           f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
