@@ -108,10 +108,13 @@ def resample(wave: torch.Tensor, orig_sr: int, target_sr: int, quality: str = "H
     return torch.from_numpy(out).reshape(*lead, out.shape[-1]).to(wave.device)
 
 
-def load_mono(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
-    """Read, down-mix and resample a file to (1, L) float32 at ``sample_rate``."""
+def load_mono(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
+    """Read a file as mono (L,) float32, resampled to ``sample_rate`` when given; returns it and its rate."""
     wave, sr = load_audio(path)
-    return resample(to_mono(wave), sr, sample_rate)
+    mono = to_mono(wave)[0]
+    if sample_rate is None or sample_rate == sr or mono.numel() == 0:
+        return mono.contiguous(), int(sr)
+    return resample(mono[None], sr, sample_rate)[0].contiguous(), int(sample_rate)
 
 
 def write_wav(path: str | os.PathLike, wave: torch.Tensor, sample_rate: int, subtype: str = "PCM_16") -> Path:

@@ -72,7 +72,7 @@ def check_options(cfg: Mapping) -> None:
 def run(cfg: Mapping) -> None:
     """Build readers, AE and embedder from the composed config, then pre-encode."""
     from mgeldm.data.corpora.registry import build_reader
-    from mgeldm.data.pre_encode import (EncodeSettings, RunInfo, TrackEncoder, autoencoder_info, build_embedder,
+    from mgeldm.data.pre_encode import (EncodeSettings, RunInfo, TrackEncoder, autoencoder_info, build_audio_embedder,
                                         embedder_info, pre_encode)
 
     check_options(cfg)
@@ -99,7 +99,7 @@ def run(cfg: Mapping) -> None:
     if cfg.get("clap_ckpt_path"):
         node["config"]["clap_ckpt_path"] = cfg["clap_ckpt_path"]
     device = _device(cfg.get("device"))
-    embedder = build_embedder(node, device=device)
+    embedder = build_audio_embedder(node, device=device)
     encoder = TrackEncoder(ae, embedder, settings, device=device)
     info = RunInfo(autoencoder_info(ae), embedder_info(node, embedder))
     pre_encode(readers, save_root, encoder=encoder, info=info, **shards)

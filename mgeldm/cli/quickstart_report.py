@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from mgeldm.data.prompts import canonical_prompt
+from mgeldm.metrics.closest import share as _share
 from mgeldm.cli.boundary import run_tool
 from mgeldm.errors import UserError
 from mgeldm.files import write_text_atomic
@@ -243,12 +244,10 @@ def collect(run_dir: str, eval_dir: str, dest: str, labels: Sequence[str]) -> in
 
 
 def _closest_is(est: torch.Tensor, stems: Mapping[str, torch.Tensor], target: str, sample_rate: int) -> bool:
-    from mgeldm.metrics.logmel import LogMelConfig, logmel_l1
+    from mgeldm.metrics.closest import closest_stem, logmel_distance
+    from mgeldm.metrics.logmel import LogMelConfig
 
-    cfg = LogMelConfig(sample_rate=sample_rate)
-    n = min([est.shape[-1]] + [s.shape[-1] for s in stems.values()])
-    dist = {label: float(logmel_l1(est[:n], s[:n], cfg)) for label, s in stems.items()}
-    return min(dist, key=dist.get) == target
+    return closest_stem(est, stems, logmel_distance(LogMelConfig(sample_rate=sample_rate))) == target
 
 
 def accuracy(run_dir: str, eval_dir: str, prompts: Sequence[tuple[str, str]], sample_rate: int,
@@ -292,10 +291,6 @@ def _row_mean(block: Mapping, row: str, metric: str) -> float:
     value = ((block.get("rows") or {}).get(row) or {}).get(metric) or {}
     mean = value.get("mean")
     return float(mean) if mean is not None else float("nan")
-
-
-def _share(values: Sequence[bool]) -> float:
-    return float(sum(values) / len(values)) if values else float("nan")
 
 
 LATENT_KEYS = ("latent_prompt_accuracy", "latent_rel_mse", "x0_error_t0.05", "x0_error_t0.05_uncond", "x0_error_t0.4",

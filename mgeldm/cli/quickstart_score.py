@@ -59,18 +59,14 @@ def load_songs(eval_dir: str | Path, sample_rate: int) -> dict[str, tuple[torch.
 def score(estimate: Estimator, songs: Mapping[str, tuple[torch.Tensor, Mapping[str, torch.Tensor]]],
           sample_rate: int) -> dict[str, Any]:
     """Ratio to the mixture and closest-stem accuracy of ``estimate(song, mix, stems) -> {label: estimate}``."""
-    from mgeldm.metrics.logmel import LogMelConfig, logmel_l1
+    from mgeldm.metrics.logmel import LogMelConfig, logmel_l1_ratio_vs_mix
 
     cfg = LogMelConfig(sample_rate=sample_rate)
     ratios: dict[str, list[float]] = {}
     hits: dict[str, list[bool]] = {}
     for song, (mix, stems) in songs.items():
         for label, est in estimate(song, mix, stems).items():
-            n = min(est.shape[-1], mix.shape[-1], stems[label].shape[-1])
-            ref = stems[label][:n]
-            # the same guard as evaluate.py's ratio: a song whose mixture is this one stem scores finite
-            ratio = float(logmel_l1(est[:n], ref, cfg)) / max(float(logmel_l1(mix[:n], ref, cfg)), 1e-12)
-            ratios.setdefault(label, []).append(ratio)
+            ratios.setdefault(label, []).append(logmel_l1_ratio_vs_mix(est, stems[label], mix, cfg))
             hits.setdefault(label, []).append(_closest_is(est, stems, label, sample_rate))
     every = [r for v in ratios.values() for r in v]
     if not every:

@@ -693,7 +693,7 @@ def _progress(items: list, name: str, enabled: bool):
 # --------------------------------------------------------------------------------------------- building
 
 
-def build_embedder(node: Mapping, device: str = "cpu"):
+def build_audio_embedder(node: Mapping, device: str = "cpu"):
     """The audio embedder: ``{target: "module:callable", config: {...}}`` for a plug-in, else a conditioner node."""
     node = dict(node)
     target = node.get("target")

@@ -31,8 +31,10 @@ def test_load_any_soundfile_format_as_channels_first(tmp_path, fmt):
 def test_load_mono_downmixes_and_resamples(tmp_path):
     left, right = _tone(440, 44100, 1.0), -_tone(440, 44100, 1.0)
     sf.write(tmp_path / "x.wav", np.stack([left, right], 1), 44100, subtype="FLOAT")
-    mono = load_mono(tmp_path / "x.wav", 16000)
-    assert mono.shape == (1, 16000) and mono.abs().max() < 1e-6  # opposite channels cancel
+    mono, sr = load_mono(tmp_path / "x.wav", 16000)
+    assert sr == 16000 and mono.shape == (16000,) and mono.abs().max() < 1e-6  # opposite channels cancel
+    native, sr = load_mono(tmp_path / "x.wav")
+    assert sr == 44100 and native.shape == (44100,)
 
 
 def test_resample_keeps_a_tone_and_rejects_aliases():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from mgeldm.audio import load_audio, resample, to_mono
+from mgeldm.audio import load_mono
 
 log = logging.getLogger(__name__)
 
@@ -160,18 +160,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def read_mono(path: Path, sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
-    """Read a file as mono ``(L,)`` float32; resample to ``sample_rate`` when given and different."""
+    """:func:`mgeldm.audio.load_mono`, with a missing or unreadable file as a ``BrokenSong``."""
     if not path.is_file():
         raise BrokenSong("missing file", path.name)
     try:
-        wave, sr = load_audio(path)
+        return load_mono(path, sample_rate)
     except Exception:  # the loader's message names the absolute path; keep the report root-independent
         raise BrokenSong("unreadable", f"{path.name}: cannot be read as audio") from None
-    mono = to_mono(wave)[0]
-    if sample_rate is not None and sr != sample_rate and mono.numel() > 0:
-        mono = resample(mono[None], sr, sample_rate)[0]
-        sr = sample_rate
-    return mono.float().contiguous(), int(sr)
 
 
 def pad_to(wave: torch.Tensor, length: int) -> torch.Tensor:
