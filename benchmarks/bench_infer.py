@@ -46,7 +46,8 @@ from mgeldm.api import compute_dtype, resolve_device  # noqa: E402
 from mgeldm.diffusion.samplers import SAMPLERS  # noqa: E402
 from mgeldm.models.mgeldm import build_mgeldm  # noqa: E402
 from mgeldm.tasks import tasks as T  # noqa: E402
-from mgeldm.tasks.windowing import overlap_frames, plan_windows  # noqa: E402
+from mgeldm.diffusion.windows import plan_windows  # noqa: E402
+from mgeldm.tasks.windowing import overlap_frames  # noqa: E402
 
 # Peak HBM bandwidth (GB/s) used for the bound when --bandwidth-gbs is not given.
 KNOWN_BANDWIDTH = {"H100 80GB HBM3": 3350.0, "H100 PCIe": 2000.0, "H200": 4800.0, "A100-SXM4-80GB": 2039.0}

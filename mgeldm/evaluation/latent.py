@@ -28,7 +28,7 @@ from torch import Tensor
 from mgeldm.metrics.closest import closest_stem, share
 from mgeldm.metrics.logmel import ratio_to_baseline
 from mgeldm.models.tracks import SRC
-from mgeldm.tasks.windowing import plan_windows
+from mgeldm.diffusion.windows import plan_windows
 
 PROBE_TIMES = (0.05, 0.4, 0.8, 1.0)
 

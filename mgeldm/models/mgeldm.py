@@ -134,6 +134,11 @@ class MGELDM(nn.Module):
         z = self.from_dit_space(z, track)
         return z * scale if scale != 1.0 else z
 
+    def decode_track(self, z: Tensor, track: int | None, **chunking: Any) -> Tensor:
+        """Latents of one track (B, C, T) in the DiT's space of ``track`` (None: already in the pretransform's
+        space) -> audio (B, io_channels, T * ratio); ``chunking`` goes to the pretransform's decoder."""
+        return self.pretransform.decode(z if track is None else self.from_dit_space(z, track), **chunking)
+
     @property
     def io_channels(self) -> int:
         """Latent channels per track."""

@@ -3,9 +3,8 @@
 Every task is one function over a :class:`TaskRunner` (the loaded model, its device and precision)
 and condition vectors ``cond`` (N, G): one row per prompt, placed on the task's text track with
 zeros on the other tracks. The N prompts run as one batch and share the encoding of the given
-audio. Songs are cut into windows by :mod:`mgeldm.tasks.windowing`, each window is sampled with
-:func:`sample_joint` / :func:`sample_given_track`, and the VAE encodes and decodes each track in one
-pass, as the original does, up to :data:`WHOLE_PASS_MAX_SECONDS` of audio; only longer songs (or a
+audio. Songs are sampled window by window (:mod:`mgeldm.diffusion.windows`), and the VAE encodes and
+decodes each track in one pass, as the original does, up to :data:`WHOLE_PASS_MAX_SECONDS` of audio; only longer songs (or a
 runner built with ``chunked=True``) go through the VAE in cross-faded chunks, which bounds memory but
 changes the result near the chunk joins.
 
@@ -22,20 +21,19 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from mgeldm.diffusion.samplers import denoiser_calls, sample_given_track, sample_joint, sampler_problem
+from mgeldm.diffusion.samplers import sampler_problem
+from mgeldm.diffusion.windows import WindowedSampler, track_conditions
 from mgeldm.errors import OptionError
 from mgeldm.models.mgeldm import ModelFacts
-from mgeldm.models.tracks import MIX, SRC, SUBMIX
-from mgeldm.progress import progress_bar
-from mgeldm.tasks.windowing import (Window, check_gen_duration, overlap_frames, plan_windows, seconds_to_frames,
-                                    seconds_to_samples)
+from mgeldm.models.tracks import MIX, SRC, SUBMIX, track_channels
+from mgeldm.tasks.windowing import check_gen_duration, overlap_frames, seconds_to_frames, seconds_to_samples
 
 TASKS = ("total_gen", "source_extract", "partial_gen", "accomp_gen", "partial_gen_iter")
 # Longest audio the VAE encodes/decodes in one pass by default (the original's behaviour at any length).
@@ -264,19 +262,16 @@ class TaskRunner:
 
         With ``track``, ``z`` is in the DiT's space of that track and is mapped back first."""
         start = time.perf_counter()
-        if track is not None:
-            z = self.model.from_dit_space(z, track)
         chunking = self._chunking(z.shape[-1])
         out = []
         for item in z:
-            audio = self.model.pretransform.decode(item[None].to(self.device), **chunking)
+            audio = self.model.decode_track(item[None].to(self.device), track, **chunking)
             out.append(audio.reshape(-1)[:samples].float().cpu())
         self.timings.decode += time.perf_counter() - start
         return torch.stack(out)
 
     def decode_tracks(self, z: Tensor, tracks: tuple[int, ...], samples: int) -> dict[int, Tensor]:
-        c = self.channels
-        return {k: self.decode(z[:, k * c:(k + 1) * c], samples, k) for k in tracks}
+        return {k: self.decode(track_channels(z, k, self.channels), samples, k) for k in tracks}
 
     # -- DiT ------------------------------------------------------------------------------------
     def global_embed(self, cond: Tensor, track: int) -> Tensor:
@@ -284,9 +279,7 @@ class TaskRunner:
         if cond.ndim != 2 or cond.shape[1] != self.cond_dim:
             raise ValueError(f"condition vectors are {tuple(cond.shape)}; the model expects (N, {self.cond_dim}) "
                              "(is the conditioner's width the DiT's global_cond_dim?)")
-        embed = torch.zeros(cond.shape[0], self.num_tracks, self.cond_dim, device=self.device)
-        embed[:, track] = cond.to(self.device, torch.float32)
-        return embed
+        return track_conditions(cond.to(self.device, torch.float32), track, self.num_tracks)
 
     def _dit(self) -> Callable:
         if not self.compile:
@@ -344,83 +337,20 @@ class TaskRunner:
                      generators: Sequence[torch.Generator | None], *, given_z: Sequence[Tensor] | None = None,
                      given_track: int | None = None, desc: str = "windows") -> list[Tensor]:
         """:meth:`sample` for several songs at once, each with its own generator; the N prompts of ``cond``
-        apply to every song. Returns one (N, K*C, max(frames_s, window)) per song.
-
-        Window k of every song whose window k has the same overlap runs in one batch (songs x prompts
-        rows), each song's rows drawing from its own generator: every song gets the computation and the
-        random numbers it gets alone, in a batch (equal up to float round-off of the batched matmuls).
-        """
+        apply to every song. Returns one (N, K*C, max(frames_s, window)) per song (the songs' windows share
+        the DiT's batches: :class:`mgeldm.diffusion.windows.WindowedSampler`)."""
         settings.check()
-        if len(generators) != len(frames) or (given_z is not None and len(given_z) != len(frames)):
-            raise ValueError(f"{len(frames)} songs need as many generators (got {len(generators)}) and given latents")
         start = time.perf_counter()
-        n = cond.shape[0]
         embed = self.global_embed(cond, cond_track)
-        overlap = overlap_frames(settings.overlap, self.frame_rate, self.window)
-        songs = []
-        for s, count in enumerate(frames):
-            plan = plan_windows(count, self.window, overlap)
-            out = torch.zeros(n, self.num_tracks * self.channels, plan[-1].end, device=self.device)
-            given = None if given_z is None else given_z[s].to(self.device).float().expand(n, -1, -1)
-            songs.append(_Song(plan, out, generators[s], given))
-        for group in self._window_groups(songs, desc):
-            denoise = self.denoiser(embed.repeat(len(group), 1, 1), settings.cfg_scale)
-            self._sample_window(group, denoise, settings, given_track)
-            self.timings.windows += len(group)
+        sampler = WindowedSampler(self.window, overlap_frames(settings.overlap, self.frame_rate, self.window),
+                                  self.num_tracks, settings.steps, settings.eta, settings.t_min, settings.repaint_n,
+                                  settings.sampler, self.device, self.progress)
+        zs = sampler.sample(lambda n: self.denoiser(embed.repeat(n, 1, 1), settings.cfg_scale), cond.shape[0],
+                            self.channels, frames, generators, given_z=given_z, given_track=given_track, desc=desc)
+        self.timings.windows += sampler.windows
         self._sync()
         self.timings.sample += time.perf_counter() - start
-        return [song.out for song in songs]
-
-    def _window_groups(self, songs: list[_Song], desc: str) -> Iterator[list[tuple[_Song, Window]]]:
-        """Round k: the songs' k-th windows, grouped by their overlap (equal windows batch together)."""
-        rounds = max(len(song.plan) for song in songs)
-        for k in progress_bar(range(rounds), desc=desc, unit="window", disable=not self.progress):
-            groups: dict[int, list[tuple[_Song, Window]]] = {}
-            for song in songs:
-                if k < len(song.plan):
-                    groups.setdefault(song.plan[k].overlap, []).append((song, song.plan[k]))
-            yield from groups.values()
-
-    def _sample_window(self, group: list[tuple[_Song, Window]], denoise, settings: SamplingSettings,
-                       given_track: int | None) -> None:
-        """Sample one window of each song of ``group`` (all with the same overlap) in one batch."""
-        first = group[0][1]
-        noise = torch.cat([self._noise(song, w) for song, w in group])
-        overlap_z = torch.cat([song.out[..., w.start:w.new_start] for song, w in group]) if first.overlap else None
-        joint = group[0][0].given_z is None
-        # RePaint only harmonises an overlap: the first window of joint generation has none.
-        repaint_n = settings.repaint_n if (first.overlap or not joint) else 1
-        generators = [song.generator for song, _ in group]
-        with progress_bar(total=denoiser_calls(settings.sampler, settings.steps, repaint_n),
-                          desc=f"window {first.index + 1}", unit="step", nested=True, disable=not self.progress) as bar:
-            common = dict(steps=settings.steps, num_tracks=self.num_tracks, eta=settings.eta, t_min=settings.t_min,
-                          repaint_n=repaint_n, overlap_z=overlap_z,
-                          generator=generators[0] if len(generators) == 1 else generators,
-                          callback=lambda _info: bar.update(1), disable_progress=True, sampler=settings.sampler)
-            if joint:
-                x0 = sample_joint(denoise, noise, **common)
-            else:
-                given = torch.cat([song.given_z[..., w.new_start:w.end] for song, w in group])
-                x0 = sample_given_track(denoise, noise, given, given_track, **common)
-        for (song, w), part in zip(group, x0.float().split(noise.shape[0] // len(group))):
-            song.out[..., w.new_start:w.end] = part[..., w.overlap:]
-
-    def _noise(self, song: _Song, w: Window) -> Tensor:
-        """The starting noise of window ``w`` of ``song`` (N, K*C, new frames), from the song's generator."""
-        g = song.generator
-        noise = torch.randn((song.out.shape[0], song.out.shape[1], w.new), generator=g,
-                            device=g.device if g is not None else self.device)
-        return noise.to(self.device)
-
-
-@dataclass
-class _Song:
-    """One song being sampled: its windows, its output latents, its generator, its given track's latents."""
-
-    plan: list[Window]
-    out: Tensor
-    generator: torch.Generator | None
-    given_z: Tensor | None
+        return zs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,8 +457,8 @@ def extract_latents_songs(runner: TaskRunner, mix_zs: Sequence[Tensor], cond: Te
     frames = [mix_z.shape[-1] for mix_z in mix_zs]
     zs = runner.sample_songs(cond, SRC, frames, settings, generators, given_z=given, given_track=MIX,
                              desc="extract_latents")
-    c = runner.channels
-    return [runner.model.dit_to_ae(z[:, SRC * c:(SRC + 1) * c, :f], SRC).float().cpu() for z, f in zip(zs, frames)]
+    return [runner.model.dit_to_ae(track_channels(z, SRC, runner.channels)[..., :f], SRC).float().cpu()
+            for z, f in zip(zs, frames)]
 
 
 def source_extract(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,

@@ -5,8 +5,8 @@ import math
 import pytest
 
 from mgeldm.errors import UserError
-from mgeldm.tasks.windowing import (covered_frames, overlap_frames, plan_windows, seconds_to_frames,
-                                    seconds_to_samples)
+from mgeldm.diffusion.windows import covered_frames, plan_windows
+from mgeldm.tasks.windowing import overlap_frames, seconds_to_frames, seconds_to_samples
 
 FRAME_RATE = 16000 / 2048  # 7.8125 latent frames per second (SPEC 0)
 S = 100

@@ -82,6 +82,30 @@ def test_dit_demo_renders_with_ema_weights(tmp_path, monkeypatch):
     assert (tmp_path / "00000005" / "extraction" / "cfg_3" / "00_mix.wav").is_file()
 
 
+def test_dit_demo_samples_with_the_windowed_sampler_of_inference():
+    """The demo has no sampling code of its own: its latents are what inference's TaskRunner gives the same
+    (EMA) DiT for the same conditions, settings and generator."""
+    from mgeldm.models.mgeldm import MGELDM
+    from mgeldm.models.tracks import MIX, SRC
+    from mgeldm.tasks.tasks import SamplingSettings, TaskRunner
+    from mgeldm.training.fake_data import FakeLatentDataset
+
+    m = _dit_module()
+    batch = torch.utils.data.default_collate([FakeLatentDataset(2, channels=8, frames=16, clap_dim=16)[i]
+                                              for i in range(2)])
+    cb = DiTDemoCallback("unused", 1, num_demos=2, steps=3, cfg_scale=2.0, seed=7, demo_batch=batch)
+    demo = cb.sample(m)
+    ema = MGELDM(m.ema_model_dit(), m.diffusion.pretransform, sample_rate=m.diffusion.sample_rate,
+                 segment_length=m.diffusion.segment_length)
+    runner = TaskRunner(ema)
+    settings = SamplingSettings(steps=3, cfg_scale=2.0, overlap=0.0)
+    gen = torch.Generator().manual_seed(7)
+    cond = torch.zeros(2, runner.cond_dim)  # no conditioner: unconditional prompts
+    total = runner.sample(cond, SRC, 16, settings, gen)
+    extraction = runner.sample(cond, SRC, 16, settings, gen, given_z=m.latents(batch)[:, :8], given_track=MIX)
+    assert torch.equal(demo["total_gen"], total) and torch.equal(demo["extraction"], extraction)
+
+
 def _ae_module(**over):
     from mgeldm.models.autoencoder import build_autoencoder
     from mgeldm.training.ae_module import AETrainingModule
