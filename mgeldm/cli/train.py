@@ -145,21 +145,22 @@ def lightning_precision(value: Any) -> str:
     return "32-true"
 
 
-def resolve_resume(ckpt_path: Any, save_dir: Path, kind: str,
+def resolve_resume(resume: Any, save_dir: Path, kind: str,
                    model_cfg: Mapping[str, Any] | None = None) -> str | None:
-    """``ckpt_path``: null (fresh), ``last`` (``<save_dir>/checkpoints/last.ckpt`` if present), or a
-    training checkpoint of ``kind`` (``autoencoder`` / ``mgeldm``); anything else is a one-line error.
-    With ``model_cfg`` the checkpoint's weights must have the configured model's names and shapes."""
-    if ckpt_path in (None, "", "null"):
+    """The training checkpoint to resume, from the option ``ckpt_path`` (``resume``): null (fresh), ``last``
+    (``<save_dir>/checkpoints/last.ckpt`` if present), or a training checkpoint of ``kind`` (``autoencoder`` /
+    ``mgeldm``); anything else is a one-line error. With ``model_cfg`` the checkpoint's weights must have the
+    configured model's names and shapes."""
+    if resume in (None, "", "null"):
         return None
-    if str(ckpt_path) == "last":
+    if str(resume) == "last":
         last = save_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
             _check_resumable(last, kind, model_cfg)
             return str(last)
         log.info(f"ckpt_path=last: no {last} yet, starting a fresh run")
         return None
-    path = Path(str(ckpt_path))
+    path = Path(str(resume))
     if not path.is_file():
         raise UserError(f"ckpt_path: {path} does not exist (use ckpt_path=last to resume {save_dir})")
     _check_resumable(path, kind, model_cfg)

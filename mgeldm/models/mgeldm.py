@@ -1,4 +1,4 @@
-"""The MGELDM wrapper: the three-track DiT (``model_dit``) over the frozen VAE (``pretransform``).
+"""The MGE-LDM network (:class:`MGELDMNet`): the three-track DiT (``model_dit``) over the frozen VAE (``pretransform``).
 
 Its state dict is the unwrapped checkpoint layout of SPEC G: ``model_dit.*`` + ``pretransform.model.*``.
 The conditioner (CLAP or another embedder) is not part of it: it has its own checkpoint and is built
@@ -103,7 +103,7 @@ class TrackNorm:
         return z * std + mean
 
 
-class MGELDM(nn.Module):
+class MGELDMNet(nn.Module):
     """The DiT and the VAE it works in; tensors in, tensors out."""
 
     def __init__(self, model_dit: MGEDiT, pretransform: AutoencoderPretransform, *, sample_rate: int,
@@ -169,7 +169,7 @@ def _get(cfg: Mapping[str, Any], key: str, where: str) -> Any:
     return cfg[key]
 
 
-def build_mgeldm(model_cfg: Mapping[str, Any]) -> MGELDM:
+def build_mgeldm(model_cfg: Mapping[str, Any]) -> MGELDMNet:
     """Build the model from ``configs/model/dit.yaml`` (blocks ``pretransform``, ``MGELDM``)."""
     pre_cfg = _get(model_cfg, "pretransform", "model.")
     ae_cfg = _get(pre_cfg, "autoencoder", "model.pretransform.")
@@ -182,19 +182,19 @@ def build_mgeldm(model_cfg: Mapping[str, Any]) -> MGELDM:
         )
     norm = TrackNorm.from_config(model_cfg.get("track_norm"), num_tracks=dit.num_tracks, channels=dit.io_channels)
     facts = model_facts(model_cfg)
-    return MGELDM(dit, pretransform, sample_rate=facts.sample_rate, segment_length=facts.window, track_norm=norm)
+    return MGELDMNet(dit, pretransform, sample_rate=facts.sample_rate, segment_length=facts.window, track_norm=norm)
 
 
-def load_mgeldm(ckpt_path: str | os.PathLike, model_cfg: Mapping[str, Any]) -> MGELDM:
+def load_mgeldm(path: str | os.PathLike, model_cfg: Mapping[str, Any]) -> MGELDMNet:
     """Build the model of ``model_cfg`` and load an unwrapped MGE-LDM checkpoint into it (strict).
 
     The model is built on the meta device and the checkpoint's tensors are assigned to it, so the
     1.2 B-parameter model is neither initialised nor held twice in memory.
     """
-    return mgeldm_from_state(read_state_dict(ckpt_path), model_cfg, ckpt_path)
+    return mgeldm_from_state(read_state_dict(path), model_cfg, path)
 
 
-def mgeldm_from_state(state: Mapping[str, torch.Tensor], model_cfg: Mapping[str, Any], where: Any = "state dict") -> MGELDM:
+def mgeldm_from_state(state: Mapping[str, torch.Tensor], model_cfg: Mapping[str, Any], where: Any = "state dict") -> MGELDMNet:
     """Build the model of ``model_cfg`` with the unwrapped ``state`` (``model_dit.*`` + ``pretransform.model.*``)."""
     found = unwrapped_kind(state)
     if found != "mgeldm":
@@ -203,12 +203,11 @@ def mgeldm_from_state(state: Mapping[str, torch.Tensor], model_cfg: Mapping[str,
             f"checkpoint {where}: {kind}; expected an unwrapped MGE-LDM checkpoint with "
             f"`{DIT_PREFIX}*` and `{AE_PREFIX}*` entries (unwrap_model.py +type=mgeldm writes one)"
         )
-    ckpt_path = where
     with torch.device("meta"):
         model = build_mgeldm(model_cfg)
     problem = describe_mismatch({k: v.shape for k, v in model.state_dict().items()}, state)
     if problem:
-        raise UserError(f"checkpoint {ckpt_path} does not fit the configured MGE-LDM model: {problem}")
+        raise UserError(f"checkpoint {where} does not fit the configured MGE-LDM model: {problem}")
     model.load_state_dict(state, strict=True, assign=True)
     if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
         # Some tensor is not in the state dict (a non-persistent buffer): build for real instead.

@@ -148,7 +148,7 @@ class Timings:
 
 @dataclass
 class TaskRunner:
-    """A loaded :class:`mgeldm.models.mgeldm.MGELDM` with where and how to run it.
+    """A loaded :class:`mgeldm.models.mgeldm.MGELDMNet` with where and how to run it.
 
     ``autocast_dtype`` (bf16/fp16) applies to the DiT only; the VAE and the sampler state stay fp32.
     ``chunked``: None (default) runs the VAE in one pass up to :data:`WHOLE_PASS_MAX_SECONDS` and in

@@ -201,7 +201,7 @@ def check_against_config(state: Mapping[str, torch.Tensor], kind: str, model_cfg
         raise UserError(f"ckpt_path: {path}: its {kind} weights do not fit the configured model: {problem}")
 
 
-def unwrap_checkpoint(ckpt_path: str | os.PathLike, kind: str, output_name: str | os.PathLike, *,
+def unwrap_checkpoint(training_ckpt: str | os.PathLike, kind: str, output_name: str | os.PathLike, *,
                       model_cfg: Mapping[str, Any] | None = None, use_safetensors: bool = False,
                       use_ema: bool = True) -> Path:
     """Write ``<output_name>.ckpt`` (``{"state_dict": ..., "model_config": ...}``) or ``.safetensors``.
@@ -211,13 +211,13 @@ def unwrap_checkpoint(ckpt_path: str | os.PathLike, kind: str, output_name: str 
     """
     from mgeldm.checkpoints import write_state_dict
 
-    ckpt = load_training_checkpoint(ckpt_path)
-    state = unwrap_state(ckpt, kind, use_ema=use_ema, path=ckpt_path)
+    ckpt = load_training_checkpoint(training_ckpt)
+    state = unwrap_state(ckpt, kind, use_ema=use_ema, path=training_ckpt)
     carried = ckpt.get("model_config")
     if isinstance(carried, dict):  # ours (plain containers); the original's is an OmegaConf node: not used
         model_cfg = carried
     if model_cfg is not None:
-        check_against_config(state, kind, model_cfg, ckpt_path)
+        check_against_config(state, kind, model_cfg, training_ckpt)
     out = Path(str(output_name))
     if out.suffix in (".ckpt", ".safetensors"):
         out = out.with_suffix("")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import mgeldm.tasks.tasks as T
+import mgeldm.tasks.tasks as tasks
 from mgeldm.api import MGELDM, compute_dtype, resolve_device, split_iter_prompts
 from mgeldm.errors import UserError
 from mgeldm.tasks.outputs import RunFolder, check_output_dir, slugify, unique_slugs
@@ -73,7 +73,7 @@ def _song(seconds: float, sr: int, channels: int = 2) -> torch.Tensor:
 @pytest.mark.reference
 def test_total_gen_exact_duration_and_seed(mge):
     kw = {**FAST, "overlap": 0.3, "repaint_n": 2}  # overlap above half a window (SPEC I.8)
-    mge.runner.timings = T.Timings()
+    mge.runner.timings = tasks.Timings()
     a = mge.generate("lo-fi beat", 0.45, seed=3, **kw)
     assert set(a) == {"gen_mix", "gen_submix", "gen_src"}
     assert all(v.shape == (1, round(0.45 * 16000)) for v in a.values())
@@ -189,8 +189,8 @@ def test_given_latent_stays_clean_and_mix_encoded_once(mge, monkeypatch):
     assert len(calls) == 1 and calls[0]["sample"] is False  # the VAE mean by default (SPEC I.3)
     cond = mge.embed_prompts(["a", "b", "c"])
     frames = math.ceil(wave.numel() / runner.ratio)
-    settings = T.SamplingSettings(steps=2, cfg_scale=1.0, overlap=0.2, repaint_n=2)
-    out = runner.sample(cond, T.SRC, frames, settings, torch.Generator().manual_seed(0), given_z=z, given_track=0)
+    settings = tasks.SamplingSettings(steps=2, cfg_scale=1.0, overlap=0.2, repaint_n=2)
+    out = runner.sample(cond, tasks.SRC, frames, settings, torch.Generator().manual_seed(0), given_z=z, given_track=0)
     c = runner.channels
     assert out.shape == (3, 3 * c, z.shape[-1])
     assert torch.equal(out[:, :c], z.expand(3, -1, -1))  # given channels are the clean latent
@@ -250,8 +250,8 @@ def test_vae_runs_in_one_pass_like_the_original(mge, monkeypatch):
 @pytest.mark.reference
 def test_vae_chunks_beyond_the_limit_or_on_request(mge, monkeypatch):
     runner, pre = mge.runner, mge.model.pretransform
-    limit = math.floor(T.WHOLE_PASS_MAX_SECONDS * runner.frame_rate)
-    assert T.WHOLE_PASS_MAX_SECONDS == 600.0  # documented in the README: 10 minutes on every machine
+    limit = math.floor(tasks.WHOLE_PASS_MAX_SECONDS * runner.frame_rate)
+    assert tasks.WHOLE_PASS_MAX_SECONDS == 600.0  # documented in the README: 10 minutes on every machine
     assert not runner.use_chunks(limit) and runner.use_chunks(limit + 1)
     monkeypatch.setattr(pre, "chunked", True)  # model.pretransform.chunked=true still asks for chunks
     assert runner.use_chunks(10)
@@ -333,10 +333,10 @@ def test_bad_api_inputs(mge):
 def test_sampler_option(mge, monkeypatch, sampler, calls_per_window):
     seen = _spy_dit(monkeypatch, mge)
     song = _song(0.3, 16000, 1)
-    mge.runner.timings = T.Timings()
+    mge.runner.timings = tasks.Timings()
     out = mge.extract(song, 16000, "x", seed=0, steps=3, cfg_scale=2.0, overlap=0.1, sampler=sampler)
     assert len(seen) == calls_per_window == mge.timings.model_calls  # 0.3 s is one window
-    assert all((t[:, T.MIX] == 0).all() for _, t, _ in seen)  # the given mix is clean at every call
+    assert all((t[:, tasks.MIX] == 0).all() for _, t, _ in seen)  # the given mix is clean at every call
     assert torch.isfinite(out["gen_src"]).all()
     if sampler != "ddim":
         ddim = mge.extract(song, 16000, "x", seed=0, steps=3, cfg_scale=2.0, overlap=0.1)
@@ -368,10 +368,10 @@ SONG_SECONDS = (0.93, 0.3, 0.6)
 def test_songs_in_one_batch_equal_one_song_at_a_time(mge, sampler, repaint_n):
     songs = [_song(s, 16000, 1)[0] * (1 + i) for i, s in enumerate(SONG_SECONDS)]
     kw = dict(steps=3, cfg_scale=2.0, overlap=0.1, repaint_n=repaint_n, sampler=sampler)
-    mge.runner.timings = T.Timings()
+    mge.runner.timings = tasks.Timings()
     alone = [mge.extract(song, 16000, ["a", "b"], seed=10 + i, **kw) for i, song in enumerate(songs)]
     calls_alone = mge.timings.model_calls
-    mge.runner.timings = T.Timings()
+    mge.runner.timings = tasks.Timings()
     batched = mge.extract_songs(songs, 16000, ["a", "b"], seeds=[10, 11, 12], **kw)
     assert mge.last_seeds == [10, 11, 12]
     assert mge.timings.windows == 3 + 1 + 2  # every window of every song, once
@@ -407,15 +407,15 @@ def test_sampling_reads_no_tensor_value_on_the_host(model_cfg, monkeypatch, samp
                         lambda *a: False if a and a[0] == "meta" else autocast_enabled(*a))
     with torch.device("meta"):
         model = build_mgeldm(model_cfg).eval()
-    runner = T.TaskRunner(model, device=torch.device("meta"))
+    runner = tasks.TaskRunner(model, device=torch.device("meta"))
     c = runner.channels
-    settings = T.SamplingSettings(4, 3.0, 0.1, 1, eta=0.0, sampler=sampler)
+    settings = tasks.SamplingSettings(4, 3.0, 0.1, 1, eta=0.0, sampler=sampler)
     gens = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
-    zs = runner.sample_songs(torch.randn(2, runner.cond_dim), T.SRC, [250, 130], settings, gens,
-                             given_z=[torch.randn(1, c, 250), torch.randn(1, c, 130)], given_track=T.MIX)
+    zs = runner.sample_songs(torch.randn(2, runner.cond_dim), tasks.SRC, [250, 130], settings, gens,
+                             given_z=[torch.randn(1, c, 250), torch.randn(1, c, 130)], given_track=tasks.MIX)
     assert [z.shape for z in zs] == [(2, 3 * c, 250), (2, 3 * c, 130)] and zs[0].is_meta
     if sampler == "ddim":  # the stochastic paths too: eta noise, overlap noise, RePaint
-        z = runner.sample(torch.randn(1, runner.cond_dim), T.MIX, 250, T.SamplingSettings(3, 3.0, 0.1, 2, eta=0.5),
+        z = runner.sample(torch.randn(1, runner.cond_dim), tasks.MIX, 250, tasks.SamplingSettings(3, 3.0, 0.1, 2, eta=0.5),
                           gens[0])
         assert z.is_meta and z.shape == (1, 3 * c, 250)
 

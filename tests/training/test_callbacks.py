@@ -85,7 +85,7 @@ def test_dit_demo_renders_with_ema_weights(tmp_path, monkeypatch):
 def test_dit_demo_samples_with_the_windowed_sampler_of_inference():
     """The demo has no sampling code of its own: its latents are what inference's TaskRunner gives the same
     (EMA) DiT for the same conditions, settings and generator."""
-    from mgeldm.models.mgeldm import MGELDM
+    from mgeldm.models.mgeldm import MGELDMNet
     from mgeldm.models.tracks import MIX, SRC
     from mgeldm.tasks.tasks import SamplingSettings, TaskRunner
     from mgeldm.training.fake_data import FakeLatentDataset
@@ -95,7 +95,7 @@ def test_dit_demo_samples_with_the_windowed_sampler_of_inference():
                                               for i in range(2)])
     cb = DiTDemoCallback("unused", 1, num_demos=2, steps=3, cfg_scale=2.0, seed=7, demo_batch=batch)
     demo = cb.sample(m)
-    ema = MGELDM(m.ema_model_dit(), m.diffusion.pretransform, sample_rate=m.diffusion.sample_rate,
+    ema = MGELDMNet(m.ema_model_dit(), m.diffusion.pretransform, sample_rate=m.diffusion.sample_rate,
                  segment_length=m.diffusion.segment_length)
     runner = TaskRunner(ema)
     settings = SamplingSettings(steps=3, cfg_scale=2.0, overlap=0.0)
