@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         pe.resample, resampler = _linear, "linear (soxr missing)"
     ae, clap = build_models(args.full, args.device)
-    settings = EncodeSettings(batch_size=args.batch_size, clap_batch_size=args.clap_batch_size, progress=False)
+    settings = EncodeSettings.from_mapping({"batch_size": args.batch_size, "clap_batch_size": args.clap_batch_size,
+                                             "progress": False})
     enc = TrackEncoder(ae, clap, settings, device=args.device)
     gen = torch.Generator().manual_seed(0)
     n = int(args.seconds * args.sample_rate)

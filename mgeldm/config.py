@@ -11,6 +11,19 @@ from mgeldm.errors import UserError
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
+def config_file(relative: str) -> dict[str, Any]:
+    """One yaml file of the configs (``trainer/dit.yaml``) as plain containers, without Hydra's composition:
+    for a node that is the one owner of some defaults (a recipe, the pre-encoding settings)."""
+    from omegaconf import OmegaConf
+
+    path = CONFIG_DIR / relative
+    if not path.is_file():
+        raise UserError(f"config file {relative}: not in {CONFIG_DIR}")
+    node = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    node.pop("defaults", None)
+    return node
+
+
 def compose_config(config_name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """``configs/<config_name>.yaml`` composed with ``overrides``, resolved to plain containers."""
     from hydra import compose, initialize_config_dir

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 TRAINING_HELP: tuple[tuple[str, str], ...] = (
     ("save_dir=DIR", "checkpoints/, logs/ and samples/ of the run"),
     ("ckpt_path=last|FILE", "resume: last = <save_dir>/checkpoints/last.ckpt (a fresh run when there is none)"),
-    ("seed=N", "the run's seed (default: the config's; 42 when it sets none)"),
+    ("seed=N", "the run's seed (default: the config's, else trainer.recipe.seed: 42)"),
     ("logger=NAME", "csv (default) | tensorboard | wandb | none"),
     ("trainer.batch_size=N", "per device"),
     ("trainer.pl_trainer.max_steps=N", "stop after N optimizer steps (-1: no limit)"),
@@ -334,10 +334,15 @@ def make_loader(dataset, tcfg: Mapping[str, Any], *, train: bool = True):
                               persistent_workers=False)
 
 
-def run_seed(cfg: Mapping[str, Any], recipe: Mapping[str, Any]) -> int:
-    """The top-level ``seed`` wins over the recipe's (42 when neither is set)."""
+def run_seed(cfg: Mapping[str, Any], recipe: Mapping[str, Any], trainer: str) -> int:
+    """The top-level ``seed`` when set, else the recipe's (``trainer.recipe.seed`` of the config, or of
+    ``configs/trainer/<trainer>.yaml`` when the config's recipe has none)."""
+    from mgeldm.training.base import recipe_defaults
+
     seed = cfg.get("seed")
-    return int(recipe.get("seed", 42) if seed is None else seed)
+    if seed is None:
+        seed = recipe.get("seed", recipe_defaults(trainer)["seed"])
+    return int(seed)
 
 
 def seed_all(seed: int) -> None:

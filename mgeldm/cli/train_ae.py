@@ -75,7 +75,7 @@ def run(cfg: dict) -> None:
         raise UserError("trainer: missing; AE training needs `- trainer: autoencoder` (and `- data: single`) "
                         "in the config's defaults, or trainer=autoencoder on the command line")
     recipe = dict(tcfg["recipe"])
-    recipe["seed"] = run_seed(cfg, recipe)
+    recipe["seed"] = run_seed(cfg, recipe, "autoencoder")
     # In default_ae.yaml `ckpt_path` is also the unwrapped AE of pre-encoding; here it resumes a run
     # (`last` or a Lightning checkpoint) and an unwrapped file is refused with a hint.
     resume = resolve_resume(cfg.get("ckpt_path"), save_dir, "autoencoder", cfg["model"])

@@ -187,7 +187,7 @@ def run(cfg: dict) -> None:
     if cfg.get("logger"):
         tcfg["logger"] = cfg["logger"]  # top-level `logger=wandb` wins over trainer.logger
     recipe = dict(tcfg.get("recipe") or {})
-    recipe["seed"] = run_seed(cfg, recipe)
+    recipe["seed"] = run_seed(cfg, recipe, "dit")
     resume = resolve_resume(cfg.get("ckpt_path"), save_dir, "mgeldm", cfg["model"])
     seed_all(int(recipe["seed"]))
     full, ae_state = read_weights(cfg)
@@ -200,8 +200,7 @@ def run(cfg: dict) -> None:
     resolve_track_norm(cfg, train_set, resume)
     model = build_model(cfg, full, ae_state)
     del full, ae_state
-    text_conditioning = recipe.pop("text_conditioning", True)
-    conditioner = build_text_conditioner(cfg, {"text_conditioning": text_conditioning})
+    conditioner = build_text_conditioner(cfg, recipe)
 
     from mgeldm.training.callbacks import DiTDemoCallback
     from mgeldm.training.dit_module import DiTTrainingModule

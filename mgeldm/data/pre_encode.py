@@ -54,7 +54,7 @@ OLD_SUFFIX = ".old" + PARTIAL_SUFFIX  # a corpus folder set aside by ``reencode`
 # Test hook: with MGELDM_TEST_STOP_AFTER_TRACKS=N the process kills itself (SIGKILL, like `kill -9`) right after
 # writing its N-th track folder, so a test knows exactly where the run died.
 STOP_AFTER_TRACKS_ENV = "MGELDM_TEST_STOP_AFTER_TRACKS"
-CLAP_HOP_SECONDS = 1.0  # training takes the embedding column of second j for a window starting at second j
+CLAP_HOP_SECONDS = 1.0  # the only hop training reads: the column of second j for a window starting at second j
 PAD_MODES = ("repeat", "zero")
 ZERO_LATENT_SECONDS = 20.0
 ZERO_LATENT_FRAME = 100
@@ -63,25 +63,26 @@ ZERO_LATENT_FRAMES = 156
 
 @dataclass
 class EncodeSettings:
-    """Numbers of the encoding; the defaults are the original's (``configs/default_ae.yaml: pre_encode``)."""
+    """Numbers of the encoding; their defaults (the original's) are ``configs/pre_encode/default.yaml``'s, read by
+    :meth:`from_mapping`."""
 
-    batch_size: int = 4              # signals per AE call (a song's mix, sources and submixes)
-    clap_batch_size: int = 16        # windows per embedder call
-    clap_window_seconds: float = 10.0
-    clap_hop_seconds: float = CLAP_HOP_SECONDS  # must be 1.0: see CLAP_HOP_SECONDS
-    short_clip_pad: str = "repeat"   # clips shorter than a window: "repeat" (laion_clap's repeatpad) or "zero"
-    chunked: str | bool = "auto"     # AE chunked encoding: true, false, or "auto" (songs above chunk_min_seconds)
-    chunk_min_seconds: float = 600.0
-    chunk_size: int = 1024           # latent frames per chunk (131 s at 16 kHz / 2048)
-    chunk_overlap: int = 64          # latent frames cross-faded between chunks
-    progress: bool = True
-    reencode: bool = False           # encode every track of the run's corpora again (see ``prepare_root``)
+    batch_size: int                  # signals per AE call (a song's mix, sources and submixes)
+    clap_batch_size: int             # windows per embedder call
+    clap_window_seconds: float
+    clap_hop_seconds: float          # must be 1.0: see CLAP_HOP_SECONDS
+    short_clip_pad: str              # clips shorter than a window: "repeat" (laion_clap's repeatpad) or "zero"
+    chunked: str | bool              # AE chunked encoding: true, false, or "auto" (songs above chunk_min_seconds)
+    chunk_min_seconds: float
+    chunk_size: int                  # latent frames per chunk (131 s at 16 kHz / 2048)
+    chunk_overlap: int               # latent frames cross-faded between chunks
+    progress: bool
+    reencode: bool                   # encode every track of the run's corpora again (see ``prepare_root``)
     # What the *_clap.npy columns hold: "audio" = the embedder's audio embedding of each window (CLAP, the
     # original); "labels" = the embedder's *text* embedding of the labels the signal really contains (mix: all,
     # source: its own, submix: the others), the same column for every second. The stand-in for a text-only
     # embedder (the quickstart's MiniLM), where the stems' labels are known.
-    clap_from: str = "audio"
-    label_template: str = "{labels}"  # the text embedded in "labels" mode ({labels}: "drums, bass, and piano")
+    clap_from: str
+    label_template: str              # the text embedded in "labels" mode ({labels}: "drums, bass, and piano")
 
     def __post_init__(self) -> None:
         """Refuse, before anything is written, a setting that would fail or be misread mid-run."""
@@ -112,12 +113,15 @@ class EncodeSettings:
 
     @classmethod
     def from_mapping(cls, node: Mapping | None) -> "EncodeSettings":
+        """The defaults of ``configs/pre_encode/default.yaml`` with the settings of ``node``."""
+        from mgeldm.config import config_file
+
         node = dict(node or {})
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(node) - known)
         if unknown:
             raise UserError(f"pre_encode: unknown settings {unknown}; expected some of {sorted(known)}")
-        return cls(**node)
+        return cls(**{**config_file("pre_encode/default.yaml"), **node})
 
 
 CLAP_SOURCES = ("audio", "labels")

@@ -22,6 +22,13 @@ class NonFiniteLossError(RuntimeError):
     """Raised when too many optimizer steps in a row had a non-finite loss."""
 
 
+def recipe_defaults(trainer: str) -> dict[str, Any]:
+    """The ``recipe`` node of ``configs/trainer/<trainer>.yaml``: the one owner of a training recipe's defaults."""
+    from mgeldm.config import config_file
+
+    return config_file(f"trainer/{trainer}.yaml")["recipe"]
+
+
 def merged_recipe(recipe: Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> dict[str, Any]:
     """``defaults`` updated with ``recipe`` (nested dicts merged one level); unknown keys refused."""
     from mgeldm.errors import UserError

@@ -25,11 +25,11 @@ from torch import Tensor, nn
 
 from mgeldm.diffusion.schedule import SobolTimestepSampler, noisy, v_target
 from mgeldm.models.tracks import CLAP_KEYS, LATENT_KEYS, MIX, SRC, SUBMIX, TRACK_NAMES
-from mgeldm.training.base import NonFiniteLossError, SeededTrainingModule, merged_recipe
+from mgeldm.training.base import NonFiniteLossError, SeededTrainingModule, merged_recipe, recipe_defaults
 from mgeldm.training.losses import masked_mse, per_track_mse
 from mgeldm.training.schedulers import build_adamw, build_ema, build_inverse_lr
 
-__all__ = ["DiTTrainingModule", "NonFiniteLossError", "DEFAULT_RECIPE"]
+__all__ = ["DiTTrainingModule", "NonFiniteLossError"]
 
 
 # Training patterns of ``task_mix``: (given track or None, the one track whose condition is kept), i.e. the
@@ -40,23 +40,6 @@ TASK_PATTERNS: dict[str, tuple[int | None, int]] = {
     "extract": (MIX, SRC), "partial": (SUBMIX, SRC), "accomp": (SRC, SUBMIX), "total": (None, MIX),
 }
 ORIGINAL_PATTERN = "original"
-
-DEFAULT_RECIPE: dict[str, Any] = {
-    "seed": 42,
-    "timestep_eps": 0.02,
-    "timestep_dropout_prob": 0.75,
-    "cfg_dropout_prob": 0.4,
-    "mixture_only_pretraining": False,
-    "blend_per_batch": False,
-    "task_mix": None,
-    "grad_clip_norm": 1.0,
-    "max_nonfinite_steps": 20,
-    "compile": False,
-    "activation_checkpointing": False,
-    "optimizer": {"lr": 5e-5, "betas": [0.9, 0.999], "weight_decay": 1e-3},
-    "scheduler": {"inv_gamma": 1e6, "power": 0.5, "warmup": 0.99, "final_lr": 0.0},
-    "ema": {"beta": 0.9999, "power": 0.75, "inv_gamma": 1.0, "update_every": 1, "update_after_step": 1},
-}
 
 
 def blend_source_condition(src_audio: Tensor, prompts: list[str], conditioner: Any, w: Tensor) -> Tensor:
@@ -110,7 +93,7 @@ class DiTTrainingModule(SeededTrainingModule):
                  conditioner: Any | None = None, flops_per_sample: float | None = None,
                  peak_flops: float | None = None) -> None:
         super().__init__()
-        self.recipe = merged_recipe(recipe, DEFAULT_RECIPE)
+        self.recipe = merged_recipe(recipe, recipe_defaults("dit"))
         self.diffusion = diffusion
         pretransform = getattr(diffusion, "pretransform", None)
         if pretransform is not None:
@@ -120,7 +103,8 @@ class DiTTrainingModule(SeededTrainingModule):
         self.diffusion_ema = build_ema(dit, self.recipe["ema"])
         self.num_tracks = int(dit.num_tracks)
         self.cond_dim = int(dit.global_cond_dim)
-        object.__setattr__(self, "conditioner", conditioner)  # not a submodule: never saved or trained
+        # not a submodule: never saved or trained; text_conditioning=false trains on the audio conditions alone
+        object.__setattr__(self, "conditioner", conditioner if self.recipe["text_conditioning"] else None)
         object.__setattr__(self, "_dit_call", torch.compile(dit) if self.recipe["compile"] else dit)
         self.mask_loss_track = SRC if self.recipe["mixture_only_pretraining"] else None
         self.task_mix = parse_task_mix(self.recipe["task_mix"], self.num_tracks)

@@ -35,7 +35,7 @@ def ae(reference_fixtures):
 
 def _encoder(ae, embedder=None, **settings):
     settings = {"progress": False, "batch_size": 16, **settings}
-    return TrackEncoder(ae, embedder or H.TinyEmbedder(), EncodeSettings(**settings))
+    return TrackEncoder(ae, embedder or H.TinyEmbedder(), EncodeSettings.from_mapping(settings))
 
 
 TINY_NODE = {"target": "_data_helpers:tiny_embedder", "config": {"dim": 8}}  # what the CLI runs get
@@ -184,7 +184,7 @@ def test_clap_windows_per_second():
         def eval(self):
             return self
 
-    enc = TrackEncoder(_Stub(), H.TinyEmbedder(), EncodeSettings(progress=False))
+    enc = TrackEncoder(_Stub(), H.TinyEmbedder(), EncodeSettings.from_mapping({"progress": False}))
     w = torch.arange(int(12.7 * 48000), dtype=torch.float32)
     wins = enc.windows(w)
     assert len(wins) == 2 and [int(x[0]) for x in wins] == [0, 48000] and all(x.numel() == 480000 for x in wins)
@@ -375,7 +375,7 @@ def test_clap_from_is_checked(ae):
     with pytest.raises(UserError, match="clap_from"):
         EncodeSettings.from_mapping({"clap_from": "text"})
     with pytest.raises(UserError, match="text-only"):
-        TrackEncoder(ae, _TextOnlyEmbedder(), EncodeSettings(clap_from="audio"))
+        TrackEncoder(ae, _TextOnlyEmbedder(), EncodeSettings.from_mapping({"clap_from": "audio"}))
 
 
 # --------------------------------------------------------------------------------------------- checked at start

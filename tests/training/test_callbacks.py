@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
+from mgeldm.config import compose_config
 from mgeldm.training.callbacks import AEDemoCallback, AtomicCheckpointIO, DiTDemoCallback
 
-REPO = Path(__file__).resolve().parents[2]
-DIT_TINY = yaml.safe_load((REPO / "configs" / "default_dit_tiny.yaml").read_text())
-AE_TINY = yaml.safe_load((REPO / "configs" / "default_ae_tiny.yaml").read_text())
+DIT_TINY = compose_config("default_dit_tiny")
+AE_TINY = compose_config("default_ae_tiny")
 
 
 def test_atomic_checkpoint_io_keeps_old_file_on_failure(tmp_path, monkeypatch):
