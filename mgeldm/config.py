@@ -1,4 +1,9 @@
-"""Where the Hydra configs live and how library code reads one (entry points use ``@hydra.main``)."""
+"""Where the Hydra configs live and how library code reads one (entry points compose theirs with Hydra).
+
+The configs are the yaml files of the repository's ``configs/`` folder. An installed package carries a copy
+inside itself (``mgeldm/configs``, see ``setup.py``) and reads that one; a checkout (also an editable install)
+reads ``configs/`` beside the package, where users edit them. ``--config-dir DIR`` adds a folder of one's own.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,12 @@ from typing import Any
 
 from mgeldm.errors import UserError
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+def _config_dir() -> Path:
+    shipped = Path(__file__).resolve().parent / "configs"
+    return shipped if shipped.is_dir() else Path(__file__).resolve().parents[1] / "configs"
+
+
+CONFIG_DIR = _config_dir()
 
 
 def config_file(relative: str) -> dict[str, Any]:
