@@ -1,4 +1,4 @@
-"""The Oobleck-style VAE (SPEC A): encoder, VAE bottleneck, decoder, and the frozen pretransform.
+"""The Oobleck-style VAE (docs/compatibility.md#the-autoencoder): encoder, VAE bottleneck, decoder, and the frozen pretransform.
 
 State-dict keys are those of the original (``encoder.layers.i...``, ``decoder.layers.i...``, with
 ``weight_g`` / ``weight_v`` for every convolution), so its checkpoints load strictly.
@@ -312,12 +312,9 @@ def _chunked(x: Tensor, frames: int, chunk_size: int, overlap: int, in_per_frame
         x = F.pad(x, (0, pad), mode=pad_mode)
 
     bsz = x.shape[0]
-    total = frames * out_per_frame
-    span = chunk_size * out_per_frame
-    step = hop * out_per_frame
-    ramp = overlap * out_per_frame
+    layout = _ChunkLayout(n_chunks, frames * out_per_frame, chunk_size * out_per_frame, hop * out_per_frame,
+                          overlap * out_per_frame)
     out: Tensor | None = None
-    fade_in = fade_out = x.new_ones(0)
     # Each forward sees at most max_batch_size windows: whole chunks across the batch when they fit.
     chunks_per_call = max(1, max_batch_size // bsz)
     for first in range(0, n_chunks, chunks_per_call):
@@ -328,21 +325,38 @@ def _chunked(x: Tensor, frames: int, chunk_size: int, overlap: int, in_per_frame
         else:
             y = torch.cat([fn(part) for part in stacked.split(max_batch_size)])
         if out is None:
-            out = y.new_zeros((bsz, y.shape[1], total))
-            if ramp:
-                win = torch.bartlett_window(2 * ramp, device=y.device, dtype=torch.float32).to(y.dtype)
-                fade_in, fade_out = win[:ramp], win[ramp:]
-        for k, i in enumerate(group):  # overlap-add; y itself is not modified (autograd-safe)
-            yi, head = y[k * bsz:(k + 1) * bsz], i * step
+            out = y.new_zeros((bsz, y.shape[1], layout.total))
+        layout.add(out, y, group)
+    assert out is not None
+    return out
+
+
+class _ChunkLayout:
+    """Where each chunk's output goes and how it fades in and out (see :func:`_chunked`), in output steps."""
+
+    def __init__(self, n_chunks: int, total: int, span: int, step: int, ramp: int) -> None:
+        self.n_chunks, self.total, self.span, self.step, self.ramp = n_chunks, total, span, step, ramp
+        self.fades: tuple[Tensor, Tensor] | None = None
+
+    def _fade(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        if self.fades is None:
+            win = torch.bartlett_window(2 * self.ramp, device=y.device, dtype=torch.float32).to(y.dtype)
+            self.fades = (win[:self.ramp], win[self.ramp:])
+        return self.fades
+
+    def add(self, out: Tensor, y: Tensor, group: range) -> None:
+        """Overlap-add the chunks ``group`` of ``y`` (chunk-major) into ``out``; ``y`` is not modified."""
+        bsz, ramp, span = out.shape[0], self.ramp, self.span
+        fade_in, fade_out = self._fade(y) if ramp else (y.new_ones(0), y.new_ones(0))
+        for k, i in enumerate(group):
+            yi, head = y[k * bsz:(k + 1) * bsz], i * self.step
             lo = ramp if i > 0 else 0
-            hi = span - ramp if i < n_chunks - 1 else total - head  # only the last window can stick out
+            hi = span - ramp if i < self.n_chunks - 1 else self.total - head  # only the last window can stick out
             if lo:
                 out[..., head:head + lo] += yi[..., :lo] * fade_in
             out[..., head + lo:head + hi] += yi[..., lo:hi]
-            if i < n_chunks - 1 and ramp:
+            if i < self.n_chunks - 1 and ramp:
                 out[..., head + hi:head + span] += yi[..., hi:] * fade_out
-    assert out is not None
-    return out
 
 
 # ----------------------------------------------------------------------------- pretransform
@@ -352,7 +366,7 @@ class AutoencoderPretransform(nn.Module):
     """The frozen VAE seen by the DiT: ``encode`` = encode_audio(·)/scale, ``decode`` = decode_audio(z·scale).
 
     Unlike the original, ``encode`` returns the VAE *mean* unless ``sample=True`` is asked for: the
-    original sampled at inference although its training latents were means (SPEC I.3).
+    original sampled at inference although its training latents were means (difference 3 of docs/compatibility.md).
     The inner model stays in eval mode even when the parent is put in training mode.
     """
 
