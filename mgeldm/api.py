@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from mgeldm.tasks.tasks import (GIVEN_TASKS, TASK_FUNCTIONS, SamplingSettings, T
                                 extract_latents, extract_latents_songs, given_task_songs, sampling_settings, total_gen)
 from mgeldm.weights import CLAP_FILE
 
-__all__ = ["MGELDM", "resolve_device", "compute_dtype", "check_chunked", "check_seed", "prompt_list",
+__all__ = ["MGELDM", "Autoencoder", "resolve_device", "compute_dtype", "check_chunked", "check_seed", "prompt_list",
            "split_iter_prompts", "prepare_audio", "channels_first", "default_model_config", "conditioner_node",
            "conditioner_ckpt", "takes_clap_ckpt", "with_conditioner_ckpt", "checkpoint_model_config",
            "missing_inference_files", "inference_model_config"]
@@ -141,10 +142,10 @@ def channels_first(wave: Tensor, name: str = "audio") -> Tensor:
                             f"(samples, channels) with at most {MAX_CHANNELS} channels and more samples than that")
 
 
-def prepare_audio(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "audio") -> Tensor:
-    """A (C, L), (L, C) or (L,) waveform at ``sr`` -> mono (L,) float32 at ``target_sr``, checked (``name``: the
-    parameter, or the file, it came from)."""
-    from mgeldm.audio import check_audio, resample, to_mono
+def as_mono(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "audio") -> Tensor:
+    """A (C, L), (L, C) or (L,) waveform at ``sr`` -> mono (L,) float32 at ``target_sr`` (``name``: the parameter,
+    or the file, it came from)."""
+    from mgeldm.audio import resample, to_mono
 
     wave = torch.as_tensor(np.asarray(audio) if not isinstance(audio, Tensor) else audio).detach().float().cpu()
     if wave.dim() not in (1, 2):
@@ -152,10 +153,16 @@ def prepare_audio(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str
                                 f"{tuple(wave.shape)}")
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise OptionError("sr", "expected a positive integer", repr(sr))
-    if wave.dim() == 2:
-        wave = channels_first(wave, name)
-    check_audio(wave, name)
-    mono = resample(to_mono(wave), int(sr), target_sr)[0]
+    wave = channels_first(wave, name) if wave.dim() == 2 else wave
+    return resample(to_mono(wave), int(sr), target_sr)[0]
+
+
+def prepare_audio(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "audio") -> Tensor:
+    """:func:`as_mono`, refusing empty, non-finite or silent audio: what a task is given."""
+    from mgeldm.audio import check_audio
+
+    check_audio(torch.as_tensor(np.asarray(audio) if not isinstance(audio, Tensor) else audio), name)
+    mono = as_mono(audio, sr, target_sr, name)
     check_audio(mono, name)
     return mono
 
@@ -229,6 +236,27 @@ class MGELDM:
         model = load_mgeldm(ckpt, cfg)
         return cls(model, conditioner, device=dev, precision=precision, model_config=cfg, progress=progress,
                    compile=compile, chunked=chunked)
+
+    @classmethod
+    def untrained(cls, model_config: Mapping[str, Any], autoencoder_ckpt: str | os.PathLike, *, seed: int = 0,
+                  device: str | torch.device = "cpu") -> MGELDM:
+        """The model of ``model_config`` with the DiT as initialised (seeded) and the trained VAE of
+        ``autoencoder_ckpt`` (an unwrapped AE): the "untrained" baseline of a recipe, no conditioner."""
+        from mgeldm.checkpoints import load_weights, read_state_dict
+        from mgeldm.models.mgeldm import build_mgeldm
+
+        cfg = plain_model_config(model_config)
+        torch.manual_seed(check_seed(seed))
+        model = build_mgeldm(cfg)
+        load_weights(model.pretransform.model, read_state_dict(autoencoder_ckpt), what="an autoencoder checkpoint",
+                     path=autoencoder_ckpt)
+        return cls(model, device=device, model_config=cfg)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the weights as an unwrapped checkpoint (.ckpt / .safetensors) that carries the model config."""
+        from mgeldm.checkpoints import write_state_dict
+
+        return write_state_dict(self.model.state_dict(), path, model_config=self.model_config)
 
     # -- facts ----------------------------------------------------------------------------------
     @property
@@ -403,3 +431,36 @@ class MGELDM:
         space with noise from ``generator``; returns the x0 estimate (B, K, C, T) in the AE's space.
         """
         return self.runner.predict_x0(clean, t, cond, generator, cfg_scale)
+
+
+class Autoencoder:
+    """A loaded VAE (an unwrapped autoencoder checkpoint): audio through its latents and back."""
+
+    def __init__(self, model: torch.nn.Module, *, device: str | torch.device = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval().requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, ckpt: str | os.PathLike, model_config: Mapping[str, Any] | str | os.PathLike, *,
+                        device: str | torch.device = "cpu") -> Autoencoder:
+        """Build the VAE of ``model_config`` (the ``model`` node of an AE config, e.g. ``configs/default_ae.yaml``'s,
+        or a yaml file of it) and load ``ckpt`` into it, strictly."""
+        from mgeldm.checkpoints import load_weights, read_state_dict
+        from mgeldm.models.autoencoder import build_autoencoder
+
+        model = build_autoencoder(plain_model_config(model_config))
+        load_weights(model, read_state_dict(ckpt), what="an autoencoder checkpoint", path=ckpt)
+        return cls(model, device=device)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.sample_rate)
+
+    @torch.inference_mode()
+    def round_trip(self, audio: Tensor | np.ndarray, sr: int) -> Tensor:
+        """Audio -> the VAE's mean latents -> audio: mono (L,) at :attr:`sample_rate`, as long as the input (padded
+        to whole latent frames for the pass, cut back after)."""
+        wave = as_mono(audio, sr, self.sample_rate)
+        length, ratio = wave.shape[-1], int(self.model.downsampling_ratio)
+        padded = torch.nn.functional.pad(wave, (0, -length % ratio))[None, None].to(self.device)
+        return self.model.decode_audio(self.model.encode_audio(padded))[0, 0, :length].float().cpu()

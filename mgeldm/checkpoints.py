@@ -1,6 +1,6 @@
 """The unwrapped checkpoint formats, and key checks that fail with one readable message.
 
-Two formats, as the original writes them (SPEC G):
+Two formats, as the original writes them (docs/compatibility.md#checkpoints):
 
 * ``.ckpt`` (any other suffix): ``torch.save({"state_dict": {...}})``, read with
   ``torch.load(weights_only=True)``, so no arbitrary code is unpickled;
@@ -34,6 +34,7 @@ DIT_PREFIX = "model_dit."                # an unwrapped MGE-LDM: the DiT ...
 AE_PREFIX = "pretransform.model."        # ... and the VAE it works in
 AE_ONLINE, AE_EMA = "autoencoder.", "autoencoder_ema.ema_model."       # AE training checkpoints
 DIT_ONLINE, DIT_EMA = "diffusion.", "diffusion_ema.ema_model."         # DiT training checkpoints
+STEP_NAME = "step{step:08d}"             # a periodic training checkpoint: step00001400.ckpt
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -160,6 +161,14 @@ def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[st
 
 def add_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {prefix + k: v for k, v in state_dict.items()}
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The training step in a checkpoint's name (``step00001400.ckpt`` -> 1400; see :data:`STEP_NAME`), or None."""
+    import re
+
+    found = re.search(r"step0*(\d+)", Path(path).name)
+    return int(found.group(1)) if found else None
 
 
 def unwrapped_kind(state_dict: Mapping[str, torch.Tensor]) -> str | None:

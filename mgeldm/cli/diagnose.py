@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from mgeldm.data.prompts import canonical_prompt
+from mgeldm.checkpoints import checkpoint_step
 from mgeldm.cli.boundary import run_tool
 from mgeldm.errors import UserError
 
@@ -171,13 +172,6 @@ def run_baseline(cfg: Mapping[str, Any], conditioner: Any, songs, silence, stats
     return rows
 
 
-def step_of(path: Path) -> int | None:
-    import re
-
-    m = re.search(r"step0*(\d+)", path.name)
-    return int(m.group(1)) if m else None
-
-
 def overfit(args: argparse.Namespace) -> list[dict[str, Any]]:
     from mgeldm.cli.train_dit import run as train_dit
 
@@ -190,13 +184,13 @@ def overfit(args: argparse.Namespace) -> list[dict[str, Any]]:
     silence = silence_from(latents)
     train_dit(cfg)
     trained_cfg = json.loads(json.dumps(cfg))
-    ckpts = sorted((p for p in (run_dir / "checkpoints").glob("step*.ckpt")), key=lambda p: step_of(p) or 0)
+    ckpts = sorted((p for p in (run_dir / "checkpoints").glob("step*.ckpt")), key=lambda p: checkpoint_step(p) or 0)
     conditioner = build_conditioner(cfg["model"])
     songs = eval_songs(cfg, latents, args.eval_split, args.eval_songs if args.eval_split else args.songs)
     rows = []
     for path in ckpts:
         for weights, model in checkpoint_models(path, conditioner, trained_cfg["model"], args.weights):
-            row = {"step": step_of(path), "weights": weights, **score_row(model, songs, silence, args)}
+            row = {"step": checkpoint_step(path), "weights": weights, **score_row(model, songs, silence, args)}
             print(json.dumps({k: v for k, v in row.items() if k != "per_stem"}), flush=True)
             rows.append(row)
     if args.baseline:

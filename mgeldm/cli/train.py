@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from mgeldm.cli.boundary import Messages
+from mgeldm.checkpoints import STEP_NAME
 from mgeldm.cli.schema import (Rule, boolean, check_config, choice, integer, list_of, mapping, number, one_of,
                                optional, prefixed, text)
 from mgeldm.errors import UserError
@@ -300,7 +301,7 @@ def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, u
     remove_stale_temporaries(save_dir / "checkpoints")  # of checkpoint writes killed in earlier runs
     ckpt = RunCheckpoint(dirpath=str(save_dir / "checkpoints"), every_n_train_steps=int(tcfg.get("checkpoint_every_n_steps", 10000)),
                            save_last=True, save_top_k=int(tcfg.get("save_top_k", 1)),
-                           filename="step{step:08d}", auto_insert_metric_name=False)
+                           filename=STEP_NAME, auto_insert_metric_name=False)
     return pl.Trainer(**pl_cfg, default_root_dir=str(save_dir), callbacks=[ckpt, DatasetEpochCallback(datasets), *callbacks],
                       plugins=[AtomicCheckpointIO(kill_at_step=kill_step_for_tests())], logger=build_logger(tcfg.get("logger", "csv"), save_dir, tcfg))
 

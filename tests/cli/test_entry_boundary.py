@@ -48,9 +48,9 @@ def test_every_hydra_tool_stops_in_one_line(script, stop, monkeypatch, capsys, t
 @pytest.mark.parametrize("stop", sorted(STOPS))
 @pytest.mark.parametrize("module, target, argv, prog", [
     ("mgeldm.cli.diagnose", "_check", ["latents", "--latents", "x", "a.ckpt"], "diagnose.py"),
-    ("mgeldm.cli.quickstart_score", "score_checkpoints", ["dit", "a.ckpt", "--eval-dir", "x"],
-     "python -m mgeldm.cli.quickstart_score"),
-    ("mgeldm.data.synth.__main__", "generate_corpus", ["--out", "x"], "python -m mgeldm.data.synth"),
+    ("recipes.quickstart.score", "score_checkpoints", ["dit", "a.ckpt", "--eval-dir", "x"],
+     "python -m recipes.quickstart.score"),
+    ("recipes.quickstart.synth.__main__", "generate_corpus", ["--out", "x"], "python -m recipes.quickstart.synth"),
 ])
 def test_every_argparse_tool_stops_in_one_line(module, target, argv, prog, stop, monkeypatch, capsys):
     import importlib

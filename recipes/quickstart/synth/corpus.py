@@ -27,8 +27,8 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from mgeldm.data.synth.midi import CANONICAL_CLASS, DEFAULT_CLASSES, Song, generate_song
-from mgeldm.data.synth.render import render_instrument
+from recipes.quickstart.synth.midi import CANONICAL_CLASS, DEFAULT_CLASSES, Song, generate_song
+from recipes.quickstart.synth.render import render_instrument
 from mgeldm.errors import UserError
 from mgeldm.files import atomic_folder, write_text_atomic
 

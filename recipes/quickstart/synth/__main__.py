@@ -1,4 +1,4 @@
-"""CLI: ``python -m mgeldm.data.synth --out DIR --seed S --n-train N --n-valid N --n-test N --seconds MIN [MAX]``."""
+"""CLI: ``python -m recipes.quickstart.synth --out DIR --seed S --n-train N --n-valid N --n-test N --seconds MIN [MAX]``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import argparse
 import sys
 import time
 
-from mgeldm.data.synth.corpus import CorpusSettings, generate_corpus
-from mgeldm.data.synth.midi import DEFAULT_CLASSES, INSTRUMENT_CLASSES
+from recipes.quickstart.synth.corpus import CorpusSettings, generate_corpus
+from recipes.quickstart.synth.midi import DEFAULT_CLASSES, INSTRUMENT_CLASSES
 from mgeldm.cli.boundary import run_tool
 from mgeldm.errors import UserError
 
-PROG = "python -m mgeldm.data.synth"
+PROG = "python -m recipes.quickstart.synth"
 
 
 def _parser() -> argparse.ArgumentParser:

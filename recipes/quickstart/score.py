@@ -1,6 +1,6 @@
 """Score checkpoints on a quickstart's held-out songs: how far does more training take the recipe?
 
-``python -m mgeldm.cli.quickstart_score dit --eval-dir OUT/eval --output curve.json CKPT [CKPT ...]``
+``python -m recipes.quickstart.score dit --eval-dir OUT/eval --output curve.json CKPT [CKPT ...]``
 extracts every stem class of every held-out song with each unwrapped MGE-LDM checkpoint (the canonical
 prompts, as the report) and writes, per checkpoint, the report's ``logmel_l1_ratio_vs_mix`` and
 ``prompt_accuracy``, overall and per stem. ``ae`` does the same for unwrapped autoencoder checkpoints with
@@ -16,44 +16,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mgeldm.cli.quickstart_report import _closest_is, _share, compose, prompt_list, slug
+from mgeldm.checkpoints import checkpoint_step
 from mgeldm.cli.boundary import run_tool
+from mgeldm.config import compose_config
 from mgeldm.errors import UserError
 from mgeldm.files import write_text_atomic
+from mgeldm.metrics.closest import share
+from recipes.quickstart.evalset import load_songs, prompt_list
+from recipes.quickstart.runs import closest_is
 
-PROG = "python -m mgeldm.cli.quickstart_score"
+PROG = "python -m recipes.quickstart.score"
 
 Estimator = Callable[[str, torch.Tensor, Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]]
-
-
-def checkpoint_step(path: str | Path) -> int | None:
-    """The training step in a checkpoint's name (``step00001400...``), else None."""
-    m = re.search(r"step0*(\d+)", Path(path).name)
-    return int(m.group(1)) if m else None
-
-
-def load_songs(eval_dir: str | Path, sample_rate: int) -> dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-    """``{song: (mix (L,), {label: stem (L,)})}`` from a folder written by ``quickstart_report prepare``."""
-    from mgeldm.audio import load_mono
-
-    root = Path(eval_dir)
-    if not (root / "songs.json").is_file():
-        raise UserError(f"{root}: no songs.json (expected the eval folder of a quickstart run, <out>/eval)")
-    songs = json.loads((root / "songs.json").read_text())
-    out = {}
-    for song, info in sorted(songs.items()):
-        mix = load_mono(root / "mix" / f"{song}.wav", sample_rate)[0]
-        stems = {label: load_mono(root / "ref" / slug(label) / f"{song}.wav", sample_rate)[0] for label in info["labels"]}
-        out[song] = (mix, stems)
-    return out
 
 
 def score(estimate: Estimator, songs: Mapping[str, tuple[torch.Tensor, Mapping[str, torch.Tensor]]],
@@ -67,15 +47,15 @@ def score(estimate: Estimator, songs: Mapping[str, tuple[torch.Tensor, Mapping[s
     for song, (mix, stems) in songs.items():
         for label, est in estimate(song, mix, stems).items():
             ratios.setdefault(label, []).append(logmel_l1_ratio_vs_mix(est, stems[label], mix, cfg))
-            hits.setdefault(label, []).append(_closest_is(est, stems, label, sample_rate))
+            hits.setdefault(label, []).append(closest_is(est, stems, label, sample_rate))
     every = [r for v in ratios.values() for r in v]
     if not every:
         raise UserError("no (song, stem) pair to score")
     return {
         "logmel_l1_ratio_vs_mix": sum(every) / len(every),
-        "prompt_accuracy": _share([h for v in hits.values() for h in v]),
+        "prompt_accuracy": share([h for v in hits.values() for h in v]),
         "n_pairs": len(every),
-        "per_stem": {label: {"logmel_l1_ratio_vs_mix": sum(v) / len(v), "prompt_accuracy": _share(hits[label])}
+        "per_stem": {label: {"logmel_l1_ratio_vs_mix": sum(v) / len(v), "prompt_accuracy": share(hits[label])}
                      for label, v in sorted(ratios.items())},
     }
 
@@ -96,16 +76,12 @@ def dit_estimator(ckpt: str, cfg: Mapping, classes: Sequence[str], sample_rate: 
     return estimate
 
 
-def ae_estimator(ckpt: str, cfg: Mapping) -> Estimator:
-    """The true stems through the AE round trip (the oracle of the report)."""
-    from mgeldm.checkpoints import load_weights, read_state_dict
-    from mgeldm.cli.quickstart_report import round_trip
-    from mgeldm.models.autoencoder import build_autoencoder
+def ae_estimator(ckpt: str, cfg: Mapping, sample_rate: int) -> Estimator:
+    """The true stems (at ``sample_rate``) through the AE round trip (the oracle of the report)."""
+    from mgeldm.api import Autoencoder
 
-    ae = build_autoencoder(cfg["model"])
-    load_weights(ae, read_state_dict(ckpt), what="an autoencoder checkpoint", path=ckpt)
-    ae.eval()
-    return lambda song, mix, stems: {label: round_trip(ae, wave) for label, wave in stems.items()}
+    ae = Autoencoder.from_pretrained(ckpt, cfg["model"])
+    return lambda song, mix, stems: {label: ae.round_trip(wave, sample_rate) for label, wave in stems.items()}
 
 
 def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_name: str | None = None,
@@ -118,7 +94,7 @@ def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_
     missing = [c for c in ckpts if not Path(c).is_file()]
     if missing:
         raise UserError(f"{missing[0]}: no such checkpoint file")
-    cfg = compose(config_name or ("quickstart_dit" if kind == "dit" else "quickstart_ae"), overrides)
+    cfg = compose_config(config_name or ("quickstart_dit" if kind == "dit" else "quickstart_ae"), overrides)
     songs = load_songs(eval_dir, sample_rate)
     if kind == "dit" and not classes:
         classes = sorted({label for _, stems in songs.values() for label in stems})
@@ -128,7 +104,7 @@ def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_
             est = dit_estimator(ckpt, cfg, classes, sample_rate, steps=steps, cfg_scale=cfg_scale, overlap=overlap,
                                 seed=seed, device=device)
         else:
-            est = ae_estimator(ckpt, cfg)
+            est = ae_estimator(ckpt, cfg, sample_rate)
         row = {"checkpoint": str(ckpt), "step": checkpoint_step(ckpt), **score(est, songs, sample_rate)}
         if kind == "ae":
             row = {("oracle_" + k if k == "logmel_l1_ratio_vs_mix" else k): v for k, v in row.items()
@@ -191,4 +167,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
