@@ -1,5 +1,5 @@
 """Benchmark the full DiT training step of the training module: data loading, Sobol/dropout/noise, the
-SPEC C loss, backward, the finite-loss check (one host sync), clipping, AdamW + InverseLR and the EMA.
+docs/compatibility.md#dit-training loss, backward, the finite-loss check (one host sync), clipping, AdamW + InverseLR and the EMA.
 By default the step is driven by a plain loop doing what ``DiTTrainingModule.training_step`` does;
 ``--lightning`` runs the real Lightning loop (train_dit.py's) with its precision plugin instead.
 

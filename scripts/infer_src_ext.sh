@@ -1,5 +1,5 @@
 #!/bin/bash
-## source_extract with the original script's settings (SPEC D.4). Every variable can be set from the environment,
+## source_extract with the original script's settings (docs/compatibility.md#sampling-and-the-five-tasks). Every variable can be set from the environment,
 ## e.g. CKPT_PATH=... CLAP_CKPT_PATH=... bash scripts/infer_src_ext.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,5 @@
 #!/bin/bash
-## total_gen with the original script's settings (SPEC D.4). Every variable can be set from the environment,
+## total_gen with the original script's settings (docs/compatibility.md#sampling-and-the-five-tasks). Every variable can be set from the environment,
 ## e.g. CKPT_PATH=... CLAP_CKPT_PATH=... bash scripts/infer_total_gen.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,5 @@
 """``python pre_encode.py --config-name default_ae ckpt_path=<AE> +clap_ckpt_path=… +save_root_dir=…
-+extract_dataset=[slakh2100,…] +data_dirs.slakh2100=/path …``: corpora -> latents + CLAP (SPEC F.1)."""
++extract_dataset=[slakh2100,…] +data_dirs.slakh2100=/path …``: corpora -> latents + CLAP (docs/compatibility.md#pre-encoding)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python train_ae.py --config-name default_ae [ckpt_path=last]``: the VAE with the adversarial recipe (SPEC A.6).
+"""``python train_ae.py --config-name default_ae [ckpt_path=last]``: the VAE with the adversarial recipe (docs/compatibility.md#autoencoder-training).
 
 ``data`` is a ``configs/data/single.yaml``-style node (raw corpora) or ``fake`` (synthetic notes).
 """

@@ -1,5 +1,5 @@
 """``python unwrap_model.py --config-name default_ae +type=autoencoder ckpt_path=… +use_safetensors=false +output_name=…``
-(or ``--config-name dit +type=mgeldm``): Lightning checkpoint → unwrapped EMA weights (SPEC G).
+(or ``--config-name dit +type=mgeldm``): Lightning checkpoint → unwrapped EMA weights (docs/compatibility.md#checkpoints).
 
 No CLAP checkpoint is needed: only the model's names and shapes are checked, on the meta device.
 """

@@ -1,4 +1,4 @@
-"""Waveform excerpts for AE training (SPEC F.3): ``{"mix_wav": (1, segment_length)}`` at the AE rate.
+"""Waveform excerpts for AE training (docs/compatibility.md#training-data): ``{"mix_wav": (1, segment_length)}`` at the AE rate.
 
 Each item is a loud-enough excerpt of a song: with probability ``mixture_prob`` the song's mixture (or, for
 corpora without a mixture file, the sum of all its stems), otherwise the sum of a random subset of

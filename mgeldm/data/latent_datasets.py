@@ -1,7 +1,7 @@
-"""Training items from pre-encoded latents (SPEC F.2): (mix, submix, source) windows, CLAP columns, prompts.
+"""Training items from pre-encoded latents (docs/compatibility.md#training-data): (mix, submix, source) windows, CLAP columns, prompts.
 
 Differences from the original, all deliberate: a track that cannot give an item (NaN, shorter than one
-segment, no usable comb) is dropped with one warning line instead of crashing when drawn (SPEC I.9); the
+segment, no usable comb) is dropped with one warning line instead of crashing when drawn (difference 9 of docs/compatibility.md); the
 randomness of item i is seeded by (seed, epoch, i), never the clock; ``mmap=True`` reads the ``.npy``
 files through memory maps instead of preloading them; a corpus whose ``manifest.json`` names another
 autoencoder than the expected one is refused.
@@ -67,7 +67,7 @@ def check_manifest(data_dir: str | os.PathLike, expected_ae_hash: str | None) ->
 
 def salient_offset(latent: np.ndarray, segment_length: int, zero_latent: np.ndarray | None,
                    threshold: float | None, rng: np.random.Generator, num_tries: int = NUM_TRIES) -> int:
-    """A window start ``o`` whose frames are not silence (SPEC F.2 step 2).
+    """A window start ``o`` whose frames are not silence (docs/compatibility.md#training-data).
 
     ``o`` is uniform in ``[0, T - segment_length)`` (0 when ``T == segment_length``); a draw is accepted
     when ``|mean(latent[:, o:o+S] - zero_latent)| > threshold`` (signed mean over all values), else

@@ -1,4 +1,4 @@
-"""Pre-encoding: corpus folders -> the latent + CLAP ``.npy`` layout that training reads (SPEC F.1).
+"""Pre-encoding: corpus folders -> the latent + CLAP ``.npy`` layout that training reads (docs/compatibility.md#pre-encoding).
 
 For every song: the mix (sum of the stems, padded to the longest), each source and each submix (the
 mix minus that source) are encoded separately with the VAE mean, and embedded per second over 10 s
@@ -309,7 +309,7 @@ def pad_clip(clip: torch.Tensor, length: int, mode: str = "repeat") -> torch.Ten
 
 
 def combinations(stems: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, list[tuple[str, list[str], torch.Tensor, torch.Tensor]]]:
-    """The mix and, per source in order, ``(label, other labels, source, submix)`` (SPEC F.1)."""
+    """The mix and, per source in order, ``(label, other labels, source, submix)`` (docs/compatibility.md#pre-encoding)."""
     labels = list(stems)
     length = max(int(s.shape[-1]) for s in stems.values())
     waves = torch.stack([torch.nn.functional.pad(stems[k], (0, length - stems[k].shape[-1])) for k in labels])

@@ -1,6 +1,6 @@
 """The MGE-LDM network (:class:`MGELDMNet`): the three-track DiT (``model_dit``) over the frozen VAE (``pretransform``).
 
-Its state dict is the unwrapped checkpoint layout of SPEC G: ``model_dit.*`` + ``pretransform.model.*``.
+Its state dict is the unwrapped checkpoint layout of docs/compatibility.md#checkpoints: ``model_dit.*`` + ``pretransform.model.*``.
 The conditioner (CLAP or another embedder) is not part of it: it has its own checkpoint and is built
 by ``mgeldm.models.conditioners.build_conditioner``.
 """

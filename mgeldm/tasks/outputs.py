@@ -1,4 +1,4 @@
-"""Where inference results go: ``<output_dir>/<sub>/output_NNNN/`` as in the original (SPEC D.4).
+"""Where inference results go: ``<output_dir>/<sub>/output_NNNN/`` as in the original (docs/compatibility.md#sampling-and-the-five-tasks).
 
 A run writes everything into a hidden temporary folder beside its final place and renames it to
 the next free ``output_NNNN`` only when complete, so a failed or interrupted run leaves no

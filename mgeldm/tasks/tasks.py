@@ -1,4 +1,4 @@
-"""The five inference tasks of MGE-LDM (SPEC D.4) over any length of audio.
+"""The five inference tasks of MGE-LDM (docs/compatibility.md#sampling-and-the-five-tasks) over any length of audio.
 
 Every task is one function over a :class:`TaskRunner` (the loaded model, its device and precision)
 and condition vectors ``cond`` (N, G): one row per prompt, placed on the task's text track with

@@ -1,4 +1,4 @@
-"""LightningModule training the VAE with the adversarial recipe of SPEC A.6.
+"""LightningModule training the VAE with the adversarial recipe of docs/compatibility.md#autoencoder-training.
 
 Even global steps train the generator (the AE), odd steps the discriminator; each optimizer has
 its own AdamW + InverseLR. Generator loss = w_mrstft·MRSTFT(reals, decoded) + w_adv·L_adv +

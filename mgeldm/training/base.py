@@ -42,7 +42,7 @@ def merged_recipe(recipe: Mapping[str, Any] | None, defaults: Mapping[str, Any])
 
 
 class SeededTrainingModule(pl.LightningModule):
-    """Base class: ``self.generator`` (one per rank, seed + 1000·rank, SPEC I.10) and the guards.
+    """Base class: ``self.generator`` (one per rank, seed + 1000·rank, difference 10 of docs/compatibility.md) and the guards.
 
     Subclasses set ``self.recipe`` (with ``seed`` and ``max_nonfinite_steps``), may override
     :meth:`extra_rng_state` / :meth:`load_extra_rng_state` (e.g. the Sobol engine) and
@@ -60,7 +60,7 @@ class SeededTrainingModule(pl.LightningModule):
         self.nonfinite_total = 0
         self.last_grad_norms: dict[int, Tensor] = {}
         self._t_last: tuple[float, int] | None = None
-        self.model_config: dict | None = None  # stored in checkpoints as plain containers (SPEC G)
+        self.model_config: dict | None = None  # stored in checkpoints as plain containers (docs/compatibility.md#checkpoints)
 
     # -------------------------------------------------------------- random streams
 
@@ -172,7 +172,7 @@ class SeededTrainingModule(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         # Lightning un-scales fp16 gradients before this hook, except for optimizers that un-scale
         # inside their step (fused AdamW): those are un-scaled here, so the clip always sees the true
-        # norm (the original clipped scaled gradients, SPEC A.6). GradScaler.step accepts that order.
+        # norm (the original clipped scaled gradients, docs/compatibility.md#autoencoder-training). GradScaler.step accepts that order.
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         if scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
             try:

@@ -1,6 +1,6 @@
 """Lightning plumbing: atomic checkpoint writes, per-epoch dataset seeding, progress lines and demo rendering.
 
-The demo renders with the **EMA** weights (the original used the online model, SPEC I.11) and
+The demo renders with the **EMA** weights (the original used the online model, difference 11 of docs/compatibility.md) and
 writes wavs + spectrogram pngs under ``<demo_dir>/<step>/``.
 """
 

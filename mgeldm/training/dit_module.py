@@ -1,4 +1,4 @@
-"""LightningModule training the three-track DiT on pre-encoded latents (SPEC C).
+"""LightningModule training the three-track DiT on pre-encoded latents (docs/compatibility.md#dit-training).
 
 One optimizer step per batch, written out by hand (manual optimisation) so that skipping a
 non-finite step, clipping after AMP un-scaling, and the EMA update are explicit:
@@ -7,7 +7,7 @@ non-finite step, clipping after AMP un-scaling, and the EMA update are explicit:
     (t_k = 0, clean input, loss mask 0); z_t = α z0 + σ ε; v = α ε − σ z0;
     v̂ = DiT(z_t, t, CLAP per track with CFG dropout); L = masked MSE(v̂, v).
 
-Fixes of SPEC I: mixture-only pretraining masks the source track's loss and gives it an all-zero
+Fixes of docs/compatibility.md#differences: mixture-only pretraining masks the source track's loss and gives it an all-zero
 condition (I.1, I.2); the audio/text blend weights are drawn per sample unless
 ``blend_per_batch`` (I.4); every rank draws its own timesteps, noise and dropout (I.10).
 All randomness comes from one ``torch.Generator`` per rank plus the Sobol engine, both saved in
@@ -134,10 +134,10 @@ class DiTTrainingModule(SeededTrainingModule):
     # ------------------------------------------------------------------ the recipe
 
     def assemble_conditioning(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> Tensor:
-        """(B, K, G) per-track conditions: mix/submix audio CLAP; src = w_a·audio + w_t·text (SPEC B.7).
+        """(B, K, G) per-track conditions: mix/submix audio CLAP; src = w_a·audio + w_t·text (docs/compatibility.md#dit-training).
 
         Empty or missing source prompts use the audio CLAP alone (so mix-only items, whose audio
-        CLAP is zero, get zeros); mixture-only pretraining forces zeros for the source (SPEC I.2).
+        CLAP is zero, get zeros); mixture-only pretraining forces zeros for the source (difference 2 of docs/compatibility.md).
         """
         mix = batch[CLAP_KEYS[MIX]].float()
         b = mix.shape[0]
@@ -230,7 +230,7 @@ class DiTTrainingModule(SeededTrainingModule):
         if self.task_mix is not None:
             cond = cond * keep[..., None].to(cond.dtype)
         elif dit.training and float(self.recipe["cfg_dropout_prob"]) > 0:
-            # the DiT's own CFG dropout (SPEC B.6), called here so a compiled forward stays graph-clean
+            # the DiT's own CFG dropout (docs/compatibility.md#the-diffusion-transformer), called here so a compiled forward stays graph-clean
             cond = dit.cfg_dropout(cond, float(self.recipe["cfg_dropout_prob"]), gen)
         v_hat = self._dit_call(zt, t, cond)
         loss = masked_mse(v_hat, v, mask, self.num_tracks)

@@ -1,4 +1,4 @@
-"""Lightning training checkpoint → unwrapped AE or MGE-LDM weights (SPEC G), EMA by default.
+"""Lightning training checkpoint → unwrapped AE or MGE-LDM weights (docs/compatibility.md#checkpoints), EMA by default.
 
 Reads checkpoints of this package and of the original code alike (both use the prefixes
 ``autoencoder.* / autoencoder_ema.ema_model.*`` and ``diffusion.* / diffusion_ema.ema_model.*``).

@@ -1,4 +1,4 @@
-"""AE waveform dataset (SPEC F.3) on tiny fake corpora."""
+"""AE waveform dataset (docs/compatibility.md#training-data) on tiny fake corpora."""
 
 import math
 
@@ -11,7 +11,7 @@ from mgeldm.config import compose_config
 from mgeldm.data.audio_datasets import AudioExcerptDataset, build_audio_datasets, loudness, salient_excerpt
 from mgeldm.errors import UserError
 
-SR_AE, SEGMENT = 16000, 32768  # SPEC F.3: 2.048 s at 16 kHz, read as ceil(2.048) = 3 s excerpts
+SR_AE, SEGMENT = 16000, 32768  # docs/compatibility.md#training-data: 2.048 s at 16 kHz, read as ceil(2.048) = 3 s excerpts
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,7 @@ def _song(seconds: float, sr: int, channels: int = 2) -> torch.Tensor:
 
 @pytest.mark.reference
 def test_total_gen_exact_duration_and_seed(mge):
-    kw = {**FAST, "overlap": 0.3, "repaint_n": 2}  # overlap above half a window (SPEC I.8)
+    kw = {**FAST, "overlap": 0.3, "repaint_n": 2}  # overlap above half a window (difference 8 of docs/compatibility.md)
     mge.runner.timings = tasks.Timings()
     a = mge.generate("lo-fi beat", 0.45, seed=3, **kw)
     assert set(a) == {"gen_mix", "gen_submix", "gen_src"}
@@ -186,7 +186,7 @@ def test_given_latent_stays_clean_and_mix_encoded_once(mge, monkeypatch):
     monkeypatch.setattr(mge.model.pretransform, "encode", counting)
     wave = _song(0.9, 16000, 1)[0]
     z = runner.encode(wave, None)
-    assert len(calls) == 1 and calls[0]["sample"] is False  # the VAE mean by default (SPEC I.3)
+    assert len(calls) == 1 and calls[0]["sample"] is False  # the VAE mean by default (difference 3 of docs/compatibility.md)
     cond = mge.embed_prompts(["a", "b", "c"])
     frames = math.ceil(wave.numel() / runner.ratio)
     settings = tasks.SamplingSettings(steps=2, cfg_scale=1.0, overlap=0.2, repaint_n=2)

@@ -1,4 +1,4 @@
-"""AE recipe (SPEC A.6): generator/discriminator alternation, loss weights, clipping, exact resume."""
+"""AE recipe (docs/compatibility.md#autoencoder-training): generator/discriminator alternation, loss weights, clipping, exact resume."""
 
 from __future__ import annotations
 
