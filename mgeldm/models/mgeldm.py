@@ -154,13 +154,9 @@ class MGELDMNet(nn.Module):
         return int(self.model_dit.global_cond_dim)
 
     @property
-    def downsampling_ratio(self) -> int:
-        return int(self.pretransform.downsampling_ratio)
-
-    @property
-    def frame_rate(self) -> float:
-        """Latent frames per second."""
-        return self.sample_rate / self.downsampling_ratio
+    def facts(self) -> ModelFacts:
+        """Its rate, window and downsampling ratio."""
+        return ModelFacts(self.sample_rate, self.segment_length, int(self.pretransform.downsampling_ratio))
 
 
 def _get(cfg: Mapping[str, Any], key: str, where: str) -> Any:

@@ -172,42 +172,19 @@ class TaskRunner:
     timings: Timings = field(default_factory=Timings)
     _compiled: Callable | None = field(default=None, repr=False)
 
-    # -- model facts --------------------------------------------------------------------------
-    @property
-    def sample_rate(self) -> int:
-        return int(self.model.sample_rate)
-
-    @property
-    def window(self) -> int:
-        return int(self.model.segment_length)
-
-    @property
-    def ratio(self) -> int:
-        return int(self.model.pretransform.downsampling_ratio)
-
-    @property
-    def frame_rate(self) -> float:
-        return self.sample_rate / self.ratio
-
-    @property
-    def window_seconds(self) -> float:
-        return self.window / self.frame_rate
-
+    # -- model facts (the model's own: its rate, window, ratio, tracks, channels, condition width) -----------
     @property
     def facts(self) -> ModelFacts:
-        return ModelFacts(self.sample_rate, self.window, self.ratio)
+        return self.model.facts
 
-    @property
-    def num_tracks(self) -> int:
-        return int(self.model.model_dit.num_tracks)
-
-    @property
-    def channels(self) -> int:
-        return int(self.model.model_dit.io_channels)
-
-    @property
-    def cond_dim(self) -> int:
-        return int(self.model.model_dit.global_cond_dim)
+    sample_rate = property(lambda self: self.facts.sample_rate)
+    window = property(lambda self: self.facts.window)
+    ratio = property(lambda self: self.facts.ratio)
+    frame_rate = property(lambda self: self.facts.frame_rate)
+    window_seconds = property(lambda self: self.facts.window_seconds)
+    num_tracks = property(lambda self: self.model.num_tracks)
+    channels = property(lambda self: self.model.io_channels)
+    cond_dim = property(lambda self: self.model.cond_dim)
 
     def _sync(self) -> None:
         """Wait for queued GPU work, so the phase timings measure the work and not its launch."""
