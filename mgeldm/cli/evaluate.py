@@ -43,7 +43,7 @@ def usage() -> str:
                ("+oracle_dir=DIR", "e.g. the AE round trip of the references: the oracle row"),
                ("+metrics=[a,b]", f"default [{','.join(DEFAULT_METRICS)}]; known: {', '.join(KNOWN_METRICS)}"),
                ("+output=PATH", "X.json (and X.md beside it), or a folder for evaluation.json/.md (required)"),
-               ("+sample_rate=HZ", "the rate everything is compared at (default 16000)"),
+               ("+sample_rate=HZ", f"the rate everything is compared at (default {SAMPLE_RATE})"),
                ("fad.embedder=NAME", "melstats (default) | vggish (+vggish_weights=FILE) | clap"),
                ("progress=false", "no progress display"),
                ("logmel.<key>=V", "Log-Mel front end; bootstrap.n_boot / bootstrap.seed: the 95 % intervals")]

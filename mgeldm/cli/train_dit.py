@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mgeldm.audio import SAMPLE_RATE
 from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import boolean, integer, list_of, number, optional, prefixed, text
 from mgeldm.cli.train import (TRAINING_HELP, TRAINING_MESSAGES, build_trainer, check_training_options, make_loader, resolve_resume,
@@ -152,7 +153,7 @@ def build_datasets(cfg: Mapping[str, Any], *, mix_only: bool, seed: int, ae_hash
 
     ae = model["pretransform"]["autoencoder"]
     kw = dict(segment_length=int(model.get("segment_length", 100)), mix_only=mix_only, expected_ae_hash=ae_hash,
-              ae_comp_ratio=int(ae["downsampling_ratio"]), ae_sample_rate=int(ae.get("sample_rate", 16000)),
+              ae_comp_ratio=int(ae["downsampling_ratio"]), ae_sample_rate=int(ae.get("sample_rate", SAMPLE_RATE)),
               mmap=bool(data.get("mmap", False)))
     train = build_latent_datasets(data, part="train", seed=seed, **kw)
     if len(train) == 0:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mgeldm.audio import SAMPLE_RATE
 from mgeldm.data.pre_encode import MANIFEST_NAME
 from mgeldm.data.prompts import make_prompt
 from mgeldm.data.seeded import SeededDataset, WeightedConcatDataset
@@ -177,7 +178,7 @@ class MixSubmixSourceLatentDataset(_LatentDataset):
     def __init__(self, *, data_dir, segment_length: int, split: str | None = "train", num_examples: int = 10000,
                  zero_diff_threshold: float | None = 0.1, zero_latent_path=None, num_tracks_debug: int | None = None,
                  seed: int = 0, state_id: int | None = None, return_mix_only: bool = False, mmap: bool = False,
-                 expected_ae_hash: str | None = None, ae_comp_ratio: int = 2048, ae_sample_rate: int = 16000,
+                 expected_ae_hash: str | None = None, ae_comp_ratio: int = 2048, ae_sample_rate: int = SAMPLE_RATE,
                  num_tries: int = NUM_TRIES, loudness_cutoff: float | None = None) -> None:
         super().__init__(data_dir=data_dir, segment_length=segment_length, num_examples=num_examples,
                          zero_diff_threshold=zero_diff_threshold, zero_latent_path=zero_latent_path, seed=seed,
@@ -258,7 +259,7 @@ class MTGJamendoLatentDataset(_LatentDataset):
     def __init__(self, *, data_dir, segment_length: int, split: str = "train", num_examples: int = 10000,
                  zero_diff_threshold: float | None = 0.1, zero_latent_path=None, num_tracks_debug: int | None = None,
                  seed: int = 0, state_id: int | None = None, return_mix_only: bool = True, mmap: bool = False,
-                 expected_ae_hash: str | None = None, ae_comp_ratio: int = 2048, ae_sample_rate: int = 16000,
+                 expected_ae_hash: str | None = None, ae_comp_ratio: int = 2048, ae_sample_rate: int = SAMPLE_RATE,
                  num_tries: int = NUM_TRIES, num_valid_subdirs: int = 2, loudness_cutoff: float | None = None) -> None:
         if not return_mix_only:
             raise UserError("mtg_jamendo: holds mixtures only; it needs return_mix_only=true (mixture_only_pretraining)")
@@ -295,7 +296,7 @@ DATASET_CLASSES = {"mtg_jamendo": MTGJamendoLatentDataset}
 
 def build_latent_datasets(data: Mapping, *, segment_length: int, part: str = "train", mix_only: bool = False,
                           seed: int = 0, mmap: bool = False, expected_ae_hash: str | None = None,
-                          ae_comp_ratio: int = 2048, ae_sample_rate: int = 16000,
+                          ae_comp_ratio: int = 2048, ae_sample_rate: int = SAMPLE_RATE,
                           shuffle: bool = True) -> WeightedConcatDataset:
     """One weighted concatenation from a ``configs/data/multi_latent_*.yaml`` node (its ``part`` list).
 

@@ -18,6 +18,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from mgeldm.audio import SAMPLE_RATE
 from mgeldm.models.tracks import MIX, SRC, TRACK_NAMES, track_channels
 
 
@@ -316,7 +317,7 @@ class AEDemoCallback(_EveryNSteps):
     """Every ``every_n_steps`` steps: reconstruct ``demo_audio`` with the EMA AE; write wavs + pngs."""
 
     def __init__(self, out_dir: str | os.PathLike, demo_audio: torch.Tensor, every_n_steps: int = 10000,
-                 sample_rate: int = 16000) -> None:
+                 sample_rate: int = SAMPLE_RATE) -> None:
         self.out_dir, self.audio, self.every, self.sample_rate = Path(out_dir), demo_audio, int(every_n_steps), sample_rate
 
     @torch.no_grad()

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from mgeldm.audio import SAMPLE_RATE
+
 _LABELS = ("bass", "drums", "piano", "guitar", "vocals", "strings")
 
 
@@ -60,7 +62,8 @@ class FakeLatentDataset(Dataset):
 class FakeAudioDataset(Dataset):
     """Items like the AE audio datasets: ``{"mix_wav": (1, length)}`` of decaying harmonic notes."""
 
-    def __init__(self, num_examples: int = 64, *, length: int = 32768, sample_rate: int = 16000, seed: int = 0) -> None:
+    def __init__(self, num_examples: int = 64, *, length: int = 32768, sample_rate: int = SAMPLE_RATE,
+                 seed: int = 0) -> None:
         self.num_examples, self.length, self.sample_rate, self.seed = num_examples, length, sample_rate, int(seed)
         self.epoch = 0
 

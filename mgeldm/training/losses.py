@@ -12,12 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mgeldm.audio import SAMPLE_RATE
+
 # docs/compatibility.md#autoencoder-training: seven resolutions, window = FFT size.
 DEFAULT_FFT_SIZES = (2048, 1024, 512, 256, 128, 64, 32)
 DEFAULT_HOP_SIZES = (512, 256, 128, 64, 32, 16, 8)
 
 
-def a_weighting_fir(sample_rate: int = 16000, ntaps: int = 101) -> nn.Module:
+def a_weighting_fir(sample_rate: int = SAMPLE_RATE, ntaps: int = 101) -> nn.Module:
     """The fixed A-weighting FIR pre-filter of docs/compatibility.md#autoencoder-training (auraloss' ``FIRFilter(filter_type="aw")``).
 
     auraloss designs exactly what docs/compatibility.md#autoencoder-training describes (IEC analog filter, bilinear transform,
@@ -54,7 +56,7 @@ class MultiResolutionSTFTLoss(nn.Module):
     """
 
     def __init__(self, fft_sizes: Sequence[int] = DEFAULT_FFT_SIZES, hop_sizes: Sequence[int] = DEFAULT_HOP_SIZES,
-                 win_lengths: Sequence[int] | None = None, *, sample_rate: int = 16000,
+                 win_lengths: Sequence[int] | None = None, *, sample_rate: int = SAMPLE_RATE,
                  perceptual_weighting: bool = True, w_sc: float = 1.0, w_log_mag: float = 1.0,
                  eps: float = 1e-8) -> None:
         super().__init__()

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mgeldm.audio import SAMPLE_RATE
 from mgeldm.cli.boundary import run_tool
 from mgeldm.files import write_text_atomic
 from mgeldm.metrics.closest import share
@@ -261,7 +262,7 @@ def _add_evaluation_commands(sub) -> None:
     a.add_argument("--corpus", required=True)
     a.add_argument("--eval-dir", required=True)
     a.add_argument("--n-songs", type=int, default=8)
-    a.add_argument("--sample-rate", type=int, default=16000)
+    a.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     a.add_argument("--no-png", action="store_true")
     a.add_argument("--seconds", type=float, default=None, help="evaluate an excerpt of this length per song")
     a.add_argument("--para-songs", type=int, default=None, help="songs of the paraphrase runs (mix_para/)")
@@ -273,7 +274,7 @@ def _add_evaluation_commands(sub) -> None:
     a.add_argument("--steps", type=int, default=4)
     a.add_argument("--cfg-scale", type=float, default=2.0)
     a.add_argument("--overlap", type=float, default=0.128)
-    a.add_argument("--sample-rate", type=int, default=16000)
+    a.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
 
 
 def _add_baseline_commands(sub) -> None:
@@ -287,7 +288,7 @@ def _add_baseline_commands(sub) -> None:
     a.add_argument("--config-name", default="quickstart_ae")
     a.add_argument("--ae", required=True)
     a.add_argument("--eval-dir", required=True)
-    a.add_argument("--sample-rate", type=int, default=16000)
+    a.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     a.add_argument("overrides", nargs="*")
 
 
@@ -304,7 +305,7 @@ def _add_run_commands(sub) -> None:
         a.add_argument(flag, required=True)
     a.add_argument("--stages", default=None)
     a.add_argument("--start-time", type=float, required=True, help="epoch seconds when the quickstart started")
-    a.add_argument("--sample-rate", type=int, default=16000)
+    a.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     a.add_argument("--mode", default="")
     a.add_argument("--latent-scores", default=None, help="the JSON written by the `latent` command")
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from mgeldm.audio import SAMPLE_RATE
 from mgeldm.checkpoints import checkpoint_step
 from mgeldm.cli.boundary import run_tool
 from mgeldm.config import compose_config
@@ -85,8 +86,8 @@ def ae_estimator(ckpt: str, cfg: Mapping, sample_rate: int) -> Estimator:
 
 
 def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_name: str | None = None,
-                      classes: Sequence[str] = (), sample_rate: int = 16000, steps: int = 4, cfg_scale: float = 2.0,
-                      overlap: float = 0.128, seed: int = 0, device: str = "cpu",
+                      classes: Sequence[str] = (), sample_rate: int = SAMPLE_RATE, steps: int = 4,
+                      cfg_scale: float = 2.0, overlap: float = 0.128, seed: int = 0, device: str = "cpu",
                       overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per checkpoint (``kind`` is ``dit`` or ``ae``), in the order given."""
     if kind not in ("dit", "ae"):
@@ -139,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="write the rows as JSON here and a markdown table beside it")
     p.add_argument("--config-name", default=None, help="quickstart_dit (dit) / quickstart_ae (ae) by default")
     p.add_argument("--classes", default="", help="comma-separated stem classes to prompt (default: those of the songs)")
-    p.add_argument("--sample-rate", type=int, default=16000)
+    p.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--overlap", type=float, default=0.128, help="seconds of overlap between DiT windows")

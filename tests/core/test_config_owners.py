@@ -78,3 +78,21 @@ def test_shared_pieces_are_composed_not_copied():
     assert {e["num_examples"] for e in latent.values()} == {64000} and "subdir: slakh2100" not in \
         (REPO / "configs" / "data" / "corpus" / "latent.yaml").read_text()
     assert compose_config("default_dit_scratch")["model"] == compose_config("dit")["model"]
+
+
+def test_the_sample_rate_has_one_owner():
+    """16 kHz is written once, as mgeldm.audio.SAMPLE_RATE: every default rate of the library and the recipes
+    reads it (a literal 16000 stands only as the value of a named module constant, like VGGish's own rate)."""
+    import ast
+
+    from mgeldm.audio import SAMPLE_RATE
+
+    assert SAMPLE_RATE == 16000
+    stray = []
+    for path in [*sorted((REPO / "mgeldm").rglob("*.py")), *sorted((REPO / "recipes").rglob("*.py"))]:
+        tree = ast.parse(path.read_text())
+        named = {id(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                 and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets)}
+        stray += [f"{path.relative_to(REPO)}:{node.lineno}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and node.value == 16000 and id(node) not in named]
+    assert stray == []

@@ -8,6 +8,7 @@ import time
 
 from recipes.quickstart.synth.corpus import CorpusSettings, generate_corpus
 from recipes.quickstart.synth.midi import DEFAULT_CLASSES, INSTRUMENT_CLASSES
+from mgeldm.audio import SAMPLE_RATE
 from mgeldm.cli.boundary import run_tool
 from mgeldm.errors import UserError
 
@@ -24,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-test", type=int, default=8)
     p.add_argument("--seconds", type=float, nargs="+", default=[10.0, 20.0], metavar="S",
                    help="song length: one value, or MIN MAX to draw uniformly (whole bars)")
-    p.add_argument("--sample-rate", type=int, default=16000)
+    p.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     p.add_argument("--classes", default=",".join(DEFAULT_CLASSES),
                    help=f"comma-separated inst_class names to draw from; known: {', '.join(INSTRUMENT_CLASSES)}")
     p.add_argument("--workers", type=int, default=1, help="rendering processes (files do not depend on it)")

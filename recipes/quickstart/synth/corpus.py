@@ -29,6 +29,7 @@ import yaml
 
 from recipes.quickstart.synth.midi import CANONICAL_CLASS, DEFAULT_CLASSES, Song, generate_song
 from recipes.quickstart.synth.render import render_instrument
+from mgeldm.audio import SAMPLE_RATE
 from mgeldm.errors import UserError
 from mgeldm.files import atomic_folder, write_text_atomic
 
@@ -49,7 +50,7 @@ class CorpusSettings:
     n_test: int
     min_seconds: float = 10.0
     max_seconds: float = 20.0
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     classes: tuple[str, ...] = DEFAULT_CLASSES
 
     def as_dict(self) -> dict:
