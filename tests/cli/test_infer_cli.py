@@ -61,11 +61,7 @@ def tiny(tmp_path_factory, reference_fixtures, clap_fixtures):
 
     ref, clap = reference_fixtures.readme, clap_fixtures.readme
     root = tmp_path_factory.mktemp("infer_cli")
-    conditioner = {"type": "laion_clap", "config": {
-        "clap_ckpt_path": None, "tokenizer_path": str(clap_fixtures.path("tokenizer")),
-        "max_text_length": 77, "joint_embed_dim": clap["joint_embed_shape"],
-        "audio_embed_dim": clap["clap_embed_dim_config"]["tiny_used"], "audio": clap["audio_cfg"],
-        "htsat": clap["htsat_tiny_used"], "text": clap["text_config_tiny_used"]}}
+    conditioner = {"type": "laion_clap", "config": clap_fixtures.clap_config(clap_ckpt_path=None)}
     model = {"sample_rate": ref["sample_rate"], "segment_length": 100,
              "pretransform": {**ref["pretransform"], "autoencoder": ref["autoencoder"]},
              "MGELDM": {**ref["mgeldm"], "global_cond_dim": clap["joint_embed_shape"]},

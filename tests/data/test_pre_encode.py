@@ -302,13 +302,7 @@ def test_cli_errors_are_one_line(tmp_path, reference_fixtures):
 def test_real_tiny_clap_embeds_the_padded_clip(tmp_path, ae, clap_fixtures):
     from mgeldm.models.conditioners import build_conditioner
 
-    r = clap_fixtures.readme
-    node = {"type": "laion_clap", "config": {
-        "clap_ckpt_path": str(clap_fixtures.path("tiny_clap.pt")), "tokenizer_path": str(clap_fixtures.path("tokenizer")),
-        "audio": r["audio_cfg"], "htsat": r["htsat_tiny_used"], "text": r["text_config_tiny_used"],
-        "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"], "joint_embed_dim": r["joint_embed_shape"],
-        "max_text_length": 77}}
-    clap = build_conditioner(node)
+    clap = build_conditioner({"type": "laion_clap", "config": clap_fixtures.clap_config()})
     src = tmp_path / "src"
     H.write(src / "song" / "a.wav", H.tone(SEC, 300, seed=1))
     H.write(src / "song" / "b.wav", H.tone(SEC, 900, seed=2))
@@ -317,7 +311,7 @@ def test_real_tiny_clap_embeds_the_padded_clip(tmp_path, ae, clap_fixtures):
                echo=lambda s: None)
     folder = tmp_path / "out" / "other_tracks" / "track00000"
     mix_clap = np.load(folder / "mix_clap.npy")
-    assert mix_clap.shape == (r["joint_embed_shape"], 1)
+    assert mix_clap.shape == (clap_fixtures.readme["joint_embed_shape"], 1)
     track = build_reader("other_tracks", src).load(build_reader("other_tracks", src).refs()[0])
     mix = resample((track.stems["a"] + track.stems["b"])[None], H.SR, 48000)
     ref = clap.embed_audio(pad_clip(mix[0], 480000)[None], 48000)[0].numpy()

@@ -3,7 +3,6 @@ loader's key layout on the full-size model (meta device) and its error messages.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -27,23 +26,9 @@ EMB_COS, EMB_ABS = 0.9999, 1e-4
 
 
 def tiny_config(fx, **overrides) -> dict:
-    """The conditioner config for the fixture's tiny model; every size from README.json."""
-    r = fx.readme
-    max_len = int(re.search(r"max_length=(\d+)", r["tokenizer"]["call"]).group(1))
-    cfg = {
-        "clap_ckpt_path": str(fx.path(r["checkpoint"]["file"])),
-        "tokenizer_path": str(fx.path(r["tokenizer"]["dir"])),
-        "audio": r["audio_cfg"],
-        "htsat": r["htsat_tiny_used"],
-        "text": r["text_config_tiny_used"],
-        "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"],
-        "joint_embed_dim": r["joint_embed_shape"],
-        "max_text_length": max_len,
-        # small batches so that the audio batching is exercised by the fixture cases
-        "audio_batch_size": 2,
-    }
-    cfg.update(overrides)
-    return cfg
+    """The conditioner config for the fixture's tiny model, with small batches so that the audio batching is
+    exercised by the fixture cases."""
+    return fx.clap_config(audio_batch_size=2, **overrides)
 
 
 @pytest.fixture(scope="module")
