@@ -32,10 +32,11 @@ from mgeldm.files import check_readable_file, check_writable_dir
 log = logging.getLogger(__name__)
 
 # What --help shows of the options both training CLIs read (mgeldm.cli.train).
+TRAINING_NOTES = ("Every number of a recipe is in configs/ and can be overridden as key=value.",)
 TRAINING_HELP: tuple[tuple[str, str], ...] = (
     ("save_dir=DIR", "checkpoints/, logs/ and samples/ of the run"),
     ("ckpt_path=last|FILE", "resume: last = <save_dir>/checkpoints/last.ckpt (a fresh run when there is none)"),
-    ("seed=N", "the run's seed (default: the config's, else trainer.recipe.seed: 42)"),
+    ("seed=N", "the run's seed (default: the config's, else its trainer.recipe.seed)"),
     ("logger=NAME", "csv (default) | tensorboard | wandb | none"),
     ("trainer.batch_size=N", "per device"),
     ("trainer.pl_trainer.max_steps=N", "stop after N optimizer steps (-1: no limit)"),

@@ -10,8 +10,8 @@ from typing import Any
 
 from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import boolean, integer, list_of, number, optional, prefixed
-from mgeldm.cli.train import (OPTIMIZER_RULES, SCHEDULER_RULES, TRAINING_HELP, TRAINING_MESSAGES, build_trainer, check_training_options,
-                              make_loader, resolve_resume, run_seed, seed_all)
+from mgeldm.cli.train import (OPTIMIZER_RULES, SCHEDULER_RULES, TRAINING_HELP, TRAINING_MESSAGES, TRAINING_NOTES,
+                              build_trainer, check_training_options, make_loader, resolve_resume, run_seed, seed_all)
 from mgeldm.errors import UserError
 
 PROG = "train_ae.py"
@@ -116,8 +116,7 @@ def usage() -> str:
                 "python train_ae.py --config-name default_ae save_dir=runs/autoencoder ckpt_path=last   # resume"]
     return usage_text("python train_ae.py [--config-name NAME] [key=value ...]",
                       "Trains the VAE (MR-STFT, adversarial and KL losses, EMA) with Lightning; then unwrap_model.py "
-                      "+type=autoencoder.", options, examples,
-                      ["Every number of a recipe is in configs/ and can be overridden as key=value."])
+                      "+type=autoencoder.", options, examples, TRAINING_NOTES)
 
 
 CLI = hydra_cli(PROG, run, config_name="default_ae", options=OPTIONS, usage=usage, messages=TRAINING_MESSAGES)

@@ -16,8 +16,8 @@ from typing import Any
 from mgeldm.audio import SAMPLE_RATE
 from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import boolean, integer, list_of, number, optional, prefixed, text
-from mgeldm.cli.train import (TRAINING_HELP, TRAINING_MESSAGES, build_trainer, check_training_options, make_loader, resolve_resume,
-                              run_seed, seed_all)
+from mgeldm.cli.train import (TRAINING_HELP, TRAINING_MESSAGES, TRAINING_NOTES, build_trainer, check_training_options,
+                              make_loader, resolve_resume, run_seed, seed_all)
 from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file
 
@@ -240,8 +240,7 @@ def usage() -> str:
                 "python train_dit.py --config-name default_dit_tiny save_dir=runs/tiny_dit   # a one-minute CPU check"]
     return usage_text("python train_dit.py [--config-name NAME] [key=value ...]",
                       "Trains the three-track DiT on pre-encoded latents with Lightning; then unwrap_model.py "
-                      "+type=mgeldm.", options, examples,
-                      ["Every number of a recipe is in configs/ and can be overridden as key=value."])
+                      "+type=mgeldm.", options, examples, TRAINING_NOTES)
 
 
 CLI = hydra_cli(PROG, run, config_name="default_dit", options=OPTIONS, usage=usage, messages=TRAINING_MESSAGES)
