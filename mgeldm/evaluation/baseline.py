@@ -78,7 +78,7 @@ def train_regressor(batches: Iterable[Mapping[str, Any]], stats: Mapping[str, An
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if on_checkpoint is not None and every and len(losses) % every == 0:
             on_checkpoint(len(losses), net.eval())
             net.train()
