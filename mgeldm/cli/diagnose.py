@@ -56,11 +56,12 @@ def eval_songs(cfg: Mapping[str, Any], latents: Path, split: str | None, count: 
     """LatentSongs of the first training corpus: ``split`` (default: the training split), first ``count``."""
     from mgeldm.data.latent_datasets import MixSubmixSourceLatentDataset
     from mgeldm.evaluation.latent import songs_from_corpus
+    from mgeldm.models.mgeldm import model_facts
 
     name, entry = next(iter(_train_entries(cfg).items()))
     folder = Path(entry.get("data_dir") or latents / entry.get("subdir", name))
     split = entry.get("split", "train") if split is None else split
-    ds = MixSubmixSourceLatentDataset(data_dir=folder, split=split, segment_length=int(cfg["model"]["segment_length"]),
+    ds = MixSubmixSourceLatentDataset(data_dir=folder, split=split, segment_length=model_facts(cfg["model"]).window,
                                       num_examples=1, zero_diff_threshold=None, num_tracks_debug=count,
                                       zero_latent_path=str(latents / "zero_latent.npy"))
     return songs_from_corpus(ds.tracks)

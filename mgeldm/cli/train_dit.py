@@ -136,14 +136,17 @@ def build_text_conditioner(cfg: Mapping[str, Any], recipe: Mapping[str, Any]):
 
 def build_datasets(cfg: Mapping[str, Any], *, mix_only: bool, seed: int, ae_hash: str | None):
     """(train, valid or None) from the ``data`` node: ``fake`` (synthetic) or ``train``/``valid`` corpora."""
+    from mgeldm.models.mgeldm import model_facts
+
     data = cfg.get("data") or {}
     model = cfg["model"]
+    window = model_facts(model).window
     if data.get("fake"):
         from mgeldm.training.fake_data import FakeLatentDataset
 
         fake = dict(data["fake"])
         dit = model["MGELDM"]
-        kw = dict(channels=int(dit["io_channels"]), frames=int(model.get("segment_length", 100)),
+        kw = dict(channels=int(dit["io_channels"]), frames=window,
                   clap_dim=int(dit["global_cond_dim"]), mix_only=mix_only)
         return FakeLatentDataset(int(fake.get("num_examples", 64)), seed=int(fake.get("seed", seed)), **kw), None
     if not data.get("train"):
@@ -152,7 +155,7 @@ def build_datasets(cfg: Mapping[str, Any], *, mix_only: bool, seed: int, ae_hash
     from mgeldm.data.latent_datasets import build_latent_datasets
 
     ae = model["pretransform"]["autoencoder"]
-    kw = dict(segment_length=int(model.get("segment_length", 100)), mix_only=mix_only, expected_ae_hash=ae_hash,
+    kw = dict(segment_length=window, mix_only=mix_only, expected_ae_hash=ae_hash,
               ae_comp_ratio=int(ae["downsampling_ratio"]), ae_sample_rate=int(ae.get("sample_rate", SAMPLE_RATE)),
               mmap=bool(data.get("mmap", False)))
     train = build_latent_datasets(data, part="train", seed=seed, **kw)

@@ -96,3 +96,18 @@ def test_the_sample_rate_has_one_owner():
         stray += [f"{path.relative_to(REPO)}:{node.lineno}" for node in ast.walk(tree)
                   if isinstance(node, ast.Constant) and node.value == 16000 and id(node) not in named]
     assert stray == []
+
+
+def test_the_window_fallback_has_one_owner():
+    """A model config without segment_length gets models.mgeldm.SEGMENT_LENGTH, through model_facts: no other
+    code writes its own fallback window."""
+    import ast
+
+    stray = []
+    for path in [*sorted((REPO / "mgeldm").rglob("*.py")), *sorted((REPO / "recipes").rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+                    and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)
+                    and node.args[0].value == "segment_length" and isinstance(node.args[1], ast.Constant)):
+                stray.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert stray == []
