@@ -1,4 +1,7 @@
-"""Does a DiT recipe learn? ``python diagnose.py overfit|latents --help`` (see mgeldm/cli/diagnose.py)."""
+"""Does a DiT recipe learn? ``python diagnose.py overfit|latents --help``.
+
+All logic lives in :mod:`mgeldm.cli.diagnose`.
+"""
 
 from mgeldm.cli.diagnose import main
 

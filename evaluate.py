@@ -1,22 +1,9 @@
-"""Score stems against references: ``python evaluate.py +pred_dir=… +ref_dir=… +metrics=[…] +output=…``.
+"""Score stems against references: ``python evaluate.py +pred_dir=... +ref_dir=... +metrics=[...] +output=...``.
 
-See mgeldm/cli/evaluate.py for pairing, alignment and the baseline rows.
+All logic lives in :mod:`mgeldm.cli.evaluate` over :mod:`mgeldm.evaluation`.
 """
 
-import hydra
-from omegaconf import DictConfig
-
-from mgeldm.cli.hydra_args import run_app, run_cli
-
-
-@hydra.main(config_path="configs", config_name="evaluate", version_base=None)
-def main(cfg: DictConfig) -> None:
-    from mgeldm.cli.evaluate import run
-
-    run_cli("evaluate.py", run, cfg)
-
+from mgeldm.cli.evaluate import main
 
 if __name__ == "__main__":
-    from mgeldm.cli.evaluate import OPTIONS, usage
-
-    run_app(main, "evaluate.py", options=OPTIONS, usage=usage)
+    raise SystemExit(main())

@@ -1,19 +1,9 @@
-"""Inference entry point: ``python infer.py --config-name dit +task=source_extract ckpt_path=... ...``.
+"""Inference: ``python infer.py --config-name dit +task=source_extract ckpt_path=... ...`` (``--help``).
 
-All logic lives in :mod:`mgeldm.cli.infer` (options, errors) over :mod:`mgeldm.api`.
+All logic lives in :mod:`mgeldm.cli.infer` over :mod:`mgeldm.api`.
 """
 
-import hydra
-
-from mgeldm.cli.hydra_args import run_app
-from mgeldm.cli.infer import OPTIONS, usage
-from mgeldm.cli.infer import main as run_infer
-
-
-@hydra.main(config_path="configs", config_name="dit", version_base=None)
-def main(cfg) -> None:
-    run_infer(cfg)
-
+from mgeldm.cli.infer import main
 
 if __name__ == "__main__":
-    run_app(main, "infer.py", options=(*OPTIONS, "ckpt_path", "clap_ckpt_path"), usage=usage)
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""AE training entry point: ``python train_ae.py --config-name default_ae [ckpt_path=last]``.
+"""AE training: ``python train_ae.py --config-name default_ae [ckpt_path=last]`` (``--help``).
 
 All logic lives in :mod:`mgeldm.cli.train_ae`.
 """
@@ -6,4 +6,4 @@ All logic lives in :mod:`mgeldm.cli.train_ae`.
 from mgeldm.cli.train_ae import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""DiT training entry point: ``python train_dit.py --config-name default_dit ... [ckpt_path=last]``.
+"""DiT training: ``python train_dit.py --config-name default_dit ... [ckpt_path=last]`` (``--help``).
 
 All logic lives in :mod:`mgeldm.cli.train_dit`.
 """
@@ -6,4 +6,4 @@ All logic lives in :mod:`mgeldm.cli.train_dit`.
 from mgeldm.cli.train_dit import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

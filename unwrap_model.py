@@ -1,4 +1,4 @@
-"""Unwrap entry point: ``python unwrap_model.py --config-name dit +type=mgeldm ckpt_path=… +use_safetensors=false +output_name=…``.
+"""Unwrapping: ``python unwrap_model.py --config-name dit +type=mgeldm ckpt_path=... +output_name=...``.
 
 All logic lives in :mod:`mgeldm.cli.unwrap_model` over :mod:`mgeldm.training.unwrap`.
 """
@@ -6,4 +6,4 @@ All logic lives in :mod:`mgeldm.cli.unwrap_model` over :mod:`mgeldm.training.unw
 from mgeldm.cli.unwrap_model import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

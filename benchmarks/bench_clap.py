@@ -8,9 +8,6 @@ without one, random weights of the same size (same cost). Prints one JSON object
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,40 +19,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from benchlib import add_common_args, apply_threads, emit  # noqa: E402
+from benchlib import add_common_args, apply_threads, emit, fixture_dir, tiny_clap_config  # noqa: E402
 
 from mgeldm.models.clap import ClapSizes, LaionClap, build_clap_model  # noqa: E402
 from mgeldm.models.clap.tokenizer import ClapTokenizer  # noqa: E402
 
 
-def _fixture_dir() -> Path:
-    return Path(os.environ.get("MGELDM_CLAP_FIXTURES", REPO.parent / "shared" / "fixtures" / "laion_clap_tiny"))
-
-
-def _tiny_config(root: Path) -> dict:
-    r = json.loads((root / "README.json").read_text())
-    return {
-        "clap_ckpt_path": str(root / r["checkpoint"]["file"]),
-        "tokenizer_path": str(root / r["tokenizer"]["dir"]),
-        "audio": r["audio_cfg"],
-        "htsat": r["htsat_tiny_used"],
-        "text": r["text_config_tiny_used"],
-        "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"],
-        "joint_embed_dim": r["joint_embed_shape"],
-        "max_text_length": int(re.search(r"max_length=(\d+)", r["tokenizer"]["call"]).group(1)),
-    }
-
-
 def build(args) -> LaionClap:
     if args.size == "tiny":
-        root = _fixture_dir()
+        root = fixture_dir("MGELDM_CLAP_FIXTURES", "laion_clap_tiny")
         if not (root / "README.json").is_file():
             sys.exit(f"tiny CLAP fixture not found at {root}; set MGELDM_CLAP_FIXTURES or use --size full")
-        cfg = _tiny_config(root)
+        cfg = tiny_clap_config(root)
     else:
         cfg = yaml.safe_load((REPO / "configs/model/conditioner/laion_clap.yaml").read_text())["config"]
         cfg["clap_ckpt_path"] = args.ckpt
-        fixture_tok = _fixture_dir() / "tokenizer"
+        fixture_tok = fixture_dir("MGELDM_CLAP_FIXTURES", "laion_clap_tiny") / "tokenizer"
         cfg["tokenizer_path"] = args.tokenizer or (str(fixture_tok) if fixture_tok.is_dir() else None)
     cfg["audio_batch_size"] = args.audio_batch
     if cfg.get("clap_ckpt_path"):

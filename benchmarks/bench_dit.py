@@ -113,8 +113,8 @@ def condition_mlps(model: MGEDiT, t: torch.Tensor, cond: torch.Tensor) -> torch.
     return temb.sum() + sum(layer.modulation(c).sum() for layer in model.transformer.layers)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_dit_args(parser: argparse.ArgumentParser) -> None:
+    """The options of the DiT benchmarks (this one and bench_train.py): the model, the batch and the timing."""
     parser.add_argument("--config", choices=["small", "full"], default="small")
     add_common_args(parser)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: fp32 on CPU, bf16 on CUDA")
@@ -124,8 +124,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in training")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
-    args = parser.parse_args(argv)
 
+
+def run_settings(args: argparse.Namespace) -> tuple[torch.device, torch.dtype, int, int, int]:
+    """The device, dtype, batch, warm-up and timed steps of ``args`` with their defaults (TF32 on CUDA)."""
     apply_threads(args.threads)
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
@@ -135,6 +137,14 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    return device, dtype, batch, warmup, steps
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_dit_args(parser)
+    args = parser.parse_args(argv)
+    device, dtype, batch, warmup, steps = run_settings(args)
 
     cfg = load_config(args.config)
     torch.manual_seed(0)

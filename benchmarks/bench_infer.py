@@ -42,11 +42,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_dit import device_peak, forward_flops  # noqa: E402
 from benchlib import add_common_args, apply_threads, emit  # noqa: E402
 
-from mgeldm.api import resolve_device, resolve_precision  # noqa: E402
+from mgeldm.api import compute_dtype, resolve_device  # noqa: E402
 from mgeldm.diffusion.samplers import SAMPLERS  # noqa: E402
 from mgeldm.models.mgeldm import build_mgeldm  # noqa: E402
-from mgeldm.tasks import tasks as T  # noqa: E402
-from mgeldm.tasks.windowing import overlap_frames, plan_windows  # noqa: E402
+from mgeldm.tasks import tasks  # noqa: E402
+from mgeldm.diffusion.windows import plan_windows  # noqa: E402
+from mgeldm.tasks.windowing import overlap_frames  # noqa: E402
 
 # Peak HBM bandwidth (GB/s) used for the bound when --bandwidth-gbs is not given.
 KNOWN_BANDWIDTH = {"H100 80GB HBM3": 3350.0, "H100 PCIe": 2000.0, "H200": 4800.0, "A100-SXM4-80GB": 2039.0}
@@ -160,16 +161,16 @@ def parse_also(values: list[str]) -> list[tuple[str, int]]:
     return out
 
 
-def measure(runner: T.TaskRunner, conditions: Conditions, waves: list[torch.Tensor], settings: T.SamplingSettings,
+def measure(runner: tasks.TaskRunner, conditions: Conditions, waves: list[torch.Tensor], settings: tasks.SamplingSettings,
             seed: int, count: bool) -> dict[str, Any]:
     """One timed extraction of every wave (one batch of songs); per-phase seconds and DiT calls."""
-    runner.timings = T.Timings()
+    runner.timings = tasks.Timings()
     gens = [torch.Generator(device=runner.device).manual_seed(seed + i) for i in range(len(waves))]
     sync(runner.device)
     start = time.perf_counter()
     with count_syncs(runner.device, count) as syncs:
         cond, clap_s = conditions()
-        T.given_task_songs("source_extract", runner, waves, cond, settings, gens)
+        tasks.given_task_songs("source_extract", runner, waves, cond, settings, gens)
         sync(runner.device)
     elapsed = time.perf_counter() - start
     tm = runner.timings
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     also = parse_also(args.also)
     device = resolve_device(args.device)
     precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
-    dtype = resolve_precision(precision)
+    dtype = compute_dtype(precision)
     cfg = full_config() if args.full else small_config()
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
     sync(device)
     build_s = time.perf_counter() - t0
 
-    runner = T.TaskRunner(model, device=device, autocast_dtype=dtype, compile=args.compile)
+    runner = tasks.TaskRunner(model, device=device, autocast_dtype=dtype, compile=args.compile)
     conditions = Conditions(clap, args.prompts, runner.cond_dim, device, args.seed)
     samples = int(args.seconds * runner.sample_rate)
     g = torch.Generator().manual_seed(args.seed)
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
     shapes = [args.songs] + ([1] if args.sequential and args.songs > 1 else [])
     for name, _ in runs:
         for songs in shapes:
-            measure(runner, conditions, [window] * songs, T.SamplingSettings(3, args.cfg_scale, 0.0, sampler=name),
+            measure(runner, conditions, [window] * songs, tasks.SamplingSettings(3, args.cfg_scale, 0.0, sampler=name),
                     args.seed, False)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     windows = len(plan_windows(frames, runner.window, overlap_frames(args.overlap, runner.frame_rate, runner.window)))
 
     def run(sampler: str, steps: int, songs: list[torch.Tensor]) -> dict[str, Any]:
-        settings = T.SamplingSettings(steps, args.cfg_scale, args.overlap, 1, sampler=sampler)
+        settings = tasks.SamplingSettings(steps, args.cfg_scale, args.overlap, 1, sampler=sampler)
         flops = forward_flops(model.model_dit, cfg_factor * args.prompts * len(songs), runner.window)
         result = measure(runner, conditions, songs, settings, args.seed, not args.no_count_syncs)
         return with_bounds(result, flops, weight_bytes, bandwidth, peak, args.seconds)

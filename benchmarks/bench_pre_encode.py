@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,14 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from benchlib import add_common_args, apply_threads, emit  # noqa: E402
+from benchlib import add_common_args, apply_threads, emit, fixture_dir, tiny_clap_config  # noqa: E402
 
 from mgeldm.data.corpora.base import Track  # noqa: E402
 from mgeldm.data.pre_encode import EncodeSettings, TrackEncoder, encode_track  # noqa: E402
-
-
-def _fixture(env: str, name: str) -> Path:
-    return Path(os.environ.get(env, REPO.parent / "shared" / "fixtures" / name))
 
 
 def build_models(full: bool, device: str):
@@ -42,12 +37,9 @@ def build_models(full: bool, device: str):
         ae_cfg = yaml.safe_load((REPO / "configs/model/autoencoder.yaml").read_text())
         clap_cfg = yaml.safe_load((REPO / "configs/model/conditioner/laion_clap.yaml").read_text())["config"]
     else:
-        ref = json.loads((_fixture("MGELDM_REFERENCE_FIXTURES", "reference_tiny") / "README.json").read_text())
+        ref = json.loads((fixture_dir("MGELDM_REFERENCE_FIXTURES", "reference_tiny") / "README.json").read_text())
         ae_cfg = {**ref["autoencoder"], "sample_rate": ref["sample_rate"]}
-        r = json.loads((_fixture("MGELDM_CLAP_FIXTURES", "laion_clap_tiny") / "README.json").read_text())
-        clap_cfg = {"audio": r["audio_cfg"], "htsat": r["htsat_tiny_used"], "text": r["text_config_tiny_used"],
-                    "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"],
-                    "joint_embed_dim": r["joint_embed_shape"], "max_text_length": 77}
+        clap_cfg = tiny_clap_config(fixture_dir("MGELDM_CLAP_FIXTURES", "laion_clap_tiny"))
     torch.manual_seed(0)
     ae = build_autoencoder(ae_cfg)
     clap = LaionClap(build_clap_model(ClapSizes.from_mapping(clap_cfg), device), tokenizer=None)
@@ -81,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         pe.resample, resampler = _linear, "linear (soxr missing)"
     ae, clap = build_models(args.full, args.device)
-    settings = EncodeSettings(batch_size=args.batch_size, clap_batch_size=args.clap_batch_size, progress=False)
+    settings = EncodeSettings.from_mapping({"batch_size": args.batch_size, "clap_batch_size": args.clap_batch_size,
+                                             "progress": False})
     enc = TrackEncoder(ae, clap, settings, device=args.device)
     gen = torch.Generator().manual_seed(0)
     n = int(args.seconds * args.sample_rate)

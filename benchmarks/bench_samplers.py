@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchlib import add_common_args, apply_threads, emit  # noqa: E402
 
-from mgeldm.api import resolve_precision  # noqa: E402
+from mgeldm.api import compute_dtype  # noqa: E402
 from mgeldm.diffusion.samplers import SAMPLERS, denoiser_calls, sample_given_track, sample_joint  # noqa: E402
 from mgeldm.models.dit import build_dit  # noqa: E402
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     apply_threads(args.threads)
     device = torch.device(args.device)
-    dtype = resolve_precision(args.precision)
+    dtype = compute_dtype(args.precision)
     steps_list = sorted({int(s) for s in args.steps.split(",") if s.strip()})
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
     unknown = sorted(set(samplers) - set(SAMPLERS))

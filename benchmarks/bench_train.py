@@ -1,5 +1,5 @@
 """Benchmark the full DiT training step of the training module: data loading, Sobol/dropout/noise, the
-SPEC C loss, backward, the finite-loss check (one host sync), clipping, AdamW + InverseLR and the EMA.
+docs/compatibility.md#dit-training loss, backward, the finite-loss check (one host sync), clipping, AdamW + InverseLR and the EMA.
 By default the step is driven by a plain loop doing what ``DiTTrainingModule.training_step`` does;
 ``--lightning`` runs the real Lightning loop (train_dit.py's) with its precision plugin instead.
 
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_dit import DTYPES, SMALL, device_peak, forward_flops, sync, timed  # noqa: E402
-from benchlib import add_common_args, apply_threads, emit  # noqa: E402
+from bench_dit import SMALL, add_dit_args, device_peak, forward_flops, run_settings, sync, timed  # noqa: E402
+from benchlib import emit  # noqa: E402
 
 from mgeldm.training.dit_module import DiTTrainingModule  # noqa: E402
 from mgeldm.training.fake_data import FakeLatentDataset  # noqa: E402
@@ -124,16 +124,8 @@ def profile_ops(step, device: torch.device, steps: int, top: int = 25) -> list[d
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=["small", "full"], default="small")
-    add_common_args(parser)
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: fp32 on CPU, bf16 on CUDA")
-    parser.add_argument("--batch", type=int, default=None, help="default: 4 (small), 64 (full)")
-    parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--checkpointing", action="store_true")
+    add_dit_args(parser)
     parser.add_argument("--workers", type=int, default=None, help="data loader workers (default 4 on CUDA, 0 on CPU)")
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--lightning", action="store_true", help="time the Lightning loop instead of the plain one")
     parser.add_argument("--profile", type=int, default=0, help="per-op profile of this many extra steps (plain loop)")
     return parser
@@ -142,16 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
 
-    apply_threads(args.threads)
-    device = torch.device(args.device)
-    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
-    batch = args.batch or (4 if args.config == "small" else 64)
-    warmup = args.warmup if args.warmup is not None else (5 if args.compile else 2)
-    steps = args.steps or (10 if device.type == "cuda" else 3)
+    device, dtype, batch, warmup, steps = run_settings(args)
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
 
     cfg = load_config(args.config)
     torch.manual_seed(0)

@@ -8,12 +8,27 @@ import argparse
 import json
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def fixture_dir(env_var: str, name: str) -> Path:
+    """A fixture set's folder: ``env_var`` or ../shared/fixtures/``name`` beside the repository (as the tests)."""
+    return Path(os.environ.get(env_var, REPO.parent / "shared" / "fixtures" / name))
+
+
+def tiny_clap_config(root: Path) -> dict[str, Any]:
+    """The laion_clap conditioner config of the tiny CLAP fixture set at ``root``, from its README.json."""
+    r = json.loads((root / "README.json").read_text())
+    return {"clap_ckpt_path": str(root / r["checkpoint"]["file"]), "tokenizer_path": str(root / r["tokenizer"]["dir"]),
+            "audio": r["audio_cfg"], "htsat": r["htsat_tiny_used"], "text": r["text_config_tiny_used"],
+            "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"], "joint_embed_dim": r["joint_embed_shape"],
+            "max_text_length": int(re.search(r"max_length=(\d+)", r["tokenizer"]["call"]).group(1))}
 
 
 def add_common_args(parser: argparse.ArgumentParser, device: str = "cpu") -> None:

@@ -5,10 +5,9 @@ Waveforms are float32 torch tensors shaped (channels, samples) unless a function
 
 from __future__ import annotations
 
+import logging
 import os
-import secrets
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +15,16 @@ import torch
 
 from mgeldm.errors import UserError
 
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # Hz: MGE-LDM's audio (the released VAE's rate), the default of every rate in the project
+
 
 def load_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
     """Read an audio file as float32 (channels, samples) and its sample rate.
 
     A file that holds less audio than its header declares (a truncated copy or download) is read as far
-    as it goes, with one warning line on stderr.
+    as it goes, with one warning (logged: one line on stderr from the command-line tools).
     """
     import soundfile as sf
 
@@ -71,18 +74,18 @@ def _warn_if_truncated(path: Path, frames: int, read: int, sr: int) -> None:
     declared = declared if exact else frames
     if declared <= 0 or read >= declared - (0 if exact else declared // 100):
         return
-    print(f"warning: audio file {path}: truncated: its header declares {declared / sr:.2f} s but the file holds "
-          f"{read / sr:.2f} s; using the {read / sr:.2f} s", file=sys.stderr, flush=True)
+    log.warning(f"warning: audio file {path}: truncated: its header declares {declared / sr:.2f} s but the file "
+                f"holds {read / sr:.2f} s; using the {read / sr:.2f} s")
 
 
 def check_audio(wave: torch.Tensor, name: str) -> None:
-    """Refuse empty, non-finite or all-silent audio with one line naming it."""
+    """Refuse empty, non-finite or all-silent audio with one line naming it (``name``: e.g. ``audio song.wav``)."""
     if wave.numel() == 0 or wave.shape[-1] == 0:
-        raise UserError(f"audio {name}: is empty (0 samples)")
+        raise UserError(f"{name}: is empty (0 samples)")
     if not torch.isfinite(wave).all():
-        raise UserError(f"audio {name}: contains NaN or infinite samples")
+        raise UserError(f"{name}: contains NaN or infinite samples")
     if wave.abs().max() == 0:
-        raise UserError(f"audio {name}: is digital silence; expected some signal")
+        raise UserError(f"{name}: is digital silence; expected some signal")
 
 
 def to_mono(wave: torch.Tensor) -> torch.Tensor:
@@ -105,39 +108,26 @@ def resample(wave: torch.Tensor, orig_sr: int, target_sr: int, quality: str = "H
     return torch.from_numpy(out).reshape(*lead, out.shape[-1]).to(wave.device)
 
 
-def load_mono(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
-    """Read, down-mix and resample a file to (1, L) float32 at ``sample_rate``."""
+def load_mono(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
+    """Read a file as mono (L,) float32, resampled to ``sample_rate`` when given; returns it and its rate."""
     wave, sr = load_audio(path)
-    return resample(to_mono(wave), sr, sample_rate)
-
-
-def _atomic_target(path: Path) -> str:
-    """A new hidden temporary file beside ``path``, created like any other file: mode 0666 less the umask
-    (``tempfile.mkstemp``'s would stay 0600 once renamed, unreadable to the group)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}{path.suffix}"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return str(tmp)
+    mono = to_mono(wave)[0]
+    if sample_rate is None or sample_rate == sr or mono.numel() == 0:
+        return mono.contiguous(), int(sr)
+    return resample(mono[None], sr, sample_rate)[0].contiguous(), int(sample_rate)
 
 
 def write_wav(path: str | os.PathLike, wave: torch.Tensor, sample_rate: int, subtype: str = "PCM_16") -> Path:
-    """Write (C, L) or (L,) audio atomically (temporary name, then rename). PCM_16 as the original."""
+    """Write (C, L) or (L,) audio atomically (``mgeldm.files.atomic_path``). PCM_16 as the original."""
     import soundfile as sf
+
+    from mgeldm.files import atomic_path
 
     path = Path(path)
     data = wave.detach().float().cpu()
     data = data[None] if data.dim() == 1 else data
-    tmp = _atomic_target(path)
-    try:
-        sf.write(tmp, data.numpy().T, sample_rate, subtype=subtype, format="WAV")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), data.numpy().T, sample_rate, subtype=subtype, format="WAV")
     return path
 
 
@@ -164,12 +154,11 @@ def save_spectrogram_png(
     ax.set_ylabel("frequency (Hz)")
     fig.colorbar(img, ax=ax, format="%+2.0f dB", fraction=0.05, pad=0.015)
     fig.subplots_adjust(left=0.07, right=0.955, bottom=0.12, top=0.96)  # fixed margins: tight_layout costs 1/4
-    tmp = _atomic_target(path)
+    from mgeldm.files import atomic_path
+
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(str(tmp), format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

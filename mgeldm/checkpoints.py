@@ -1,6 +1,6 @@
 """The unwrapped checkpoint formats, and key checks that fail with one readable message.
 
-Two formats, as the original writes them (SPEC G):
+Two formats, as the original writes them (docs/compatibility.md#checkpoints):
 
 * ``.ckpt`` (any other suffix): ``torch.save({"state_dict": {...}})``, read with
   ``torch.load(weights_only=True)``, so no arbitrary code is unpickled;
@@ -11,7 +11,10 @@ the state dict: a top-level ``"model_config"`` entry of the ``.ckpt`` dict (plai
 ``weights_only`` loading still works and ``torch.load(f)["state_dict"]`` is unchanged), or the
 ``model_config`` metadata string of a ``.safetensors`` file. The released checkpoints have none.
 
-The full model uses the prefixes ``model_dit.`` and ``pretransform.model.``; an AE checkpoint has none.
+Key prefixes (one owner, here): an unwrapped MGE-LDM holds ``model_dit.*`` (the DiT) and ``pretransform.model.*``
+(the VAE); an unwrapped AE has none. A Lightning training checkpoint (this package's and the original's) holds
+``diffusion.*`` with the EMA DiT under ``diffusion_ema.ema_model.*``, or ``autoencoder.*`` with the EMA AE under
+``autoencoder_ema.ema_model.*``: the attribute names of the two training modules.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ from torch import nn
 from mgeldm.errors import UserError
 
 _SHOW = 4  # how many key names a mismatch message lists per kind
+
+DIT_PREFIX = "model_dit."                # an unwrapped MGE-LDM: the DiT ...
+AE_PREFIX = "pretransform.model."        # ... and the VAE it works in
+AE_ONLINE, AE_EMA = "autoencoder.", "autoencoder_ema.ema_model."       # AE training checkpoints
+DIT_ONLINE, DIT_EMA = "diffusion.", "diffusion_ema.ema_model."         # DiT training checkpoints
+STEP_NAME = "step{step:08d}"             # a periodic training checkpoint: step00001400.ckpt
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -152,6 +161,23 @@ def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[st
 
 def add_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {prefix + k: v for k, v in state_dict.items()}
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The training step in a checkpoint's name (``step00001400.ckpt`` -> 1400; see :data:`STEP_NAME`), or None."""
+    import re
+
+    found = re.search(r"step0*(\d+)", Path(path).name)
+    return int(found.group(1)) if found else None
+
+
+def unwrapped_kind(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """``mgeldm`` (DiT + VAE), ``autoencoder`` (the VAE alone) or None, from the key prefixes."""
+    if any(k.startswith(DIT_PREFIX) for k in state_dict):
+        return "mgeldm"
+    if any(k.startswith(("encoder.", "decoder.")) for k in state_dict):
+        return "autoencoder"
+    return None
 
 
 def describe_mismatch(expected: Mapping[str, torch.Size], found: Mapping[str, torch.Tensor]) -> str | None:

@@ -1,4 +1,9 @@
-"""Where the Hydra configs live and how library code reads one (entry points use ``@hydra.main``)."""
+"""Where the Hydra configs live and how library code reads one (entry points compose theirs with Hydra).
+
+The configs are the yaml files of the repository's ``configs/`` folder. An installed package carries a copy
+inside itself (``mgeldm/configs``, see ``setup.py``) and reads that one; a checkout (also an editable install)
+reads ``configs/`` beside the package, where users edit them. ``--config-dir DIR`` adds a folder of one's own.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,25 @@ from typing import Any
 
 from mgeldm.errors import UserError
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+def _config_dir() -> Path:
+    shipped = Path(__file__).resolve().parent / "configs"
+    return shipped if shipped.is_dir() else Path(__file__).resolve().parents[1] / "configs"
+
+
+CONFIG_DIR = _config_dir()
+
+
+def config_file(relative: str) -> dict[str, Any]:
+    """One yaml file of the configs (``trainer/dit.yaml``) as plain containers, without Hydra's composition:
+    for a node that is the one owner of some defaults (a recipe, the pre-encoding settings)."""
+    from omegaconf import OmegaConf
+
+    path = CONFIG_DIR / relative
+    if not path.is_file():
+        raise UserError(f"config file {relative}: not in {CONFIG_DIR}")
+    node = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    node.pop("defaults", None)
+    return node
 
 
 def compose_config(config_name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -1,12 +1,19 @@
 """The one exception type for mistakes a user can make, and the one line every entry point prints for it.
 
-Raise ``UserError`` where the code knows what was expected; the entry points print its message with
-:func:`fail` as a single line, ``<prog>: error: <message>`` (argparse's style), and exit with code 2,
-without a traceback.
+Raise ``UserError`` where the code knows what was expected; the entry points print its message as a single
+line, ``<prog>: error: <message>`` (argparse's style), and exit with code 2, without a traceback
+(:mod:`mgeldm.cli.boundary`). A bad value of one parameter is an :class:`OptionError`: the library names the
+parameter as Python does, and a command-line tool shows it in its own spelling.
+
+A bug of the calling code (a tensor of the wrong shape handed to a model, a contract of a function broken)
+is not a user mistake: it is a ``ValueError`` or ``TypeError`` and keeps its traceback.
 """
 
 import sys
-from typing import NoReturn
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+_UNSET = object()
 
 
 class UserError(Exception):
@@ -14,6 +21,31 @@ class UserError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+    def spelled(self, flags: Mapping[str, str]) -> str:
+        """The message as a command-line tool shows it (``flags``: Python parameter name -> the tool's
+        spelling); subclasses that name parameters rewrite them, a plain message stays as it is."""
+        return str(self)
+
+
+class OptionError(UserError):
+    """A bad value of one parameter: ``<name>=<value>: <problem>`` (``<name>: <problem>`` without a value).
+
+    ``name`` is the library's (Python) name of the parameter; :meth:`spelled` writes the same line with a
+    command-line tool's spelling of it, e.g. ``steps=0: ...`` as ``+num_steps=0: ...``.
+    """
+
+    def __init__(self, name: str, problem: str, value: Any = _UNSET) -> None:
+        self.name, self.problem, self.value = name, problem, value
+        super().__init__(self._line(name))
+
+    def _line(self, name: str) -> str:
+        given = name if self.value is _UNSET else f"{name}={self.value}"
+        return f"{given}: {self.problem}"
+
+    def spelled(self, flags: Mapping[str, str]) -> str:
+        """The message with the parameter named as ``flags`` (Python name -> the tool's spelling) names it."""
+        return " ".join(self._line(flags.get(self.name, self.name)).split())
 
 
 def error_line(prog: str, message: str) -> str:

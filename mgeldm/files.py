@@ -64,15 +64,19 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def is_stale_temporary(path: Path, target: str | None = None) -> bool:
-    """True for a temporary of this project's naming whose writer is gone.
+def is_stale_temporary(path: Path, target: str | None = None, *, folder: bool = False) -> bool:
+    """True for a temporary file (or, with ``folder``, a temporary folder) of this project's naming whose
+    writer is gone.
 
-    ``target`` restricts the answer to temporaries of that file name. Stale means: the writer (named in the
-    file name) ran on this host and its process no longer exists; for the writer-less names of earlier
-    versions, last modified before this process started. A temporary of another host is never stale here.
+    ``target`` restricts the answer to temporaries of that name. Stale means: the writer (named in the
+    temporary's name) ran on this host and its process no longer exists; for the writer-less file names of
+    earlier versions, last modified before this process started. A temporary of another host is never stale.
     """
     name = path.name
     match = _TEMP.match(name)
+    if folder:
+        return (match is not None and match["host"] == host_name() and not pid_alive(int(match["pid"]))
+                and (target is None or match["name"] == target) and path.is_dir() and not path.is_symlink())
     if match:
         stale = match["host"] == host_name() and not pid_alive(int(match["pid"]))
     elif (match := _OLD_PID_TEMP.match(name)) is not None:
@@ -87,18 +91,22 @@ def is_stale_temporary(path: Path, target: str | None = None) -> bool:
     return stale and (target is None or match["name"] == target) and path.is_file() and not path.is_symlink()
 
 
-def remove_stale_temporaries(folder: str | os.PathLike, target: str | None = None) -> list[Path]:
-    """Delete the stale temporaries (see :func:`is_stale_temporary`) directly in ``folder``; returns them."""
-    folder = Path(folder)
+def remove_stale_temporaries(parent: str | os.PathLike, target: str | None = None, *,
+                             folders: bool = False) -> list[Path]:
+    """Delete the stale temporary files (or, with ``folders``, folders; see :func:`is_stale_temporary`)
+    directly in ``parent``; returns them."""
+    import shutil
+
+    parent = Path(parent)
     try:
-        entries = [folder / e.name for e in os.scandir(folder) if e.name.startswith(".")]
+        entries = [parent / e.name for e in os.scandir(parent) if e.name.startswith(".")]
     except (FileNotFoundError, NotADirectoryError):
         return []
     removed = []
     for path in entries:
-        if is_stale_temporary(path, target):
+        if is_stale_temporary(path, target, folder=folders):
             try:
-                path.unlink()
+                shutil.rmtree(path) if folders else path.unlink()
             except FileNotFoundError:  # another process cleaned it first
                 continue
             removed.append(path)
@@ -153,6 +161,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
+    """Yield a hidden temporary folder to fill; on success it is renamed to ``path`` in one step.
+
+    The folder is ``.<name>.<host>.<pid>.<8 hex>.tmp`` beside ``path`` (see :func:`temporary_name`); on an
+    exception it is removed. When ``path`` exists by then, ``replace`` decides: True deletes it first (a
+    stale or outdated copy), False keeps it and drops the new one (another process finished the same job).
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, target=path.name, folders=True)
+    tmp = temporary_name(path)
+    tmp.mkdir(mode=0o777)
+    try:
+        yield tmp
+        if path.exists() and replace:
+            shutil.rmtree(path)
+        if not path.exists():
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

@@ -15,6 +15,7 @@ Paths are relative to the working directory, like ``clap_ckpt_path``'s default i
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,15 +32,19 @@ DOWNLOAD_HINT = f"bash scripts/download_weights.sh fetches the released files in
 
 @dataclass(frozen=True)
 class Missing:
-    """One file (or set of files) that is not there: the option that names it, its value, what it should be."""
+    """One file (or set of files) that is not there: the parameter that names it (its Python name, e.g. ``ckpt``;
+    None for a file no parameter names), its value, what is wrong, and what it should be."""
 
-    option: str
+    option: str | None
     value: Any
     problem: str
     expected: str | None = None
+    what: str = ""  # the words for a file no parameter names
 
-    def __str__(self) -> str:
-        given = self.option if _unset(self.value) else f"{self.option}={self.value}"
+    def line(self, flags: Mapping[str, str]) -> str:
+        """``<option>=<value>: <problem> (expected ...)`` with the option spelled as ``flags`` spells it."""
+        name = flags.get(self.option, self.option) if self.option else self.what
+        given = name if _unset(self.value) else f"{name}={self.value}"
         return f"{given}: {self.problem}" + (f" (expected {self.expected})" if self.expected else "")
 
 
@@ -59,9 +64,20 @@ def file_problem(value: Any) -> str | None:
     return None
 
 
+class MissingFiles(UserError):
+    """Every missing piece in one line, with where to get the released ones."""
+
+    def __init__(self, missing: list[Missing]) -> None:
+        self.missing = list(missing)
+        super().__init__(self.spelled({}))
+
+    def spelled(self, flags: Mapping[str, str]) -> str:
+        lines = [m.line(flags) for m in self.missing]
+        text = lines[0] if len(lines) == 1 else "missing files: " + "; ".join(lines)
+        return f"{text}; {DOWNLOAD_HINT}"
+
+
 def raise_if_missing(missing: list[Missing]) -> None:
-    """One UserError naming every missing piece, with where to get the released ones."""
-    if len(missing) == 1:
-        raise UserError(f"{missing[0]}; {DOWNLOAD_HINT}")
+    """Raise :class:`MissingFiles` when anything is missing."""
     if missing:
-        raise UserError("missing files: " + "; ".join(str(m) for m in missing) + f"; {DOWNLOAD_HINT}")
+        raise MissingFiles(missing)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Pre-encode multitrack corpora into AE latents + per-second CLAP embeddings (SPEC F.1).
+# Pre-encode multitrack corpora into AE latents + per-second CLAP embeddings (docs/compatibility.md#pre-encoding).
 #   bash scripts/pre_encode_script.sh all 0                       # every corpus whose root is set below, GPU 0
 #   bash scripts/pre_encode_script.sh slakh2100,musdb18hq 0
 #   NUM_SHARDS=4 SHARD_ID=2 bash scripts/pre_encode_script.sh all 2   # one of 4 parallel workers

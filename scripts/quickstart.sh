@@ -115,7 +115,7 @@ CKPTS="$OUT/checkpoints"
 EVAL="$OUT/eval"
 INFER="$OUT/infer"
 mkdir -p "$CKPTS"
-QS=("$PY" -m mgeldm.cli.quickstart_report)
+QS=("$PY" -m recipes.quickstart.report)
 PROMPTS="$("${QS[@]}" prompts canonical --classes "$CLASSES")"
 PARAPHRASES="$("${QS[@]}" prompts paraphrase --classes "$CLASSES")"
 echo "MGE-LDM quickstart ($MODE) -> $OUT"
@@ -124,7 +124,7 @@ echo "$CLASSES" > "$OUT/classes.txt"
 printf '%s\n' "${DIT_MODEL_ARGS[@]}" > "$OUT/dit_model_overrides.txt"
 
 corpus() {
-  "$PY" -m mgeldm.data.synth --out "$CORPUS" --seed 0 --n-train "$N_TRAIN" --n-valid "$N_VALID" --n-test "$N_TEST" \
+  "$PY" -m recipes.quickstart.synth --out "$CORPUS" --seed 0 --n-train "$N_TRAIN" --n-valid "$N_VALID" --n-test "$N_TEST" \
     --seconds "$SECONDS_MIN" "$SECONDS_MAX" --classes "$CLASSES" --overwrite --quiet
 }
 train_ae() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How far does more training take the quickstart recipe? Train its DiT (or its AE) again from scratch for
 # longer, keep a checkpoint every N steps, and score every checkpoint on the same held-out songs
-# (mgeldm.cli.quickstart_score: the report's Log-Mel L1 ratio and prompt accuracy, or the AE's oracle ratio).
+# (recipes/quickstart/score.py: the report's Log-Mel L1 ratio and prompt accuracy, or the AE's oracle ratio).
 #
 #   bash scripts/quickstart_curve.sh --from QS_OUT [--model dit|ae] [--minutes 30] [--every 1400]
 #                                    [--max-steps N] [--out DIR] [--gpu] [-- HYDRA_OVERRIDES...]
@@ -95,6 +95,6 @@ done
 [ "${#CKPTS[@]}" -gt 0 ] || die "$OUT/run/checkpoints: training wrote no checkpoint"
 
 echo "==== scoring ${#CKPTS[@]} checkpoints on $FROM/eval"
-"$PY" -m mgeldm.cli.quickstart_score "$MODEL" "${CKPTS[@]}" --eval-dir "$FROM/eval" --output "$OUT/curve.json" \
+"$PY" -m recipes.quickstart.score "$MODEL" "${CKPTS[@]}" --eval-dir "$FROM/eval" --output "$OUT/curve.json" \
   --classes "$(cat "$FROM/classes.txt")" --device "$DEVICE" "${SCORE_ARGS[@]}"
 echo "quickstart_curve done: $OUT/curve.json, $OUT/curve.md"

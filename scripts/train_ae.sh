@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the VAE (SPEC A.6). Set the corpus folders in configs/data/single.yaml or on the command line.
+# Train the VAE (docs/compatibility.md#autoencoder-training). Set the corpus folders in configs/data/single.yaml or on the command line.
 # Resume after a crash or a SLURM requeue with the same command: ckpt_path=last picks up runs/autoencoder.
 #   multi-GPU: add trainer.pl_trainer.devices=4   (several nodes: trainer.pl_trainer.num_nodes=2 under srun)
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Full MGE-LDM training (SPEC C; the original's `--config-name dit`, 2 GPUs with DDP).
+# Full MGE-LDM training (docs/compatibility.md#dit-training; the original's `--config-name dit`, 2 GPUs with DDP).
 #   AE_CKPT:   unwrapped AE that encoded the latents    CLAP_CKPT: music_audioset_epoch_15_esc_90.14.pt
 #   DATA_ROOT: pre_encode.py output                      PRETRAINED: optional unwrapped mix-pretrained MGE-LDM
 # Resume after a crash / requeue with the same command (ckpt_path=last).

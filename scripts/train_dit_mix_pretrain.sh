@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mixture-only pretraining (SPEC C, with the fixes of SPEC I.1/I.2: the source track's loss is masked).
+# Mixture-only pretraining (docs/compatibility.md#dit-training, with the fixes of differences 1, 2 of docs/compatibility.md: the source track's loss is masked).
 # Afterwards: scripts/unwrap_dit_script.sh runs/dit_mix_pretrain/checkpoints/last.ckpt mix_pretrained
 # and start full training with PRETRAINED=mix_pretrained.ckpt scripts/train_dit.sh
 set -euo pipefail

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -40,6 +41,17 @@ class FixtureSet:
 
     def path(self, name: str) -> Path:
         return self.root / name
+
+    def clap_config(self, **overrides: Any) -> dict[str, Any]:
+        """The laion_clap conditioner config of the tiny CLAP set (every size, the checkpoint and the tokenizer
+        from its README.json); ``overrides`` replace keys."""
+        r = self.readme
+        return {"clap_ckpt_path": str(self.path(r["checkpoint"]["file"])),
+                "tokenizer_path": str(self.path(r["tokenizer"]["dir"])),
+                "audio": r["audio_cfg"], "htsat": r["htsat_tiny_used"], "text": r["text_config_tiny_used"],
+                "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"], "joint_embed_dim": r["joint_embed_shape"],
+                "max_text_length": int(re.search(r"max_length=(\d+)", r["tokenizer"]["call"]).group(1)),
+                **overrides}
 
 
 def _missing(reason: str) -> NoReturn:
@@ -142,3 +154,21 @@ def _killed_writer(target: Path) -> int:
 def killed_writer():
     """The function ``killed_writer(target) -> pid``: the temporary of a write killed mid-way, as a crash leaves it."""
     return _killed_writer
+
+
+@pytest.fixture
+def warnings_on_stderr():
+    """Warnings print as they do from a command-line tool: one plain line each on stderr."""
+    from mgeldm.cli.boundary import logging_configured
+
+    with logging_configured():
+        yield
+
+
+@pytest.fixture(scope="module")
+def warnings_on_stderr_module():
+    """:func:`warnings_on_stderr` for the fixtures of a whole module."""
+    from mgeldm.cli.boundary import logging_configured
+
+    with logging_configured():
+        yield

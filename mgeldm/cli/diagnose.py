@@ -26,8 +26,11 @@ from typing import Any
 import torch
 
 from mgeldm.data.prompts import canonical_prompt
-from mgeldm.errors import UserError, print_error
+from mgeldm.checkpoints import checkpoint_step
+from mgeldm.cli.boundary import run_tool
+from mgeldm.errors import UserError
 
+PROG = "diagnose.py"
 REPORT_KEYS = ("latent_prompt_accuracy", "latent_rel_mse", "x0_error_t0.05", "x0_error_t0.05_uncond",
                "x0_error_t0.4", "x0_error_t0.4_uncond", "x0_error_t0.8", "x0_error_t0.8_uncond",
                "x0_error_t1", "x0_error_t1_uncond")
@@ -53,11 +56,12 @@ def eval_songs(cfg: Mapping[str, Any], latents: Path, split: str | None, count: 
     """LatentSongs of the first training corpus: ``split`` (default: the training split), first ``count``."""
     from mgeldm.data.latent_datasets import MixSubmixSourceLatentDataset
     from mgeldm.evaluation.latent import songs_from_corpus
+    from mgeldm.models.mgeldm import model_facts
 
     name, entry = next(iter(_train_entries(cfg).items()))
     folder = Path(entry.get("data_dir") or latents / entry.get("subdir", name))
     split = entry.get("split", "train") if split is None else split
-    ds = MixSubmixSourceLatentDataset(data_dir=folder, split=split, segment_length=int(cfg["model"]["segment_length"]),
+    ds = MixSubmixSourceLatentDataset(data_dir=folder, split=split, segment_length=model_facts(cfg["model"]).window,
                                       num_examples=1, zero_diff_threshold=None, num_tracks_debug=count,
                                       zero_latent_path=str(latents / "zero_latent.npy"))
     return songs_from_corpus(ds.tracks)
@@ -95,7 +99,7 @@ def checkpoint_models(path: Path, conditioner: Any, fallback_cfg: Mapping[str, A
         cfg = ckpt.get("model_config") if isinstance(ckpt.get("model_config"), dict) else fallback_cfg
         return [(w, api_model(unwrap_state(ckpt, "mgeldm", use_ema=w == "ema", path=path), cfg, conditioner, path))
                 for w in weights]
-    from mgeldm.api import checkpoint_model_config
+    from mgeldm.model_config import checkpoint_model_config
     from mgeldm.checkpoints import read_state_dict
 
     cfg = checkpoint_model_config(path, fallback_cfg)
@@ -103,7 +107,7 @@ def checkpoint_models(path: Path, conditioner: Any, fallback_cfg: Mapping[str, A
 
 
 def build_conditioner(model_cfg: Mapping[str, Any]):
-    from mgeldm.api import conditioner_node
+    from mgeldm.model_config import conditioner_node
     from mgeldm.models.conditioners import build_conditioner as build
 
     node = conditioner_node(model_cfg)
@@ -169,13 +173,6 @@ def run_baseline(cfg: Mapping[str, Any], conditioner: Any, songs, silence, stats
     return rows
 
 
-def step_of(path: Path) -> int | None:
-    import re
-
-    m = re.search(r"step0*(\d+)", path.name)
-    return int(m.group(1)) if m else None
-
-
 def overfit(args: argparse.Namespace) -> list[dict[str, Any]]:
     from mgeldm.cli.train_dit import run as train_dit
 
@@ -188,13 +185,13 @@ def overfit(args: argparse.Namespace) -> list[dict[str, Any]]:
     silence = silence_from(latents)
     train_dit(cfg)
     trained_cfg = json.loads(json.dumps(cfg))
-    ckpts = sorted((p for p in (run_dir / "checkpoints").glob("step*.ckpt")), key=lambda p: step_of(p) or 0)
+    ckpts = sorted((p for p in (run_dir / "checkpoints").glob("step*.ckpt")), key=lambda p: checkpoint_step(p) or 0)
     conditioner = build_conditioner(cfg["model"])
     songs = eval_songs(cfg, latents, args.eval_split, args.eval_songs if args.eval_split else args.songs)
     rows = []
     for path in ckpts:
         for weights, model in checkpoint_models(path, conditioner, trained_cfg["model"], args.weights):
-            row = {"step": step_of(path), "weights": weights, **score_row(model, songs, silence, args)}
+            row = {"step": checkpoint_step(path), "weights": weights, **score_row(model, songs, silence, args)}
             print(json.dumps({k: v for k, v in row.items() if k != "per_stem"}), flush=True)
             rows.append(row)
     if args.baseline:
@@ -252,7 +249,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diagnose.py", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     sub = p.add_subparsers(dest="command", required=True)
@@ -290,14 +287,13 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
-    try:
+    args = parser().parse_args(argv)
+
+    def work() -> None:
         _check(args)
         overfit(args) if args.command == "overfit" else latents_cmd(args)
-    except UserError as err:
-        return print_error(p.prog, str(err))
-    return 0
+
+    return run_tool(PROG, work)
 
 
 if __name__ == "__main__":

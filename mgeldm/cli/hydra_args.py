@@ -14,7 +14,7 @@ What :func:`run_app` does, in order:
   A top-level ``+key`` that is neither an option nor a config group is refused (a typo such as ``+num_step``).
 * **the original's spellings**: ``model.pretransform.ae_config.<x>`` names ``model.pretransform.autoencoder.<x>``.
 * **Hydra's errors** (no such ``--config-name``, an unknown key, ``+key`` for a key that exists) become one
-  line naming the option and what was expected.
+  line naming the option and what was expected (:func:`describe_hydra_error`, called by the boundary).
 * **--help / -h** prints the entry point's own short usage (its options, their defaults, examples; see
   :func:`usage_text`) instead of Hydra's dump of every config group; ``--hydra-help`` and ``--cfg job`` still
   show Hydra's help and the composed config.
@@ -28,10 +28,13 @@ import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from mgeldm.cli.boundary import Messages, user_boundary
 from mgeldm.config import CONFIG_DIR  # re-exported for the entry points
-from mgeldm.errors import UserError, fail
+from mgeldm.errors import UserError
 AE_ALIAS = ("model.pretransform.ae_config", "model.pretransform.autoencoder")
 _QUOTE_HINT = "see https://hydra.cc/docs/advanced/override_grammar/basic"
 
@@ -237,17 +240,10 @@ def describe_hydra_error(exc: BaseException, *, config_dirs: Iterable[Path] = (C
     return re.sub(r":; ", ": ", "; ".join(lines))[:600] or type(exc).__name__
 
 
-def _hydra_error_types() -> tuple[type[BaseException], ...]:
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    return HydraException, OmegaConfBaseException
-
-
 @contextmanager
 def _hydra_raises():
     """Hydra prints a multi-line report and exits 1 on its errors unless HYDRA_FULL_ERROR is set; with it
-    set, the exception reaches us and becomes one line."""
+    set, the exception reaches the boundary and becomes one line."""
     old = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
@@ -259,23 +255,17 @@ def _hydra_raises():
             os.environ["HYDRA_FULL_ERROR"] = old
 
 
-def run_cli(prog: str, fn: Callable[[dict], None], cfg) -> None:
-    """Inside the ``@hydra.main`` function: resolve the config to plain containers, run ``fn``, turn a
-    UserError into one line + exit 2."""
+def plain_config(cfg) -> dict:
+    """The composed config as plain containers (interpolations resolved): what every CLI's ``run`` reads."""
     import warnings
 
     from omegaconf import OmegaConf
 
     # Expected with our setup: the frozen AE is in eval mode; checkpoints hold post-step weights.
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
-    warnings.filterwarnings("ignore", message=".*pre-optimization state.*")
-    warnings.filterwarnings("ignore", message=".*set_vital.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*litlogger.*")
-    try:
-        fn(OmegaConf.to_container(cfg, resolve=True))
-    except UserError as err:
-        fail(prog, str(err))
+    for message in (".*module\\(s\\) in eval mode.*", ".*pre-optimization state.*", ".*set_vital.*", ".*LeafSpec.*",
+                    ".*litlogger.*"):
+        warnings.filterwarnings("ignore", message=message)
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 HELP_FLAGS = ("-h", "--help")
@@ -295,20 +285,50 @@ def usage_text(synopsis: str, summary: str, options: Sequence[tuple[str, str]], 
     return "\n".join(lines) + "\n"
 
 
+def _config_dirs_or_default(argv: Sequence[str], config_dir: str | os.PathLike) -> list[Path]:
+    try:
+        return config_dirs(argv, config_dir)
+    except UserError:  # a malformed flag: refused again, in one line, by prepare_argv
+        return [Path(config_dir)]
+
+
 def run_app(app: Callable[[], None], prog: str, *, options: Iterable[str] = (),
-            config_dir: str | os.PathLike = CONFIG_DIR, usage: str | Callable[[], str] | None = None) -> None:
-    """Run the ``@hydra.main`` function ``app`` on ``sys.argv`` behind the shared boundary; ``-h``/``--help``
-    prints ``usage`` (text, or a function returning it) and exits 0."""
+            config_dir: str | os.PathLike = CONFIG_DIR, usage: str | Callable[[], str] | None = None,
+            messages: Messages = Messages()) -> None:
+    """Run the ``@hydra.main`` function ``app`` on ``sys.argv`` behind the shared boundary
+    (:func:`mgeldm.cli.boundary.user_boundary`); ``-h``/``--help`` prints ``usage`` (text, or a function
+    returning it) and exits 0."""
     if usage is not None and any(arg in HELP_FLAGS for arg in sys.argv[1:]):
         print(usage() if callable(usage) else usage, end="", flush=True)
         sys.exit(0)
-    dirs = [Path(config_dir)]
-    try:
-        dirs = config_dirs(sys.argv[1:], config_dir)
+    with user_boundary(prog, messages, config_dirs=_config_dirs_or_default(sys.argv[1:], config_dir)):
         sys.argv[1:] = prepare_argv(sys.argv[1:], options=options, config_dir=config_dir)
         with _hydra_raises():
             app()
-    except UserError as err:
-        fail(prog, str(err))
-    except _hydra_error_types() as exc:
-        fail(prog, describe_hydra_error(exc, config_dirs=dirs))
+
+
+@dataclass(frozen=True)
+class HydraCli:
+    """One Hydra command-line tool: ``main()`` reads ``sys.argv``, ``run_config(cfg)`` runs a composed config;
+    both behind the boundary."""
+
+    main: Callable[[], None]
+    run_config: Callable[[Any], None]
+
+
+def hydra_cli(prog: str, run: Callable[[dict], Any], *, config_name: str, options: Iterable[str],
+              usage: Callable[[], str], messages: Messages = Messages()) -> HydraCli:
+    """The entry point of a tool that runs ``run(plain config)`` on ``configs/<config_name>.yaml`` composed with
+    the command line (``--config-name`` picks another config, ``--config-dir`` adds a folder of them)."""
+    import hydra
+
+    def run_config(cfg) -> None:
+        with user_boundary(prog, messages):
+            run(plain_config(cfg) if not isinstance(cfg, dict) else cfg)
+
+    app = hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)(run_config)
+
+    def main() -> None:
+        run_app(app, prog, options=options, usage=usage, messages=messages)
+
+    return HydraCli(main, run_config)

@@ -1,18 +1,17 @@
 """``python pre_encode.py --config-name default_ae ckpt_path=<AE> +clap_ckpt_path=… +save_root_dir=…
-+extract_dataset=[slakh2100,…] +data_dirs.slakh2100=/path …``: corpora -> latents + CLAP (SPEC F.1)."""
++extract_dataset=[slakh2100,…] +data_dirs.slakh2100=/path …``: corpora -> latents + CLAP (docs/compatibility.md#pre-encoding)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-import hydra
-from omegaconf import DictConfig
-
-from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
+from mgeldm.cli.boundary import Messages
+from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import boolean, check_config, integer, number, optional, prefixed, text
 from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file, check_writable_dir
 
+PROG = "pre_encode.py"
 # Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
 OPTIONS = ("ckpt_path", "clap_ckpt_path", "save_root_dir", "extract_dataset", "data_dirs", "num_shards", "shard_id",
            "device", "dry_run")
@@ -73,7 +72,7 @@ def check_options(cfg: Mapping) -> None:
 def run(cfg: Mapping) -> None:
     """Build readers, AE and embedder from the composed config, then pre-encode."""
     from mgeldm.data.corpora.registry import build_reader
-    from mgeldm.data.pre_encode import (EncodeSettings, RunInfo, TrackEncoder, autoencoder_info, build_embedder,
+    from mgeldm.data.pre_encode import (EncodeSettings, RunInfo, TrackEncoder, autoencoder_info, build_audio_embedder,
                                         embedder_info, pre_encode)
 
     check_options(cfg)
@@ -100,15 +99,10 @@ def run(cfg: Mapping) -> None:
     if cfg.get("clap_ckpt_path"):
         node["config"]["clap_ckpt_path"] = cfg["clap_ckpt_path"]
     device = _device(cfg.get("device"))
-    embedder = build_embedder(node, device=device)
+    embedder = build_audio_embedder(node, device=device)
     encoder = TrackEncoder(ae, embedder, settings, device=device)
     info = RunInfo(autoencoder_info(ae), embedder_info(node, embedder))
     pre_encode(readers, save_root, encoder=encoder, info=info, **shards)
-
-
-@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="default_ae")
-def hydra_main(cfg: DictConfig) -> None:
-    run_cli("pre_encode.py", run, cfg)
 
 
 def usage() -> str:
@@ -136,9 +130,10 @@ def usage() -> str:
                       "(resumable).", options, examples)
 
 
-def main() -> None:
-    run_app(hydra_main, "pre_encode.py", options=OPTIONS, usage=usage)
-
+MESSAGES = Messages({"device": "+device"}, interrupted="; the tracks written are kept: rerun to finish",
+                    out_of_memory="try a smaller pre_encode.batch_size or pre_encode.clap_batch_size, or +device=cpu")
+CLI = hydra_cli(PROG, run, config_name="default_ae", options=OPTIONS, usage=usage, messages=MESSAGES)
+main, run_config = CLI.main, CLI.run_config
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -22,16 +22,21 @@ from typing import Any
 
 import torch
 
+from mgeldm.cli.boundary import Messages
+from mgeldm.checkpoints import STEP_NAME
 from mgeldm.cli.schema import (Rule, boolean, check_config, choice, integer, list_of, mapping, number, one_of,
                                optional, prefixed, text)
 from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file, check_writable_dir
 
+log = logging.getLogger(__name__)
+
 # What --help shows of the options both training CLIs read (mgeldm.cli.train).
+TRAINING_NOTES = ("Every number of a recipe is in configs/ and can be overridden as key=value.",)
 TRAINING_HELP: tuple[tuple[str, str], ...] = (
     ("save_dir=DIR", "checkpoints/, logs/ and samples/ of the run"),
     ("ckpt_path=last|FILE", "resume: last = <save_dir>/checkpoints/last.ckpt (a fresh run when there is none)"),
-    ("seed=N", "the run's seed (default: the config's; 42 when it sets none)"),
+    ("seed=N", "the run's seed (default: the config's, else its trainer.recipe.seed)"),
     ("logger=NAME", "csv (default) | tensorboard | wandb | none"),
     ("trainer.batch_size=N", "per device"),
     ("trainer.pl_trainer.max_steps=N", "stop after N optimizer steps (-1: no limit)"),
@@ -42,6 +47,10 @@ TRAINING_HELP: tuple[tuple[str, str], ...] = (
     ("trainer.progress=false", "no progress lines"),
     ("trainer.recipe.optimizer.lr=X", "and the other trainer.recipe.* keys of configs/trainer/*.yaml"),
 )
+
+TRAINING_MESSAGES = Messages(interrupted="; ckpt_path=last resumes from the last checkpoint written",
+                             out_of_memory="try a smaller trainer.batch_size, trainer.pl_trainer.precision=bf16-mixed "
+                                           "or trainer.recipe.activation_checkpointing=true")
 
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -128,7 +137,7 @@ def precisions() -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def resolve_precision(value: Any) -> str:
+def lightning_precision(value: Any) -> str:
     """``auto``: bf16-mixed where the GPU supports it, else 32-true (CPU runs stay fp32)."""
     value = str(value)
     if value != "auto":
@@ -138,21 +147,22 @@ def resolve_precision(value: Any) -> str:
     return "32-true"
 
 
-def resolve_resume(ckpt_path: Any, save_dir: Path, kind: str,
+def resolve_resume(resume: Any, save_dir: Path, kind: str,
                    model_cfg: Mapping[str, Any] | None = None) -> str | None:
-    """``ckpt_path``: null (fresh), ``last`` (``<save_dir>/checkpoints/last.ckpt`` if present), or a
-    training checkpoint of ``kind`` (``autoencoder`` / ``mgeldm``); anything else is a one-line error.
-    With ``model_cfg`` the checkpoint's weights must have the configured model's names and shapes."""
-    if ckpt_path in (None, "", "null"):
+    """The training checkpoint to resume, from the option ``ckpt_path`` (``resume``): null (fresh), ``last``
+    (``<save_dir>/checkpoints/last.ckpt`` if present), or a training checkpoint of ``kind`` (``autoencoder`` /
+    ``mgeldm``); anything else is a one-line error. With ``model_cfg`` the checkpoint's weights must have the
+    configured model's names and shapes."""
+    if resume in (None, "", "null"):
         return None
-    if str(ckpt_path) == "last":
+    if str(resume) == "last":
         last = save_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
             _check_resumable(last, kind, model_cfg)
             return str(last)
-        print(f"ckpt_path=last: no {last} yet, starting a fresh run", file=sys.stderr)
+        log.info(f"ckpt_path=last: no {last} yet, starting a fresh run")
         return None
-    path = Path(str(ckpt_path))
+    path = Path(str(resume))
     if not path.is_file():
         raise UserError(f"ckpt_path: {path} does not exist (use ckpt_path=last to resume {save_dir})")
     _check_resumable(path, kind, model_cfg)
@@ -282,7 +292,7 @@ def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, u
         pl_cfg["enable_progress_bar"] = False
     if tcfg.get("progress", True):
         callbacks = [*callbacks, ProgressLines(prog, int(pl_cfg.get("log_every_n_steps", 50)))]
-    pl_cfg["precision"] = resolve_precision(pl_cfg.get("precision", "auto"))
+    pl_cfg["precision"] = lightning_precision(pl_cfg.get("precision", "auto"))
     devices, nodes = pl_cfg.get("devices", 1), int(pl_cfg.get("num_nodes", 1))
     multi = nodes > 1 or (isinstance(devices, int) and devices > 1) or (isinstance(devices, (list, tuple)) and len(devices) > 1)
     if pl_cfg.get("strategy", "auto") == "auto" and multi:
@@ -292,7 +302,7 @@ def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, u
     remove_stale_temporaries(save_dir / "checkpoints")  # of checkpoint writes killed in earlier runs
     ckpt = RunCheckpoint(dirpath=str(save_dir / "checkpoints"), every_n_train_steps=int(tcfg.get("checkpoint_every_n_steps", 10000)),
                            save_last=True, save_top_k=int(tcfg.get("save_top_k", 1)),
-                           filename="step{step:08d}", auto_insert_metric_name=False)
+                           filename=STEP_NAME, auto_insert_metric_name=False)
     return pl.Trainer(**pl_cfg, default_root_dir=str(save_dir), callbacks=[ckpt, DatasetEpochCallback(datasets), *callbacks],
                       plugins=[AtomicCheckpointIO(kill_at_step=kill_step_for_tests())], logger=build_logger(tcfg.get("logger", "csv"), save_dir, tcfg))
 
@@ -326,10 +336,15 @@ def make_loader(dataset, tcfg: Mapping[str, Any], *, train: bool = True):
                               persistent_workers=False)
 
 
-def run_seed(cfg: Mapping[str, Any], recipe: Mapping[str, Any]) -> int:
-    """The top-level ``seed`` wins over the recipe's (42 when neither is set)."""
+def run_seed(cfg: Mapping[str, Any], recipe: Mapping[str, Any], trainer: str) -> int:
+    """The top-level ``seed`` when set, else the recipe's (``trainer.recipe.seed`` of the config, or of
+    ``configs/trainer/<trainer>.yaml`` when the config's recipe has none)."""
+    from mgeldm.training.base import recipe_defaults
+
     seed = cfg.get("seed")
-    return int(recipe.get("seed", 42) if seed is None else seed)
+    if seed is None:
+        seed = recipe.get("seed", recipe_defaults(trainer)["seed"])
+    return int(seed)
 
 
 def seed_all(seed: int) -> None:

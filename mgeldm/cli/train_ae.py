@@ -1,4 +1,4 @@
-"""``python train_ae.py --config-name default_ae [ckpt_path=last]``: the VAE with the adversarial recipe (SPEC A.6).
+"""``python train_ae.py --config-name default_ae [ckpt_path=last]``: the VAE with the adversarial recipe (docs/compatibility.md#autoencoder-training).
 
 ``data`` is a ``configs/data/single.yaml``-style node (raw corpora) or ``fake`` (synthetic notes).
 """
@@ -8,14 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import hydra
-
-from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
+from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import boolean, integer, list_of, number, optional, prefixed
-from mgeldm.cli.train import (OPTIMIZER_RULES, SCHEDULER_RULES, TRAINING_HELP, build_trainer, check_training_options,
-                              make_loader, resolve_resume, run_seed, seed_all)
+from mgeldm.cli.train import (OPTIMIZER_RULES, SCHEDULER_RULES, TRAINING_HELP, TRAINING_MESSAGES, TRAINING_NOTES,
+                              build_trainer, check_training_options, make_loader, resolve_resume, run_seed, seed_all)
 from mgeldm.errors import UserError
 
+PROG = "train_ae.py"
 # Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
 OPTIONS = ("seed", "ckpt_path", "save_dir", "logger", "pretrained_ckpt_path")
 
@@ -76,7 +75,7 @@ def run(cfg: dict) -> None:
         raise UserError("trainer: missing; AE training needs `- trainer: autoencoder` (and `- data: single`) "
                         "in the config's defaults, or trainer=autoencoder on the command line")
     recipe = dict(tcfg["recipe"])
-    recipe["seed"] = run_seed(cfg, recipe)
+    recipe["seed"] = run_seed(cfg, recipe, "autoencoder")
     # In default_ae.yaml `ckpt_path` is also the unwrapped AE of pre-encoding; here it resumes a run
     # (`last` or a Lightning checkpoint) and an unwrapped file is refused with a hint.
     resume = resolve_resume(cfg.get("ckpt_path"), save_dir, "autoencoder", cfg["model"])
@@ -104,11 +103,6 @@ def run(cfg: dict) -> None:
     trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
 
 
-@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="default_ae")
-def hydra_main(cfg) -> None:
-    run_cli("train_ae.py", run, cfg)
-
-
 def usage() -> str:
     """The text of ``python train_ae.py --help``."""
     from mgeldm.cli.hydra_args import usage_text
@@ -122,13 +116,11 @@ def usage() -> str:
                 "python train_ae.py --config-name default_ae save_dir=runs/autoencoder ckpt_path=last   # resume"]
     return usage_text("python train_ae.py [--config-name NAME] [key=value ...]",
                       "Trains the VAE (MR-STFT, adversarial and KL losses, EMA) with Lightning; then unwrap_model.py "
-                      "+type=autoencoder.", options, examples,
-                      ["Every number of a recipe is in configs/ and can be overridden as key=value."])
+                      "+type=autoencoder.", options, examples, TRAINING_NOTES)
 
 
-def main() -> None:
-    run_app(hydra_main, "train_ae.py", options=OPTIONS, usage=usage)
-
+CLI = hydra_cli(PROG, run, config_name="default_ae", options=OPTIONS, usage=usage, messages=TRAINING_MESSAGES)
+main, run_config = CLI.main, CLI.run_config
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -8,20 +8,22 @@ Everything that can be checked is checked before the first step (one-line errors
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra
-
-from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
+from mgeldm.audio import SAMPLE_RATE
+from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import boolean, integer, list_of, number, optional, prefixed, text
-from mgeldm.cli.train import (TRAINING_HELP, build_trainer, check_training_options, make_loader, resolve_resume,
-                              run_seed, seed_all)
+from mgeldm.cli.train import (TRAINING_HELP, TRAINING_MESSAGES, TRAINING_NOTES, build_trainer, check_training_options,
+                              make_loader, resolve_resume, run_seed, seed_all)
 from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file
 
+log = logging.getLogger(__name__)
+
+PROG = "train_dit.py"
 # Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
 MEASURE = "measure"   # model.track_norm: measure the per-track statistics from the training data
 STATS_WINDOWS = 1024  # training windows the statistics are measured on
@@ -81,20 +83,19 @@ def check_options(cfg: Mapping[str, Any]) -> Path:
 
 def read_weights(cfg: Mapping[str, Any]) -> tuple[dict | None, dict | None]:
     """(pretrained MGE-LDM state, AE state) from the configured files; checked for their kind, not loaded."""
-    from mgeldm.checkpoints import read_state_dict, strip_prefix
-    from mgeldm.models.mgeldm import AE_PREFIX, DIT_PREFIX
+    from mgeldm.checkpoints import AE_PREFIX, DIT_PREFIX, read_state_dict, strip_prefix, unwrapped_kind
 
     pretrained, ae_path = cfg.get("pretrained_ckpt_path"), cfg.get("autoencoder_ckpt_path")
     full = ae = None
     if pretrained:
         full = read_state_dict(pretrained)
-        if not any(k.startswith(DIT_PREFIX) for k in full):
+        if unwrapped_kind(full) != "mgeldm":
             raise UserError(f"pretrained_ckpt_path: {pretrained} is not an unwrapped MGE-LDM checkpoint "
                             f"(no {DIT_PREFIX}* keys; unwrap_model.py +type=mgeldm writes one)")
         ae = strip_prefix(full, AE_PREFIX)
     if ae_path:
         ae = read_state_dict(ae_path)
-        if any(k.startswith(DIT_PREFIX) for k in ae):
+        if unwrapped_kind(ae) == "mgeldm":
             ae = strip_prefix(ae, AE_PREFIX)  # an unwrapped MGE-LDM file also holds the AE
     elif not pretrained and cfg.get("require_autoencoder", True):
         raise UserError("autoencoder_ckpt_path: missing; pass autoencoder_ckpt_path=<unwrapped AE .ckpt/.safetensors> "
@@ -135,14 +136,17 @@ def build_text_conditioner(cfg: Mapping[str, Any], recipe: Mapping[str, Any]):
 
 def build_datasets(cfg: Mapping[str, Any], *, mix_only: bool, seed: int, ae_hash: str | None):
     """(train, valid or None) from the ``data`` node: ``fake`` (synthetic) or ``train``/``valid`` corpora."""
+    from mgeldm.models.mgeldm import model_facts
+
     data = cfg.get("data") or {}
     model = cfg["model"]
+    window = model_facts(model).window
     if data.get("fake"):
         from mgeldm.training.fake_data import FakeLatentDataset
 
         fake = dict(data["fake"])
         dit = model["MGELDM"]
-        kw = dict(channels=int(dit["io_channels"]), frames=int(model.get("segment_length", 100)),
+        kw = dict(channels=int(dit["io_channels"]), frames=window,
                   clap_dim=int(dit["global_cond_dim"]), mix_only=mix_only)
         return FakeLatentDataset(int(fake.get("num_examples", 64)), seed=int(fake.get("seed", seed)), **kw), None
     if not data.get("train"):
@@ -151,8 +155,8 @@ def build_datasets(cfg: Mapping[str, Any], *, mix_only: bool, seed: int, ae_hash
     from mgeldm.data.latent_datasets import build_latent_datasets
 
     ae = model["pretransform"]["autoencoder"]
-    kw = dict(segment_length=int(model.get("segment_length", 100)), mix_only=mix_only, expected_ae_hash=ae_hash,
-              ae_comp_ratio=int(ae["downsampling_ratio"]), ae_sample_rate=int(ae.get("sample_rate", 16000)),
+    kw = dict(segment_length=window, mix_only=mix_only, expected_ae_hash=ae_hash,
+              ae_comp_ratio=int(ae["downsampling_ratio"]), ae_sample_rate=int(ae.get("sample_rate", SAMPLE_RATE)),
               mmap=bool(data.get("mmap", False)))
     train = build_latent_datasets(data, part="train", seed=seed, **kw)
     if len(train) == 0:
@@ -178,7 +182,7 @@ def resolve_track_norm(cfg: dict, train_set, resume: str | None) -> None:
 
     scale = float((model.get("pretransform") or {}).get("scale", 1.0))
     model["track_norm"] = measure_track_stats(train_set, STATS_WINDOWS, scale=scale)
-    print(f"train_dit.py: model.track_norm measured on {STATS_WINDOWS} training windows", file=sys.stderr)
+    log.info(f"train_dit.py: model.track_norm measured on {STATS_WINDOWS} training windows")
 
 
 def run(cfg: dict) -> None:
@@ -187,7 +191,7 @@ def run(cfg: dict) -> None:
     if cfg.get("logger"):
         tcfg["logger"] = cfg["logger"]  # top-level `logger=wandb` wins over trainer.logger
     recipe = dict(tcfg.get("recipe") or {})
-    recipe["seed"] = run_seed(cfg, recipe)
+    recipe["seed"] = run_seed(cfg, recipe, "dit")
     resume = resolve_resume(cfg.get("ckpt_path"), save_dir, "mgeldm", cfg["model"])
     seed_all(int(recipe["seed"]))
     full, ae_state = read_weights(cfg)
@@ -200,8 +204,7 @@ def run(cfg: dict) -> None:
     resolve_track_norm(cfg, train_set, resume)
     model = build_model(cfg, full, ae_state)
     del full, ae_state
-    text_conditioning = recipe.pop("text_conditioning", True)
-    conditioner = build_text_conditioner(cfg, {"text_conditioning": text_conditioning})
+    conditioner = build_text_conditioner(cfg, recipe)
 
     from mgeldm.training.callbacks import DiTDemoCallback
     from mgeldm.training.dit_module import DiTTrainingModule
@@ -224,11 +227,6 @@ def run(cfg: dict) -> None:
     trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
 
 
-@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="default_dit")
-def hydra_main(cfg) -> None:
-    run_cli("train_dit.py", run, cfg)
-
-
 def usage() -> str:
     """The text of ``python train_dit.py --help``."""
     from mgeldm.cli.hydra_args import usage_text
@@ -245,13 +243,11 @@ def usage() -> str:
                 "python train_dit.py --config-name default_dit_tiny save_dir=runs/tiny_dit   # a one-minute CPU check"]
     return usage_text("python train_dit.py [--config-name NAME] [key=value ...]",
                       "Trains the three-track DiT on pre-encoded latents with Lightning; then unwrap_model.py "
-                      "+type=mgeldm.", options, examples,
-                      ["Every number of a recipe is in configs/ and can be overridden as key=value."])
+                      "+type=mgeldm.", options, examples, TRAINING_NOTES)
 
 
-def main() -> None:
-    run_app(hydra_main, "train_dit.py", options=OPTIONS, usage=usage)
-
+CLI = hydra_cli(PROG, run, config_name="default_dit", options=OPTIONS, usage=usage, messages=TRAINING_MESSAGES)
+main, run_config = CLI.main, CLI.run_config
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

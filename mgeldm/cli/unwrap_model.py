@@ -1,5 +1,5 @@
 """``python unwrap_model.py --config-name default_ae +type=autoencoder ckpt_path=… +use_safetensors=false +output_name=…``
-(or ``--config-name dit +type=mgeldm``): Lightning checkpoint → unwrapped EMA weights (SPEC G).
+(or ``--config-name dit +type=mgeldm``): Lightning checkpoint → unwrapped EMA weights (docs/compatibility.md#checkpoints).
 
 No CLAP checkpoint is needed: only the model's names and shapes are checked, on the meta device.
 """
@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
-
-from mgeldm.cli.hydra_args import CONFIG_DIR, run_app, run_cli
+from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import check_config, choice, optional, text
 from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file, check_writable_dir
 from mgeldm.training.unwrap import KINDS
 
+PROG = "unwrap_model.py"
 # Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
 OPTIONS = ("type", "ckpt_path", "output_name", "use_safetensors", "use_ema")
 
@@ -70,11 +69,6 @@ def run(cfg: dict) -> None:
     print(f"wrote {out}")
 
 
-@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="default_ae")
-def hydra_main(cfg) -> None:
-    run_cli("unwrap_model.py", run, cfg)
-
-
 def usage() -> str:
     """The text of ``python unwrap_model.py --help``."""
     from mgeldm.cli.hydra_args import usage_text
@@ -95,9 +89,8 @@ def usage() -> str:
                       "checkpoints).", options, examples)
 
 
-def main() -> None:
-    run_app(hydra_main, "unwrap_model.py", options=OPTIONS, usage=usage)
-
+CLI = hydra_cli(PROG, run, config_name="default_ae", options=OPTIONS, usage=usage)
+main, run_config = CLI.main, CLI.run_config
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

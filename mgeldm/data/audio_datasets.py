@@ -1,4 +1,4 @@
-"""Waveform excerpts for AE training (SPEC F.3): ``{"mix_wav": (1, segment_length)}`` at the AE rate.
+"""Waveform excerpts for AE training (docs/compatibility.md#training-data): ``{"mix_wav": (1, segment_length)}`` at the AE rate.
 
 Each item is a loud-enough excerpt of a song: with probability ``mixture_prob`` the song's mixture (or, for
 corpora without a mixture file, the sum of all its stems), otherwise the sum of a random subset of
@@ -8,8 +8,8 @@ Randomness comes from ``(seed, epoch, index)`` only (see ``mgeldm.data.seeded``)
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,8 @@ from mgeldm.data.corpora.other_tracks import OtherTracksReader
 from mgeldm.data.corpora.slakh import SlakhReader
 from mgeldm.data.seeded import SeededDataset, WeightedConcatDataset
 from mgeldm.errors import UserError
+
+log = logging.getLogger(__name__)
 
 NUM_TRIES = 15
 MAX_SONG_RETRIES = 5
@@ -119,7 +121,7 @@ class AudioExcerptDataset(SeededDataset):
             try:
                 mix, stems = reader.files(ref)
             except (BrokenSong, OSError, KeyError, TypeError) as exc:
-                print(f"skip {name}/{ref.source_id}: {exc}", file=sys.stderr, flush=True)
+                log.warning(f"skip {name}/{ref.source_id}: {exc}")
                 continue
             if mix is None and not stems:
                 continue
@@ -159,7 +161,7 @@ class AudioExcerptDataset(SeededDataset):
             try:
                 return {"mix_wav": self._song_item(song, rng)}
             except (RuntimeError, OSError, ValueError) as exc:  # unreadable file: say so, draw another song
-                print(f"skip {self.name}/{song.name}: {str(exc).splitlines()[0][:160]}", file=sys.stderr, flush=True)
+                log.warning(f"skip {self.name}/{song.name}: {str(exc).splitlines()[0][:160]}")
         raise UserError(f"data.{self.name}: {MAX_SONG_RETRIES} songs in a row could not be read; check the corpus")
 
 

@@ -1,7 +1,7 @@
-"""Training items from pre-encoded latents (SPEC F.2): (mix, submix, source) windows, CLAP columns, prompts.
+"""Training items from pre-encoded latents (docs/compatibility.md#training-data): (mix, submix, source) windows, CLAP columns, prompts.
 
 Differences from the original, all deliberate: a track that cannot give an item (NaN, shorter than one
-segment, no usable comb) is dropped with one warning line instead of crashing when drawn (SPEC I.9); the
+segment, no usable comb) is dropped with one warning line instead of crashing when drawn (difference 9 of docs/compatibility.md); the
 randomness of item i is seeded by (seed, epoch, i), never the clock; ``mmap=True`` reads the ``.npy``
 files through memory maps instead of preloading them; a corpus whose ``manifest.json`` names another
 autoencoder than the expected one is refused.
@@ -10,22 +10,21 @@ autoencoder than the expected one is refused.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from mgeldm.audio import SAMPLE_RATE
 from mgeldm.data.pre_encode import MANIFEST_NAME
 from mgeldm.data.prompts import make_prompt
 from mgeldm.data.seeded import SeededDataset, WeightedConcatDataset
 from mgeldm.errors import UserError
 
-def warn_line(message: str) -> None:
-    """One warning line on stderr (Hydra's quiet logging would swallow a logging call)."""
-    print(message, file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 NUM_TRIES = 15
 
@@ -54,7 +53,7 @@ def check_manifest(data_dir: str | os.PathLike, expected_ae_hash: str | None) ->
         return
     path = Path(data_dir) / MANIFEST_NAME
     if not path.is_file():
-        warn_line(f"{data_dir}: no {MANIFEST_NAME}, cannot check which autoencoder encoded these latents")
+        log.warning(f"{data_dir}: no {MANIFEST_NAME}, cannot check which autoencoder encoded these latents")
         return
     try:
         found = json.loads(path.read_text())["autoencoder"]["sha256"]
@@ -69,7 +68,7 @@ def check_manifest(data_dir: str | os.PathLike, expected_ae_hash: str | None) ->
 
 def salient_offset(latent: np.ndarray, segment_length: int, zero_latent: np.ndarray | None,
                    threshold: float | None, rng: np.random.Generator, num_tries: int = NUM_TRIES) -> int:
-    """A window start ``o`` whose frames are not silence (SPEC F.2 step 2).
+    """A window start ``o`` whose frames are not silence (docs/compatibility.md#training-data).
 
     ``o`` is uniform in ``[0, T - segment_length)`` (0 when ``T == segment_length``); a draw is accepted
     when ``|mean(latent[:, o:o+S] - zero_latent)| > threshold`` (signed mean over all values), else
@@ -131,7 +130,7 @@ class _LatentDataset(SeededDataset):
 
     def _skip(self, name: str, why: str) -> None:
         self.skipped.append((name, why))
-        warn_line(f"skip {self.corpus_dir.name}/{name}: {why}")
+        log.warning(f"skip {self.corpus_dir.name}/{name}: {why}")
 
     def _read_mix(self, name: str, folder: Path) -> LatentTrack | None:
         try:
@@ -179,7 +178,7 @@ class MixSubmixSourceLatentDataset(_LatentDataset):
     def __init__(self, *, data_dir, segment_length: int, split: str | None = "train", num_examples: int = 10000,
                  zero_diff_threshold: float | None = 0.1, zero_latent_path=None, num_tracks_debug: int | None = None,
                  seed: int = 0, state_id: int | None = None, return_mix_only: bool = False, mmap: bool = False,
-                 expected_ae_hash: str | None = None, ae_comp_ratio: int = 2048, ae_sample_rate: int = 16000,
+                 expected_ae_hash: str | None = None, ae_comp_ratio: int = 2048, ae_sample_rate: int = SAMPLE_RATE,
                  num_tries: int = NUM_TRIES, loudness_cutoff: float | None = None) -> None:
         super().__init__(data_dir=data_dir, segment_length=segment_length, num_examples=num_examples,
                          zero_diff_threshold=zero_diff_threshold, zero_latent_path=zero_latent_path, seed=seed,
@@ -260,7 +259,7 @@ class MTGJamendoLatentDataset(_LatentDataset):
     def __init__(self, *, data_dir, segment_length: int, split: str = "train", num_examples: int = 10000,
                  zero_diff_threshold: float | None = 0.1, zero_latent_path=None, num_tracks_debug: int | None = None,
                  seed: int = 0, state_id: int | None = None, return_mix_only: bool = True, mmap: bool = False,
-                 expected_ae_hash: str | None = None, ae_comp_ratio: int = 2048, ae_sample_rate: int = 16000,
+                 expected_ae_hash: str | None = None, ae_comp_ratio: int = 2048, ae_sample_rate: int = SAMPLE_RATE,
                  num_tries: int = NUM_TRIES, num_valid_subdirs: int = 2, loudness_cutoff: float | None = None) -> None:
         if not return_mix_only:
             raise UserError("mtg_jamendo: holds mixtures only; it needs return_mix_only=true (mixture_only_pretraining)")
@@ -297,7 +296,7 @@ DATASET_CLASSES = {"mtg_jamendo": MTGJamendoLatentDataset}
 
 def build_latent_datasets(data: Mapping, *, segment_length: int, part: str = "train", mix_only: bool = False,
                           seed: int = 0, mmap: bool = False, expected_ae_hash: str | None = None,
-                          ae_comp_ratio: int = 2048, ae_sample_rate: int = 16000,
+                          ae_comp_ratio: int = 2048, ae_sample_rate: int = SAMPLE_RATE,
                           shuffle: bool = True) -> WeightedConcatDataset:
     """One weighted concatenation from a ``configs/data/multi_latent_*.yaml`` node (its ``part`` list).
 
@@ -318,7 +317,7 @@ def build_latent_datasets(data: Mapping, *, segment_length: int, part: str = "tr
         if corpus_dir is None:
             raise UserError(f"data.data_dir: not set; point it to the pre_encode.py output (or set data.{part}.{name}.data_dir)")
         if not Path(corpus_dir).is_dir():
-            warn_line(f"data.{part}.{name}: {corpus_dir} not found; this corpus is left out")
+            log.warning(f"data.{part}.{name}: {corpus_dir} not found; this corpus is left out")
             continue
         cls = DATASET_CLASSES.get(name, MixSubmixSourceLatentDataset)
         if cls is MTGJamendoLatentDataset and not mix_only:

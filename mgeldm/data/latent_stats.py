@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-TRACK_KEYS = ("mix_latent", "submix_latent", "src_latent")
+from mgeldm.models.tracks import LATENT_KEYS
+
 STATS_SEED = 20251130  # any fixed number: the statistics must not depend on the run's seed
 
 
@@ -28,7 +29,7 @@ def measure_track_stats(dataset, num_windows: int = 1024, *, scale: float = 1.0)
     count = 0
     for _ in range(int(num_windows)):
         item = dataset.sample(rng)
-        z = np.stack([np.asarray(item[k], dtype=np.float64) for k in TRACK_KEYS]) / float(scale)  # (K, C, T)
+        z = np.stack([np.asarray(item[k], dtype=np.float64) for k in LATENT_KEYS]) / float(scale)  # (K, C, T)
         sums = z.sum(-1) if sums is None else sums + z.sum(-1)
         sq = (z ** 2).sum(-1) if sq is None else sq + (z ** 2).sum(-1)
         count += z.shape[-1]

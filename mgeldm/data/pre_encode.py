@@ -1,4 +1,4 @@
-"""Pre-encoding: corpus folders -> the latent + CLAP ``.npy`` layout that training reads (SPEC F.1).
+"""Pre-encoding: corpus folders -> the latent + CLAP ``.npy`` layout that training reads (docs/compatibility.md#pre-encoding).
 
 For every song: the mix (sum of the stems, padded to the longest), each source and each submix (the
 mix minus that source) are encoded separately with the VAE mean, and embedded per second over 10 s
@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -38,10 +39,9 @@ import torch
 from mgeldm.audio import resample
 from mgeldm.data.corpora.base import BrokenSong, CorpusReader, CorpusReport, Track, TrackRef
 from mgeldm.errors import UserError
+from mgeldm.files import atomic_folder, write_bytes_atomic
 
-def warn_line(message: str) -> None:
-    """One warning line on stderr (Hydra's quiet logging would swallow a logging call)."""
-    print(message, file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -54,7 +54,7 @@ OLD_SUFFIX = ".old" + PARTIAL_SUFFIX  # a corpus folder set aside by ``reencode`
 # Test hook: with MGELDM_TEST_STOP_AFTER_TRACKS=N the process kills itself (SIGKILL, like `kill -9`) right after
 # writing its N-th track folder, so a test knows exactly where the run died.
 STOP_AFTER_TRACKS_ENV = "MGELDM_TEST_STOP_AFTER_TRACKS"
-CLAP_HOP_SECONDS = 1.0  # training takes the embedding column of second j for a window starting at second j
+CLAP_HOP_SECONDS = 1.0  # the only hop training reads: the column of second j for a window starting at second j
 PAD_MODES = ("repeat", "zero")
 ZERO_LATENT_SECONDS = 20.0
 ZERO_LATENT_FRAME = 100
@@ -63,25 +63,26 @@ ZERO_LATENT_FRAMES = 156
 
 @dataclass
 class EncodeSettings:
-    """Numbers of the encoding; the defaults are the original's (``configs/default_ae.yaml: pre_encode``)."""
+    """Numbers of the encoding; their defaults (the original's) are ``configs/pre_encode/default.yaml``'s, read by
+    :meth:`from_mapping`."""
 
-    batch_size: int = 4              # signals per AE call (a song's mix, sources and submixes)
-    clap_batch_size: int = 16        # windows per embedder call
-    clap_window_seconds: float = 10.0
-    clap_hop_seconds: float = CLAP_HOP_SECONDS  # must be 1.0: see CLAP_HOP_SECONDS
-    short_clip_pad: str = "repeat"   # clips shorter than a window: "repeat" (laion_clap's repeatpad) or "zero"
-    chunked: str | bool = "auto"     # AE chunked encoding: true, false, or "auto" (songs above chunk_min_seconds)
-    chunk_min_seconds: float = 600.0
-    chunk_size: int = 1024           # latent frames per chunk (131 s at 16 kHz / 2048)
-    chunk_overlap: int = 64          # latent frames cross-faded between chunks
-    progress: bool = True
-    reencode: bool = False           # encode every track of the run's corpora again (see ``prepare_root``)
+    batch_size: int                  # signals per AE call (a song's mix, sources and submixes)
+    clap_batch_size: int             # windows per embedder call
+    clap_window_seconds: float
+    clap_hop_seconds: float          # must be 1.0: see CLAP_HOP_SECONDS
+    short_clip_pad: str              # clips shorter than a window: "repeat" (laion_clap's repeatpad) or "zero"
+    chunked: str | bool              # AE chunked encoding: true, false, or "auto" (songs above chunk_min_seconds)
+    chunk_min_seconds: float
+    chunk_size: int                  # latent frames per chunk (131 s at 16 kHz / 2048)
+    chunk_overlap: int               # latent frames cross-faded between chunks
+    progress: bool
+    reencode: bool                   # encode every track of the run's corpora again (see ``prepare_root``)
     # What the *_clap.npy columns hold: "audio" = the embedder's audio embedding of each window (CLAP, the
     # original); "labels" = the embedder's *text* embedding of the labels the signal really contains (mix: all,
     # source: its own, submix: the others), the same column for every second. The stand-in for a text-only
     # embedder (the quickstart's MiniLM), where the stems' labels are known.
-    clap_from: str = "audio"
-    label_template: str = "{labels}"  # the text embedded in "labels" mode ({labels}: "drums, bass, and piano")
+    clap_from: str
+    label_template: str              # the text embedded in "labels" mode ({labels}: "drums, bass, and piano")
 
     def __post_init__(self) -> None:
         """Refuse, before anything is written, a setting that would fail or be misread mid-run."""
@@ -112,12 +113,15 @@ class EncodeSettings:
 
     @classmethod
     def from_mapping(cls, node: Mapping | None) -> "EncodeSettings":
+        """The defaults of ``configs/pre_encode/default.yaml`` with the settings of ``node``."""
+        from mgeldm.config import config_file
+
         node = dict(node or {})
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(node) - known)
         if unknown:
             raise UserError(f"pre_encode: unknown settings {unknown}; expected some of {sorted(known)}")
-        return cls(**node)
+        return cls(**{**config_file("pre_encode/default.yaml"), **node})
 
 
 CLAP_SOURCES = ("audio", "labels")
@@ -305,7 +309,7 @@ def pad_clip(clip: torch.Tensor, length: int, mode: str = "repeat") -> torch.Ten
 
 
 def combinations(stems: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, list[tuple[str, list[str], torch.Tensor, torch.Tensor]]]:
-    """The mix and, per source in order, ``(label, other labels, source, submix)`` (SPEC F.1)."""
+    """The mix and, per source in order, ``(label, other labels, source, submix)`` (docs/compatibility.md#pre-encoding)."""
     labels = list(stems)
     length = max(int(s.shape[-1]) for s in stems.values())
     waves = torch.stack([torch.nn.functional.pad(stems[k], (0, length - stems[k].shape[-1])) for k in labels])
@@ -357,28 +361,17 @@ def partial_dir(final: Path) -> Path:
 
 
 def write_track_folder(final: Path, files: Mapping[str, object]) -> None:
-    """Write every file under a temporary folder name, then rename it to ``final`` in one step."""
-    tmp = partial_dir(final)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    for rel, content in files.items():
-        path = tmp / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, np.ndarray):
-            np.save(path, np.ascontiguousarray(content, dtype=np.float32))
-        else:
-            with open(path, "w") as f:
-                json.dump(content, f, indent=4)
-    if final.exists():  # a complete folder left by another process: keep it, drop ours
-        shutil.rmtree(tmp)
-        return
-    os.replace(tmp, final)
-
-
-def write_atomic_bytes(path: Path, data: bytes) -> None:
-    from mgeldm.files import write_bytes_atomic  # also removes this file's temporaries of killed writes
-
-    write_bytes_atomic(path, data)
+    """Write every file under a temporary folder name, then rename it to ``final`` in one step; a complete
+    folder another process wrote meanwhile is kept (``mgeldm.files.atomic_folder``)."""
+    _forget_partial(final)
+    with atomic_folder(final, replace=False) as tmp:
+        for rel, content in files.items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, np.ndarray):
+                np.save(path, np.ascontiguousarray(content, dtype=np.float32))
+            else:
+                path.write_text(json.dumps(content, indent=4))
 
 
 def save_zero_latent(root: Path, encoder: TrackEncoder) -> Path:
@@ -387,7 +380,7 @@ def save_zero_latent(root: Path, encoder: TrackEncoder) -> Path:
     buf = io.BytesIO()
     np.save(buf, encoder.zero_latent().astype(np.float32))
     path = root / ZERO_LATENT_NAME
-    write_atomic_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
     return path
 
 
@@ -449,7 +442,7 @@ def merge_manifest(root: Path, reader: CorpusReader, refs: Sequence[TrackRef], n
         elif rel not in skipped_folders:
             missing.append(rel)
     if missing:
-        warn_line(f"{reader.out_name}: {len(missing)} tracks neither encoded nor skipped "
+        log.warning(f"{reader.out_name}: {len(missing)} tracks neither encoded nor skipped "
                   f"(first: {missing[0]}); rerun to finish")
         return None
     ae_rate = info.autoencoder["sample_rate"] / info.autoencoder["downsampling_ratio"]
@@ -466,7 +459,7 @@ def merge_manifest(root: Path, reader: CorpusReader, refs: Sequence[TrackRef], n
         "skipped": [skipped[k] for k in sorted(skipped)],
     }
     path = corpus_dir / MANIFEST_NAME
-    write_atomic_bytes(path, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
     shutil.rmtree(corpus_dir / SHARDS_DIR, ignore_errors=True)
     return path
 
@@ -567,7 +560,7 @@ def encode_corpus(root: Path, plan: CorpusPlan, encoder: TrackEncoder, info: Run
             skipped.append(_skip(report, reader, ref, source, BrokenSong("duplicate", f"{ref.source_id} is read instead")))
     shard_id, num_shards = shard
     shard_path = shard_file(root / reader.out_name, shard_id, num_shards)
-    write_atomic_bytes(shard_path, json.dumps({"skipped": skipped}, indent=1).encode())
+    write_bytes_atomic(shard_path, json.dumps({"skipped": skipped}, indent=1).encode())
     merged = merge_manifest(root, reader, plan.refs, num_shards, info)
     echo(report.summary() + ("" if merged else " (manifest waits for the other shards)"))
     return report
@@ -658,7 +651,7 @@ def prepare_root(root: Path, plans: Sequence[CorpusPlan], info: RunInfo, *, reen
     if reencode:
         for ref in (ref for plan in plans for ref in plan.mine):
             shutil.rmtree(root / ref.out_rel, ignore_errors=True)
-    write_atomic_bytes(root / ENCODING_NAME, (json.dumps(new, indent=2) + "\n").encode())
+    write_bytes_atomic(root / ENCODING_NAME, (json.dumps(new, indent=2) + "\n").encode())
 
 
 def _delete_corpora(root: Path, names: Sequence[str], same_encoder: set[str]) -> None:
@@ -704,7 +697,7 @@ def _progress(items: list, name: str, enabled: bool):
 # --------------------------------------------------------------------------------------------- building
 
 
-def build_embedder(node: Mapping, device: str = "cpu"):
+def build_audio_embedder(node: Mapping, device: str = "cpu"):
     """The audio embedder: ``{target: "module:callable", config: {...}}`` for a plug-in, else a conditioner node."""
     node = dict(node)
     target = node.get("target")

@@ -48,6 +48,7 @@ __all__ = [
     "Generators",
     "denoiser_calls",
     "check_sampler",
+    "sampler_problem",
     "ddim_noise_scale",
     "ddim_v_step",
     "recorrupt",
@@ -198,16 +199,25 @@ def sample_given_track(
                           sampler=sampler)
 
 
-def check_sampler(sampler: str, repaint_n: int = 1, eta: float = 0.0) -> None:
-    """Refuse an unknown sampler, and RePaint or eta > 0 with the deterministic ODE solvers."""
+def sampler_problem(sampler: str, repaint_n: int = 1, eta: float = 0.0) -> tuple[str, object, str] | None:
+    """``(parameter, value, what is wrong)`` for an unknown sampler, or RePaint or eta > 0 with the deterministic
+    ODE solvers; None when the combination runs."""
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler={sampler}: expected one of {', '.join(SAMPLERS)}")
+        return "sampler", sampler, f"expected one of {', '.join(SAMPLERS)}"
     if sampler != "ddim" and repaint_n != 1:
-        raise ValueError(f"repaint_n={repaint_n}: RePaint re-corruption runs only with sampler=ddim; "
-                         f"use repaint_n=1 with sampler={sampler}")
+        return ("repaint_n", repaint_n, f"RePaint re-corruption runs only with sampler=ddim; use repaint_n=1 with "
+                f"sampler={sampler}")
     if sampler != "ddim" and eta != 0:
-        raise ValueError(f"eta={eta}: stochastic sampling runs only with sampler=ddim; sampler={sampler} "
-                         "solves the ODE (eta=0)")
+        return "eta", eta, f"stochastic sampling runs only with sampler=ddim; sampler={sampler} solves the ODE (eta=0)"
+    return None
+
+
+def check_sampler(sampler: str, repaint_n: int = 1, eta: float = 0.0) -> None:
+    """Refuse (ValueError) what :func:`sampler_problem` finds."""
+    problem = sampler_problem(sampler, repaint_n, eta)
+    if problem is not None:
+        name, value, what = problem
+        raise ValueError(f"{name}={value}: {what}")
 
 
 def _check(noise: Tensor, steps: int, num_tracks: int, repaint_n: int, eta: float,

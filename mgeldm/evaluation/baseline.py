@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mgeldm.evaluation.latent import LatentSong
+from mgeldm.models.tracks import CLAP_KEYS, LATENT_KEYS, MIX, SRC
 
 
 class FiLMConvRegressor(nn.Module):
@@ -63,21 +64,21 @@ def train_regressor(batches: Iterable[Mapping[str, Any]], stats: Mapping[str, An
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    mix_norm, src_norm = Standardizer(stats, 0), Standardizer(stats, 2)
+    mix_norm, src_norm = Standardizer(stats, MIX), Standardizer(stats, SRC)
     net = FiLMConvRegressor(int(len(stats["mean"][0])), cond_dim)
     opt = torch.optim.AdamW(net.parameters(), lr=lr)
     losses = []
     for batch in batches:
-        src_audio = batch["src_clap"].float()
+        src_audio = batch[CLAP_KEYS[SRC]].float()
         u = torch.rand(src_audio.shape[0], 2, generator=gen) + 1e-6
         with torch.no_grad():
             cond = blend_source_condition(src_audio, list(batch["src_prompt"]), conditioner, u / u.sum(-1, keepdim=True))
-        pred = net(mix_norm.fwd(batch["mix_latent"].float()), cond)
-        loss = F.mse_loss(pred, src_norm.fwd(batch["src_latent"].float()))
+        pred = net(mix_norm.fwd(batch[LATENT_KEYS[MIX]].float()), cond)
+        loss = F.mse_loss(pred, src_norm.fwd(batch[LATENT_KEYS[SRC]].float()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if on_checkpoint is not None and every and len(losses) % every == 0:
             on_checkpoint(len(losses), net.eval())
             net.train()
@@ -90,7 +91,7 @@ def train_regressor(batches: Iterable[Mapping[str, Any]], stats: Mapping[str, An
 def regressor_estimates(net: FiLMConvRegressor, stats: Mapping[str, Any], songs: Sequence[LatentSong],
                         embed: Any, prompt: Any) -> dict[str, dict[str, Tensor]]:
     """{song: {label: estimated source latent (C, F)}} for every stem of every song."""
-    mix_norm, src_norm = Standardizer(stats, 0), Standardizer(stats, 2)
+    mix_norm, src_norm = Standardizer(stats, MIX), Standardizer(stats, SRC)
     out = {}
     for song in songs:
         labels = sorted(song.sources)

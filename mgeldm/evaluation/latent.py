@@ -25,8 +25,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mgeldm.metrics.closest import closest_stem, share
+from mgeldm.metrics.logmel import ratio_to_baseline
+from mgeldm.models.tracks import SRC
+from mgeldm.diffusion.windows import plan_windows
+
 PROBE_TIMES = (0.05, 0.4, 0.8, 1.0)
-MIX, SUBMIX, SRC = 0, 1, 2
 
 
 @dataclass
@@ -75,12 +79,9 @@ def _sq(a: Tensor, b: Tensor) -> float:
 
 
 def _windows(z: Tensor, width: int) -> Tensor:
-    """Non-overlapping windows (W, C, width) covering ``z`` (C, F); the last one right-aligned."""
-    f = z.shape[-1]
-    starts = list(range(0, max(f - width, 0) + 1, width))
-    if starts[-1] + width < f:
-        starts.append(f - width)
-    return torch.stack([z[:, s:s + width] for s in starts])
+    """The DiT windows (W, C, width) of ``z`` (C, F) without overlap (:func:`plan_windows`: the last one
+    right-aligned)."""
+    return torch.stack([z[:, w.start:w.end] for w in plan_windows(z.shape[-1], width, 0)])
 
 
 def _x0_errors(model: Any, song: LatentSong, label: str, emb: Tensor, silence: Tensor,
@@ -106,21 +107,20 @@ def score_estimates(songs: Sequence[LatentSong], estimates: Mapping[str, Mapping
     hits: dict[str, list[bool]] = {}
     rels: dict[str, list[float]] = {}
     for song in songs:
-        labels = sorted(song.sources)
+        stems = {label: song.sources[label] for label in sorted(song.sources)}
         for label, est in estimates[song.name].items():
-            errs = {other: _sq(est, song.sources[other]) for other in labels}
-            hits.setdefault(label, []).append(min(errs, key=errs.get) == label)
-            floor = _sq(silence.expand_as(song.sources[label]), song.sources[label])
-            rels.setdefault(label, []).append(errs[label] / max(floor, 1e-12))
+            hits.setdefault(label, []).append(closest_stem(est, stems, _sq) == label)
+            floor = _sq(silence.expand_as(stems[label]), stems[label])
+            rels.setdefault(label, []).append(ratio_to_baseline(_sq(est, stems[label]), floor))
     pairs = [h for v in hits.values() for h in v]
     if not pairs:
         raise ValueError("no (song, stem) pair to score")
     every_rel = [r for v in rels.values() for r in v]
     return {
-        "latent_prompt_accuracy": sum(pairs) / len(pairs),
+        "latent_prompt_accuracy": share(pairs),
         "latent_rel_mse": sum(every_rel) / len(every_rel),
         "n_songs": len(songs), "n_pairs": len(pairs),
-        "per_stem": {label: {"latent_prompt_accuracy": sum(hits[label]) / len(hits[label]),
+        "per_stem": {label: {"latent_prompt_accuracy": share(hits[label]),
                              "latent_rel_mse": sum(rels[label]) / len(rels[label])} for label in sorted(hits)},
     }
 
@@ -149,7 +149,7 @@ def latent_scores(model: Any, songs: Sequence[LatentSong], prompt: Callable[[str
     scores = score_estimates(songs, estimates, silence)
     per_stem = scores.pop("per_stem")
     for t, (ec, eu, es) in probe.items():
-        scores[f"x0_error_t{t}"] = ec / max(es, 1e-12)
-        scores[f"x0_error_t{t}_uncond"] = eu / max(es, 1e-12)
+        scores[f"x0_error_t{t}"] = ratio_to_baseline(ec, es)
+        scores[f"x0_error_t{t}_uncond"] = ratio_to_baseline(eu, es)
     scores["per_stem"] = per_stem
     return scores

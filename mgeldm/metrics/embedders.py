@@ -22,8 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from mgeldm.audio import SAMPLE_RATE, resample
 from mgeldm.errors import UserError
 from mgeldm.metrics.logmel import LogMelConfig, log_mel, mel_filterbank
+
+
+VGGISH_RATE = 16000  # VGGish's own input rate (its front end is defined at 16 kHz)
 
 
 class Embedder(Protocol):
@@ -32,14 +36,6 @@ class Embedder(Protocol):
     dim: int
 
     def embed(self, audio: torch.Tensor, sample_rate: int) -> np.ndarray: ...
-
-
-def _resample(audio: torch.Tensor, sr_in: int, sr_out: int) -> torch.Tensor:
-    if sr_in == sr_out:
-        return audio
-    import soxr
-
-    return torch.from_numpy(soxr.resample(audio.double().numpy(), sr_in, sr_out, quality="HQ")).float()
 
 
 def _segments(audio: torch.Tensor, length: int) -> torch.Tensor:
@@ -82,7 +78,7 @@ def vggish_log_mel(audio16k: torch.Tensor) -> torch.Tensor:
         audio16k = torch.nn.functional.pad(audio16k, (0, win + 95 * hop - audio16k.numel()))
     frames = audio16k.float().unfold(0, win, hop) * torch.hann_window(win, periodic=True)
     spec = torch.fft.rfft(frames, n=n_fft).abs()                                   # (F, 257)
-    mel = spec @ mel_filterbank(16000, n_fft, 64, 125.0, 7500.0).T                 # (F, 64)
+    mel = spec @ mel_filterbank(VGGISH_RATE, n_fft, 64, 125.0, 7500.0).T          # (F, 64)
     logmel = torch.log(mel + 0.01)
     m = logmel.shape[0] // 96
     return logmel[: m * 96].reshape(m, 1, 96, 64)
@@ -90,7 +86,7 @@ def vggish_log_mel(audio16k: torch.Tensor) -> torch.Tensor:
 
 class VGGishEmbedder:
     name = "vggish"
-    sample_rate = 16000
+    sample_rate = VGGISH_RATE
     dim = 128
 
     def __init__(self, weights_path: str | None, *, device: str = "cpu") -> None:
@@ -107,7 +103,7 @@ class VGGishEmbedder:
 
     @torch.no_grad()
     def embed(self, audio: torch.Tensor, sample_rate: int) -> np.ndarray:
-        x = vggish_log_mel(_resample(audio.reshape(-1), sample_rate, 16000)).to(self.device)
+        x = vggish_log_mel(resample(audio.reshape(-1).float(), sample_rate, VGGISH_RATE)).to(self.device)
         return self.net(x).cpu().numpy().astype(np.float32)
 
 
@@ -126,7 +122,7 @@ class ClapEmbedder:
 
     @torch.no_grad()
     def embed(self, audio: torch.Tensor, sample_rate: int) -> np.ndarray:
-        x = _resample(audio.reshape(-1), sample_rate, self.sample_rate)
+        x = resample(audio.reshape(-1).float(), sample_rate, self.sample_rate)
         segs = _segments(x, int(self.segment_seconds * self.sample_rate))
         return self.conditioner.embed_audio(segs, self.sample_rate).float().cpu().numpy()
 
@@ -136,22 +132,22 @@ class MelStatsEmbedder:
     """Mean and std of each of 32 log-mel bands over 1 s segments: 64-d, deterministic, offline."""
 
     name = "melstats"
-    sample_rate = 16000
+    sample_rate = SAMPLE_RATE
 
     def __init__(self, *, n_mels: int = 32, segment_seconds: float = 1.0) -> None:
-        self.cfg = LogMelConfig(sample_rate=16000, n_fft=512, hop_length=160, win_length=400, n_mels=n_mels,
-                                f_min=30.0)
+        self.cfg = LogMelConfig(sample_rate=self.sample_rate, n_fft=512, hop_length=160, win_length=400,
+                                n_mels=n_mels, f_min=30.0)
         self.dim = 2 * n_mels
-        self.segment = int(segment_seconds * 16000)
+        self.segment = int(segment_seconds * self.sample_rate)
 
     @torch.no_grad()
     def embed(self, audio: torch.Tensor, sample_rate: int) -> np.ndarray:
-        segs = _segments(_resample(audio.reshape(-1), sample_rate, 16000), self.segment)
+        segs = _segments(resample(audio.reshape(-1).float(), sample_rate, self.sample_rate), self.segment)
         lm = log_mel(segs, self.cfg)                                      # (M, n_mels, frames)
         return torch.cat([lm.mean(-1), lm.std(-1)], dim=-1).numpy().astype(np.float32)
 
 
-def build_embedder(name: str, options: Mapping | None = None) -> Embedder:
+def build_fad_embedder(name: str, options: Mapping | None = None) -> Embedder:
     """name: vggish (options: weights), clap (options: conditioner node), melstats."""
     options = dict(options or {})
     if name == "vggish":

@@ -4,6 +4,9 @@ Defaults (at the evaluation rate, 16 kHz): STFT n_fft 1024, hop 256, periodic Ha
 centred with reflect padding; magnitude (power 1); 80 triangular HTK-scale mel bands from 0 Hz to
 sr/2 without area normalisation; log10 of max(mel, floor) with floor 1e-5. The distance is the mean
 absolute difference over bands and frames. Because of the floor, silence has a finite distance.
+
+The ratio to the mixture (:func:`logmel_l1_ratio_vs_mix`) scores an extracted stem against doing nothing: the
+mixture itself scores 1, lower is better.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ from typing import Mapping
 
 import torch
 
+from mgeldm.audio import SAMPLE_RATE
+
+RATIO_FLOOR = 1e-12
+
 
 @dataclass(frozen=True)
 class LogMelConfig:
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     n_fft: int = 1024
     hop_length: int = 256
     win_length: int = 1024
@@ -79,3 +86,17 @@ def logmel_l1(estimate: torch.Tensor, reference: torch.Tensor, cfg: LogMelConfig
     if estimate.shape != reference.shape:
         raise ValueError(f"logmel_l1: shapes differ {tuple(estimate.shape)} vs {tuple(reference.shape)}")
     return (log_mel(estimate, cfg) - log_mel(reference, cfg)).abs().mean(dim=(-2, -1))
+
+
+def ratio_to_baseline(distance: float, baseline_distance: float) -> float:
+    """A distance relative to a baseline's distance to the same reference (the mixture's, silence's: 1 = no better
+    than the baseline); a baseline at distance 0 (a mixture that is the reference itself) gives a finite ratio."""
+    return float(distance) / max(float(baseline_distance), RATIO_FLOOR)
+
+
+def logmel_l1_ratio_vs_mix(estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Tensor,
+                           cfg: LogMelConfig = LogMelConfig()) -> float:
+    """Log-Mel L1(estimate, reference) / Log-Mel L1(mixture, reference), the three trimmed to the shortest."""
+    n = min(estimate.shape[-1], reference.shape[-1], mixture.shape[-1])
+    ref = reference[..., :n]
+    return ratio_to_baseline(float(logmel_l1(estimate[..., :n], ref, cfg)), float(logmel_l1(mixture[..., :n], ref, cfg)))

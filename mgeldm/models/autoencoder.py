@@ -1,4 +1,4 @@
-"""The Oobleck-style VAE (SPEC A): encoder, VAE bottleneck, decoder, and the frozen pretransform.
+"""The Oobleck-style VAE (docs/compatibility.md#the-autoencoder): encoder, VAE bottleneck, decoder, and the frozen pretransform.
 
 State-dict keys are those of the original (``encoder.layers.i...``, ``decoder.layers.i...``, with
 ``weight_g`` / ``weight_v`` for every convolution), so its checkpoints load strictly.
@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mgeldm.audio import SAMPLE_RATE
 from mgeldm.errors import UserError
 from mgeldm.nn.activations import SnakeBeta
 from mgeldm.nn.conv import WNConv1d, WNConvTranspose1d, fold_weight_norm, unfold_weight_norm
@@ -52,7 +53,7 @@ __all__ = [
     "vae_kl",
 ]
 
-DEFAULT_SAMPLE_RATE = 16000  # SPEC 0; used only when an AE config omits `sample_rate`
+DEFAULT_SAMPLE_RATE = SAMPLE_RATE  # used only when an AE config omits `sample_rate`
 _STD_FLOOR = 1e-4  # sigma = softplus(scale) + 1e-4
 
 
@@ -209,16 +210,16 @@ class AudioAutoencoder(nn.Module):
     # -- checks ------------------------------------------------------------------------------
     def _check_audio(self, audio: Tensor, what: str) -> None:
         if audio.dim() != 3 or audio.shape[1] != self.io_channels:
-            raise UserError(f"{what}: expected audio of shape (batch, {self.io_channels}, samples), "
-                            f"got {tuple(audio.shape)}")
+            raise ValueError(f"{what}: expected audio of shape (batch, {self.io_channels}, samples), "
+                             f"got {tuple(audio.shape)}")
         if audio.shape[-1] == 0 or audio.shape[-1] % self.downsampling_ratio:
-            raise UserError(f"{what}: audio length {audio.shape[-1]} is not a positive multiple of the "
-                            f"autoencoder's downsampling ratio {self.downsampling_ratio}; pad it first")
+            raise ValueError(f"{what}: audio length {audio.shape[-1]} is not a positive multiple of the "
+                             f"autoencoder's downsampling ratio {self.downsampling_ratio}; pad it first")
 
     def _check_latents(self, z: Tensor, what: str) -> None:
         if z.dim() != 3 or z.shape[1] != self.latent_dim or z.shape[-1] == 0:
-            raise UserError(f"{what}: expected latents of shape (batch, {self.latent_dim}, frames), "
-                            f"got {tuple(z.shape)}")
+            raise ValueError(f"{what}: expected latents of shape (batch, {self.latent_dim}, frames), "
+                             f"got {tuple(z.shape)}")
 
     # -- one pass ----------------------------------------------------------------------------
     def encode(self, audio: Tensor, return_info: bool = False, sample: bool = True,
@@ -298,10 +299,10 @@ def _chunked(x: Tensor, frames: int, chunk_size: int, overlap: int, in_per_frame
     """
     if chunk_size < 1 or not 0 <= 2 * overlap <= chunk_size:
         # With 2 * overlap > chunk_size a frame lies under three windows and the fades no longer sum to 1.
-        raise UserError(f"chunked AE: need chunk_size >= 1 and 0 <= 2 * overlap <= chunk_size, "
-                        f"got chunk_size={chunk_size}, overlap={overlap}")
+        raise ValueError(f"chunked AE: need chunk_size >= 1 and 0 <= 2 * overlap <= chunk_size, "
+                         f"got chunk_size={chunk_size}, overlap={overlap}")
     if max_batch_size < 1:
-        raise UserError(f"chunked AE: max_batch_size must be >= 1, got {max_batch_size}")
+        raise ValueError(f"chunked AE: max_batch_size must be >= 1, got {max_batch_size}")
     hop = chunk_size - overlap
     n_chunks = max(1, math.ceil((frames - chunk_size) / hop) + 1)
     if n_chunks == 1:
@@ -311,12 +312,9 @@ def _chunked(x: Tensor, frames: int, chunk_size: int, overlap: int, in_per_frame
         x = F.pad(x, (0, pad), mode=pad_mode)
 
     bsz = x.shape[0]
-    total = frames * out_per_frame
-    span = chunk_size * out_per_frame
-    step = hop * out_per_frame
-    ramp = overlap * out_per_frame
+    layout = _ChunkLayout(n_chunks, frames * out_per_frame, chunk_size * out_per_frame, hop * out_per_frame,
+                          overlap * out_per_frame)
     out: Tensor | None = None
-    fade_in = fade_out = x.new_ones(0)
     # Each forward sees at most max_batch_size windows: whole chunks across the batch when they fit.
     chunks_per_call = max(1, max_batch_size // bsz)
     for first in range(0, n_chunks, chunks_per_call):
@@ -327,21 +325,38 @@ def _chunked(x: Tensor, frames: int, chunk_size: int, overlap: int, in_per_frame
         else:
             y = torch.cat([fn(part) for part in stacked.split(max_batch_size)])
         if out is None:
-            out = y.new_zeros((bsz, y.shape[1], total))
-            if ramp:
-                win = torch.bartlett_window(2 * ramp, device=y.device, dtype=torch.float32).to(y.dtype)
-                fade_in, fade_out = win[:ramp], win[ramp:]
-        for k, i in enumerate(group):  # overlap-add; y itself is not modified (autograd-safe)
-            yi, head = y[k * bsz:(k + 1) * bsz], i * step
+            out = y.new_zeros((bsz, y.shape[1], layout.total))
+        layout.add(out, y, group)
+    assert out is not None
+    return out
+
+
+class _ChunkLayout:
+    """Where each chunk's output goes and how it fades in and out (see :func:`_chunked`), in output steps."""
+
+    def __init__(self, n_chunks: int, total: int, span: int, step: int, ramp: int) -> None:
+        self.n_chunks, self.total, self.span, self.step, self.ramp = n_chunks, total, span, step, ramp
+        self.fades: tuple[Tensor, Tensor] | None = None
+
+    def _fade(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        if self.fades is None:
+            win = torch.bartlett_window(2 * self.ramp, device=y.device, dtype=torch.float32).to(y.dtype)
+            self.fades = (win[:self.ramp], win[self.ramp:])
+        return self.fades
+
+    def add(self, out: Tensor, y: Tensor, group: range) -> None:
+        """Overlap-add the chunks ``group`` of ``y`` (chunk-major) into ``out``; ``y`` is not modified."""
+        bsz, ramp, span = out.shape[0], self.ramp, self.span
+        fade_in, fade_out = self._fade(y) if ramp else (y.new_ones(0), y.new_ones(0))
+        for k, i in enumerate(group):
+            yi, head = y[k * bsz:(k + 1) * bsz], i * self.step
             lo = ramp if i > 0 else 0
-            hi = span - ramp if i < n_chunks - 1 else total - head  # only the last window can stick out
+            hi = span - ramp if i < self.n_chunks - 1 else self.total - head  # only the last window can stick out
             if lo:
                 out[..., head:head + lo] += yi[..., :lo] * fade_in
             out[..., head + lo:head + hi] += yi[..., lo:hi]
-            if i < n_chunks - 1 and ramp:
+            if i < self.n_chunks - 1 and ramp:
                 out[..., head + hi:head + span] += yi[..., hi:] * fade_out
-    assert out is not None
-    return out
 
 
 # ----------------------------------------------------------------------------- pretransform
@@ -351,7 +366,7 @@ class AutoencoderPretransform(nn.Module):
     """The frozen VAE seen by the DiT: ``encode`` = encode_audio(·)/scale, ``decode`` = decode_audio(z·scale).
 
     Unlike the original, ``encode`` returns the VAE *mean* unless ``sample=True`` is asked for: the
-    original sampled at inference although its training latents were means (SPEC I.3).
+    original sampled at inference although its training latents were means (difference 3 of docs/compatibility.md).
     The inner model stays in eval mode even when the parent is put in training mode.
     """
 

@@ -69,7 +69,7 @@ class PromptEmbeddingCache:
     def embed(self, texts: list[str]) -> list[torch.Tensor]:
         """One (dim,) row per prompt of ``texts``; a single string is refused (a list is expected)."""
         if isinstance(texts, str):
-            raise UserError("embed_text expects a list of prompts, got a single string")
+            raise TypeError("embed_text expects a list of prompts, got a single string")
         texts = [str(t) for t in texts]
         fresh = {t: self.encode([t])[0] for t in dict.fromkeys(texts) if t not in self._rows}
         out = [self._rows[t] if t in self._rows else fresh[t] for t in texts]
@@ -274,7 +274,7 @@ class EmbeddingTable:
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         """(N,) texts -> (N, dim) rows of the table; a text it does not hold is a one-line error."""
         if isinstance(texts, str):
-            raise UserError("embed_text expects a list of prompts, got a single string")
+            raise TypeError("embed_text expects a list of prompts, got a single string")
         missing = [t for t in texts if t not in self.rows]
         if missing:
             raise UserError(f"embedding_table {self.path}: no embedding for {missing[0]!r} "

@@ -1,4 +1,4 @@
-"""The three-track diffusion transformer of MGE-LDM (``model_dit``), SPEC B.
+"""The three-track diffusion transformer of MGE-LDM (``model_dit``), docs/compatibility.md#the-diffusion-transformer.
 
 Input x (B, K*C, T) holds K tracks of C latent channels (track-major: mix, submix, source), t is the
 diffusion time per sample (B,) or per track (B, K), global_embed (B, K, G) one CLAP vector per track.
@@ -203,7 +203,7 @@ class ContinuousTransformer(nn.Module):
 
 
 class MGEDiT(nn.Module):
-    """The three-track DiT. See the module docstring; SPEC B for every detail."""
+    """The three-track DiT. See the module docstring; docs/compatibility.md#the-diffusion-transformer for every detail."""
 
     def __init__(
         self,
@@ -257,7 +257,7 @@ class MGEDiT(nn.Module):
 
     @torch.no_grad()
     def _init_weights(self) -> None:
-        """Zero-init the branch outputs and pre/post convs, then halve every parameter (SPEC B.5)."""
+        """Zero-init the branch outputs and pre/post convs, then halve every parameter (docs/compatibility.md#the-diffusion-transformer)."""
         zero = [self.preprocess_conv.weight, self.postprocess_conv.weight]
         for layer in self.transformer.layers:
             zero += [layer.self_attn.to_out.weight, layer.ff.ff[2].weight, layer.ff.ff[2].bias]
@@ -385,7 +385,7 @@ def build_dit(cfg: Mapping[str, Any]) -> MGEDiT:
     missing = [k for k in _REQUIRED if k not in cfg]
     if missing:
         raise UserError(f"DiT config (MGELDM node): missing keys {missing}")
-    # Only the variants the original can actually run are supported (SPEC B, I.5).
+    # Only the variants the original can actually run are supported (docs/compatibility.md#the-diffusion-transformer, difference 5).
     if not cfg.get("global_cond_grouped", True):
         raise UserError("DiT config: global_cond_grouped must be true (the ungrouped path is broken in the original)")
     if cfg.get("norm_type", "groupnorm") != "groupnorm":

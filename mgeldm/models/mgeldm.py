@@ -1,6 +1,6 @@
-"""The MGELDM wrapper: the three-track DiT (``model_dit``) over the frozen VAE (``pretransform``).
+"""The MGE-LDM network (:class:`MGELDMNet`): the three-track DiT (``model_dit``) over the frozen VAE (``pretransform``).
 
-Its state dict is the unwrapped checkpoint layout of SPEC G: ``model_dit.*`` + ``pretransform.model.*``.
+Its state dict is the unwrapped checkpoint layout of docs/compatibility.md#checkpoints: ``model_dit.*`` + ``pretransform.model.*``.
 The conditioner (CLAP or another embedder) is not part of it: it has its own checkpoint and is built
 by ``mgeldm.models.conditioners.build_conditioner``.
 """
@@ -10,18 +10,48 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from mgeldm.checkpoints import describe_mismatch, read_state_dict
+from mgeldm.audio import SAMPLE_RATE
+from mgeldm.checkpoints import AE_PREFIX, DIT_PREFIX, describe_mismatch, read_state_dict, unwrapped_kind
 from mgeldm.errors import UserError
 from mgeldm.models.autoencoder import AutoencoderPretransform, build_pretransform
 from mgeldm.models.dit import MGEDiT, build_dit
 
-DIT_PREFIX = "model_dit."
-AE_PREFIX = "pretransform.model."
+SEGMENT_LENGTH = 100   # latent frames per DiT window of the released model (12.8 s), for a config without one
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What inference needs to know of a model before building it."""
+
+    sample_rate: int
+    window: int        # latent frames per DiT window
+    ratio: int         # audio samples per latent frame
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.ratio
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window / self.frame_rate
+
+
+def model_facts(model_cfg: Mapping[str, Any]) -> ModelFacts:
+    """(sample rate, window, ratio) of a model config, without building the model; the one owner of the
+    defaults of a config that names no rate or window."""
+    try:
+        ratio = int(model_cfg["pretransform"]["autoencoder"]["downsampling_ratio"])
+        return ModelFacts(int(model_cfg.get("sample_rate", SAMPLE_RATE)),
+                          int(model_cfg.get("segment_length", SEGMENT_LENGTH)), ratio)
+    except (KeyError, TypeError, ValueError):
+        raise UserError("model config: expected sample_rate, segment_length and "
+                        "pretransform.autoencoder.downsampling_ratio") from None
 
 
 class TrackNorm:
@@ -73,7 +103,7 @@ class TrackNorm:
         return z * std + mean
 
 
-class MGELDM(nn.Module):
+class MGELDMNet(nn.Module):
     """The DiT and the VAE it works in; tensors in, tensors out."""
 
     def __init__(self, model_dit: MGEDiT, pretransform: AutoencoderPretransform, *, sample_rate: int,
@@ -104,6 +134,11 @@ class MGELDM(nn.Module):
         z = self.from_dit_space(z, track)
         return z * scale if scale != 1.0 else z
 
+    def decode_track(self, z: Tensor, track: int | None, **chunking: Any) -> Tensor:
+        """Latents of one track (B, C, T) in the DiT's space of ``track`` (None: already in the pretransform's
+        space) -> audio (B, io_channels, T * ratio); ``chunking`` goes to the pretransform's decoder."""
+        return self.pretransform.decode(z if track is None else self.from_dit_space(z, track), **chunking)
+
     @property
     def io_channels(self) -> int:
         """Latent channels per track."""
@@ -119,13 +154,9 @@ class MGELDM(nn.Module):
         return int(self.model_dit.global_cond_dim)
 
     @property
-    def downsampling_ratio(self) -> int:
-        return int(self.pretransform.downsampling_ratio)
-
-    @property
-    def frame_rate(self) -> float:
-        """Latent frames per second."""
-        return self.sample_rate / self.downsampling_ratio
+    def facts(self) -> ModelFacts:
+        """Its rate, window and downsampling ratio."""
+        return ModelFacts(self.sample_rate, self.segment_length, int(self.pretransform.downsampling_ratio))
 
 
 def _get(cfg: Mapping[str, Any], key: str, where: str) -> Any:
@@ -134,7 +165,7 @@ def _get(cfg: Mapping[str, Any], key: str, where: str) -> Any:
     return cfg[key]
 
 
-def build_mgeldm(model_cfg: Mapping[str, Any]) -> MGELDM:
+def build_mgeldm(model_cfg: Mapping[str, Any]) -> MGELDMNet:
     """Build the model from ``configs/model/dit.yaml`` (blocks ``pretransform``, ``MGELDM``)."""
     pre_cfg = _get(model_cfg, "pretransform", "model.")
     ae_cfg = _get(pre_cfg, "autoencoder", "model.pretransform.")
@@ -146,33 +177,33 @@ def build_mgeldm(model_cfg: Mapping[str, Any]) -> MGELDM:
             f"{pretransform.encoded_channels} latent channels; they must be equal"
         )
     norm = TrackNorm.from_config(model_cfg.get("track_norm"), num_tracks=dit.num_tracks, channels=dit.io_channels)
-    return MGELDM(dit, pretransform, sample_rate=model_cfg.get("sample_rate", 16000),
-                  segment_length=model_cfg.get("segment_length", 100), track_norm=norm)
+    facts = model_facts(model_cfg)
+    return MGELDMNet(dit, pretransform, sample_rate=facts.sample_rate, segment_length=facts.window, track_norm=norm)
 
 
-def load_mgeldm(ckpt_path: str | os.PathLike, model_cfg: Mapping[str, Any]) -> MGELDM:
+def load_mgeldm(path: str | os.PathLike, model_cfg: Mapping[str, Any]) -> MGELDMNet:
     """Build the model of ``model_cfg`` and load an unwrapped MGE-LDM checkpoint into it (strict).
 
     The model is built on the meta device and the checkpoint's tensors are assigned to it, so the
     1.2 B-parameter model is neither initialised nor held twice in memory.
     """
-    return mgeldm_from_state(read_state_dict(ckpt_path), model_cfg, ckpt_path)
+    return mgeldm_from_state(read_state_dict(path), model_cfg, path)
 
 
-def mgeldm_from_state(state: Mapping[str, torch.Tensor], model_cfg: Mapping[str, Any], where: Any = "state dict") -> MGELDM:
+def mgeldm_from_state(state: Mapping[str, torch.Tensor], model_cfg: Mapping[str, Any], where: Any = "state dict") -> MGELDMNet:
     """Build the model of ``model_cfg`` with the unwrapped ``state`` (``model_dit.*`` + ``pretransform.model.*``)."""
-    if not any(k.startswith(DIT_PREFIX) for k in state):
-        kind = "an autoencoder checkpoint" if any(k.startswith("encoder.") for k in state) else "not an MGE-LDM model"
+    found = unwrapped_kind(state)
+    if found != "mgeldm":
+        kind = "an autoencoder checkpoint" if found == "autoencoder" else "not an MGE-LDM model"
         raise UserError(
             f"checkpoint {where}: {kind}; expected an unwrapped MGE-LDM checkpoint with "
             f"`{DIT_PREFIX}*` and `{AE_PREFIX}*` entries (unwrap_model.py +type=mgeldm writes one)"
         )
-    ckpt_path = where
     with torch.device("meta"):
         model = build_mgeldm(model_cfg)
     problem = describe_mismatch({k: v.shape for k, v in model.state_dict().items()}, state)
     if problem:
-        raise UserError(f"checkpoint {ckpt_path} does not fit the configured MGE-LDM model: {problem}")
+        raise UserError(f"checkpoint {where} does not fit the configured MGE-LDM model: {problem}")
     model.load_state_dict(state, strict=True, assign=True)
     if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
         # Some tensor is not in the state dict (a non-persistent buffer): build for real instead.

@@ -1,4 +1,4 @@
-"""Where inference results go: ``<output_dir>/<sub>/output_NNNN/`` as in the original (SPEC D.4).
+"""Where inference results go: ``<output_dir>/<sub>/output_NNNN/`` as in the original (docs/compatibility.md#sampling-and-the-five-tasks).
 
 A run writes everything into a hidden temporary folder beside its final place and renames it to
 the next free ``output_NNNN`` only when complete, so a failed or interrupted run leaves no
@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from mgeldm.errors import UserError
+from mgeldm.errors import OptionError
 from mgeldm.files import host_name, pid_alive
 
 TASK_SUBDIRS: dict[str, str] = {
@@ -95,17 +95,17 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def _make_folders(path: Path, option: str) -> list[Path]:
-    """``mkdir -p path``; returns the folders it created (deepest first). Failure -> UserError."""
+    """``mkdir -p path``; returns the folders it created (deepest first). Failure -> OptionError (output_dir)."""
     missing = _missing_folders(path)
     existing = missing[-1].parent if missing else path
     if existing.exists() and not existing.is_dir():
-        raise UserError(f"+output_dir={option}: {existing} is a file; expected a folder")
+        raise OptionError("output_dir", f"{existing} is a file; expected a folder", option)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         _remove_empty(missing)
-        raise UserError(f"+output_dir={option}: cannot create {exc.filename or path} "
-                        f"({exc.strerror or type(exc).__name__}); expected a writable folder") from None
+        raise OptionError("output_dir", f"cannot create {exc.filename or path} ({exc.strerror or type(exc).__name__}); "
+                                        "expected a writable folder", option) from None
     return missing
 
 
@@ -120,8 +120,8 @@ def check_output_dir(output_dir: str | os.PathLike, sub: str | None = None) -> P
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"+output_dir={output_dir}: {target} is not writable "
-                        f"({exc.strerror or type(exc).__name__}); expected a writable folder") from None
+        raise OptionError("output_dir", f"{target} is not writable ({exc.strerror or type(exc).__name__}); "
+                                        "expected a writable folder", output_dir) from None
     finally:
         _remove_empty(created)
     return path
@@ -192,8 +192,8 @@ class RunFolder:
             self.tmp = _new_folder(self.parent, _partial_prefix())
         except OSError as exc:
             _remove_empty(self._created)
-            raise UserError(f"+output_dir={self.option}: cannot create a folder in {self.parent} "
-                            f"({exc.strerror or type(exc).__name__})") from None
+            raise OptionError("output_dir", f"cannot create a folder in {self.parent} "
+                                            f"({exc.strerror or type(exc).__name__})", self.option) from None
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -256,4 +256,4 @@ class RunFolder:
             self.final = final
             self.tmp = None
             return final
-        raise UserError(f"+output_dir: could not claim a free output folder in {self.parent}")
+        raise OptionError("output_dir", f"could not claim a free output folder in {self.parent}")

@@ -1,11 +1,10 @@
-"""The five inference tasks of MGE-LDM (SPEC D.4) over any length of audio.
+"""The five inference tasks of MGE-LDM (docs/compatibility.md#sampling-and-the-five-tasks) over any length of audio.
 
 Every task is one function over a :class:`TaskRunner` (the loaded model, its device and precision)
 and condition vectors ``cond`` (N, G): one row per prompt, placed on the task's text track with
 zeros on the other tracks. The N prompts run as one batch and share the encoding of the given
-audio. Songs are cut into windows by :mod:`mgeldm.tasks.windowing`, each window is sampled with
-:func:`sample_joint` / :func:`sample_given_track`, and the VAE encodes and decodes each track in one
-pass, as the original does, up to :data:`WHOLE_PASS_MAX_SECONDS` of audio; only longer songs (or a
+audio. Songs are sampled window by window (:mod:`mgeldm.diffusion.windows`), and the VAE encodes and
+decodes each track in one pass, as the original does, up to :data:`WHOLE_PASS_MAX_SECONDS` of audio; only longer songs (or a
 runner built with ``chunked=True``) go through the VAE in cross-faded chunks, which bounds memory but
 changes the result near the chunk joins.
 
@@ -22,20 +21,20 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from mgeldm.diffusion.samplers import check_sampler, denoiser_calls, sample_given_track, sample_joint
-from mgeldm.errors import UserError
-from mgeldm.progress import progress_bar
-from mgeldm.tasks.windowing import (Window, check_gen_duration, overlap_frames, plan_windows, seconds_to_frames,
-                                    seconds_to_samples)
+from mgeldm.diffusion.samplers import sampler_problem
+from mgeldm.diffusion.windows import WindowedSampler, track_conditions
+from mgeldm.errors import OptionError
+from mgeldm.models.mgeldm import ModelFacts
+from mgeldm.models.tracks import MIX, SRC, SUBMIX, track_channels
+from mgeldm.tasks.windowing import check_gen_duration, overlap_frames, seconds_to_frames, seconds_to_samples
 
-MIX, SUBMIX, SRC = 0, 1, 2
-TRACK_NAMES = ("mix", "submix", "src")
 TASKS = ("total_gen", "source_extract", "partial_gen", "accomp_gen", "partial_gen_iter")
 # Longest audio the VAE encodes/decodes in one pass by default (the original's behaviour at any length).
 # A fixed length, not a memory probe, so a result never depends on the machine it was computed on.
@@ -44,31 +43,43 @@ TASKS = ("total_gen", "source_extract", "partial_gen", "accomp_gen", "partial_ge
 WHOLE_PASS_MAX_SECONDS = 600.0
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_number(value: object, minimum: float = -math.inf) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value >= minimum)
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
-    """Sampler settings of one task call (the original's +num_steps, +cfg_scale, ...)."""
+    """Sampler settings of one task call: steps, classifier-free guidance scale, window overlap in seconds,
+    RePaint repeats, DDIM noise, the last sampling time and the sampler (the original's command line calls
+    them +num_steps, +cfg_scale, +overlap_dur, +repaint_n, +eta)."""
 
     steps: int
     cfg_scale: float
-    overlap_dur: float
+    overlap: float
     repaint_n: int = 1
     eta: float = 0.0
     t_min: float = 0.02
     sampler: str = "ddim"
 
     def check(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise UserError(f"+num_steps={self.steps}: expected an integer >= 1")
-        if isinstance(self.repaint_n, bool) or not isinstance(self.repaint_n, int) or self.repaint_n < 1:
-            raise UserError(f"+repaint_n={self.repaint_n}: expected an integer >= 1")
-        if not math.isfinite(self.cfg_scale):
-            raise UserError(f"+cfg_scale={self.cfg_scale}: expected a finite number")
-        if not math.isfinite(self.eta) or self.eta < 0:
-            raise UserError(f"+eta={self.eta}: expected a number >= 0")
-        try:
-            check_sampler(self.sampler, self.repaint_n, self.eta)
-        except ValueError as exc:  # the sampler's own rule, in the options' spelling
-            raise UserError(f"+{exc}") from None
+        """Refuse a bad value (:class:`mgeldm.errors.OptionError` naming the parameter)."""
+        checks = (("steps", _is_count, "expected an integer >= 1"),
+                  ("repaint_n", _is_count, "expected an integer >= 1"),
+                  ("cfg_scale", _is_number, "expected a finite number"),
+                  ("overlap", lambda v: _is_number(v, 0.0), "expected a number of seconds >= 0"),
+                  ("eta", lambda v: _is_number(v, 0.0), "expected a number >= 0"))
+        for name, ok, expected in checks:
+            if not ok(getattr(self, name)):
+                raise OptionError(name, expected, getattr(self, name))
+        problem = sampler_problem(self.sampler, self.repaint_n, self.eta)
+        if problem is not None:
+            name, value, what = problem
+            raise OptionError(name, what, value)
 
 
 # The settings of the original's scripts: steps / cfg / overlap s / repaint_n, for the released model,
@@ -83,6 +94,30 @@ TASK_DEFAULTS: dict[str, SamplingSettings] = {
 RELEASED_WINDOW_SECONDS = 12.8  # 100 latent frames x 2048 samples at 16 kHz
 
 
+def check_task(task: Any, allowed: Sequence[str] = TASKS, problem: str = "unknown task; expected one of") -> str:
+    """``task`` when it is one of ``allowed``, else an OptionError (``task``)."""
+    if not isinstance(task, str) or task not in allowed:
+        raise OptionError("task", f"{problem} {', '.join(allowed)}", task)
+    return task
+
+
+SAMPLING_PARAMETERS = ("steps", "cfg_scale", "overlap", "repaint_n", "eta", "t_min", "sampler")
+
+
+def sampling_settings(task: str, facts: ModelFacts, **sampling: Any) -> SamplingSettings:
+    """The defaults of ``task`` for a model with these ``facts`` (:func:`task_defaults`), with the given non-None
+    ``sampling`` parameters (:data:`SAMPLING_PARAMETERS`), checked; the overlap must be shorter than a window."""
+    unknown = sorted(set(sampling) - set(SAMPLING_PARAMETERS))
+    if unknown:
+        raise TypeError(f"unknown sampling parameters {unknown}; expected some of {list(SAMPLING_PARAMETERS)}")
+    check_task(task)
+    settings = replace(task_defaults(task, facts.window_seconds),
+                       **{k: v for k, v in sampling.items() if v is not None})
+    settings.check()
+    overlap_frames(settings.overlap, facts.frame_rate, facts.window)
+    return settings
+
+
 def task_defaults(task: str, window_seconds: float | None = None) -> SamplingSettings:
     """The default settings of ``task`` for a model whose DiT window lasts ``window_seconds``.
 
@@ -93,7 +128,7 @@ def task_defaults(task: str, window_seconds: float | None = None) -> SamplingSet
     base = TASK_DEFAULTS[task]
     if window_seconds is None or math.isclose(window_seconds, RELEASED_WINDOW_SECONDS):
         return base
-    return replace(base, overlap_dur=round(base.overlap_dur * window_seconds / RELEASED_WINDOW_SECONDS, 6))
+    return replace(base, overlap=round(base.overlap * window_seconds / RELEASED_WINDOW_SECONDS, 6))
 
 
 @dataclass
@@ -113,7 +148,7 @@ class Timings:
 
 @dataclass
 class TaskRunner:
-    """A loaded :class:`mgeldm.models.mgeldm.MGELDM` with where and how to run it.
+    """A loaded :class:`mgeldm.models.mgeldm.MGELDMNet` with where and how to run it.
 
     ``autocast_dtype`` (bf16/fp16) applies to the DiT only; the VAE and the sampler state stay fp32.
     ``chunked``: None (default) runs the VAE in one pass up to :data:`WHOLE_PASS_MAX_SECONDS` and in
@@ -137,38 +172,19 @@ class TaskRunner:
     timings: Timings = field(default_factory=Timings)
     _compiled: Callable | None = field(default=None, repr=False)
 
-    # -- model facts --------------------------------------------------------------------------
+    # -- model facts (the model's own: its rate, window, ratio, tracks, channels, condition width) -----------
     @property
-    def sample_rate(self) -> int:
-        return int(self.model.sample_rate)
+    def facts(self) -> ModelFacts:
+        return self.model.facts
 
-    @property
-    def window(self) -> int:
-        return int(self.model.segment_length)
-
-    @property
-    def ratio(self) -> int:
-        return int(self.model.pretransform.downsampling_ratio)
-
-    @property
-    def frame_rate(self) -> float:
-        return self.sample_rate / self.ratio
-
-    @property
-    def window_seconds(self) -> float:
-        return self.window / self.frame_rate
-
-    @property
-    def num_tracks(self) -> int:
-        return int(self.model.model_dit.num_tracks)
-
-    @property
-    def channels(self) -> int:
-        return int(self.model.model_dit.io_channels)
-
-    @property
-    def cond_dim(self) -> int:
-        return int(self.model.model_dit.global_cond_dim)
+    sample_rate = property(lambda self: self.facts.sample_rate)
+    window = property(lambda self: self.facts.window)
+    ratio = property(lambda self: self.facts.ratio)
+    frame_rate = property(lambda self: self.facts.frame_rate)
+    window_seconds = property(lambda self: self.facts.window_seconds)
+    num_tracks = property(lambda self: self.model.num_tracks)
+    channels = property(lambda self: self.model.io_channels)
+    cond_dim = property(lambda self: self.model.cond_dim)
 
     def _sync(self) -> None:
         """Wait for queued GPU work, so the phase timings measure the work and not its launch."""
@@ -223,29 +239,24 @@ class TaskRunner:
 
         With ``track``, ``z`` is in the DiT's space of that track and is mapped back first."""
         start = time.perf_counter()
-        if track is not None:
-            z = self.model.from_dit_space(z, track)
         chunking = self._chunking(z.shape[-1])
         out = []
         for item in z:
-            audio = self.model.pretransform.decode(item[None].to(self.device), **chunking)
+            audio = self.model.decode_track(item[None].to(self.device), track, **chunking)
             out.append(audio.reshape(-1)[:samples].float().cpu())
         self.timings.decode += time.perf_counter() - start
         return torch.stack(out)
 
     def decode_tracks(self, z: Tensor, tracks: tuple[int, ...], samples: int) -> dict[int, Tensor]:
-        c = self.channels
-        return {k: self.decode(z[:, k * c:(k + 1) * c], samples, k) for k in tracks}
+        return {k: self.decode(track_channels(z, k, self.channels), samples, k) for k in tracks}
 
     # -- DiT ------------------------------------------------------------------------------------
     def global_embed(self, cond: Tensor, track: int) -> Tensor:
         """(N, G) condition vectors -> (N, K, G) with ``cond`` on ``track`` and zeros elsewhere."""
         if cond.ndim != 2 or cond.shape[1] != self.cond_dim:
-            raise UserError(f"condition vectors are {tuple(cond.shape)}; the model expects (N, {self.cond_dim}) "
-                            "(is the conditioner's width the DiT's global_cond_dim?)")
-        embed = torch.zeros(cond.shape[0], self.num_tracks, self.cond_dim, device=self.device)
-        embed[:, track] = cond.to(self.device, torch.float32)
-        return embed
+            raise ValueError(f"condition vectors are {tuple(cond.shape)}; the model expects (N, {self.cond_dim}) "
+                             "(is the conditioner's width the DiT's global_cond_dim?)")
+        return track_conditions(cond.to(self.device, torch.float32), track, self.num_tracks)
 
     def _dit(self) -> Callable:
         if not self.compile:
@@ -268,6 +279,24 @@ class TaskRunner:
         return call
 
     @torch.inference_mode()
+    def predict_x0(self, clean: Tensor, t: Tensor, cond: Tensor, generator: torch.Generator | None = None,
+                   cfg_scale: float = 1.0) -> Tensor:
+        """One denoiser call: the DiT's clean estimate of every track (B, K, C, T), from AE latents ``clean``
+        noised in the DiT's space at per-track times ``t`` (B, K) with noise from ``generator``; ``cond``
+        (B, K, G) condition vectors. Returned in the AE's space."""
+        from mgeldm.diffusion.schedule import alpha_sigma, expand_t, noisy, x0_from_v
+
+        b, k, c, frames = clean.shape
+        z0 = self.model.ae_to_dit(clean.reshape(b, k * c, frames).float().to(self.device))
+        eps = torch.randn(z0.shape, generator=generator, device=generator.device if generator else "cpu")
+        t = torch.as_tensor(t, dtype=torch.float32, device=self.device)
+        zt = noisy(z0, eps.to(z0), t)
+        with self._autocast():
+            v = self.model.model_dit(zt, t, cond.to(self.device, torch.float32), cfg_scale=cfg_scale).float()
+        alpha, sigma = alpha_sigma(expand_t(t, zt))
+        return self.model.dit_to_ae(x0_from_v(zt, v, alpha, sigma)).reshape(b, k, c, frames).cpu()
+
+    @torch.inference_mode()
     def sample(self, cond: Tensor, cond_track: int, frames: int, settings: SamplingSettings,
                generator: torch.Generator | None, *, given_z: Tensor | None = None,
                given_track: int | None = None, desc: str = "windows") -> Tensor:
@@ -285,83 +314,20 @@ class TaskRunner:
                      generators: Sequence[torch.Generator | None], *, given_z: Sequence[Tensor] | None = None,
                      given_track: int | None = None, desc: str = "windows") -> list[Tensor]:
         """:meth:`sample` for several songs at once, each with its own generator; the N prompts of ``cond``
-        apply to every song. Returns one (N, K*C, max(frames_s, window)) per song.
-
-        Window k of every song whose window k has the same overlap runs in one batch (songs x prompts
-        rows), each song's rows drawing from its own generator: every song gets the computation and the
-        random numbers it gets alone, in a batch (equal up to float round-off of the batched matmuls).
-        """
+        apply to every song. Returns one (N, K*C, max(frames_s, window)) per song (the songs' windows share
+        the DiT's batches: :class:`mgeldm.diffusion.windows.WindowedSampler`)."""
         settings.check()
-        if len(generators) != len(frames) or (given_z is not None and len(given_z) != len(frames)):
-            raise ValueError(f"{len(frames)} songs need as many generators (got {len(generators)}) and given latents")
         start = time.perf_counter()
-        n = cond.shape[0]
         embed = self.global_embed(cond, cond_track)
-        overlap = overlap_frames(settings.overlap_dur, self.frame_rate, self.window)
-        songs = []
-        for s, count in enumerate(frames):
-            plan = plan_windows(count, self.window, overlap)
-            out = torch.zeros(n, self.num_tracks * self.channels, plan[-1].end, device=self.device)
-            given = None if given_z is None else given_z[s].to(self.device).float().expand(n, -1, -1)
-            songs.append(_Song(plan, out, generators[s], given))
-        for group in self._window_groups(songs, desc):
-            denoise = self.denoiser(embed.repeat(len(group), 1, 1), settings.cfg_scale)
-            self._sample_window(group, denoise, settings, given_track)
-            self.timings.windows += len(group)
+        sampler = WindowedSampler(self.window, overlap_frames(settings.overlap, self.frame_rate, self.window),
+                                  self.num_tracks, settings.steps, settings.eta, settings.t_min, settings.repaint_n,
+                                  settings.sampler, self.device, self.progress)
+        zs = sampler.sample(lambda n: self.denoiser(embed.repeat(n, 1, 1), settings.cfg_scale), cond.shape[0],
+                            self.channels, frames, generators, given_z=given_z, given_track=given_track, desc=desc)
+        self.timings.windows += sampler.windows
         self._sync()
         self.timings.sample += time.perf_counter() - start
-        return [song.out for song in songs]
-
-    def _window_groups(self, songs: list[_Song], desc: str) -> Iterator[list[tuple[_Song, Window]]]:
-        """Round k: the songs' k-th windows, grouped by their overlap (equal windows batch together)."""
-        rounds = max(len(song.plan) for song in songs)
-        for k in progress_bar(range(rounds), desc=desc, unit="window", disable=not self.progress):
-            groups: dict[int, list[tuple[_Song, Window]]] = {}
-            for song in songs:
-                if k < len(song.plan):
-                    groups.setdefault(song.plan[k].overlap, []).append((song, song.plan[k]))
-            yield from groups.values()
-
-    def _sample_window(self, group: list[tuple[_Song, Window]], denoise, settings: SamplingSettings,
-                       given_track: int | None) -> None:
-        """Sample one window of each song of ``group`` (all with the same overlap) in one batch."""
-        first = group[0][1]
-        noise = torch.cat([self._noise(song, w) for song, w in group])
-        overlap_z = torch.cat([song.out[..., w.start:w.new_start] for song, w in group]) if first.overlap else None
-        joint = group[0][0].given_z is None
-        # RePaint only harmonises an overlap: the first window of joint generation has none.
-        repaint_n = settings.repaint_n if (first.overlap or not joint) else 1
-        generators = [song.generator for song, _ in group]
-        with progress_bar(total=denoiser_calls(settings.sampler, settings.steps, repaint_n),
-                          desc=f"window {first.index + 1}", unit="step", nested=True, disable=not self.progress) as bar:
-            common = dict(steps=settings.steps, num_tracks=self.num_tracks, eta=settings.eta, t_min=settings.t_min,
-                          repaint_n=repaint_n, overlap_z=overlap_z,
-                          generator=generators[0] if len(generators) == 1 else generators,
-                          callback=lambda _info: bar.update(1), disable_progress=True, sampler=settings.sampler)
-            if joint:
-                x0 = sample_joint(denoise, noise, **common)
-            else:
-                given = torch.cat([song.given_z[..., w.new_start:w.end] for song, w in group])
-                x0 = sample_given_track(denoise, noise, given, given_track, **common)
-        for (song, w), part in zip(group, x0.float().split(noise.shape[0] // len(group))):
-            song.out[..., w.new_start:w.end] = part[..., w.overlap:]
-
-    def _noise(self, song: _Song, w: Window) -> Tensor:
-        """The starting noise of window ``w`` of ``song`` (N, K*C, new frames), from the song's generator."""
-        g = song.generator
-        noise = torch.randn((song.out.shape[0], song.out.shape[1], w.new), generator=g,
-                            device=g.device if g is not None else self.device)
-        return noise.to(self.device)
-
-
-@dataclass
-class _Song:
-    """One song being sampled: its windows, its output latents, its generator, its given track's latents."""
-
-    plan: list[Window]
-    out: Tensor
-    generator: torch.Generator | None
-    given_z: Tensor | None
+        return zs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,7 +339,7 @@ def _as_wave(wave: Tensor) -> Tensor:
     if wave.dim() == 2 and wave.shape[0] == 1:
         wave = wave[0]
     if wave.dim() != 1:
-        raise UserError(f"given audio must be mono (L,) or (1, L) at the model rate; got {tuple(wave.shape)}")
+        raise ValueError(f"given audio must be mono (L,) or (1, L) at the model rate; got {tuple(wave.shape)}")
     return wave
 
 
@@ -468,8 +434,8 @@ def extract_latents_songs(runner: TaskRunner, mix_zs: Sequence[Tensor], cond: Te
     frames = [mix_z.shape[-1] for mix_z in mix_zs]
     zs = runner.sample_songs(cond, SRC, frames, settings, generators, given_z=given, given_track=MIX,
                              desc="extract_latents")
-    c = runner.channels
-    return [runner.model.dit_to_ae(z[:, SRC * c:(SRC + 1) * c, :f], SRC).float().cpu() for z, f in zip(zs, frames)]
+    return [runner.model.dit_to_ae(track_channels(z, SRC, runner.channels)[..., :f], SRC).float().cpu()
+            for z, f in zip(zs, frames)]
 
 
 def source_extract(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: SamplingSettings,
@@ -509,7 +475,7 @@ def partial_gen_iter(runner: TaskRunner, wave: Tensor, cond: Tensor, settings: S
     ``given_wav`` (1, L), the input unchanged.
     """
     if cond.shape[0] < 2:
-        raise UserError("+text_prompt: partial_gen_iter needs at least 2 prompts separated by ';'")
+        raise ValueError(f"partial_gen_iter needs at least 2 condition rows (one per step); got {cond.shape[0]}")
     original = _as_wave(wave)
     current = original
     results: dict[str, Tensor] = {}
@@ -529,4 +495,3 @@ TASK_FUNCTIONS = {
     "accomp_gen": accomp_gen,
     "partial_gen_iter": partial_gen_iter,
 }
-TEXT_TRACK = {"total_gen": MIX, "partial_gen_iter": SRC, **{k: v.cond_track for k, v in GIVEN_TASKS.items()}}

@@ -1,4 +1,4 @@
-"""LightningModule training the VAE with the adversarial recipe of SPEC A.6.
+"""LightningModule training the VAE with the adversarial recipe of docs/compatibility.md#autoencoder-training.
 
 Even global steps train the generator (the AE), odd steps the discriminator; each optimizer has
 its own AdamW + InverseLR. Generator loss = w_mrstft·MRSTFT(reals, decoded) + w_adv·L_adv +
@@ -19,36 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mgeldm.training.base import SeededTrainingModule, merged_recipe
+from mgeldm.training.base import SeededTrainingModule, merged_recipe, recipe_defaults
 from mgeldm.training.discriminator import MultiScaleSTFTDiscriminator
 from mgeldm.training.losses import MultiResolutionSTFTLoss
 from mgeldm.training.schedulers import build_adamw, build_ema, build_inverse_lr
 
-__all__ = ["AETrainingModule", "DEFAULT_AE_RECIPE"]
-
-DEFAULT_AE_RECIPE: dict[str, Any] = {
-    "seed": 42,
-    "use_discriminator": True,
-    # The original adds its MR-STFT module to the loss list twice (SPEC I.7), so its effective
-    # weight is 2.0; we keep 2.0 explicit so results stay comparable.
-    "mrstft_weight": 2.0,
-    "adversarial_weight": 0.12,
-    "feature_matching_weight": 5.0,
-    "kl_weight": 1e-4,
-    "l1_weight": 0.0,               # time-domain L1, off in the original
-    "gen_grad_clip": 50.0,
-    "disc_grad_clip": 10.0,
-    "max_nonfinite_steps": 20,
-    "mrstft": {"fft_sizes": [2048, 1024, 512, 256, 128, 64, 32], "hop_sizes": [512, 256, 128, 64, 32, 16, 8],
-               "win_lengths": [2048, 1024, 512, 256, 128, 64, 32], "perceptual_weighting": True},
-    "discriminator": {"n_ffts": [2048, 1024, 512, 256, 128], "hop_lengths": [512, 256, 128, 64, 32],
-                      "win_lengths": [2048, 1024, 512, 256, 128], "filters": 64},
-    "optimizer": {"lr": 1.5e-4, "betas": [0.8, 0.99], "weight_decay": 1e-3},
-    "disc_optimizer": {"lr": 3e-4, "betas": [0.8, 0.99], "weight_decay": 1e-3},
-    "scheduler": {"inv_gamma": 200000, "power": 0.5, "warmup": 0.999, "final_lr": 0.0},
-    "disc_scheduler": {"inv_gamma": 200000, "power": 0.5, "warmup": 0.999, "final_lr": 0.0},
-    "ema": {"beta": 0.9999, "power": 0.75, "inv_gamma": 1.0, "update_every": 1, "update_after_step": 1},
-}
+__all__ = ["AETrainingModule"]
 
 
 class AETrainingModule(SeededTrainingModule):
@@ -57,7 +33,7 @@ class AETrainingModule(SeededTrainingModule):
 
     def __init__(self, autoencoder: nn.Module, recipe: Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        self.recipe = merged_recipe(recipe, DEFAULT_AE_RECIPE)
+        self.recipe = merged_recipe(recipe, recipe_defaults("autoencoder"))
         self.autoencoder = autoencoder
         self.autoencoder_ema = build_ema(autoencoder, self.recipe["ema"])
         self.discriminator = (MultiScaleSTFTDiscriminator(in_channels=int(autoencoder.io_channels),

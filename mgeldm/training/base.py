@@ -22,6 +22,13 @@ class NonFiniteLossError(RuntimeError):
     """Raised when too many optimizer steps in a row had a non-finite loss."""
 
 
+def recipe_defaults(trainer: str) -> dict[str, Any]:
+    """The ``recipe`` node of ``configs/trainer/<trainer>.yaml``: the one owner of a training recipe's defaults."""
+    from mgeldm.config import config_file
+
+    return config_file(f"trainer/{trainer}.yaml")["recipe"]
+
+
 def merged_recipe(recipe: Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> dict[str, Any]:
     """``defaults`` updated with ``recipe`` (nested dicts merged one level); unknown keys refused."""
     from mgeldm.errors import UserError
@@ -35,7 +42,7 @@ def merged_recipe(recipe: Mapping[str, Any] | None, defaults: Mapping[str, Any])
 
 
 class SeededTrainingModule(pl.LightningModule):
-    """Base class: ``self.generator`` (one per rank, seed + 1000·rank, SPEC I.10) and the guards.
+    """Base class: ``self.generator`` (one per rank, seed + 1000·rank, difference 10 of docs/compatibility.md) and the guards.
 
     Subclasses set ``self.recipe`` (with ``seed`` and ``max_nonfinite_steps``), may override
     :meth:`extra_rng_state` / :meth:`load_extra_rng_state` (e.g. the Sobol engine) and
@@ -53,7 +60,7 @@ class SeededTrainingModule(pl.LightningModule):
         self.nonfinite_total = 0
         self.last_grad_norms: dict[int, Tensor] = {}
         self._t_last: tuple[float, int] | None = None
-        self.model_config: dict | None = None  # stored in checkpoints as plain containers (SPEC G)
+        self.model_config: dict | None = None  # stored in checkpoints as plain containers (docs/compatibility.md#checkpoints)
 
     # -------------------------------------------------------------- random streams
 
@@ -134,10 +141,6 @@ class SeededTrainingModule(pl.LightningModule):
         gen = generator or self.generator
         return torch.rand(shape, generator=gen, device=gen.device).to(self.device)
 
-    def _randn(self, shape: torch.Size | tuple[int, ...], like: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        gen = generator or self.generator
-        return torch.randn(tuple(shape), generator=gen, device=gen.device).to(like)
-
     # -------------------------------------------------------------- guards
 
     def loss_is_finite(self, loss: Tensor) -> bool:
@@ -169,7 +172,7 @@ class SeededTrainingModule(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         # Lightning un-scales fp16 gradients before this hook, except for optimizers that un-scale
         # inside their step (fused AdamW): those are un-scaled here, so the clip always sees the true
-        # norm (the original clipped scaled gradients, SPEC A.6). GradScaler.step accepts that order.
+        # norm (the original clipped scaled gradients, docs/compatibility.md#autoencoder-training). GradScaler.step accepts that order.
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         if scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
             try:

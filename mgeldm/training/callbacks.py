@@ -1,6 +1,6 @@
 """Lightning plumbing: atomic checkpoint writes, per-epoch dataset seeding, progress lines and demo rendering.
 
-The demo renders with the **EMA** weights (the original used the online model, SPEC I.11) and
+The demo renders with the **EMA** weights (the original used the online model, difference 11 of docs/compatibility.md) and
 writes wavs + spectrogram pngs under ``<demo_dir>/<step>/``.
 """
 
@@ -17,6 +17,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from mgeldm.audio import SAMPLE_RATE
+from mgeldm.models.tracks import MIX, SRC, TRACK_NAMES, track_channels
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -239,7 +242,8 @@ class _EveryNSteps(pl.Callback):
 
 
 class DiTDemoCallback(_EveryNSteps):
-    """Every ``every_n_steps`` optimizer steps: total generation and extraction with the EMA DiT.
+    """Every ``every_n_steps`` optimizer steps: total generation and extraction with the EMA DiT, sampled by the
+    windowed sampler inference uses (:class:`mgeldm.diffusion.windows.WindowedSampler`).
 
     ``prompts`` are source-track texts; extraction uses the first items of ``demo_batch`` (latents)
     as the given mix. Needs the module's ``conditioner`` for text, else renders unconditionally.
@@ -253,57 +257,59 @@ class DiTDemoCallback(_EveryNSteps):
         self.num_demos, self.steps, self.cfg_scale, self.t_min, self.seed = num_demos, steps, cfg_scale, t_min, seed
         self.demo_batch = demo_batch
 
-    @torch.no_grad()
-    def render(self, pl_module, step: int) -> list[Path]:
-        from mgeldm.audio import save_spectrogram_png, write_wav
-        from mgeldm.diffusion.samplers import sample_given_track, sample_joint
+    def _text(self, pl_module, dit, n: int) -> torch.Tensor:
+        """(n, G): the conditioner's embeddings of the prompts, zeros (no condition) without a conditioner."""
+        if pl_module.conditioner is None:
+            return torch.zeros(n, dit.global_cond_dim, device=pl_module.device)
+        prompts = (self.prompts * n)[:n]
+        return pl_module.conditioner.embed_text(prompts).to(device=pl_module.device, dtype=torch.float32)
 
-        diffusion = pl_module.diffusion
-        pretransform = getattr(diffusion, "pretransform", None)
-        if pretransform is None:
+    @torch.no_grad()
+    def sample(self, pl_module) -> dict[str, torch.Tensor]:
+        """The demo's latents in the DiT's space (rows, K*C, frames): ``total_gen`` (text on the source track,
+        as the original's demo) and, with a ``demo_batch``, ``extraction`` around its mixes."""
+        from mgeldm.diffusion.windows import WindowedSampler, track_conditions
+
+        dit, diffusion = pl_module.ema_model_dit(), pl_module.diffusion
+        k, c, frames = dit.num_tracks, dit.io_channels, int(diffusion.segment_length)
+        embed = track_conditions(self._text(pl_module, dit, self.num_demos), SRC, k)
+        sampler = WindowedSampler(frames, 0, k, self.steps, t_min=self.t_min, device=pl_module.device)
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+
+        def make(rows: int):
+            return lambda songs: lambda x, t: dit(x, t, embed[:rows].repeat(songs, 1, 1), cfg_scale=self.cfg_scale)
+
+        out = {"total_gen": sampler.sample(make(self.num_demos), self.num_demos, c, [frames], [gen])[0]}
+        if self.demo_batch is not None:
+            given = pl_module.latents(self.demo_batch)[:self.num_demos, :c]  # the DiT's space, as in training
+            out["extraction"] = sampler.sample(make(given.shape[0]), given.shape[0], c, [given.shape[-1]], [gen],
+                                               given_z=[given], given_track=MIX)[0]
+        return out
+
+    def render(self, pl_module, step: int) -> list[Path]:
+        if getattr(pl_module.diffusion, "pretransform", None) is None:
             return []
         dit = pl_module.ema_model_dit()
         was_training = dit.training
         dit.eval()
-        device = pl_module.device
-        k, c = dit.num_tracks, dit.io_channels
-        frames = int(getattr(diffusion, "segment_length", 100))
-        n = self.num_demos
-        text = torch.zeros(n, dit.global_cond_dim, device=device)
-        if pl_module.conditioner is not None:
-            prompts = (self.prompts * n)[:n]
-            text = pl_module.conditioner.embed_text(prompts).to(device=device, dtype=torch.float32)
-        gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        written = []
         try:
-            cond = torch.zeros(n, k, dit.global_cond_dim, device=device)
-            cond[:, k - 1] = text  # total generation: source-track text only (SPEC C demo)
-
-            def denoiser(x, t, cond=cond):
-                return dit(x, t, cond[: x.shape[0]], cfg_scale=self.cfg_scale)
-
-            noise = torch.randn(n, k * c, frames, generator=gen).to(device)
-            z = sample_joint(denoiser, noise, steps=self.steps, num_tracks=k, t_min=self.t_min)
-            written += self._write(diffusion, z, k, c, step, "total_gen", write_wav, save_spectrogram_png)
-            if self.demo_batch is not None:
-                given = pl_module.latents(self.demo_batch)[:n, :c].to(device)  # the DiT's space, as in training
-                noise = torch.randn(given.shape[0], k * c, given.shape[-1], generator=gen).to(device)
-                z = sample_given_track(denoiser, noise, given, 0, steps=self.steps, num_tracks=k, t_min=self.t_min)
-                written += self._write(diffusion, z, k, c, step, "extraction", write_wav, save_spectrogram_png)
+            latents = self.sample(pl_module)
         finally:
             dit.train(was_training)
-        return written
+        return [path for task, z in latents.items() for path in self._write(pl_module.diffusion, z, step, task)]
 
-    def _write(self, diffusion, z, k, c, step, task, write_wav, save_png) -> list[Path]:
+    @torch.no_grad()
+    def _write(self, diffusion, z: torch.Tensor, step: int, task: str) -> list[Path]:
+        from mgeldm.audio import save_spectrogram_png, write_wav
+
         out = []
-        sample_rate = diffusion.sample_rate
-        from_dit = getattr(diffusion, "from_dit_space", lambda x, _track: x)
+        c = diffusion.io_channels
         folder = self.out_dir / f"{step:08d}" / task / f"cfg_{self.cfg_scale:g}"
         for i in range(z.shape[0]):
-            for j, name in enumerate(("mix", "submix", "src")[:k]):
-                wav = diffusion.pretransform.decode(from_dit(z[i:i + 1, j * c:(j + 1) * c].float(), j))[0]
-                out.append(write_wav(folder / f"{i:02d}_{name}.wav", wav, sample_rate))
-                save_png(folder / f"{i:02d}_{name}.png", wav, sample_rate)
+            for j, name in enumerate(TRACK_NAMES[:diffusion.num_tracks]):
+                wav = diffusion.decode_track(track_channels(z[i:i + 1].float(), j, c), j)[0]
+                out.append(write_wav(folder / f"{i:02d}_{name}.wav", wav, diffusion.sample_rate))
+                save_spectrogram_png(folder / f"{i:02d}_{name}.png", wav, diffusion.sample_rate)
         return out
 
 
@@ -311,7 +317,7 @@ class AEDemoCallback(_EveryNSteps):
     """Every ``every_n_steps`` steps: reconstruct ``demo_audio`` with the EMA AE; write wavs + pngs."""
 
     def __init__(self, out_dir: str | os.PathLike, demo_audio: torch.Tensor, every_n_steps: int = 10000,
-                 sample_rate: int = 16000) -> None:
+                 sample_rate: int = SAMPLE_RATE) -> None:
         self.out_dir, self.audio, self.every, self.sample_rate = Path(out_dir), demo_audio, int(every_n_steps), sample_rate
 
     @torch.no_grad()

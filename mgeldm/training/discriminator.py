@@ -1,4 +1,4 @@
-"""EnCodec-style multi-scale STFT discriminator and its hinge / feature-matching losses (SPEC A.6).
+"""EnCodec-style multi-scale STFT discriminator and its hinge / feature-matching losses (docs/compatibility.md#autoencoder-training).
 
 Key names follow the original (``discriminators.{i}.convs.{j}.conv.weight_g`` ...), so an original
 AE training checkpoint's discriminator could be loaded. The spectrogram is the torchaudio
@@ -52,7 +52,7 @@ class STFTDiscriminator(nn.Module):
         self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
         kernel_size = tuple(kernel_size)
         spec_channels = 2 * in_channels
-        # conv0 has no weight norm in the original (SPEC A.6).
+        # conv0 has no weight norm in the original (docs/compatibility.md#autoencoder-training).
         convs = [NormConv2d(spec_channels, filters, kernel_size, padding=_same_padding(kernel_size), weight_norm=False)]
         in_chs = filters
         for i, d in enumerate(dilations):
@@ -111,7 +111,7 @@ class MultiScaleSTFTDiscriminator(nn.Module):
             return logits, fmaps
 
     def loss(self, reals: Tensor, fakes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(L_D, L_adv, feature matching), each summed over the scales (SPEC A.6)."""
+        """(L_D, L_adv, feature matching), each summed over the scales (docs/compatibility.md#autoencoder-training)."""
         logits_real, fmaps_real = self(reals)
         logits_fake, fmaps_fake = self(fakes)
         return hinge_losses(logits_real, logits_fake, fmaps_real, fmaps_fake)

@@ -1,4 +1,4 @@
-"""LightningModule training the three-track DiT on pre-encoded latents (SPEC C).
+"""LightningModule training the three-track DiT on pre-encoded latents (docs/compatibility.md#dit-training).
 
 One optimizer step per batch, written out by hand (manual optimisation) so that skipping a
 non-finite step, clipping after AMP un-scaling, and the EMA update are explicit:
@@ -7,7 +7,7 @@ non-finite step, clipping after AMP un-scaling, and the EMA update are explicit:
     (t_k = 0, clean input, loss mask 0); z_t = α z0 + σ ε; v = α ε − σ z0;
     v̂ = DiT(z_t, t, CLAP per track with CFG dropout); L = masked MSE(v̂, v).
 
-Fixes of SPEC I: mixture-only pretraining masks the source track's loss and gives it an all-zero
+Fixes of docs/compatibility.md#differences: mixture-only pretraining masks the source track's loss and gives it an all-zero
 condition (I.1, I.2); the audio/text blend weights are drawn per sample unless
 ``blend_per_batch`` (I.4); every rank draws its own timesteps, noise and dropout (I.10).
 All randomness comes from one ``torch.Generator`` per rank plus the Sobol engine, both saved in
@@ -24,40 +24,22 @@ import torch
 from torch import Tensor, nn
 
 from mgeldm.diffusion.schedule import SobolTimestepSampler, noisy, v_target
-from mgeldm.training.base import NonFiniteLossError, SeededTrainingModule, merged_recipe
+from mgeldm.models.tracks import CLAP_KEYS, LATENT_KEYS, MIX, SRC, SUBMIX, TRACK_NAMES
+from mgeldm.training.base import NonFiniteLossError, SeededTrainingModule, merged_recipe, recipe_defaults
 from mgeldm.training.losses import masked_mse, per_track_mse
 from mgeldm.training.schedulers import build_adamw, build_ema, build_inverse_lr
 
-__all__ = ["DiTTrainingModule", "NonFiniteLossError", "DEFAULT_RECIPE"]
+__all__ = ["DiTTrainingModule", "NonFiniteLossError"]
 
-TRACK_NAMES = ("mix", "submix", "src")
-SRC_TRACK = 2
 
 # Training patterns of ``task_mix``: (given track or None, the one track whose condition is kept), i.e. the
 # inference tasks: extraction gives the mix and prompts the source, partial generation gives the submix and
 # prompts the source, accompaniment gives the source and prompts the submix, total generation gives nothing
 # and prompts the mix. ``original`` is the original's draw (timestep dropout + independent CFG dropout).
 TASK_PATTERNS: dict[str, tuple[int | None, int]] = {
-    "extract": (0, 2), "partial": (1, 2), "accomp": (2, 1), "total": (None, 0),
+    "extract": (MIX, SRC), "partial": (SUBMIX, SRC), "accomp": (SRC, SUBMIX), "total": (None, MIX),
 }
 ORIGINAL_PATTERN = "original"
-
-DEFAULT_RECIPE: dict[str, Any] = {
-    "seed": 42,
-    "timestep_eps": 0.02,
-    "timestep_dropout_prob": 0.75,
-    "cfg_dropout_prob": 0.4,
-    "mixture_only_pretraining": False,
-    "blend_per_batch": False,
-    "task_mix": None,
-    "grad_clip_norm": 1.0,
-    "max_nonfinite_steps": 20,
-    "compile": False,
-    "activation_checkpointing": False,
-    "optimizer": {"lr": 5e-5, "betas": [0.9, 0.999], "weight_decay": 1e-3},
-    "scheduler": {"inv_gamma": 1e6, "power": 0.5, "warmup": 0.99, "final_lr": 0.0},
-    "ema": {"beta": 0.9999, "power": 0.75, "inv_gamma": 1.0, "update_every": 1, "update_after_step": 1},
-}
 
 
 def blend_source_condition(src_audio: Tensor, prompts: list[str], conditioner: Any, w: Tensor) -> Tensor:
@@ -111,7 +93,7 @@ class DiTTrainingModule(SeededTrainingModule):
                  conditioner: Any | None = None, flops_per_sample: float | None = None,
                  peak_flops: float | None = None) -> None:
         super().__init__()
-        self.recipe = merged_recipe(recipe, DEFAULT_RECIPE)
+        self.recipe = merged_recipe(recipe, recipe_defaults("dit"))
         self.diffusion = diffusion
         pretransform = getattr(diffusion, "pretransform", None)
         if pretransform is not None:
@@ -121,9 +103,10 @@ class DiTTrainingModule(SeededTrainingModule):
         self.diffusion_ema = build_ema(dit, self.recipe["ema"])
         self.num_tracks = int(dit.num_tracks)
         self.cond_dim = int(dit.global_cond_dim)
-        object.__setattr__(self, "conditioner", conditioner)  # not a submodule: never saved or trained
+        # not a submodule: never saved or trained; text_conditioning=false trains on the audio conditions alone
+        object.__setattr__(self, "conditioner", conditioner if self.recipe["text_conditioning"] else None)
         object.__setattr__(self, "_dit_call", torch.compile(dit) if self.recipe["compile"] else dit)
-        self.mask_loss_track = SRC_TRACK if self.recipe["mixture_only_pretraining"] else None
+        self.mask_loss_track = SRC if self.recipe["mixture_only_pretraining"] else None
         self.task_mix = parse_task_mix(self.recipe["task_mix"], self.num_tracks)
         if self.task_mix is not None and self.mask_loss_track is not None:
             from mgeldm.errors import UserError
@@ -151,28 +134,28 @@ class DiTTrainingModule(SeededTrainingModule):
     # ------------------------------------------------------------------ the recipe
 
     def assemble_conditioning(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> Tensor:
-        """(B, K, G) per-track conditions: mix/submix audio CLAP; src = w_a·audio + w_t·text (SPEC B.7).
+        """(B, K, G) per-track conditions: mix/submix audio CLAP; src = w_a·audio + w_t·text (docs/compatibility.md#dit-training).
 
         Empty or missing source prompts use the audio CLAP alone (so mix-only items, whose audio
-        CLAP is zero, get zeros); mixture-only pretraining forces zeros for the source (SPEC I.2).
+        CLAP is zero, get zeros); mixture-only pretraining forces zeros for the source (difference 2 of docs/compatibility.md).
         """
-        mix = batch["mix_clap"].float()
+        mix = batch[CLAP_KEYS[MIX]].float()
         b = mix.shape[0]
-        src_audio = batch["src_clap"].float()
+        src_audio = batch[CLAP_KEYS[SRC]].float()
         u = self._rand(1 if self.recipe["blend_per_batch"] else b, 2, generator=generator) + 1e-6
         w = (u / u.sum(-1, keepdim=True)).expand(b, 2)
         src = src_audio
         prompts = batch.get("src_prompt")
-        if self.conditioner is not None and prompts is not None and not self.mask_loss_track == SRC_TRACK:
+        if self.conditioner is not None and prompts is not None and self.mask_loss_track != SRC:
             src = blend_source_condition(src_audio, prompts, self.conditioner, w)
-        if self.mask_loss_track == SRC_TRACK:
+        if self.mask_loss_track == SRC:
             src = torch.zeros_like(src_audio)
-        return torch.stack([mix, batch["submix_clap"].float(), src], dim=1)
+        return torch.stack([mix, batch[CLAP_KEYS[SUBMIX]].float(), src], dim=1)
 
     def latents(self, batch: Mapping[str, Any]) -> Tensor:
         """z0 = [mix ‖ submix ‖ src] (B, K·C, T) in the DiT's space: divided by the pretransform scale (1.0
         in the original), then mapped by the per-track normalisation when the model has one."""
-        z0 = torch.cat([batch["mix_latent"], batch["submix_latent"], batch["src_latent"]], dim=1).float()
+        z0 = torch.cat([batch[key] for key in LATENT_KEYS], dim=1).float()
         pretransform = getattr(self.diffusion, "pretransform", None)
         scale = float(getattr(pretransform, "scale", 1.0)) if pretransform is not None else 1.0
         z0 = z0 / scale if scale != 1.0 else z0
@@ -247,7 +230,7 @@ class DiTTrainingModule(SeededTrainingModule):
         if self.task_mix is not None:
             cond = cond * keep[..., None].to(cond.dtype)
         elif dit.training and float(self.recipe["cfg_dropout_prob"]) > 0:
-            # the DiT's own CFG dropout (SPEC B.6), called here so a compiled forward stays graph-clean
+            # the DiT's own CFG dropout (docs/compatibility.md#the-diffusion-transformer), called here so a compiled forward stays graph-clean
             cond = dit.cfg_dropout(cond, float(self.recipe["cfg_dropout_prob"]), gen)
         v_hat = self._dit_call(zt, t, cond)
         loss = masked_mse(v_hat, v, mask, self.num_tracks)

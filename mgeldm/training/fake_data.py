@@ -1,4 +1,4 @@
-"""Deterministic synthetic datasets with the real datasets' item layout (SPEC F.2, F.3).
+"""Deterministic synthetic datasets with the real datasets' item layout (docs/compatibility.md#training-data).
 
 Used by the tiny CPU configs (``data=fake``), the tests and ``benchmarks/bench_train.py``: every item
 is a pure function of (seed, index), so runs are reproducible and a resumed run sees the same data.
@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from mgeldm.audio import SAMPLE_RATE
+
 _LABELS = ("bass", "drums", "piano", "guitar", "vocals", "strings")
 
 
@@ -20,7 +22,7 @@ class FakeLatentDataset(Dataset):
 
     The source is a few sinusoid rows, the submix another set, and mix = submix + source, so the
     three tracks are related the way real ones are and a model can learn them. With
-    ``mix_only=True`` items follow SPEC F.2's mix-only mode (submix = mix, src = 0, prompts "").
+    ``mix_only=True`` items follow docs/compatibility.md#training-data's mix-only mode (submix = mix, src = 0, prompts "").
     """
 
     def __init__(self, num_examples: int = 64, *, channels: int = 64, frames: int = 100, clap_dim: int = 512,
@@ -60,7 +62,8 @@ class FakeLatentDataset(Dataset):
 class FakeAudioDataset(Dataset):
     """Items like the AE audio datasets: ``{"mix_wav": (1, length)}`` of decaying harmonic notes."""
 
-    def __init__(self, num_examples: int = 64, *, length: int = 32768, sample_rate: int = 16000, seed: int = 0) -> None:
+    def __init__(self, num_examples: int = 64, *, length: int = 32768, sample_rate: int = SAMPLE_RATE,
+                 seed: int = 0) -> None:
         self.num_examples, self.length, self.sample_rate, self.seed = num_examples, length, sample_rate, int(seed)
         self.epoch = 0
 

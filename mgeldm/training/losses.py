@@ -1,4 +1,4 @@
-"""Training losses (SPEC A.6 and C): multi-resolution STFT, KL weighting and the masked v-loss.
+"""Training losses (docs/compatibility.md#autoencoder-training, docs/compatibility.md#dit-training): multi-resolution STFT, KL weighting and the masked v-loss.
 
 The STFT losses run in fp32 with autocast off: ``torch.stft`` rejects half precision, and the
 log-magnitude term is poorly conditioned in bf16 anyway.
@@ -12,15 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# SPEC A.6: seven resolutions, window = FFT size.
+from mgeldm.audio import SAMPLE_RATE
+
+# docs/compatibility.md#autoencoder-training: seven resolutions, window = FFT size.
 DEFAULT_FFT_SIZES = (2048, 1024, 512, 256, 128, 64, 32)
 DEFAULT_HOP_SIZES = (512, 256, 128, 64, 32, 16, 8)
 
 
-def a_weighting_fir(sample_rate: int = 16000, ntaps: int = 101) -> nn.Module:
-    """The fixed A-weighting FIR pre-filter of SPEC A.6 (auraloss' ``FIRFilter(filter_type="aw")``).
+def a_weighting_fir(sample_rate: int = SAMPLE_RATE, ntaps: int = 101) -> nn.Module:
+    """The fixed A-weighting FIR pre-filter of docs/compatibility.md#autoencoder-training (auraloss' ``FIRFilter(filter_type="aw")``).
 
-    auraloss designs exactly what SPEC A.6 describes (IEC analog filter, bilinear transform,
+    auraloss designs exactly what docs/compatibility.md#autoencoder-training describes (IEC analog filter, bilinear transform,
     512-point ``freqz``, least-squares ``firls``); tests/training/test_losses.py checks it.
     """
     from auraloss.perceptual import FIRFilter
@@ -47,14 +49,14 @@ def spectral_convergence(x_mag: Tensor, y_mag: Tensor) -> Tensor:
 
 
 class MultiResolutionSTFTLoss(nn.Module):
-    """Σ_resolutions [SC + mean |log X − log Y|] / n_resolutions, on A-weighted signals (SPEC A.6).
+    """Σ_resolutions [SC + mean |log X − log Y|] / n_resolutions, on A-weighted signals (docs/compatibility.md#autoencoder-training).
 
     Called as ``loss(input, target)``; the AE module passes (reals, decoded), as the original does,
     so the SC denominator is the decoded spectrum.
     """
 
     def __init__(self, fft_sizes: Sequence[int] = DEFAULT_FFT_SIZES, hop_sizes: Sequence[int] = DEFAULT_HOP_SIZES,
-                 win_lengths: Sequence[int] | None = None, *, sample_rate: int = 16000,
+                 win_lengths: Sequence[int] | None = None, *, sample_rate: int = SAMPLE_RATE,
                  perceptual_weighting: bool = True, w_sc: float = 1.0, w_log_mag: float = 1.0,
                  eps: float = 1e-8) -> None:
         super().__init__()
@@ -80,7 +82,7 @@ class MultiResolutionSTFTLoss(nn.Module):
             for n_fft, hop, win in self.resolutions:
                 x_mag = stft_magnitude(x, n_fft, hop, win, self.eps)
                 y_mag = stft_magnitude(y, n_fft, hop, win, self.eps)
-                # group channels back per example so SC is per example (SPEC A.6)
+                # group channels back per example so SC is per example (docs/compatibility.md#autoencoder-training)
                 x_mag = x_mag.reshape(batch, -1, *x_mag.shape[-2:])
                 y_mag = y_mag.reshape(batch, -1, *y_mag.shape[-2:])
                 total = total + self.w_sc * spectral_convergence(x_mag, y_mag)
@@ -88,13 +90,8 @@ class MultiResolutionSTFTLoss(nn.Module):
             return total / len(self.resolutions)
 
 
-def kl_loss(info: dict, weight: float) -> Tensor:
-    """The VAE KL term (computed by the bottleneck, SPEC A.3) times its weight (1e-4 in SPEC A.6)."""
-    return weight * info["kl"]
-
-
 def masked_mse(pred: Tensor, target: Tensor, track_mask: Tensor, num_tracks: int) -> Tensor:
-    """SPEC C: Σ M·(v̂ − v)² / (ΣM + 1e-8) / T, i.e. the mean over the un-masked elements.
+    """docs/compatibility.md#dit-training: Σ M·(v̂ − v)² / (ΣM + 1e-8) / T, i.e. the mean over the un-masked elements.
 
     ``pred``/``target`` are (B, K·C, T); ``track_mask`` is (B, K) with 1 where the track is trained.
     """

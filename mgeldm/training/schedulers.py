@@ -1,4 +1,4 @@
-"""Learning-rate schedules and the EMA factory (SPEC A.6, C)."""
+"""Learning-rate schedules and the EMA factory (docs/compatibility.md#autoencoder-training, docs/compatibility.md#dit-training)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 def inverse_lr(step: int, base_lr: float, *, inv_gamma: float, power: float, warmup: float,
                final_lr: float = 0.0) -> float:
-    """lr_n = (1 − warmup^(n+1)) · max(final_lr, base_lr · (1 + n/inv_gamma)^(−power)) (SPEC A.6)."""
+    """lr_n = (1 − warmup^(n+1)) · max(final_lr, base_lr · (1 + n/inv_gamma)^(−power)) (docs/compatibility.md#autoencoder-training)."""
     warm = 1.0 - warmup ** (step + 1)
     return warm * max(final_lr, base_lr * (1.0 + step / inv_gamma) ** (-power))
 
@@ -55,7 +55,7 @@ def build_ema(model: nn.Module, cfg: Mapping[str, Any]):
     """ema-pytorch ``EMA`` with the original's settings (beta 0.9999, power 3/4, update_after_step 1).
 
     With ema-pytorch ≥ 0.2 the decay after n updates is min(beta, 1 − (n − 1)^(−power)) and the first
-    two updates copy the weights, as SPEC A.6 states (tests/training/test_ema_sched.py checks it).
+    two updates copy the weights, as docs/compatibility.md#autoencoder-training states (tests/training/test_ema_sched.py checks it).
     The online model is not registered inside the EMA (it is the training module's own).
     """
     from ema_pytorch import EMA

@@ -1,4 +1,4 @@
-"""Lightning training checkpoint → unwrapped AE or MGE-LDM weights (SPEC G), EMA by default.
+"""Lightning training checkpoint → unwrapped AE or MGE-LDM weights (docs/compatibility.md#checkpoints), EMA by default.
 
 Reads checkpoints of this package and of the original code alike (both use the prefixes
 ``autoencoder.* / autoencoder_ema.ema_model.*`` and ``diffusion.* / diffusion_ema.ema_model.*``).
@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
+from mgeldm.checkpoints import (AE_EMA, AE_ONLINE, AE_PREFIX, DIT_EMA, DIT_ONLINE, DIT_PREFIX, add_prefix,
+                                strip_prefix)
 from mgeldm.errors import UserError
 
-AE_ONLINE, AE_EMA = "autoencoder.", "autoencoder_ema.ema_model."
-DIT_ONLINE, DIT_EMA = "diffusion.", "diffusion_ema.ema_model."
 KINDS = ("autoencoder", "mgeldm")
 
 
@@ -124,10 +124,6 @@ def checkpoint_kind(state: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
 def unwrap_state(ckpt: Mapping[str, Any], kind: str, *, use_ema: bool = True, path: Any = None) -> dict[str, torch.Tensor]:
     """The unwrapped state dict: AE keys (``encoder.* / decoder.*``) or MGELDM keys (``model_dit.*`` + ``pretransform.model.*``)."""
     if kind not in KINDS:
@@ -142,17 +138,15 @@ def unwrap_state(ckpt: Mapping[str, Any], kind: str, *, use_ema: bool = True, pa
         raise UserError(f"ckpt_path: {path} is {what[found]} training checkpoint, not {what[kind].split(' ', 1)[1]}; "
                         f"pass +type={found} with --config-name {'default_ae' if found == 'autoencoder' else 'dit'}")
     if kind == "autoencoder":
-        out = _strip(state, AE_EMA) if use_ema else {}
-        if not out:
-            out = _strip(state, AE_ONLINE)
-        return out
-    dit = _strip(state, DIT_EMA) if use_ema else {}
+        out = strip_prefix(state, AE_EMA) if use_ema else {}
+        return out or strip_prefix(state, AE_ONLINE)
+    dit = strip_prefix(state, DIT_EMA) if use_ema else {}
     if not dit:
-        dit = _strip(state, DIT_ONLINE + "model_dit.")
-    ae = _strip(state, DIT_ONLINE + "pretransform.model.")
+        dit = strip_prefix(state, DIT_ONLINE + DIT_PREFIX)
+    ae = strip_prefix(state, DIT_ONLINE + AE_PREFIX)
     if not ae:
-        raise UserError(f"ckpt_path: {path} holds no {DIT_ONLINE}pretransform.model.* weights (the AE)")
-    return {**{"model_dit." + k: v for k, v in dit.items()}, **{"pretransform.model." + k: v for k, v in ae.items()}}
+        raise UserError(f"ckpt_path: {path} holds no {DIT_ONLINE}{AE_PREFIX}* weights (the AE)")
+    return {**add_prefix(dit, DIT_PREFIX), **add_prefix(ae, AE_PREFIX)}
 
 
 def build_on_meta(kind: str, model_cfg: Mapping[str, Any]) -> torch.nn.Module:
@@ -207,7 +201,7 @@ def check_against_config(state: Mapping[str, torch.Tensor], kind: str, model_cfg
         raise UserError(f"ckpt_path: {path}: its {kind} weights do not fit the configured model: {problem}")
 
 
-def unwrap_checkpoint(ckpt_path: str | os.PathLike, kind: str, output_name: str | os.PathLike, *,
+def unwrap_checkpoint(training_ckpt: str | os.PathLike, kind: str, output_name: str | os.PathLike, *,
                       model_cfg: Mapping[str, Any] | None = None, use_safetensors: bool = False,
                       use_ema: bool = True) -> Path:
     """Write ``<output_name>.ckpt`` (``{"state_dict": ..., "model_config": ...}``) or ``.safetensors``.
@@ -217,13 +211,13 @@ def unwrap_checkpoint(ckpt_path: str | os.PathLike, kind: str, output_name: str 
     """
     from mgeldm.checkpoints import write_state_dict
 
-    ckpt = load_training_checkpoint(ckpt_path)
-    state = unwrap_state(ckpt, kind, use_ema=use_ema, path=ckpt_path)
+    ckpt = load_training_checkpoint(training_ckpt)
+    state = unwrap_state(ckpt, kind, use_ema=use_ema, path=training_ckpt)
     carried = ckpt.get("model_config")
     if isinstance(carried, dict):  # ours (plain containers); the original's is an OmegaConf node: not used
         model_cfg = carried
     if model_cfg is not None:
-        check_against_config(state, kind, model_cfg, ckpt_path)
+        check_against_config(state, kind, model_cfg, training_ckpt)
     out = Path(str(output_name))
     if out.suffix in (".ckpt", ".safetensors"):
         out = out.with_suffix("")

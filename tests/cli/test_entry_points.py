@@ -54,10 +54,10 @@ def test_option_errors_share_one_prefix(name, prog, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("module, argv, prog", [
-    ("mgeldm.data.synth.__main__", ["--out", "x", "--seconds", "1", "2", "3"], "python -m mgeldm.data.synth"),
+    ("recipes.quickstart.synth.__main__", ["--out", "x", "--seconds", "1", "2", "3"], "python -m recipes.quickstart.synth"),
     ("mgeldm.cli.diagnose", ["latents", "--latents", "/nonexistent/latents", "x.ckpt"], "diagnose.py"),
-    ("mgeldm.cli.quickstart_score", ["dit", "/nonexistent/a.ckpt", "--eval-dir", "/nonexistent"],
-     "python -m mgeldm.cli.quickstart_score"),
+    ("recipes.quickstart.score", ["dit", "/nonexistent/a.ckpt", "--eval-dir", "/nonexistent"],
+     "python -m recipes.quickstart.score"),
 ])
 def test_argparse_tools_use_the_same_prefix_for_their_own_errors(module, argv, prog, capsys):
     import importlib

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mgeldm.cli.evaluate import align, evaluate_pairs, pair_files, run
+from mgeldm.cli.evaluate import run
+from mgeldm.evaluation.stems import align, evaluate_pairs, pair_files
 from mgeldm.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -61,11 +61,7 @@ def tiny(tmp_path_factory, reference_fixtures, clap_fixtures):
 
     ref, clap = reference_fixtures.readme, clap_fixtures.readme
     root = tmp_path_factory.mktemp("infer_cli")
-    conditioner = {"type": "laion_clap", "config": {
-        "clap_ckpt_path": None, "tokenizer_path": str(clap_fixtures.path("tokenizer")),
-        "max_text_length": 77, "joint_embed_dim": clap["joint_embed_shape"],
-        "audio_embed_dim": clap["clap_embed_dim_config"]["tiny_used"], "audio": clap["audio_cfg"],
-        "htsat": clap["htsat_tiny_used"], "text": clap["text_config_tiny_used"]}}
+    conditioner = {"type": "laion_clap", "config": clap_fixtures.clap_config(clap_ckpt_path=None)}
     model = {"sample_rate": ref["sample_rate"], "segment_length": 100,
              "pretransform": {**ref["pretransform"], "autoencoder": ref["autoencoder"]},
              "MGELDM": {**ref["mgeldm"], "global_cond_dim": clap["joint_embed_shape"]},
@@ -329,7 +325,7 @@ BAD_CASES = {
 @pytest.mark.clap
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
 def test_bad_input_one_line_no_folder(tiny, bad_files, reference_fixtures, case, capsys):
-    from mgeldm.cli.infer import main
+    from mgeldm.cli.infer import run_config
 
     overrides, needle = BAD_CASES[case]
     fill = {"song": tiny["song"], "bad": bad_files, "window_s": tiny["window_s"],
@@ -341,7 +337,7 @@ def test_bad_input_one_line_no_folder(tiny, bad_files, reference_fixtures, case,
     args = {k: v.format(**fill) for k, v in args.items()}
     cfg = _compose(tiny, list(args.values()))
     with pytest.raises(SystemExit) as exit_info:
-        main(cfg)
+        run_config(cfg)
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     lines = (captured.out + captured.err).splitlines()
@@ -416,7 +412,7 @@ def test_sigterm_removes_the_partial_folder(tiny, monkeypatch, capsys):
     """SIGTERM, sent once the hidden output folder exists, ends the run like Ctrl-C: one line, no folders."""
     import signal
 
-    from mgeldm.cli.infer import SIGNAL_TEST_ENV, main
+    from mgeldm.cli.infer import SIGNAL_TEST_ENV, run_config
 
     def unhandled(signum, frame):
         pytest.fail("SIGTERM reached the test: infer does not handle it")
@@ -426,7 +422,7 @@ def test_sigterm_removes_the_partial_folder(tiny, monkeypatch, capsys):
     monkeypatch.setenv(SIGNAL_TEST_ENV, "TERM")
     try:
         with pytest.raises(SystemExit) as exit_info:
-            main(_compose(tiny, _quick_run_args(tiny, out)[1:] + ["+save_png=false"]))
+            run_config(_compose(tiny, _quick_run_args(tiny, out)[1:] + ["+save_png=false"]))
     finally:
         assert signal.signal(signal.SIGTERM, previous) is unhandled  # infer restored the handler
     assert exit_info.value.code == 143

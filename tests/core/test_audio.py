@@ -31,8 +31,10 @@ def test_load_any_soundfile_format_as_channels_first(tmp_path, fmt):
 def test_load_mono_downmixes_and_resamples(tmp_path):
     left, right = _tone(440, 44100, 1.0), -_tone(440, 44100, 1.0)
     sf.write(tmp_path / "x.wav", np.stack([left, right], 1), 44100, subtype="FLOAT")
-    mono = load_mono(tmp_path / "x.wav", 16000)
-    assert mono.shape == (1, 16000) and mono.abs().max() < 1e-6  # opposite channels cancel
+    mono, sr = load_mono(tmp_path / "x.wav", 16000)
+    assert sr == 16000 and mono.shape == (16000,) and mono.abs().max() < 1e-6  # opposite channels cancel
+    native, sr = load_mono(tmp_path / "x.wav")
+    assert sr == 44100 and native.shape == (44100,)
 
 
 def test_resample_keeps_a_tone_and_rejects_aliases():
@@ -87,7 +89,7 @@ def test_unreadable_audio_is_one_line(tmp_path):
         load_audio(tmp_path / "absent.wav")
 
 
-def test_truncated_files_warn_in_one_line(tmp_path, capsys):
+def test_truncated_files_warn_in_one_line(tmp_path, capsys, warnings_on_stderr):
     """A WAV whose header declares 5 s but holds 1.67 s (libsndfile trims its frame count to the file)."""
     sf.write(tmp_path / "full.wav", _tone(440, 16000, 5.0), 16000, subtype="PCM_16")
     data = (tmp_path / "full.wav").read_bytes()
@@ -101,7 +103,7 @@ def test_truncated_files_warn_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.skipif("MP3" not in sf.available_formats(), reason="this libsndfile has no MP3 support")
-def test_truncated_mp3_warns(tmp_path, capsys):
+def test_truncated_mp3_warns(tmp_path, capsys, warnings_on_stderr):
     sf.write(tmp_path / "full.mp3", _tone(440, 16000, 5.0), 16000)
     data = (tmp_path / "full.mp3").read_bytes()
     (tmp_path / "cut.mp3").write_bytes(data[:len(data) // 3])

@@ -78,3 +78,49 @@ def test_an_atomic_write_removes_its_own_stale_temporaries_only(tmp_path, killed
     write_text_atomic(tmp_path / "a.json", "{}")
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names[0].startswith(".b.json.") and names[1:] == ["a.json"]
+
+
+def test_wav_and_png_writes_remove_the_temporaries_of_killed_writes(tmp_path, killed_writer):
+    """Audio and spectrogram files are written by the one atomic writer (fsync, rename), so the temporary a
+    killed write of ``x.wav`` left behind is removed by the next write of ``x.wav``."""
+    from mgeldm.audio import save_spectrogram_png, write_wav
+
+    killed_writer(tmp_path / "gen_src.wav")
+    killed_writer(tmp_path / "gen_src.png")
+    wave = torch.sin(torch.arange(4000.0) / 5)
+    write_wav(tmp_path / "gen_src.wav", wave, 16000)
+    save_spectrogram_png(tmp_path / "gen_src.png", wave, 16000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen_src.png", "gen_src.wav"]
+
+
+def test_atomic_folder_publishes_whole_folders_and_cleans_up_after_killed_ones(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from mgeldm.files import atomic_folder
+
+    code = ("import os, signal, sys\n"
+            "from mgeldm.files import atomic_folder\n"
+            "with atomic_folder(sys.argv[1]) as tmp:\n"
+            "    (tmp / 'mix.npy').write_bytes(b'half a track')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "track00000")], cwd=repo,
+                          env=dict(os.environ, PYTHONPATH=str(repo)), capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert [p.name.startswith(".track00000.") for p in tmp_path.iterdir()] == [True]  # the killed one's folder
+    with pytest.raises(RuntimeError):
+        with atomic_folder(tmp_path / "track00000") as tmp:
+            (tmp / "mix.npy").write_bytes(b"x")
+            raise RuntimeError("a failed write publishes nothing")
+    assert list(tmp_path.iterdir()) == []  # neither the failed folder nor the killed writer's is left
+    with atomic_folder(tmp_path / "track00000") as tmp:
+        (tmp / "mix.npy").write_bytes(b"first")
+    with atomic_folder(tmp_path / "track00000", replace=False) as tmp:
+        (tmp / "mix.npy").write_bytes(b"second")  # another writer finished first: kept as it is
+    assert (tmp_path / "track00000" / "mix.npy").read_bytes() == b"first"
+    with atomic_folder(tmp_path / "track00000") as tmp:
+        (tmp / "mix.npy").write_bytes(b"third")  # replace: the new folder wins
+    assert [p.name for p in tmp_path.iterdir()] == ["track00000"]
+    assert (tmp_path / "track00000" / "mix.npy").read_bytes() == b"third"

@@ -91,7 +91,7 @@ def test_full_size_model_matches_the_released_layout(reference_file):
         assert str(state[name].dtype).removeprefix("torch.") == dtype, name
         assert (name in params) == (kind == "param"), name
     assert len(state) == 641
-    assert sum(p.numel() for p in model.parameters()) == 1_179_151_361  # SPEC B.8
+    assert sum(p.numel() for p in model.parameters()) == 1_179_151_361  # docs/compatibility.md#the-diffusion-transformer
     assert sum(t.numel() for t in state.values()) == 1_179_225_105
 
 

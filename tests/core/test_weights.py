@@ -34,10 +34,12 @@ def _no_heavy_work(monkeypatch):
     monkeypatch.setattr(api, "build_conditioner_from", refuse)
 
 
-def _assert_names_all_three(message: str) -> None:
+def _assert_names_all_three(message: str, ckpt: str = "ckpt", clap: str = "clap_ckpt") -> None:
+    """The API names its parameters (``ckpt``, ``clap_ckpt``), infer.py its options (``ckpt_path``, ...)."""
     assert message.startswith("missing files: ")
-    assert "ckpt_path=unwrapped_DiT.ckpt: no such file" in message
-    assert "clap_ckpt_path=music_audioset_epoch_15_esc_90.14.pt: no such file" in message
+    assert f"; {clap}=" in message and f" {ckpt}=" in message.replace("missing files:", "")
+    assert f"{ckpt}=unwrapped_DiT.ckpt: no such file" in message
+    assert f"{clap}=music_audioset_epoch_15_esc_90.14.pt: no such file" in message
     assert "RoBERTa tokenizer" in message and "vocab.json and merges.txt" in message
     assert "scripts/download_weights.sh" in message
 
@@ -55,7 +57,7 @@ def test_api_names_every_missing_file_at_once(bare_machine, monkeypatch):
 def test_infer_names_every_missing_file_in_one_line(bare_machine, monkeypatch, capsys):
     from hydra import compose, initialize_config_dir
 
-    from mgeldm.cli.infer import main
+    from mgeldm.cli.infer import run_config
 
     _no_heavy_work(monkeypatch)
     (bare_machine / "song.wav").write_bytes(b"")  # never read: the files are checked first
@@ -63,11 +65,11 @@ def test_infer_names_every_missing_file_in_one_line(bare_machine, monkeypatch, c
         cfg = compose("dit", overrides=["ckpt_path=unwrapped_DiT.ckpt", "clap_ckpt_path=music_audioset_epoch_15_esc_90.14.pt",
                                         "++task=source_extract", "++given_wav_path=song.wav", "++text_prompt=vocals"])
     with pytest.raises(SystemExit) as exit_info:
-        main(cfg)
+        run_config(cfg)
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("infer.py: error: "), lines
-    _assert_names_all_three(lines[0][len("infer.py: error: "):])
+    _assert_names_all_three(lines[0][len("infer.py: error: "):], "ckpt_path", "clap_ckpt_path")
 
 
 def test_only_what_is_missing_is_named(bare_machine, clap_fixtures, reference_fixtures, monkeypatch):
@@ -83,5 +85,5 @@ def test_only_what_is_missing_is_named(bare_machine, clap_fixtures, reference_fi
     assert find_roberta_tokenizer() == Path("checkpoints/roberta-base")
     ckpt = reference_fixtures.path("tiny_mgeldm.ckpt")
     cfg = default_model_config()  # configs/dit.yaml: CLAP at checkpoints/music_audioset_epoch_15_esc_90.14.pt
-    assert [m.option for m in missing_inference_files(ckpt, cfg)] == ["clap_ckpt_path"]
+    assert [m.option for m in missing_inference_files(ckpt, cfg)] == ["clap_ckpt"]
     assert missing_inference_files(ckpt, default_model_config("quickstart_dit"), text=True) == []

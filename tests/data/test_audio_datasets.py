@@ -1,18 +1,17 @@
-"""AE waveform dataset (SPEC F.3) on tiny fake corpora."""
+"""AE waveform dataset (docs/compatibility.md#training-data) on tiny fake corpora."""
 
 import math
 
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 import _data_helpers as H
+from mgeldm.config import compose_config
 from mgeldm.data.audio_datasets import AudioExcerptDataset, build_audio_datasets, loudness, salient_excerpt
 from mgeldm.errors import UserError
 
-REPO = H.Path(__file__).resolve().parents[2]
-SR_AE, SEGMENT = 16000, 32768  # SPEC F.3: 2.048 s at 16 kHz, read as ceil(2.048) = 3 s excerpts
+SR_AE, SEGMENT = 16000, 32768  # docs/compatibility.md#training-data: 2.048 s at 16 kHz, read as ceil(2.048) = 3 s excerpts
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +86,7 @@ def test_corpora_without_mix_file_and_splits(tmp_path):
 
 
 def test_build_from_single_yaml(slakh):
-    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "configs/data/single.yaml"), resolve=True)
+    cfg = compose_config("default_ae")["data"]  # configs/data/single.yaml, composed
     assert {k: v["num_examples"] for k, v in cfg["train"].items()} == {
         "slakh2100": 32000, "musdb18": 32000, "moisesdb": 32000, "medleydb2": 32000, "mtg_jamendo": 256000,
         "others": 128000}

@@ -147,7 +147,7 @@ def test_other_tracks_skips_mix_and_nan(tmp_path):
     assert bad["other_tracks/track00001"].reason == "non-finite samples"
 
 
-def test_report_counts_and_one_line_per_skip(capsys):
+def test_report_counts_and_one_line_per_skip(capsys, warnings_on_stderr):
     report = CorpusReport("demo")
     report.add_song(1800.0)
     report.add_song(1800.0)

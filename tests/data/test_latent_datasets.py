@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 import _data_helpers as H
+from mgeldm.config import compose_config
 from mgeldm.data.latent_datasets import (MixSubmixSourceLatentDataset, MTGJamendoLatentDataset, build_latent_datasets,
                                          clap_column, salient_offset)
 from mgeldm.data.prompts import TEMPLATES, join_labels
@@ -16,7 +16,6 @@ from mgeldm.errors import UserError
 
 SEG = 16
 C, D = 8, 8
-REPO = H.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,7 @@ def _ds(root, **kw):
     return MixSubmixSourceLatentDataset(**args)
 
 
-def test_items_shapes_dtypes_and_alignment(corpus, capsys):
+def test_items_shapes_dtypes_and_alignment(corpus, capsys, warnings_on_stderr):
     ds = _ds(corpus)
     err = capsys.readouterr().err
     assert [t.name for t in ds.tracks] == ["track00000", "track00001", "track00002", "track00006"]
@@ -167,7 +166,7 @@ def test_mtg_dataset_splits_by_subfolder(tmp_path):
         MTGJamendoLatentDataset(split="train", return_mix_only=False, **kw)
 
 
-def test_manifest_autoencoder_check(corpus, tmp_path, capsys):
+def test_manifest_autoencoder_check(corpus, tmp_path, capsys, warnings_on_stderr):
     _ds(corpus, expected_ae_hash="abc")  # no manifest: warns, accepts
     assert "no manifest.json" in capsys.readouterr().err
     manifest = corpus / "slakh2100" / "manifest.json"
@@ -180,11 +179,11 @@ def test_manifest_autoencoder_check(corpus, tmp_path, capsys):
         manifest.unlink()
 
 
-def test_build_from_the_original_config_names(corpus, capsys):
+def test_build_from_the_original_config_names(corpus, capsys, warnings_on_stderr):
     (corpus / "mtg_jamendo").mkdir(exist_ok=True)
     for k in range(3):
         H.write_latent_track(corpus / "mtg_jamendo" / f"{k:02d}" / "1", marker=50 + k, frames=64, labels=None)
-    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "configs/data/multi_latent_pretrain.yaml"), resolve=True)
+    cfg = compose_config("default_dit_mix_pretrain")["data"]  # configs/data/multi_latent_pretrain.yaml
     cfg["data_dir"] = str(corpus)
     cfg["train"]["mtg_jamendo"]["num_valid_subdirs"] = 1
     ds = build_latent_datasets(cfg, segment_length=SEG, mix_only=True, seed=3)
@@ -196,7 +195,7 @@ def test_build_from_the_original_config_names(corpus, capsys):
     assert 150 < sum(m >= 50 for m in markers) < 200  # p(MTG) = 0.976 here
     with pytest.raises(UserError, match="mixtures only"):
         build_latent_datasets(cfg, segment_length=SEG, mix_only=False)
-    nomix = OmegaConf.to_container(OmegaConf.load(REPO / "configs/data/multi_latent_pretrain_nomix.yaml"), resolve=True)
+    nomix = compose_config("default_dit")["data"]  # configs/data/multi_latent_pretrain_nomix.yaml
     assert {k: v["num_examples"] for k, v in nomix["train"].items()} == {
         "slakh2100": 64000, "musdb18": 64000, "moisesdb": 64000, "medleydb2": 64000, "other_tracks": 64000}
     nomix["data_dir"] = None

@@ -35,7 +35,7 @@ def ae(reference_fixtures):
 
 def _encoder(ae, embedder=None, **settings):
     settings = {"progress": False, "batch_size": 16, **settings}
-    return TrackEncoder(ae, embedder or H.TinyEmbedder(), EncodeSettings(**settings))
+    return TrackEncoder(ae, embedder or H.TinyEmbedder(), EncodeSettings.from_mapping(settings))
 
 
 TINY_NODE = {"target": "_data_helpers:tiny_embedder", "config": {"dim": 8}}  # what the CLI runs get
@@ -51,7 +51,7 @@ def _run(readers, out, ae, *, reencode=False, **kw):
 
 
 @pytest.fixture(scope="module")
-def all_corpora(tmp_path_factory, ae):
+def all_corpora(tmp_path_factory, ae, warnings_on_stderr_module):
     """Every corpus once, pre-encoded; returns (source root, output root, stderr of the run)."""
     src, out = tmp_path_factory.mktemp("corpora"), tmp_path_factory.mktemp("latents")
     readers = [build_reader(key, make(src / key, SEC)) for key, make in H.MAKERS.items()]
@@ -184,7 +184,7 @@ def test_clap_windows_per_second():
         def eval(self):
             return self
 
-    enc = TrackEncoder(_Stub(), H.TinyEmbedder(), EncodeSettings(progress=False))
+    enc = TrackEncoder(_Stub(), H.TinyEmbedder(), EncodeSettings.from_mapping({"progress": False}))
     w = torch.arange(int(12.7 * 48000), dtype=torch.float32)
     wins = enc.windows(w)
     assert len(wins) == 2 and [int(x[0]) for x in wins] == [0, 48000] and all(x.numel() == 480000 for x in wins)
@@ -271,9 +271,15 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, ae, reference_
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     split = out / "other_tracks"
     assert sorted(p.name for p in split.iterdir()) == ["track00000", "track00001", "track00002"]
-    # A kill in the middle of a write leaves the next track's temporary folder behind.
-    (split / ".track00003.partial" / "comb0").mkdir(parents=True)
-    (split / ".track00003.partial" / "mix.npy").write_bytes(b"half a file")
+    # A kill in the middle of a write leaves the next track's temporary folder behind (as this version names
+    # it, with the dead writer's pid, and as earlier versions named it).
+    from mgeldm.files import host_name
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a writer process that no longer exists
+    for name in (f".track00003.{host_name()}.{gone.pid}.0123abcd.tmp", ".track00003.partial"):
+        (split / name / "comb0").mkdir(parents=True)
+        (split / name / "mix.npy").write_bytes(b"half a file")
     rerun = subprocess.run(_cli(conf, src, out, reference_fixtures), env=_env(), cwd=tmp_path, capture_output=True,
                            text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -296,13 +302,7 @@ def test_cli_errors_are_one_line(tmp_path, reference_fixtures):
 def test_real_tiny_clap_embeds_the_padded_clip(tmp_path, ae, clap_fixtures):
     from mgeldm.models.conditioners import build_conditioner
 
-    r = clap_fixtures.readme
-    node = {"type": "laion_clap", "config": {
-        "clap_ckpt_path": str(clap_fixtures.path("tiny_clap.pt")), "tokenizer_path": str(clap_fixtures.path("tokenizer")),
-        "audio": r["audio_cfg"], "htsat": r["htsat_tiny_used"], "text": r["text_config_tiny_used"],
-        "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"], "joint_embed_dim": r["joint_embed_shape"],
-        "max_text_length": 77}}
-    clap = build_conditioner(node)
+    clap = build_conditioner({"type": "laion_clap", "config": clap_fixtures.clap_config()})
     src = tmp_path / "src"
     H.write(src / "song" / "a.wav", H.tone(SEC, 300, seed=1))
     H.write(src / "song" / "b.wav", H.tone(SEC, 900, seed=2))
@@ -311,7 +311,7 @@ def test_real_tiny_clap_embeds_the_padded_clip(tmp_path, ae, clap_fixtures):
                echo=lambda s: None)
     folder = tmp_path / "out" / "other_tracks" / "track00000"
     mix_clap = np.load(folder / "mix_clap.npy")
-    assert mix_clap.shape == (r["joint_embed_shape"], 1)
+    assert mix_clap.shape == (clap_fixtures.readme["joint_embed_shape"], 1)
     track = build_reader("other_tracks", src).load(build_reader("other_tracks", src).refs()[0])
     mix = resample((track.stems["a"] + track.stems["b"])[None], H.SR, 48000)
     ref = clap.embed_audio(pad_clip(mix[0], 480000)[None], 48000)[0].numpy()
@@ -369,7 +369,7 @@ def test_clap_from_is_checked(ae):
     with pytest.raises(UserError, match="clap_from"):
         EncodeSettings.from_mapping({"clap_from": "text"})
     with pytest.raises(UserError, match="text-only"):
-        TrackEncoder(ae, _TextOnlyEmbedder(), EncodeSettings(clap_from="audio"))
+        TrackEncoder(ae, _TextOnlyEmbedder(), EncodeSettings.from_mapping({"clap_from": "audio"}))
 
 
 # --------------------------------------------------------------------------------------------- checked at start

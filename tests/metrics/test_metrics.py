@@ -10,7 +10,7 @@ import torch
 
 from mgeldm.errors import UserError
 from mgeldm.metrics.bootstrap import summarize
-from mgeldm.metrics.embedders import MelStatsEmbedder, VGGishEmbedder, VGGishNet, build_embedder
+from mgeldm.metrics.embedders import MelStatsEmbedder, VGGishEmbedder, VGGishNet, build_fad_embedder
 from mgeldm.metrics.frechet import fad, frechet_distance, gaussian_stats, sub_fad
 from mgeldm.metrics.logmel import LogMelConfig, log_mel, logmel_l1, mel_filterbank
 from mgeldm.metrics.sisdr import si_sdr, si_sdr_improvement
@@ -146,10 +146,10 @@ def test_melstats_embedder_is_deterministic_and_discriminates():
 
 def test_vggish_missing_weights_is_one_line_user_error(tmp_path):
     with pytest.raises(UserError) as err:
-        build_embedder("vggish", {"weights": str(tmp_path / "vggish.pth")})
+        build_fad_embedder("vggish", {"weights": str(tmp_path / "vggish.pth")})
     assert "\n" not in str(err.value) and "vggish.pth" in str(err.value)
     with pytest.raises(UserError):
-        build_embedder("nope")
+        build_fad_embedder("nope")
 
 
 def test_vggish_front_end_examples():
@@ -192,9 +192,37 @@ def test_clap_embedder_uses_the_conditioner_audio_branch():
             return self
 
     register_conditioner("fake_audio_for_metrics")(lambda config, device: FakeAudio())
-    emb = build_embedder("clap", {"conditioner": {"type": "fake_audio_for_metrics"}})
+    emb = build_fad_embedder("clap", {"conditioner": {"type": "fake_audio_for_metrics"}})
     out = emb.embed(torch.ones(16000 * 25), 16000)       # 25 s at 16 kHz -> two 10 s segments at 8 kHz
     assert out.shape == (2, 3) and emb.dim == 3
     assert calls == [((2, 80000), 8000)]
     with pytest.raises(UserError):
-        build_embedder("clap", {})
+        build_fad_embedder("clap", {})
+
+
+def test_one_logmel_ratio_and_closest_stem_rule(tmp_path):
+    """The ratio to the mixture and the closest-stem rule live in metrics/: evaluate.py's engine and the
+    in-memory scores use the same ones (a mixture equal to the reference gives a finite ratio)."""
+    import soundfile as sf
+
+    from mgeldm.evaluation.stems import evaluate_pairs, pair_files
+    from mgeldm.metrics.closest import closest_stem, logmel_distance, share
+    from mgeldm.metrics.logmel import LogMelConfig, logmel_l1_ratio_vs_mix
+
+    t = torch.arange(16000) / 16000
+    bass, drums = 0.3 * torch.sin(2 * math.pi * 80 * t), 0.3 * torch.sin(2 * math.pi * 1000 * t)
+    est = bass + 0.05 * drums
+    for folder, wave in (("pred", est), ("ref", bass), ("mix", bass + drums)):
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / "song.wav", wave.numpy(), 16000, subtype="FLOAT")
+    result = evaluate_pairs(pair_files(tmp_path / "pred", tmp_path / "ref", tmp_path / "mix"),
+                            metrics=["logmel_l1_ratio_vs_mix"], n_boot=10)
+    from_files = result["per_file"][0]["model"]["logmel_l1_ratio_vs_mix"]
+    in_memory = logmel_l1_ratio_vs_mix(est, bass, bass + drums, LogMelConfig())
+    assert from_files == pytest.approx(in_memory, rel=1e-5) and 0 < in_memory < 1
+    assert logmel_l1_ratio_vs_mix(bass + drums, bass, bass + drums) == pytest.approx(1.0)
+    assert math.isfinite(logmel_l1_ratio_vs_mix(est, bass, bass))  # a one-stem mixture: finite
+    stems = {"bass": bass, "drums": drums}
+    assert closest_stem(est, stems, logmel_distance()) == "bass"
+    assert closest_stem(drums + 0.05 * bass, stems, logmel_distance()) == "drums"
+    assert share([True, False, True, True]) == 0.75 and math.isnan(share([]))

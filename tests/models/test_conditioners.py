@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
 
 import pytest
@@ -26,20 +25,7 @@ CLAP_YAML = REPO / "configs" / "model" / "conditioner" / "laion_clap.yaml"
 
 
 def _tiny_clap_node(fx) -> dict:
-    r = fx.readme
-    return {
-        "type": "laion_clap",
-        "config": {
-            "clap_ckpt_path": str(fx.path(r["checkpoint"]["file"])),
-            "tokenizer_path": str(fx.path(r["tokenizer"]["dir"])),
-            "audio": r["audio_cfg"],
-            "htsat": r["htsat_tiny_used"],
-            "text": r["text_config_tiny_used"],
-            "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"],
-            "joint_embed_dim": r["joint_embed_shape"],
-            "max_text_length": int(re.search(r"max_length=(\d+)", r["tokenizer"]["call"]).group(1)),
-        },
-    }
+    return {"type": "laion_clap", "config": fx.clap_config()}
 
 
 def test_registry_and_errors():

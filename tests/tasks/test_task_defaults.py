@@ -18,7 +18,7 @@ def test_released_window_keeps_the_original_settings():
     for task in TASKS:
         assert task_defaults(task, RELEASED_WINDOW_SECONDS) == TASK_DEFAULTS[task]
         assert task_defaults(task) == TASK_DEFAULTS[task]
-    assert (TASK_DEFAULTS["total_gen"].overlap_dur, TASK_DEFAULTS["source_extract"].overlap_dur) == (7.0, 3.0)
+    assert (TASK_DEFAULTS["total_gen"].overlap, TASK_DEFAULTS["source_extract"].overlap) == (7.0, 3.0)
 
 
 @pytest.mark.parametrize("frames, ratio, sample_rate", [(16, 64, 16000), (128, 64, 16000), (100, 64, 16000),
@@ -28,10 +28,10 @@ def test_scaled_overlap_fits_any_window(frames, ratio, sample_rate):
     window_s = frames * ratio / sample_rate
     for task in TASKS:
         d = task_defaults(task, window_s)
-        assert d.overlap_dur == pytest.approx(TASK_DEFAULTS[task].overlap_dur * window_s / RELEASED_WINDOW_SECONDS)
+        assert d.overlap == pytest.approx(TASK_DEFAULTS[task].overlap * window_s / RELEASED_WINDOW_SECONDS)
         assert (d.steps, d.cfg_scale, d.repaint_n) == (TASK_DEFAULTS[task].steps, TASK_DEFAULTS[task].cfg_scale,
                                                        TASK_DEFAULTS[task].repaint_n)
-        assert 0 < overlap_frames(d.overlap_dur, sample_rate / ratio, frames) < frames
+        assert 0 < overlap_frames(d.overlap, sample_rate / ratio, frames) < frames
 
 
 def _compose(name: str, overrides=()):
@@ -69,7 +69,7 @@ def test_api_runs_every_task_with_default_overlap(carried_checkpoints):
     m = MGELDM.from_pretrained(carried_checkpoints["default_dit_tiny"], device="cpu")  # no model_config
     window_s = m.runner.window_seconds
     assert window_s == pytest.approx(16 * 64 / 16000)
-    assert m.settings("source_extract").overlap_dur == pytest.approx(3.0 * window_s / RELEASED_WINDOW_SECONDS)
+    assert m.settings("source_extract").overlap == pytest.approx(3.0 * window_s / RELEASED_WINDOW_SECONDS)
     wave = 0.1 * torch.sin(torch.arange(4000) / 5.0)
     assert m.generate(None, seconds=0.2, steps=1, seed=0)["gen_mix"].shape == (1, 3200)
     for task in ("source_extract", "partial_gen", "accomp_gen"):
@@ -93,7 +93,7 @@ def test_infer_needs_no_config_name_for_a_carried_config(carried_checkpoints, tm
     opts = parse_options(cfg)
     task = opts.task
     window_s = opts.model_cfg["segment_length"] * 64 / 16000
-    assert opts.overlap_dur == pytest.approx(TASK_DEFAULTS[task].overlap_dur * window_s / RELEASED_WINDOW_SECONDS)
+    assert opts.overlap_dur == pytest.approx(TASK_DEFAULTS[task].overlap * window_s / RELEASED_WINDOW_SECONDS)
     assert opts.clap_ckpt_path is None and opts.model_cfg == _carried(carried_checkpoints[name])
 
 

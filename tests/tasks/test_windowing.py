@@ -1,14 +1,14 @@
-"""Window plans (SPEC D.4, I.8): exact totals for any length and any overlap below one window."""
+"""Window plans (docs/compatibility.md#sampling-and-the-five-tasks, difference 8): exact totals for any length and any overlap below one window."""
 
 import math
 
 import pytest
 
 from mgeldm.errors import UserError
-from mgeldm.tasks.windowing import (covered_frames, overlap_frames, plan_windows, seconds_to_frames,
-                                    seconds_to_samples)
+from mgeldm.diffusion.windows import covered_frames, plan_windows
+from mgeldm.tasks.windowing import overlap_frames, seconds_to_frames, seconds_to_samples
 
-FRAME_RATE = 16000 / 2048  # 7.8125 latent frames per second (SPEC 0)
+FRAME_RATE = 16000 / 2048  # 7.8125 latent frames per second (docs/compatibility.md#constants)
 S = 100
 
 
@@ -45,7 +45,7 @@ def test_plan_small_windows_every_overlap(window):
 
 
 def test_overlaps_above_half_window_are_exact():
-    # SPEC I.8: the original returns 205 of 235 frames (30 s, 7 s overlap) and 220 of 300.
+    # difference 8 of docs/compatibility.md: the original returns 205 of 235 frames (30 s, 7 s overlap) and 220 of 300.
     seven = overlap_frames(7.0, FRAME_RATE, S)
     assert seven == 55
     assert covered_frames(plan_windows(seconds_to_frames(30.0, FRAME_RATE), S, seven)) == 235
@@ -72,7 +72,7 @@ def test_overlap_frames_like_the_original(seconds, frames):
 
 @pytest.mark.parametrize("seconds", [12.8, 13.0, 100.0, -1.0, float("nan"), float("inf")])
 def test_overlap_must_be_below_one_window(seconds):
-    with pytest.raises(UserError, match="overlap_dur"):
+    with pytest.raises(UserError, match="^overlap="):
         overlap_frames(seconds, FRAME_RATE, S)
 
 

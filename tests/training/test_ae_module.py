@@ -1,21 +1,19 @@
-"""AE recipe (SPEC A.6): generator/discriminator alternation, loss weights, clipping, exact resume."""
+"""AE recipe (docs/compatibility.md#autoencoder-training): generator/discriminator alternation, loss weights, clipping, exact resume."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
+from mgeldm.config import compose_config
 from mgeldm.training.ae_module import AETrainingModule
 from mgeldm.training.callbacks import AtomicCheckpointIO
 from mgeldm.training.fake_data import FakeAudioDataset
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = yaml.safe_load((REPO / "configs" / "default_ae_tiny.yaml").read_text())
+TINY = compose_config("default_ae_tiny")
 
 
 def _module(**over) -> AETrainingModule:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
+from mgeldm.config import compose_config
 from mgeldm.training.callbacks import AEDemoCallback, AtomicCheckpointIO, DiTDemoCallback
 
-REPO = Path(__file__).resolve().parents[2]
-DIT_TINY = yaml.safe_load((REPO / "configs" / "default_dit_tiny.yaml").read_text())
-AE_TINY = yaml.safe_load((REPO / "configs" / "default_ae_tiny.yaml").read_text())
+DIT_TINY = compose_config("default_dit_tiny")
+AE_TINY = compose_config("default_ae_tiny")
 
 
 def test_atomic_checkpoint_io_keeps_old_file_on_failure(tmp_path, monkeypatch):
@@ -80,6 +78,30 @@ def test_dit_demo_renders_with_ema_weights(tmp_path, monkeypatch):
     assert wavs == ["00_mix.wav", "00_mix.wav", "00_src.wav", "00_src.wav", "00_submix.wav", "00_submix.wav"]
     assert (tmp_path / "00000005" / "total_gen" / "cfg_3" / "00_src.png").is_file()
     assert (tmp_path / "00000005" / "extraction" / "cfg_3" / "00_mix.wav").is_file()
+
+
+def test_dit_demo_samples_with_the_windowed_sampler_of_inference():
+    """The demo has no sampling code of its own: its latents are what inference's TaskRunner gives the same
+    (EMA) DiT for the same conditions, settings and generator."""
+    from mgeldm.models.mgeldm import MGELDMNet
+    from mgeldm.models.tracks import MIX, SRC
+    from mgeldm.tasks.tasks import SamplingSettings, TaskRunner
+    from mgeldm.training.fake_data import FakeLatentDataset
+
+    m = _dit_module()
+    batch = torch.utils.data.default_collate([FakeLatentDataset(2, channels=8, frames=16, clap_dim=16)[i]
+                                              for i in range(2)])
+    cb = DiTDemoCallback("unused", 1, num_demos=2, steps=3, cfg_scale=2.0, seed=7, demo_batch=batch)
+    demo = cb.sample(m)
+    ema = MGELDMNet(m.ema_model_dit(), m.diffusion.pretransform, sample_rate=m.diffusion.sample_rate,
+                 segment_length=m.diffusion.segment_length)
+    runner = TaskRunner(ema)
+    settings = SamplingSettings(steps=3, cfg_scale=2.0, overlap=0.0)
+    gen = torch.Generator().manual_seed(7)
+    cond = torch.zeros(2, runner.cond_dim)  # no conditioner: unconditional prompts
+    total = runner.sample(cond, SRC, 16, settings, gen)
+    extraction = runner.sample(cond, SRC, 16, settings, gen, given_z=m.latents(batch)[:, :8], given_track=MIX)
+    assert torch.equal(demo["total_gen"], total) and torch.equal(demo["extraction"], extraction)
 
 
 def _ae_module(**over):

@@ -1,4 +1,4 @@
-"""2-process DDP (gloo, CPU): ranks draw different noise/timesteps/dropout, weights stay equal (SPEC I.10)."""
+"""2-process DDP (gloo, CPU): ranks draw different noise/timesteps/dropout, weights stay equal (difference 10 of docs/compatibility.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The EnCodec-style MS-STFT discriminator (SPEC A.6): layout, conv0 without weight norm, hinge + FM."""
+"""The EnCodec-style MS-STFT discriminator (docs/compatibility.md#autoencoder-training): layout, conv0 without weight norm, hinge + FM."""
 
 from __future__ import annotations
 

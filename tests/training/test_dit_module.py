@@ -1,4 +1,4 @@
-"""The DiT recipe (SPEC C): masking, timestep dropout, CFG dropout, blending, mix-only fix, skip logic."""
+"""The DiT recipe (docs/compatibility.md#dit-training): masking, timestep dropout, CFG dropout, blending, mix-only fix, skip logic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""InverseLR formula (SPEC A.6 / C) and the ema-pytorch decay schedule (SPEC A.6)."""
+"""InverseLR formula (docs/compatibility.md#autoencoder-training, docs/compatibility.md#dit-training) and the ema-pytorch decay schedule (docs/compatibility.md#autoencoder-training)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_inverse_lr_formula_and_scheduler():
         sch.step()
     for n, lr in enumerate(lrs):
         assert lr == pytest.approx((1 - 0.99 ** (n + 1)) * 5e-5 * (1 + n / 1e6) ** -0.5, rel=1e-12)
-    assert lrs[0] == pytest.approx(0.01 * 5e-5)  # SPEC C: 0.01·base at step 0
+    assert lrs[0] == pytest.approx(0.01 * 5e-5)  # docs/compatibility.md#dit-training: 0.01·base at step 0
     assert inverse_lr(10**6, 5e-5, inv_gamma=1e6, power=0.5, warmup=0.99) == pytest.approx(5e-5 / math.sqrt(2))
     assert inverse_lr(0, 1.0, inv_gamma=1.0, power=1.0, warmup=0.0, final_lr=0.0) == 1.0
     assert inverse_lr(1000, 1.0, inv_gamma=1.0, power=1.0, warmup=0.0, final_lr=0.1) == 0.1

@@ -1,4 +1,4 @@
-"""MR-STFT loss, A-weighting, KL and masked v-loss against SPEC A.6 / C on hand-checked cases."""
+"""MR-STFT loss, A-weighting, KL and masked v-loss against docs/compatibility.md#autoencoder-training, docs/compatibility.md#dit-training on hand-checked cases."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from mgeldm.training.losses import (
 
 
 def _spec_a6_taps(fs: int = 16000, ntaps: int = 101) -> np.ndarray:
-    """SPEC A.6's recipe written out: IEC analog A-weighting -> bilinear -> freqz(512) -> firls."""
+    """docs/compatibility.md#autoencoder-training's recipe written out: IEC analog A-weighting -> bilinear -> freqz(512) -> firls."""
     f1, f2, f3, f4, a1000 = 20.598997, 107.65265, 737.86223, 12194.217, 1.9997
     num = [(2 * np.pi * f4) ** 2 * (10 ** (a1000 / 20)), 0, 0, 0, 0]
     den = np.polymul([1, 4 * np.pi * f4, (2 * np.pi * f4) ** 2], [1, 4 * np.pi * f1, (2 * np.pi * f1) ** 2])

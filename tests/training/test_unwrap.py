@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from mgeldm.config import compose_config
 from mgeldm.errors import UserError
 from mgeldm.training.unwrap import load_training_checkpoint, unwrap_checkpoint
 
@@ -18,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _tiny_model_cfg() -> dict:
-    return yaml.safe_load((REPO / "configs" / "default_dit_tiny.yaml").read_text())["model"]
+    return compose_config("default_dit_tiny")["model"]
 
 
 def _our_dit_checkpoint(tmp_path: Path):

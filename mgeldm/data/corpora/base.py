@@ -8,8 +8,8 @@ prints a per-corpus summary at the end (songs, hours, skipped and why).
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 
-from mgeldm.audio import load_audio, resample, to_mono
+from mgeldm.audio import load_mono
+
+log = logging.getLogger(__name__)
 
 # File suffixes soundfile reads (lower case), for the mixture and folder readers.
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
@@ -158,18 +160,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def read_mono(path: Path, sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
-    """Read a file as mono ``(L,)`` float32; resample to ``sample_rate`` when given and different."""
+    """:func:`mgeldm.audio.load_mono`, with a missing or unreadable file as a ``BrokenSong``."""
     if not path.is_file():
         raise BrokenSong("missing file", path.name)
     try:
-        wave, sr = load_audio(path)
+        return load_mono(path, sample_rate)
     except Exception:  # the loader's message names the absolute path; keep the report root-independent
         raise BrokenSong("unreadable", f"{path.name}: cannot be read as audio") from None
-    mono = to_mono(wave)[0]
-    if sample_rate is not None and sr != sample_rate and mono.numel() > 0:
-        mono = resample(mono[None], sr, sample_rate)[0]
-        sr = sample_rate
-    return mono.float().contiguous(), int(sr)
 
 
 def pad_to(wave: torch.Tensor, length: int) -> torch.Tensor:
@@ -244,7 +241,7 @@ class CorpusReport:
 
     def skip(self, source_id: str, error: BrokenSong) -> None:
         self.skipped.append((source_id, error.reason, error.detail))
-        print(f"skip {self.name}/{source_id}: {error}", file=sys.stderr, flush=True)
+        log.warning(f"skip {self.name}/{source_id}: {error}")
 
     def summary(self) -> str:
         hours = self.seconds / 3600.0

@@ -49,15 +49,15 @@ def as_mono_batch(audio: torch.Tensor | np.ndarray) -> torch.Tensor:
     """(L,) -> (1, L); (N, L) stays; (N, C, L) is down-mixed to (N, L) by the channel mean."""
     x = torch.as_tensor(audio)
     if not x.is_floating_point():
-        raise UserError(f"CLAP audio must be a float waveform, got dtype {x.dtype}")
+        raise TypeError(f"CLAP audio must be a float waveform, got dtype {x.dtype}")
     if x.dim() == 1:
         x = x[None]
     elif x.dim() == 3:
         x = x.mean(dim=1)
     elif x.dim() != 2:
-        raise UserError(f"CLAP audio must be (L,), (N, L) or (N, C, L), got shape {tuple(x.shape)}")
+        raise ValueError(f"CLAP audio must be (L,), (N, L) or (N, C, L), got shape {tuple(x.shape)}")
     if x.shape[-1] == 0 or x.shape[0] == 0:
-        raise UserError(f"CLAP audio is empty (shape {tuple(x.shape)})")
+        raise ValueError(f"CLAP audio is empty (shape {tuple(x.shape)})")
     return x
 
 
@@ -167,14 +167,14 @@ class LaionClap:
         """
         x = torch.as_tensor(audio)
         if not x.is_floating_point() or x.dim() not in (1, 2):
-            raise UserError(f"embed_audio_windows expects one float track (L,) or (C, L), got {tuple(x.shape)}")
+            raise ValueError(f"embed_audio_windows expects one float track (L,) or (C, L), got {tuple(x.shape)}")
         x = x.float()
         x = x.mean(dim=0) if x.dim() == 2 else x
         x = resample(x[None], sample_rate, self.sample_rate, self.resample_quality)[0]
         clip = self.model.sizes.clip_samples
         hop = int(round(hop_seconds * self.sample_rate))
         if hop < 1:
-            raise UserError(f"embed_audio_windows: hop_seconds must be positive, got {hop_seconds}")
+            raise ValueError(f"embed_audio_windows: hop_seconds must be positive, got {hop_seconds}")
         count = (x.shape[0] - clip) // hop  # floor(duration - 10 s) for a 1 s hop, as the original
         if count < 1:
             raise UserError(

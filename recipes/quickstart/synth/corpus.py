@@ -27,9 +27,11 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from mgeldm.data.synth.midi import CANONICAL_CLASS, DEFAULT_CLASSES, Song, generate_song
-from mgeldm.data.synth.render import render_instrument
+from recipes.quickstart.synth.midi import CANONICAL_CLASS, DEFAULT_CLASSES, Song, generate_song
+from recipes.quickstart.synth.render import render_instrument
+from mgeldm.audio import SAMPLE_RATE
 from mgeldm.errors import UserError
+from mgeldm.files import atomic_folder, write_text_atomic
 
 CORPUS_VERSION = 1
 SPLITS = ("train", "validation", "test")
@@ -48,7 +50,7 @@ class CorpusSettings:
     n_test: int
     min_seconds: float = 10.0
     max_seconds: float = 20.0
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     classes: tuple[str, ...] = DEFAULT_CLASSES
 
     def as_dict(self) -> dict:
@@ -204,12 +206,8 @@ def write_track(plan: TrackPlan, root: Path, sample_rate: int) -> str:
     final = root / plan.split / plan.name
     if is_complete(final, plan.fingerprint):
         return "kept"
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{plan.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        (tmp / "stems").mkdir(parents=True)
+    with atomic_folder(final) as tmp:
+        (tmp / "stems").mkdir()
         stems, mix, gains = render_song(plan.song, sample_rate)
         for k, audio in enumerate(stems):
             if audio is not None:
@@ -218,12 +216,6 @@ def write_track(plan: TrackPlan, root: Path, sample_rate: int) -> str:
         _write_midi(plan.song, tmp)
         meta = _metadata(plan, gains, stems, sample_rate, len(mix))
         (tmp / "metadata.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
     return "written"
 
 
@@ -285,9 +277,7 @@ def generate_corpus(root: str | os.PathLike, settings: CorpusSettings, *, worker
                     "classes": sorted({s.inst_class for s in p.song.stems if s.rendered})}
                    for p in plans],
     }
-    tmp = root / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, root / MANIFEST)
+    write_text_atomic(root / MANIFEST, json.dumps(manifest, indent=1))
     return {**manifest, "written": sum(v == "written" for v in results.values()),
             "kept": sum(v == "kept" for v in results.values())}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mgeldm.cli.quickstart_report import METRIC_NAMES, PARAPHRASES, build_report, paraphrase_list, prompt_list
+from recipes.quickstart.report import METRIC_NAMES, PARAPHRASES, build_report, paraphrase_list, prompt_list
 
 REPO = Path(__file__).resolve().parents[2]
 TOP_FLOATS = ("wall_seconds",) + METRIC_NAMES
@@ -173,7 +173,7 @@ def test_curve_scores_every_checkpoint_of_a_longer_run(smoke_out, tmp_path):
         assert 0.0 <= r["prompt_accuracy"] <= 1.0
     assert rows[0]["logmel_l1_ratio_vs_mix"] != rows[1]["logmel_l1_ratio_vs_mix"]   # training moved it
     # scoring is seeded: the same checkpoint scores the same again, here through the Python function
-    from mgeldm.cli.quickstart_score import score_checkpoints
+    from recipes.quickstart.score import score_checkpoints
 
     classes = (smoke_out / "classes.txt").read_text().strip().split(",")
     again = score_checkpoints("dit", [rows[1]["checkpoint"]], str(smoke_out / "eval"), classes=classes,
@@ -199,7 +199,7 @@ def _tone(freq: float, n: int = 16000, sr: int = 16000):
 def test_score_ratio_and_accuracy_on_known_estimates():
     import torch
 
-    from mgeldm.cli.quickstart_score import score
+    from recipes.quickstart.score import score
 
     stems = {"Bass": _tone(80.0), "Synth Lead": _tone(2000.0)}
     mix = stems["Bass"] + stems["Synth Lead"]
@@ -217,7 +217,7 @@ def test_score_ratio_and_accuracy_on_known_estimates():
 
 
 def test_checkpoint_step_from_names():
-    from mgeldm.cli.quickstart_score import checkpoint_step
+    from mgeldm.checkpoints import checkpoint_step
 
     assert checkpoint_step("run/step00001400.ckpt") == 1400
     assert checkpoint_step("unwrapped/step00000002.ckpt") == 2

@@ -1,6 +1,6 @@
 """Score checkpoints on a quickstart's held-out songs: how far does more training take the recipe?
 
-``python -m mgeldm.cli.quickstart_score dit --eval-dir OUT/eval --output curve.json CKPT [CKPT ...]``
+``python -m recipes.quickstart.score dit --eval-dir OUT/eval --output curve.json CKPT [CKPT ...]``
 extracts every stem class of every held-out song with each unwrapped MGE-LDM checkpoint (the canonical
 prompts, as the report) and writes, per checkpoint, the report's ``logmel_l1_ratio_vs_mix`` and
 ``prompt_accuracy``, overall and per stem. ``ae`` does the same for unwrapped autoencoder checkpoints with
@@ -16,69 +16,47 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mgeldm.cli.quickstart_report import _closest_is, _share, compose, prompt_list, slug
-from mgeldm.errors import UserError, print_error
+from mgeldm.audio import SAMPLE_RATE
+from mgeldm.checkpoints import checkpoint_step
+from mgeldm.cli.boundary import run_tool
+from mgeldm.config import compose_config
+from mgeldm.errors import UserError
 from mgeldm.files import write_text_atomic
+from mgeldm.metrics.closest import share
+from recipes.quickstart.evalset import load_songs, prompt_list
+from recipes.quickstart.runs import closest_is
 
-PROG = "python -m mgeldm.cli.quickstart_score"
+PROG = "python -m recipes.quickstart.score"
 
 Estimator = Callable[[str, torch.Tensor, Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]]
-
-
-def checkpoint_step(path: str | Path) -> int | None:
-    """The training step in a checkpoint's name (``step00001400...``), else None."""
-    m = re.search(r"step0*(\d+)", Path(path).name)
-    return int(m.group(1)) if m else None
-
-
-def load_songs(eval_dir: str | Path, sample_rate: int) -> dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-    """``{song: (mix (L,), {label: stem (L,)})}`` from a folder written by ``quickstart_report prepare``."""
-    from mgeldm.audio import load_mono
-
-    root = Path(eval_dir)
-    if not (root / "songs.json").is_file():
-        raise UserError(f"{root}: no songs.json (expected the eval folder of a quickstart run, <out>/eval)")
-    songs = json.loads((root / "songs.json").read_text())
-    out = {}
-    for song, info in sorted(songs.items()):
-        mix = load_mono(root / "mix" / f"{song}.wav", sample_rate)[0]
-        stems = {label: load_mono(root / "ref" / slug(label) / f"{song}.wav", sample_rate)[0] for label in info["labels"]}
-        out[song] = (mix, stems)
-    return out
 
 
 def score(estimate: Estimator, songs: Mapping[str, tuple[torch.Tensor, Mapping[str, torch.Tensor]]],
           sample_rate: int) -> dict[str, Any]:
     """Ratio to the mixture and closest-stem accuracy of ``estimate(song, mix, stems) -> {label: estimate}``."""
-    from mgeldm.metrics.logmel import LogMelConfig, logmel_l1
+    from mgeldm.metrics.logmel import LogMelConfig, logmel_l1_ratio_vs_mix
 
     cfg = LogMelConfig(sample_rate=sample_rate)
     ratios: dict[str, list[float]] = {}
     hits: dict[str, list[bool]] = {}
     for song, (mix, stems) in songs.items():
         for label, est in estimate(song, mix, stems).items():
-            n = min(est.shape[-1], mix.shape[-1], stems[label].shape[-1])
-            ref = stems[label][:n]
-            # the same guard as evaluate.py's ratio: a song whose mixture is this one stem scores finite
-            ratio = float(logmel_l1(est[:n], ref, cfg)) / max(float(logmel_l1(mix[:n], ref, cfg)), 1e-12)
-            ratios.setdefault(label, []).append(ratio)
-            hits.setdefault(label, []).append(_closest_is(est, stems, label, sample_rate))
+            ratios.setdefault(label, []).append(logmel_l1_ratio_vs_mix(est, stems[label], mix, cfg))
+            hits.setdefault(label, []).append(closest_is(est, stems, label, sample_rate))
     every = [r for v in ratios.values() for r in v]
     if not every:
         raise UserError("no (song, stem) pair to score")
     return {
         "logmel_l1_ratio_vs_mix": sum(every) / len(every),
-        "prompt_accuracy": _share([h for v in hits.values() for h in v]),
+        "prompt_accuracy": share([h for v in hits.values() for h in v]),
         "n_pairs": len(every),
-        "per_stem": {label: {"logmel_l1_ratio_vs_mix": sum(v) / len(v), "prompt_accuracy": _share(hits[label])}
+        "per_stem": {label: {"logmel_l1_ratio_vs_mix": sum(v) / len(v), "prompt_accuracy": share(hits[label])}
                      for label, v in sorted(ratios.items())},
     }
 
@@ -99,21 +77,17 @@ def dit_estimator(ckpt: str, cfg: Mapping, classes: Sequence[str], sample_rate: 
     return estimate
 
 
-def ae_estimator(ckpt: str, cfg: Mapping) -> Estimator:
-    """The true stems through the AE round trip (the oracle of the report)."""
-    from mgeldm.checkpoints import load_weights, read_state_dict
-    from mgeldm.cli.quickstart_report import round_trip
-    from mgeldm.models.autoencoder import build_autoencoder
+def ae_estimator(ckpt: str, cfg: Mapping, sample_rate: int) -> Estimator:
+    """The true stems (at ``sample_rate``) through the AE round trip (the oracle of the report)."""
+    from mgeldm.api import Autoencoder
 
-    ae = build_autoencoder(cfg["model"])
-    load_weights(ae, read_state_dict(ckpt), what="an autoencoder checkpoint", path=ckpt)
-    ae.eval()
-    return lambda song, mix, stems: {label: round_trip(ae, wave) for label, wave in stems.items()}
+    ae = Autoencoder.from_pretrained(ckpt, cfg["model"])
+    return lambda song, mix, stems: {label: ae.round_trip(wave, sample_rate) for label, wave in stems.items()}
 
 
 def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_name: str | None = None,
-                      classes: Sequence[str] = (), sample_rate: int = 16000, steps: int = 4, cfg_scale: float = 2.0,
-                      overlap: float = 0.128, seed: int = 0, device: str = "cpu",
+                      classes: Sequence[str] = (), sample_rate: int = SAMPLE_RATE, steps: int = 4,
+                      cfg_scale: float = 2.0, overlap: float = 0.128, seed: int = 0, device: str = "cpu",
                       overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per checkpoint (``kind`` is ``dit`` or ``ae``), in the order given."""
     if kind not in ("dit", "ae"):
@@ -121,7 +95,7 @@ def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_
     missing = [c for c in ckpts if not Path(c).is_file()]
     if missing:
         raise UserError(f"{missing[0]}: no such checkpoint file")
-    cfg = compose(config_name or ("quickstart_dit" if kind == "dit" else "quickstart_ae"), overrides)
+    cfg = compose_config(config_name or ("quickstart_dit" if kind == "dit" else "quickstart_ae"), overrides)
     songs = load_songs(eval_dir, sample_rate)
     if kind == "dit" and not classes:
         classes = sorted({label for _, stems in songs.values() for label in stems})
@@ -131,7 +105,7 @@ def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_
             est = dit_estimator(ckpt, cfg, classes, sample_rate, steps=steps, cfg_scale=cfg_scale, overlap=overlap,
                                 seed=seed, device=device)
         else:
-            est = ae_estimator(ckpt, cfg)
+            est = ae_estimator(ckpt, cfg, sample_rate)
         row = {"checkpoint": str(ckpt), "step": checkpoint_step(ckpt), **score(est, songs, sample_rate)}
         if kind == "ae":
             row = {("oracle_" + k if k == "logmel_l1_ratio_vs_mix" else k): v for k, v in row.items()
@@ -166,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="write the rows as JSON here and a markdown table beside it")
     p.add_argument("--config-name", default=None, help="quickstart_dit (dit) / quickstart_ae (ae) by default")
     p.add_argument("--classes", default="", help="comma-separated stem classes to prompt (default: those of the songs)")
-    p.add_argument("--sample-rate", type=int, default=16000)
+    p.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--overlap", type=float, default=0.128, help="seconds of overlap between DiT windows")
@@ -178,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
+
+    def work() -> None:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
         rows = score_checkpoints(args.kind, args.ckpts, args.eval_dir, config_name=args.config_name, classes=classes,
                                  sample_rate=args.sample_rate, steps=args.steps, cfg_scale=args.cfg_scale,
@@ -188,10 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             write_text_atomic(out, json.dumps(rows, indent=1) + "\n")
             write_text_atomic(out.with_suffix(".md"), markdown(rows))
             print(markdown(rows))
-    except UserError as err:
-        return print_error(PROG, str(err))
-    return 0
+
+    return run_tool(PROG, work)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

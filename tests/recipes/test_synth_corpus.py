@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 import yaml
 
-from mgeldm.data.synth.__main__ import main as synth_main
-from mgeldm.data.synth.corpus import CorpusSettings, generate_corpus, plan_corpus
-from mgeldm.data.synth.midi import CANONICAL_CLASS, INSTRUMENT_CLASSES, generate_song
-from mgeldm.data.synth.render import render_instrument
+from recipes.quickstart.synth.__main__ import main as synth_main
+from recipes.quickstart.synth.corpus import CorpusSettings, generate_corpus, plan_corpus
+from recipes.quickstart.synth.midi import CANONICAL_CLASS, INSTRUMENT_CLASSES, generate_song
+from recipes.quickstart.synth.render import render_instrument
 
 SETTINGS = CorpusSettings(seed=3, n_train=3, n_valid=1, n_test=2, min_seconds=2.0, max_seconds=3.0)
 

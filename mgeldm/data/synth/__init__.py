@@ -1,8 +1,0 @@
-"""The built-in multitrack corpus: generated MIDI songs rendered with a General MIDI SoundFont,
-written in the Slakh2100 layout (``python -m mgeldm.data.synth --help``)."""
-
-from mgeldm.data.synth.corpus import CorpusSettings, generate_corpus, plan_corpus
-from mgeldm.data.synth.midi import DEFAULT_CLASSES, INSTRUMENT_CLASSES, generate_song
-
-__all__ = ["CorpusSettings", "generate_corpus", "plan_corpus", "generate_song", "DEFAULT_CLASSES",
-           "INSTRUMENT_CLASSES"]

@@ -1,0 +1,45 @@
+"""The quickstart's bars besides the trained model: the DiT at initialisation ("untrained", run through the same
+inference and evaluation), the true stems through the AE round trip ("oracle", the best any extractor can reach in
+audio with this AE), and the latent-space scores of a model (:mod:`mgeldm.evaluation.latent`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mgeldm.api import MGELDM, Autoencoder
+from mgeldm.config import compose_config
+from recipes.quickstart.evalset import load_song_stems, load_songs, read_songs, stem_folder
+
+
+def init_dit(config_name: str, ae_ckpt: str, out: str, seed: int, overrides: Sequence[str] = ()) -> Path:
+    """The unwrapped checkpoint of the untrained baseline: the trained AE + the DiT as initialised."""
+    model_cfg = compose_config(config_name, overrides)["model"]
+    return MGELDM.untrained(model_cfg, ae_ckpt, seed=seed).save(out)
+
+
+def oracle(config_name: str, ae_ckpt: str, eval_dir: str, sample_rate: int, overrides: Sequence[str] = ()) -> int:
+    """``ref/<stem>/<song>.wav`` through the AE (VAE mean) -> ``oracle/<stem>/<song>.wav``; returns the count."""
+    from mgeldm.audio import write_wav
+
+    ae = Autoencoder.from_pretrained(ae_ckpt, compose_config(config_name, overrides)["model"])
+    root, n = Path(eval_dir), 0
+    for song, info in read_songs(root).items():
+        for label, wave in load_song_stems(root, song, info["labels"], sample_rate).items():
+            write_wav(root / "oracle" / stem_folder(label) / f"{song}.wav", ae.round_trip(wave, sample_rate),
+                      ae.sample_rate)
+            n += 1
+    return n
+
+
+def latent(ckpt: str, eval_dir: str, sample_rate: int, *, steps: int, cfg_scale: float, overlap: float,
+           seed: int = 0) -> dict[str, Any]:
+    """The latent-space extraction scores of the eval songs with the report's sampler settings: the songs' mix and
+    stems encoded by the model's own AE."""
+    from mgeldm.data.prompts import canonical_prompt
+    from mgeldm.evaluation.latent import latent_scores, songs_from_audio
+
+    model = MGELDM.from_pretrained(ckpt, device="cpu")
+    songs = songs_from_audio(model, load_songs(eval_dir, sample_rate), sample_rate)
+    return latent_scores(model, songs, canonical_prompt, steps=steps, cfg_scale=cfg_scale, overlap=overlap, seed=seed)

@@ -1,0 +1,328 @@
+"""The quickstart's report, and its helper commands for ``scripts/quickstart.sh``.
+
+``python -m recipes.quickstart.report <command> ...``:
+
+- ``prepare``: the held-out (test) songs of the built-in corpus as evaluation folders (:mod:`.evalset`).
+- ``init-dit``: an unwrapped MGE-LDM checkpoint with the trained AE and the DiT at initialisation (the
+  "untrained" baseline, run through the very same inference and evaluation; :mod:`.baselines`).
+- ``oracle``: the reference stems through the AE round trip (``oracle/<stem>/<song>.wav``).
+- ``latent``: the latent-space scores of a checkpoint on the evaluation songs.
+- ``prompts``: the prompts of a run as a Hydra list (canonical or paraphrases).
+- ``collect``: copies the source-extraction outputs of an ``infer.py`` run into ``<dest>/<stem>/<song>.wav``
+  (the layout ``evaluate.py`` pairs with ``ref/``; :mod:`.runs`).
+- ``report``: ``quickstart_report.json`` / ``.md`` from the ``evaluate.py`` results and the extraction runs.
+
+Prompt accuracy: an extraction is "right" when its Log-Mel L1 distance to the prompted stem is smaller than
+to every other stem of the song (the song's stems, not the mixture, are the candidates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mgeldm.audio import SAMPLE_RATE
+from mgeldm.cli.boundary import run_tool
+from mgeldm.files import write_text_atomic
+from mgeldm.metrics.closest import share
+from recipes.quickstart.evalset import PARAPHRASES, paraphrase_list, prompt_list, read_songs, stem_folder
+
+PROG = "python -m recipes.quickstart.report"
+METRIC_NAMES = ("logmel_l1_ratio_vs_mix", "untrained_logmel_l1_ratio_vs_mix", "oracle_logmel_l1_ratio_vs_mix",
+                "silence_logmel_l1_ratio_vs_mix", "prompt_accuracy", "paraphrase_accuracy", "si_sdr_improvement_db")
+__all__ = ["METRIC_NAMES", "PARAPHRASES", "build_report", "markdown", "main", "paraphrase_list", "prompt_list"]
+
+
+def _row_mean(block: Mapping, row: str, metric: str) -> float:
+    value = ((block.get("rows") or {}).get(row) or {}).get(metric) or {}
+    mean = value.get("mean")
+    return float(mean) if mean is not None else float("nan")
+
+
+LATENT_KEYS = ("latent_prompt_accuracy", "latent_rel_mse", "x0_error_t0.05", "x0_error_t0.05_uncond", "x0_error_t0.4",
+               "x0_error_t0.4_uncond", "x0_error_t0.8", "x0_error_t0.8_uncond", "x0_error_t1", "x0_error_t1_uncond")
+
+
+def _metrics(block: Mapping, ublock: Mapping, hits: Sequence[bool], phits: Sequence[bool], ohits: Sequence[bool],
+             lat: Mapping[str, Any]) -> dict[str, float]:
+    """The report's numbers of one group (a stem class, or all): the evaluation rows, accuracies, latent scores."""
+    return {**{k: float(lat[k]) for k in LATENT_KEYS if k in lat},
+            "oracle_prompt_accuracy": share(ohits),
+            "oracle_si_sdr_improvement_db": _row_mean(block, "oracle", "si_sdri"),
+            "logmel_l1_ratio_vs_mix": _row_mean(block, "model", "logmel_l1_ratio_vs_mix"),
+            "untrained_logmel_l1_ratio_vs_mix": _row_mean(ublock, "model", "logmel_l1_ratio_vs_mix"),
+            "oracle_logmel_l1_ratio_vs_mix": _row_mean(block, "oracle", "logmel_l1_ratio_vs_mix"),
+            "silence_logmel_l1_ratio_vs_mix": _row_mean(block, "silence", "logmel_l1_ratio_vs_mix"),
+            "prompt_accuracy": share(hits),
+            "paraphrase_accuracy": share(phits),
+            "si_sdr_improvement_db": _row_mean(block, "model", "si_sdri")}
+
+
+def _flat(hits: Mapping[str, list[bool]]) -> list[bool]:
+    return [h for v in hits.values() for h in v]
+
+
+def build_report(*, evaluation: Mapping, untrained: Mapping, prompt_hits: Mapping[str, list[bool]],
+                 para_hits: Mapping[str, list[bool]], stage_seconds: Mapping[str, float], wall_seconds: float,
+                 n_songs: int, oracle_hits: Mapping[str, list[bool]] | None = None,
+                 latent: Mapping[str, Any] | None = None) -> dict:
+    """The report's JSON: every field of the issue, overall and per stem; the latent scores (overall and the
+    per-stem accuracy and MSE) when ``latent`` is given."""
+    label_of = {stem_folder(label): label for label in list(prompt_hits) + list(para_hits)}
+    oracle_hits, latent = oracle_hits or {}, latent or {}
+    per_stem = {}
+    for group, block in sorted(evaluation["groups"].items()):
+        label = label_of.get(group, group)
+        per_stem[label] = _metrics(block, untrained["groups"].get(group, {}), prompt_hits.get(label, []),
+                                   para_hits.get(label, []), oracle_hits.get(label, []),
+                                   (latent.get("per_stem") or {}).get(label, {}))
+    overall = _metrics(evaluation["overall"], untrained["overall"], _flat(prompt_hits), _flat(para_hits),
+                       _flat(oracle_hits), latent)
+    return {"wall_seconds": float(wall_seconds), **overall, "per_stem": per_stem, "n_songs": int(n_songs),
+            "n_pairs": int(evaluation["n_files"]), "stage_seconds": {k: float(v) for k, v in stage_seconds.items()}}
+
+
+TARGETS = {  # the targets of the full CPU run (held-out songs); checked in the markdown only
+    "latent_prompt_accuracy": ">= 0.9",
+    "prompt_accuracy": ">= 0.9",
+    "paraphrase_accuracy": ">= 0.8",
+    "si_sdr_improvement_db": "> 0",
+    "oracle_prompt_accuracy": ">= 0.95",
+    "logmel_l1_ratio_vs_mix": "<= 0.6 (stretch)",
+}
+_TARGET_TESTS = {
+    "latent_prompt_accuracy": lambda r: r.get("latent_prompt_accuracy", float("nan")) >= 0.9,
+    "prompt_accuracy": lambda r: r["prompt_accuracy"] >= 0.9,
+    "paraphrase_accuracy": lambda r: r["paraphrase_accuracy"] >= 0.8,
+    "si_sdr_improvement_db": lambda r: r["si_sdr_improvement_db"] > 0,
+    "oracle_prompt_accuracy": lambda r: r["oracle_prompt_accuracy"] >= 0.95,
+    "logmel_l1_ratio_vs_mix": lambda r: r["logmel_l1_ratio_vs_mix"] <= 0.6,
+}
+
+
+def _targets_met(r: Mapping) -> dict[str, bool]:
+    return {m: bool(test(r)) for m, test in _TARGET_TESTS.items()}
+
+
+def _num(v: float) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _table(names: Sequence[str], report: Mapping) -> list[str]:
+    """A markdown table: one row for all pairs and one per stem class, one column per metric of ``names``."""
+    return (["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+             "| **all** | " + " | ".join(_num(report.get(m)) for m in names) + " |"]
+            + [f"| {label} | " + " | ".join(_num(vals.get(m)) for m in names) + " |"
+               for label, vals in report["per_stem"].items()])
+
+
+def _latent_section(report: Mapping) -> list[str]:
+    present = [k for k in ("latent_prompt_accuracy", "latent_rel_mse", "oracle_prompt_accuracy",
+                           "oracle_logmel_l1_ratio_vs_mix", "oracle_si_sdr_improvement_db") if k in report]
+    times = [k[len("x0_error_t"):] for k in report if k.startswith("x0_error_t") and not k.endswith("_uncond")]
+    return (["", "## Latent space and the AE's own scores", "",
+             "Latent scores compare the extracted source latent with the true stems' AE latents (MSE; the decoder "
+             "cannot cap them); oracle scores are the true stems through the AE round trip, the best any extractor "
+             "can reach in audio with this AE. x0 error: the DiT's clean estimate of the source in one call at "
+             "diffusion time t (mix given), relative to silence's error, with the prompt and without.", ""]
+            + _table(present, report)
+            + ["", "| t | " + " | ".join(times) + " |", "|---|" + "---|" * len(times),
+               "| x0 error, prompt | " + " | ".join(_num(report[f"x0_error_t{t}"]) for t in times) + " |",
+               "| x0 error, no condition | " + " | ".join(_num(report[f"x0_error_t{t}_uncond"]) for t in times) + " |"])
+
+
+def _closing_sections(report: Mapping, extra: Mapping[str, Any]) -> list[str]:
+    met = _targets_met(report)
+    lines = ["", "## Targets (full run)", "", "| metric | target | reached |", "|---|---|---|"]
+    lines += [f"| {m} | {t} | {'yes' if met[m] else 'no'} ({_num(report.get(m))}) |" for m, t in TARGETS.items()]
+    lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in report["stage_seconds"].items()]
+    if extra.get("paraphrases"):
+        lines += ["", "## Paraphrases (never seen in training)", ""]
+        lines += [f"- {label}: " + "; ".join(f'"{p}"' for p in ps) for label, ps in extra["paraphrases"].items()]
+    if extra.get("files"):
+        lines += ["", "## Files", ""] + [f"- {k}: `{v}`" for k, v in extra["files"].items()]
+    return lines
+
+
+def markdown(report: Mapping, extra: Mapping[str, Any]) -> str:
+    lines = ["# MGE-LDM quickstart report", "",
+             f"{report['n_songs']} held-out songs, {report['n_pairs']} (song, stem) pairs; wall time "
+             f"{report['wall_seconds']:.0f} s ({extra.get('mode', '')}).", "",
+             "Log-Mel L1 ratio = Log-Mel L1(estimate, true stem) / Log-Mel L1(mixture, true stem), mean over pairs "
+             "(lower is better; the mixture itself scores 1). Prompt accuracy: share of pairs whose extraction is "
+             "closer (Log-Mel L1) to the prompted stem than to every other stem of the song; paraphrase accuracy: "
+             f"the same with {extra.get('n_paraphrases', 5)} wordings per stem never seen in training, on the first "
+             f"{extra.get('n_para_songs', report['n_songs'])} songs.", "", *_table(METRIC_NAMES, report)]
+    if "latent_prompt_accuracy" in report:
+        lines += _latent_section(report)
+    return "\n".join(lines + _closing_sections(report, extra)) + "\n"
+
+
+def read_stages(path: str | None) -> dict[str, float]:
+    stages: dict[str, float] = {}
+    if path and Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            if "\t" in line:
+                name, sec = line.split("\t", 1)
+                stages[name] = stages.get(name, 0.0) + float(sec)
+    return stages
+
+
+
+
+# --------------------------------------------------------------------------------------------- the commands
+
+
+def _classes(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _hydra_list(prompts: Sequence[str]) -> str:
+    return "[" + ",".join("'" + p.replace("'", "") + "'" for p in prompts) + "]"
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from recipes.quickstart.evalset import prepare
+
+    songs = prepare(args.corpus, args.eval_dir, args.n_songs, args.sample_rate, pngs=not args.no_png,
+                    seconds=args.seconds, para_songs=args.para_songs, split=args.split)
+    print(f"{args.eval_dir}: {len(songs)} songs, {sum(len(s['labels']) for s in songs.values())} stems")
+
+
+def _init_dit(args: argparse.Namespace) -> None:
+    from recipes.quickstart.baselines import init_dit
+
+    print(f"wrote {init_dit(args.config_name, args.ae, args.out, args.seed, args.overrides)}")
+
+
+def _oracle(args: argparse.Namespace) -> None:
+    from recipes.quickstart.baselines import oracle
+
+    print(f"{oracle(args.config_name, args.ae, args.eval_dir, args.sample_rate, args.overrides)} oracle stems")
+
+
+def _latent(args: argparse.Namespace) -> None:
+    from recipes.quickstart.baselines import latent
+
+    scores = latent(args.ckpt, args.eval_dir, args.sample_rate, steps=args.steps, cfg_scale=args.cfg_scale,
+                    overlap=args.overlap)
+    write_text_atomic(Path(args.output), json.dumps(scores, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in scores.items() if k != "per_stem"}))
+
+
+def _prompts(args: argparse.Namespace) -> None:
+    pairs = (prompt_list if args.kind == "canonical" else paraphrase_list)(_classes(args.classes))
+    print(_hydra_list([p for _, p in pairs]))
+
+
+def _collect(args: argparse.Namespace) -> None:
+    from recipes.quickstart.runs import collect
+
+    labels = [label for label, _ in prompt_list(_classes(args.classes))]
+    print(f"{collect(args.run_dir, args.eval_dir, args.dest, labels)} extractions -> {args.dest}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from recipes.quickstart.runs import accuracy, latest_run, oracle_accuracy
+
+    classes = _classes(args.classes)
+    report = build_report(
+        evaluation=json.loads(Path(args.evaluation).read_text()),
+        untrained=json.loads(Path(args.untrained_evaluation).read_text()),
+        prompt_hits=accuracy(args.extract_run, args.eval_dir, prompt_list(classes), args.sample_rate),
+        para_hits=accuracy(args.paraphrase_run, args.eval_dir, paraphrase_list(classes), args.sample_rate,
+                           mix_folder="mix_para"),
+        stage_seconds=read_stages(args.stages), wall_seconds=time.time() - args.start_time,
+        n_songs=len(read_songs(args.eval_dir)), oracle_hits=oracle_accuracy(args.eval_dir, args.sample_rate),
+        latent=json.loads(Path(args.latent_scores).read_text()) if args.latent_scores else None)
+    out = Path(args.out)
+    write_text_atomic(out / "quickstart_report.json", json.dumps(report, indent=1) + "\n")
+    n_para = len(list((Path(args.eval_dir) / "mix_para").glob("*.wav")))
+    extra = {"mode": args.mode, "n_paraphrases": 5, "n_para_songs": n_para,
+             "paraphrases": {c: list(PARAPHRASES[c]) for c in classes if c in PARAPHRASES},
+             "files": {"evaluation (trained)": args.evaluation, "evaluation (untrained)": args.untrained_evaluation,
+                       "source extraction run": str(latest_run(args.extract_run)),
+                       "paraphrase run": str(latest_run(args.paraphrase_run))}}
+    write_text_atomic(out / "quickstart_report.md", markdown(report, extra))
+    print((out / "quickstart_report.md").read_text())
+
+
+COMMANDS = {"prepare": _prepare, "init-dit": _init_dit, "oracle": _oracle, "latent": _latent, "prompts": _prompts,
+            "collect": _collect, "report": _report}
+
+
+def _add_evaluation_commands(sub) -> None:
+    a = sub.add_parser("prepare")
+    a.add_argument("--corpus", required=True)
+    a.add_argument("--eval-dir", required=True)
+    a.add_argument("--n-songs", type=int, default=8)
+    a.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
+    a.add_argument("--no-png", action="store_true")
+    a.add_argument("--seconds", type=float, default=None, help="evaluate an excerpt of this length per song")
+    a.add_argument("--para-songs", type=int, default=None, help="songs of the paraphrase runs (mix_para/)")
+    a.add_argument("--split", default="test", choices=("test", "valid"), help="which held-out songs (default test)")
+    a = sub.add_parser("latent", help="latent-space extraction scores of an unwrapped MGE-LDM on the eval songs")
+    a.add_argument("--ckpt", required=True)
+    a.add_argument("--eval-dir", required=True)
+    a.add_argument("--output", required=True, help="the JSON file to write")
+    a.add_argument("--steps", type=int, default=4)
+    a.add_argument("--cfg-scale", type=float, default=2.0)
+    a.add_argument("--overlap", type=float, default=0.128)
+    a.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
+
+
+def _add_baseline_commands(sub) -> None:
+    a = sub.add_parser("init-dit")
+    a.add_argument("--config-name", default="quickstart_dit")
+    a.add_argument("--ae", required=True)
+    a.add_argument("--out", required=True)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("overrides", nargs="*")
+    a = sub.add_parser("oracle")
+    a.add_argument("--config-name", default="quickstart_ae")
+    a.add_argument("--ae", required=True)
+    a.add_argument("--eval-dir", required=True)
+    a.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
+    a.add_argument("overrides", nargs="*")
+
+
+def _add_run_commands(sub) -> None:
+    a = sub.add_parser("prompts", help="print the prompts of a run as a Hydra list (canonical | paraphrase)")
+    a.add_argument("kind", choices=("canonical", "paraphrase"))
+    a.add_argument("--classes", required=True)
+    a = sub.add_parser("collect")
+    for flag in ("--run-dir", "--eval-dir", "--dest", "--classes"):
+        a.add_argument(flag, required=True)
+    a = sub.add_parser("report")
+    for flag in ("--out", "--eval-dir", "--evaluation", "--untrained-evaluation", "--extract-run", "--paraphrase-run",
+                 "--classes"):
+        a.add_argument(flag, required=True)
+    a.add_argument("--stages", default=None)
+    a.add_argument("--start-time", type=float, required=True, help="epoch seconds when the quickstart started")
+    a.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
+    a.add_argument("--mode", default="")
+    a.add_argument("--latent-scores", default=None, help="the JSON written by the `latent` command")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _add_evaluation_commands(sub)
+    _add_baseline_commands(sub)
+    _add_run_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return run_tool(PROG, lambda: COMMANDS[args.cmd](args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
