@@ -13,9 +13,18 @@ from mgeldm.config import compose_config
 from recipes.quickstart.evalset import load_song_stems, load_songs, read_songs, stem_folder
 
 
-def init_dit(config_name: str, ae_ckpt: str, out: str, seed: int, overrides: Sequence[str] = ()) -> Path:
-    """The unwrapped checkpoint of the untrained baseline: the trained AE + the DiT as initialised."""
-    model_cfg = compose_config(config_name, overrides)["model"]
+def init_dit(config_name: str, ae_ckpt: str, out: str, seed: int, overrides: Sequence[str] = (),
+             like: str | None = None) -> Path:
+    """The unwrapped checkpoint of the untrained baseline: the trained AE + the DiT as initialised.
+
+    ``like``: a trained unwrapped model whose carried config (sizes, measured per-track statistics, conditioner)
+    the baseline takes, so both are built and run alike; else ``config_name`` + ``overrides``.
+    """
+    from mgeldm.checkpoints import read_model_config
+
+    model_cfg = read_model_config(like) if like else None
+    if model_cfg is None:
+        model_cfg = compose_config(config_name, overrides)["model"]
     return MGELDM.untrained(model_cfg, ae_ckpt, seed=seed).save(out)
 
 

@@ -198,7 +198,7 @@ def _prepare(args: argparse.Namespace) -> None:
 def _init_dit(args: argparse.Namespace) -> None:
     from recipes.quickstart.baselines import init_dit
 
-    print(f"wrote {init_dit(args.config_name, args.ae, args.out, args.seed, args.overrides)}")
+    print(f"wrote {init_dit(args.config_name, args.ae, args.out, args.seed, args.overrides, args.like)}")
 
 
 def _oracle(args: argparse.Namespace) -> None:
@@ -283,6 +283,7 @@ def _add_baseline_commands(sub) -> None:
     a.add_argument("--ae", required=True)
     a.add_argument("--out", required=True)
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--like", default=None, help="a trained unwrapped model whose config the baseline takes")
     a.add_argument("overrides", nargs="*")
     a = sub.add_parser("oracle")
     a.add_argument("--config-name", default="quickstart_ae")
