@@ -1,5 +1,6 @@
 """The quickstart (``scripts/quickstart.sh``): a synthetic multitrack corpus (``synth``), the evaluation songs and
-baselines (``evalset``, ``baselines``), the report (``report``) and checkpoint scores (``score``).
+baselines (``evalset``, ``baselines``), the report (``report``), checkpoint scores (``score``) and every text
+it embeds, with their precomputed table (``texts``).
 
 A client of the library: it imports only its public API (``PUBLIC_API``, what tests/recipes checks).
 """
@@ -13,6 +14,7 @@ PUBLIC_API = (
     "mgeldm.data.prompts",       # the prompt templates
     "mgeldm.evaluation",         # audio and latent scores
     "mgeldm.metrics",            # Log-Mel, SI-SDR, closest stem, FAD
+    "mgeldm.models.conditioners",  # the text conditioners and the table of precomputed text embeddings
     "mgeldm.tasks.outputs",      # the layout of infer.py's output folders
     "mgeldm.files",              # atomic writes
     "mgeldm.progress",           # progress display

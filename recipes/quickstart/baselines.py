@@ -43,12 +43,12 @@ def oracle(config_name: str, ae_ckpt: str, eval_dir: str, sample_rate: int, over
 
 
 def latent(ckpt: str, eval_dir: str, sample_rate: int, *, steps: int, cfg_scale: float, overlap: float,
-           seed: int = 0) -> dict[str, Any]:
+           seed: int = 0, device: str = "cpu") -> dict[str, Any]:
     """The latent-space extraction scores of the eval songs with the report's sampler settings: the songs' mix and
     stems encoded by the model's own AE."""
     from mgeldm.data.prompts import canonical_prompt
     from mgeldm.evaluation.latent import latent_scores, songs_from_audio
 
-    model = MGELDM.from_pretrained(ckpt, device="cpu")
+    model = MGELDM.from_pretrained(ckpt, device=device)
     songs = songs_from_audio(model, load_songs(eval_dir, sample_rate), sample_rate)
     return latent_scores(model, songs, canonical_prompt, steps=steps, cfg_scale=cfg_scale, overlap=overlap, seed=seed)

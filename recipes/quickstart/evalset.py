@@ -36,6 +36,7 @@ PARAPHRASES: dict[str, tuple[str, ...]] = {
                    "a synth solo", "melodic synthesizer lead"),
 }
 MIN_STEM_RMS = 1e-3   # a stem quieter than this over the excerpt is left out of the evaluation
+PARTIAL_LABEL = "Drums"  # the stem partial generation adds: each song's submix leaves it out (else its last stem)
 
 
 def stem_folder(label: str) -> str:
@@ -93,8 +94,8 @@ def _write_song(root: Path, name: str, stems: Mapping[str, torch.Tensor], sample
     save(root / "mix" / f"{name}.wav", mix)
     for label, wave in audible.items():
         save(root / "ref" / stem_folder(label) / f"{name}.wav", wave)
-    # partial generation: the song without one stem (Drums when present, else its last stem)
-    missing = "Drums" if "Drums" in audible else list(audible)[-1]
+    # partial generation: the song without one stem (PARTIAL_LABEL when present, else its last stem)
+    missing = PARTIAL_LABEL if PARTIAL_LABEL in audible else list(audible)[-1]
     save(root / "submix" / f"{name}.wav", mix - audible[missing])  # (a left-out silent stem stays in)
     return {"labels": list(audible), "partial_label": missing, "seconds": mix.shape[-1] / sample_rate}
 

@@ -7,7 +7,10 @@
   "untrained" baseline, run through the very same inference and evaluation; :mod:`.baselines`).
 - ``oracle``: the reference stems through the AE round trip (``oracle/<stem>/<song>.wav``).
 - ``latent``: the latent-space scores of a checkpoint on the evaluation songs.
-- ``prompts``: the prompts of a run as a Hydra list (canonical or paraphrases).
+- ``prompts``: the prompts of a run as a Hydra list (canonical or paraphrases); ``all``: those two lists and the
+  demo prompts of partial_gen and total_gen, one per line (:mod:`.texts`).
+- ``table``: the table of every text a run embeds, embedded with MiniLM on the CPU (:mod:`.texts`; the committed
+  ``recipes/quickstart/text_embeddings.npz`` by default); ``--check``: only say whether it holds them all.
 - ``collect``: copies the source-extraction outputs of an ``infer.py`` run into ``<dest>/<stem>/<song>.wav``
   (the layout ``evaluate.py`` pairs with ``ref/``; :mod:`.runs`).
 - ``report``: ``quickstart_report.json`` / ``.md`` from the ``evaluate.py`` results and the extraction runs.
@@ -183,8 +186,12 @@ def _classes(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
+def _hydra_str(prompt: str) -> str:
+    return "'" + prompt.replace("'", "") + "'"
+
+
 def _hydra_list(prompts: Sequence[str]) -> str:
-    return "[" + ",".join("'" + p.replace("'", "") + "'" for p in prompts) + "]"
+    return "[" + ",".join(_hydra_str(p) for p in prompts) + "]"
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -211,14 +218,39 @@ def _latent(args: argparse.Namespace) -> None:
     from recipes.quickstart.baselines import latent
 
     scores = latent(args.ckpt, args.eval_dir, args.sample_rate, steps=args.steps, cfg_scale=args.cfg_scale,
-                    overlap=args.overlap)
+                    overlap=args.overlap, device=args.device)
     write_text_atomic(Path(args.output), json.dumps(scores, indent=1) + "\n")
     print(json.dumps({k: v for k, v in scores.items() if k != "per_stem"}))
 
 
 def _prompts(args: argparse.Namespace) -> None:
-    pairs = (prompt_list if args.kind == "canonical" else paraphrase_list)(_classes(args.classes))
-    print(_hydra_list([p for _, p in pairs]))
+    from recipes.quickstart.texts import DEMO_PROMPTS
+
+    classes = _classes(args.classes)
+    lists = {"canonical": prompt_list, "paraphrase": paraphrase_list}
+    if args.kind in lists:
+        print(_hydra_list([p for _, p in lists[args.kind](classes)]))
+        return
+    for kind in lists:  # all: one line each, in this order (scripts/quickstart.sh reads them so)
+        print(_hydra_list([p for _, p in lists[kind](classes)]))
+    for prompt in DEMO_PROMPTS.values():
+        print(_hydra_str(prompt))
+
+
+def _text_table(args: argparse.Namespace) -> None:
+    from mgeldm.errors import UserError
+    from recipes.quickstart.texts import missing_texts, table_path, write_table
+
+    classes = _classes(args.classes)
+    if args.check:
+        missing = missing_texts(classes, args.out)
+        if missing:
+            raise UserError(f"{args.out or table_path()}: no embedding for {missing[0]!r} ({len(missing)} texts "
+                            f"missing); write it again: {PROG} table --classes '{args.classes}'")
+        print(f"{args.out or table_path()}: holds every text of the run")
+        return
+    path, n = write_table(classes, args.out)
+    print(f"wrote {path}: {n} texts, {path.stat().st_size} bytes")
 
 
 def _collect(args: argparse.Namespace) -> None:
@@ -254,7 +286,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"prepare": _prepare, "init-dit": _init_dit, "oracle": _oracle, "latent": _latent, "prompts": _prompts,
-            "collect": _collect, "report": _report}
+            "table": _text_table, "collect": _collect, "report": _report}
 
 
 def _add_evaluation_commands(sub) -> None:
@@ -275,6 +307,7 @@ def _add_evaluation_commands(sub) -> None:
     a.add_argument("--cfg-scale", type=float, default=2.0)
     a.add_argument("--overlap", type=float, default=0.128)
     a.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
+    a.add_argument("--device", default="cpu", help="cpu (default) or cuda")
 
 
 def _add_baseline_commands(sub) -> None:
@@ -294,9 +327,15 @@ def _add_baseline_commands(sub) -> None:
 
 
 def _add_run_commands(sub) -> None:
-    a = sub.add_parser("prompts", help="print the prompts of a run as a Hydra list (canonical | paraphrase)")
-    a.add_argument("kind", choices=("canonical", "paraphrase"))
+    a = sub.add_parser("prompts", help="print the prompts of a run as a Hydra list (canonical | paraphrase), or "
+                                       "both lists and the two demo prompts, one per line (all)")
+    a.add_argument("kind", choices=("canonical", "paraphrase", "all"))
     a.add_argument("--classes", required=True)
+    a = sub.add_parser("table", help="write the table of every text a run embeds (MiniLM, on the CPU)")
+    a.add_argument("--classes", required=True)
+    a.add_argument("--out", default=None, help="the .npz to write (default: the committed table of "
+                                                "configs/model/conditioner/quickstart_table.yaml)")
+    a.add_argument("--check", action="store_true", help="write nothing; fail unless the table holds every text")
     a = sub.add_parser("collect")
     for flag in ("--run-dir", "--eval-dir", "--dest", "--classes"):
         a.add_argument(flag, required=True)
