@@ -3,13 +3,25 @@
 #   corpus -> train a small AE -> unwrap -> pre-encode -> train a small DiT -> unwrap -> infer.py
 #   (total_gen, source_extract, partial_gen on held-out songs) -> evaluate.py -> <out>/quickstart_report.{md,json}
 #
-#   bash scripts/quickstart.sh [--out DIR] [--smoke] [--size small|medium] [--gpu] [--eval-split test|valid]
+#   bash scripts/quickstart.sh [--out DIR] [--smoke] [--size small|medium] [--gpu] [--text-table]
+#                              [--eval-split test|valid] [--print-plan]
 #
 # --smoke     a 2-3 minute run of every stage with tiny settings (CI); its numbers mean nothing
-# --size      small (default: the 20-minute CPU recipe) | medium (about 4x the training, more songs)
-# --gpu       run training and inference on the GPU (cuda) with a larger batch; combine with --size medium
+# --size      small (default: the 20-minute CPU recipe) | medium (CPU: about 4x the training, more songs;
+#             with --gpu: the GPU recipe below)
+# --gpu       run training and inference on the GPU (cuda) with larger batches; implies --text-table.
+#             `--size medium --gpu` is the GPU recipe, budgeted to at most 5 minutes end to end on one H100/H200:
+#             corpus ~10 s (8 processes), AE 60 s + start, pre-encode ~20 s, DiT 90 s + start (8 x 3 x 128,
+#             batch 128, bf16), infer ~45 s (8 steps), evaluate and report ~35 s, the rest ~20 s. These are
+#             estimates: the recipe has not been run on a GPU yet (the report's stage times will tell).
+#             Install with `bash scripts/setup.sh --keep-torch` to keep the machine's own CUDA build of torch.
+# --text-table  read every text embedding from the table committed in the repository
+#             (recipes/quickstart/text_embeddings.npz, MiniLM's vectors of every text the quickstart embeds)
+#             instead of running MiniLM: no MiniLM package and no network needed
 # --eval-split  test (default): score the held-out test songs; valid: the validation songs (tune recipes on
 #             these, and score the test songs only with the final recipe)
+# --print-plan  print the settings and every stage's commands, and stop: nothing runs, nothing is written,
+#             no GPU is needed
 # Every number of the recipe is in configs/quickstart_ae.yaml, configs/quickstart_dit.yaml and
 # configs/model/quickstart_autoencoder.yaml; the overrides below only scale it.
 set -euo pipefail
@@ -18,6 +30,8 @@ OUT=./quickstart_out
 SMOKE=0
 SIZE=small
 GPU=0
+TEXT_TABLE=0
+PLAN=0
 EVAL_SPLIT=test
 die() { echo "quickstart.sh: error: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -28,23 +42,31 @@ while [ $# -gt 0 ]; do
     --size) [ $# -ge 2 ] || die "--size: expects small or medium"; SIZE="$2"; shift 2 ;;
     --size=*) SIZE="${1#*=}"; shift ;;
     --gpu) GPU=1; shift ;;
+    --text-table) TEXT_TABLE=1; shift ;;
+    --print-plan) PLAN=1; shift ;;
     --eval-split) [ $# -ge 2 ] || die "--eval-split: expects test or valid"; EVAL_SPLIT="$2"; shift 2 ;;
     --eval-split=*) EVAL_SPLIT="${1#*=}"; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-    *) die "$1: unknown argument (expected --out DIR, --smoke, --size small|medium, --gpu, --eval-split test|valid)" ;;
+    *) die "$1: unknown argument (expected --out DIR, --smoke, --size small|medium, --gpu, --text-table, --eval-split test|valid, --print-plan)" ;;
   esac
 done
 case "$SIZE" in small|medium) ;; *) die "--size $SIZE: expected small or medium" ;; esac
 case "$EVAL_SPLIT" in test|valid) ;; *) die "--eval-split $EVAL_SPLIT: expected test or valid" ;; esac
-# --gpu needs CUDA: refused now, before any stage runs, rather than with a traceback in the training stage.
-if [ "$GPU" = 1 ] && ! "${PYTHON:-python3}" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
+[ "$GPU" = 0 ] || TEXT_TABLE=1  # a GPU machine needs neither MiniLM nor a network
+# --gpu needs CUDA: refused now, before any stage runs, rather than with a traceback in the training stage
+# (the plan alone runs nothing and needs none).
+if [ "$GPU" = 1 ] && [ "$PLAN" = 0 ] && ! "${PYTHON:-python3}" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
   die "--gpu: no CUDA GPU is visible to PyTorch here; run without --gpu (CPU)"
 fi
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)"
+if [ "$PLAN" = 1 ]; then
+  case "$OUT" in /*) ;; *) OUT="$REPO/${OUT#./}" ;; esac
+else
+  mkdir -p "$OUT"
+  OUT="$(cd "$OUT" && pwd)"
+fi
 PY="${PYTHON:-python3}"
 
 # Offline, and no busy-waiting OpenMP threads: on a CPU shared with other jobs, spinning threads slow
@@ -53,19 +75,26 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUF
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
 
-CLASSES="Drums,Bass,Piano,Guitar,Synth Lead"
+CLASSES="Drums,Bass,Piano,Guitar,Synth Lead"  # (their texts are in the table: recipes/quickstart/texts.py)
 SR=16000
 DEVICE=cpu
+WORKERS=1  # corpus rendering processes
 # ---- the recipe, scaled by the options
+DIT_MEDIUM=(model.MGELDM.depth=8 model.MGELDM.embed_dim=128)
 if [ "$SMOKE" = 1 ]; then
   N_TRAIN=4; N_VALID=1; N_TEST=2; PARA_SONGS=2; SECONDS_MIN=3; SECONDS_MAX=4
   AE_ARGS=(trainer.pl_trainer.max_steps=6 trainer.batch_size=2 trainer.pl_trainer.max_time=00:00:01:00)
   DIT_ARGS=(trainer.pl_trainer.max_steps=6 trainer.batch_size=4 trainer.pl_trainer.max_time=00:00:01:00)
   STEPS=2; GEN_STEPS=2; EVAL_SECONDS=3; MODE="smoke"
+elif [ "$SIZE" = medium ] && [ "$GPU" = 1 ]; then  # the GPU recipe: at most 5 minutes end to end (header)
+  N_TRAIN=192; N_VALID=16; N_TEST=16; PARA_SONGS=16; SECONDS_MIN=8; SECONDS_MAX=14
+  AE_ARGS=(trainer.pl_trainer.max_steps=100000 trainer.pl_trainer.max_time=00:00:01:00)
+  DIT_ARGS=(trainer.pl_trainer.max_steps=100000 trainer.pl_trainer.max_time=00:00:01:30 "${DIT_MEDIUM[@]}")
+  STEPS=8; GEN_STEPS=25; EVAL_SECONDS=8; MODE="medium"
 elif [ "$SIZE" = medium ]; then
   N_TRAIN=192; N_VALID=16; N_TEST=16; PARA_SONGS=16; SECONDS_MIN=8; SECONDS_MAX=14
   AE_ARGS=(trainer.pl_trainer.max_steps=20000 trainer.pl_trainer.max_time=00:00:16:00)
-  DIT_ARGS=(trainer.pl_trainer.max_steps=40000 trainer.pl_trainer.max_time=00:00:30:00 model.MGELDM.depth=8 model.MGELDM.embed_dim=128)
+  DIT_ARGS=(trainer.pl_trainer.max_steps=40000 trainer.pl_trainer.max_time=00:00:30:00 "${DIT_MEDIUM[@]}")
   STEPS=20; GEN_STEPS=50; EVAL_SECONDS=8; MODE="medium"
 else
   N_TRAIN=56; N_VALID=8; N_TEST=8; PARA_SONGS=8; SECONDS_MIN=6; SECONDS_MAX=10
@@ -74,23 +103,49 @@ else
 fi
 if [ "$GPU" = 1 ]; then
   DEVICE=cuda
-  AE_ARGS+=(trainer.pl_trainer.accelerator=gpu trainer.batch_size=32)
-  DIT_ARGS+=(trainer.pl_trainer.accelerator=gpu trainer.batch_size=128)
+  AE_ARGS+=(trainer.pl_trainer.accelerator=gpu)
+  DIT_ARGS+=(trainer.pl_trainer.accelerator=gpu)
+  if [ "$SMOKE" = 0 ]; then  # the smoke run keeps its tiny batches
+    CORES="$(getconf _NPROCESSORS_ONLN 2> /dev/null || echo 1)"
+    WORKERS=$(( CORES < 8 ? CORES : 8 ))
+    GPU_TRAIN=(trainer.num_workers=4 trainer.pin_memory=true trainer.pl_trainer.precision=bf16-mixed)
+    AE_ARGS+=(trainer.batch_size=32 "${GPU_TRAIN[@]}")
+    DIT_ARGS+=(trainer.batch_size=128 "${GPU_TRAIN[@]}")
+  fi
   MODE="$MODE, gpu"
 else
   AE_ARGS+=(trainer.pl_trainer.accelerator=cpu)
   DIT_ARGS+=(trainer.pl_trainer.accelerator=cpu)
   MODE="$MODE, cpu"
 fi
+PRE_ARGS=()
+if [ "$TEXT_TABLE" = 1 ]; then  # MiniLM's vectors from the committed table (configs/model/conditioner/quickstart_table.yaml)
+  PRE_ARGS+=(model/conditioner@embedder=quickstart_table)
+  DIT_ARGS+=(model/conditioner@model.conditioner.clap_text=quickstart_table)
+  MODE="$MODE, text table"
+fi
 [ "$EVAL_SPLIT" = test ] || MODE="$MODE, scored on the $EVAL_SPLIT songs"
-DIT_MODEL_ARGS=()  # the model.* overrides of the DiT recipe: unwrapping and inference must see them too
-for a in "${DIT_ARGS[@]}"; do case "$a" in model.*) DIT_MODEL_ARGS+=("$a") ;; esac; done
+DIT_MODEL_ARGS=()  # the model overrides of the DiT recipe: unwrapping and inference must see them too
+for a in "${DIT_ARGS[@]}"; do case "$a" in model.*|model/*) DIT_MODEL_ARGS+=("$a") ;; esac; done
 CFG_SCALE=2.0  # with STEPS=4: about the scores of 8 steps at CFG 3 for half the model calls (measured on this recipe)
 OVERLAP=0.128  # seconds of overlap between the 0.512 s DiT windows
 
+words() {  # the arguments as one line that a shell reads back as the same words
+  local a out=()
+  for a in "$@"; do
+    if [[ "$a" =~ ^[A-Za-z0-9_./:=@+,%-]+$ ]]; then out+=("$a")
+    elif [[ "$a" != *[\"\$\`\\]* ]]; then out+=("\"$a\"")
+    else out+=("$(printf '%q' "$a")"); fi
+  done
+  echo "${out[*]}"
+}
+run() {  # run COMMAND...: run it; with --print-plan print it instead
+  if [ "$PLAN" = 1 ]; then echo "  $(words "$@")"; else "$@"; fi
+}
+
 START=$(date +%s.%N)  # (now() is defined below; the same clock)
 STAGES="$OUT/stage_seconds.tsv"
-: > "$STAGES"
+[ "$PLAN" = 1 ] || : > "$STAGES"
 N_STAGES=10
 STAGE_NO=0
 now() { date +%s.%N; }
@@ -99,6 +154,11 @@ stage() {  # stage NAME COMMAND...: run with progress and timing; stop the quick
   local name="$1"; shift
   STAGE_NO=$((STAGE_NO + 1))
   local t0; t0=$(now)
+  if [ "$PLAN" = 1 ]; then
+    printf '==== [%d/%d] %s\n' "$STAGE_NO" "$N_STAGES" "$name"
+    "$@"
+    return
+  fi
   printf '\n==== [%d/%d] %s  (%s s elapsed)\n' "$STAGE_NO" "$N_STAGES" "$name" "$(elapsed "$START" "$t0")"
   if ! "$@"; then
     echo "quickstart.sh: stage '$name' failed; its log is above. Output so far: $OUT" >&2
@@ -114,58 +174,70 @@ LATENTS="$OUT/latents"
 CKPTS="$OUT/checkpoints"
 EVAL="$OUT/eval"
 INFER="$OUT/infer"
-mkdir -p "$CKPTS"
 QS=("$PY" -m recipes.quickstart.report)
-PROMPTS="$("${QS[@]}" prompts canonical --classes "$CLASSES")"
-PARAPHRASES="$("${QS[@]}" prompts paraphrase --classes "$CLASSES")"
+# the prompts of the runs (recipes/quickstart): canonical, paraphrases, the partial_gen and total_gen demos
+ALL_PROMPTS="$("${QS[@]}" prompts all --classes "$CLASSES")"
+{ read -r PROMPTS; read -r PARAPHRASES; read -r PARTIAL_PROMPT; read -r TOTAL_PROMPT; } <<< "$ALL_PROMPTS"
 echo "MGE-LDM quickstart ($MODE) -> $OUT"
-# for scripts/quickstart_curve.sh: the prompted stem classes in prompt order, and the DiT's model overrides
-echo "$CLASSES" > "$OUT/classes.txt"
-printf '%s\n' "${DIT_MODEL_ARGS[@]}" > "$OUT/dit_model_overrides.txt"
+if [ "$PLAN" = 1 ]; then
+  echo "plan only: nothing runs. classes: $CLASSES; device: $DEVICE; text table: $([ "$TEXT_TABLE" = 1 ] && echo yes || echo no)"
+else
+  mkdir -p "$CKPTS"
+  # for scripts/quickstart_curve.sh: the prompted stem classes in prompt order, and the DiT's model overrides
+  echo "$CLASSES" > "$OUT/classes.txt"
+  printf '%s\n' "${DIT_MODEL_ARGS[@]}" > "$OUT/dit_model_overrides.txt"
+fi
+if [ "$TEXT_TABLE" = 1 ] && [ "$PLAN" = 1 ]; then
+  echo "==== check the text table"
+  run "${QS[@]}" table --check --classes "$CLASSES"
+elif [ "$TEXT_TABLE" = 1 ]; then  # every text of the run in the table: one line now rather than mid-run
+  "${QS[@]}" table --check --classes "$CLASSES" > /dev/null || exit 2
+fi
 
 corpus() {
-  "$PY" -m recipes.quickstart.synth --out "$CORPUS" --seed 0 --n-train "$N_TRAIN" --n-valid "$N_VALID" --n-test "$N_TEST" \
-    --seconds "$SECONDS_MIN" "$SECONDS_MAX" --classes "$CLASSES" --overwrite --quiet
+  run "$PY" -m recipes.quickstart.synth --out "$CORPUS" --seed 0 --n-train "$N_TRAIN" --n-valid "$N_VALID" \
+    --n-test "$N_TEST" --seconds "$SECONDS_MIN" "$SECONDS_MAX" --classes "$CLASSES" --workers "$WORKERS" \
+    --overwrite --quiet
 }
 train_ae() {
-  rm -rf "$OUT/runs/ae"
-  "$PY" train_ae.py --config-name quickstart_ae save_dir="$OUT/runs/ae" \
+  run rm -rf "$OUT/runs/ae"
+  run "$PY" train_ae.py --config-name quickstart_ae save_dir="$OUT/runs/ae" \
     data.train.slakh2100.data_dir="$CORPUS" "${AE_ARGS[@]}"
 }
 unwrap_ae() {
-  "$PY" unwrap_model.py --config-name quickstart_ae +type=autoencoder ckpt_path="$OUT/runs/ae/checkpoints/last.ckpt" \
+  run "$PY" unwrap_model.py --config-name quickstart_ae +type=autoencoder ckpt_path="$OUT/runs/ae/checkpoints/last.ckpt" \
     +output_name="$CKPTS/autoencoder"
 }
 pre_encode() {
-  rm -rf "$LATENTS"
-  "$PY" pre_encode.py --config-name quickstart_ae ckpt_path="$CKPTS/autoencoder.ckpt" +save_root_dir="$LATENTS" \
-    "+extract_dataset=[slakh2100]" +data_dirs.slakh2100="$CORPUS" +device="$DEVICE"
+  run rm -rf "$LATENTS"
+  run "$PY" pre_encode.py --config-name quickstart_ae ckpt_path="$CKPTS/autoencoder.ckpt" +save_root_dir="$LATENTS" \
+    "+extract_dataset=[slakh2100]" +data_dirs.slakh2100="$CORPUS" +device="$DEVICE" "${PRE_ARGS[@]}"
 }
 train_dit() {
-  rm -rf "$OUT/runs/dit"
-  "$PY" train_dit.py --config-name quickstart_dit save_dir="$OUT/runs/dit" autoencoder_ckpt_path="$CKPTS/autoencoder.ckpt" \
+  run rm -rf "$OUT/runs/dit"
+  run "$PY" train_dit.py --config-name quickstart_dit save_dir="$OUT/runs/dit" autoencoder_ckpt_path="$CKPTS/autoencoder.ckpt" \
     data.data_dir="$LATENTS" "${DIT_ARGS[@]}"
 }
 unwrap_dit() {
-  "$PY" unwrap_model.py --config-name quickstart_dit +type=mgeldm ckpt_path="$OUT/runs/dit/checkpoints/last.ckpt" \
+  run "$PY" unwrap_model.py --config-name quickstart_dit +type=mgeldm ckpt_path="$OUT/runs/dit/checkpoints/last.ckpt" \
     +output_name="$CKPTS/mgeldm" "${DIT_MODEL_ARGS[@]}" &&
-  "${QS[@]}" init-dit --config-name quickstart_dit --ae "$CKPTS/autoencoder.ckpt" --out "$CKPTS/mgeldm_untrained.ckpt" \
+  run "${QS[@]}" init-dit --config-name quickstart_dit --ae "$CKPTS/autoencoder.ckpt" --out "$CKPTS/mgeldm_untrained.ckpt" \
     --like "$CKPTS/mgeldm.ckpt" \
     "${DIT_MODEL_ARGS[@]}"
 }
 prepare_eval() {
-  rm -rf "$EVAL"
-  "${QS[@]}" prepare --corpus "$CORPUS" --eval-dir "$EVAL" --n-songs "$N_TEST" --sample-rate "$SR" \
+  run rm -rf "$EVAL"
+  run "${QS[@]}" prepare --corpus "$CORPUS" --eval-dir "$EVAL" --n-songs "$N_TEST" --sample-rate "$SR" \
     --seconds "$EVAL_SECONDS" --para-songs "$PARA_SONGS" --split "$EVAL_SPLIT" &&
-  "${QS[@]}" oracle --config-name quickstart_ae --ae "$CKPTS/autoencoder.ckpt" --eval-dir "$EVAL" --sample-rate "$SR"
+  run "${QS[@]}" oracle --config-name quickstart_ae --ae "$CKPTS/autoencoder.ckpt" --eval-dir "$EVAL" --sample-rate "$SR"
 }
 infer() {  # infer CKPT OUTDIR ARGS...
   local ckpt="$1" dir="$2"; shift 2
-  "$PY" infer.py --config-name quickstart_dit ckpt_path="$ckpt" +output_dir="$dir" +device="$DEVICE" ++seed=0 \
+  run "$PY" infer.py --config-name quickstart_dit ckpt_path="$ckpt" +output_dir="$dir" +device="$DEVICE" ++seed=0 \
     +num_steps="$STEPS" +cfg_scale="$CFG_SCALE" +overlap_dur="$OVERLAP" "${DIT_MODEL_ARGS[@]}" "$@"
 }
 infer_all() {
-  rm -rf "$INFER"
+  run rm -rf "$INFER"
   echo "-- source_extract, trained DiT, one prompt per stem class (batched): $PROMPTS"
   infer "$CKPTS/mgeldm.ckpt" "$INFER/extract" +task=source_extract +given_wav_path="$EVAL/mix" "+text_prompt=$PROMPTS" &&
   echo "-- source_extract, trained DiT, unseen paraphrases: $PARAPHRASES" &&
@@ -175,20 +247,20 @@ infer_all() {
   infer "$CKPTS/mgeldm_untrained.ckpt" "$INFER/extract_untrained" +task=source_extract +given_wav_path="$EVAL/mix" "+text_prompt=$PROMPTS" \
     +save_png=false &&
   echo "-- partial_gen: add the drums (or the song's last stem) to the rest" &&
-  infer "$CKPTS/mgeldm.ckpt" "$INFER/partial_gen" +task=partial_gen +given_wav_path="$EVAL/submix" "+text_prompt='The sound of drums.'" \
+  infer "$CKPTS/mgeldm.ckpt" "$INFER/partial_gen" +task=partial_gen +given_wav_path="$EVAL/submix" "+text_prompt=$PARTIAL_PROMPT" \
     ++num_steps="$GEN_STEPS" &&
   echo "-- total_gen: a whole mix from text" &&
-  infer "$CKPTS/mgeldm.ckpt" "$INFER/total_gen" +task=total_gen +gen_audio_dur=4 "+text_prompt='The sound of drums, bass, and piano.'" \
+  infer "$CKPTS/mgeldm.ckpt" "$INFER/total_gen" +task=total_gen +gen_audio_dur=4 "+text_prompt=$TOTAL_PROMPT" \
     ++num_steps="$GEN_STEPS"
 }
 evaluate() {
-  "${QS[@]}" latent --ckpt "$CKPTS/mgeldm.ckpt" --eval-dir "$EVAL" --output "$EVAL/latent_scores.json" \
-    --steps "$STEPS" --cfg-scale "$CFG_SCALE" --overlap "$OVERLAP" &&
-  "${QS[@]}" collect --run-dir "$INFER/extract" --eval-dir "$EVAL" --dest "$EVAL/pred" --classes "$CLASSES" &&
-  "${QS[@]}" collect --run-dir "$INFER/extract_untrained" --eval-dir "$EVAL" --dest "$EVAL/pred_untrained" --classes "$CLASSES" &&
-  "$PY" evaluate.py +pred_dir="$EVAL/pred" +ref_dir="$EVAL/ref" +mix_dir="$EVAL/mix" +oracle_dir="$EVAL/oracle" \
+  run "${QS[@]}" latent --ckpt "$CKPTS/mgeldm.ckpt" --eval-dir "$EVAL" --output "$EVAL/latent_scores.json" \
+    --steps "$STEPS" --cfg-scale "$CFG_SCALE" --overlap "$OVERLAP" --device "$DEVICE" &&
+  run "${QS[@]}" collect --run-dir "$INFER/extract" --eval-dir "$EVAL" --dest "$EVAL/pred" --classes "$CLASSES" &&
+  run "${QS[@]}" collect --run-dir "$INFER/extract_untrained" --eval-dir "$EVAL" --dest "$EVAL/pred_untrained" --classes "$CLASSES" &&
+  run "$PY" evaluate.py +pred_dir="$EVAL/pred" +ref_dir="$EVAL/ref" +mix_dir="$EVAL/mix" +oracle_dir="$EVAL/oracle" \
     "+metrics=[si_sdr,si_sdri,logmel_l1,logmel_l1_ratio_vs_mix]" +output="$EVAL/evaluation.json" +sample_rate="$SR" progress=false &&
-  "$PY" evaluate.py +pred_dir="$EVAL/pred_untrained" +ref_dir="$EVAL/ref" +mix_dir="$EVAL/mix" \
+  run "$PY" evaluate.py +pred_dir="$EVAL/pred_untrained" +ref_dir="$EVAL/ref" +mix_dir="$EVAL/mix" \
     "+metrics=[si_sdr,si_sdri,logmel_l1,logmel_l1_ratio_vs_mix]" +output="$EVAL/evaluation_untrained.json" +sample_rate="$SR" progress=false
 }
 
@@ -202,11 +274,12 @@ stage prepare_eval prepare_eval
 stage infer infer_all
 stage evaluate evaluate
 report() {
-  "${QS[@]}" report --out "$OUT" --eval-dir "$EVAL" --evaluation "$EVAL/evaluation.json" \
+  run "${QS[@]}" report --out "$OUT" --eval-dir "$EVAL" --evaluation "$EVAL/evaluation.json" \
     --untrained-evaluation "$EVAL/evaluation_untrained.json" --extract-run "$INFER/extract" \
     --paraphrase-run "$INFER/paraphrase" --classes "$CLASSES" --stages "$STAGES" --start-time "$START" --mode "$MODE" \
     --latent-scores "$EVAL/latent_scores.json"
 }
 stage report report
+[ "$PLAN" = 0 ] || exit 0
 echo
 echo "quickstart done in $(elapsed "$START" "$(now)") s: $OUT/quickstart_report.md, $OUT/quickstart_report.json"

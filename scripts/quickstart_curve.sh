@@ -12,8 +12,9 @@
 # --every     steps between checkpoints (default 1400, about what the 20-minute recipe's DiT reaches on 2 CPU cores)
 # --out       default QS_OUT/curve_<model>; writes curve.json and curve.md there
 # --gpu       train and score on the GPU (cuda)
-# -- ...      more Hydra overrides for training; the model.* ones also reach unwrapping and scoring. The DiT's
-#             model overrides of the quickstart run (e.g. of --size medium) are read from QS_OUT/dit_model_overrides.txt.
+# -- ...      more Hydra overrides for training; the model ones (model.*, model/*) also reach unwrapping and
+#             scoring. The DiT's model overrides of the quickstart run (e.g. of --size medium, or its text table)
+#             are read from QS_OUT/dit_model_overrides.txt.
 set -euo pipefail
 
 FROM=""; MODEL=dit; MINUTES=30; EVERY=1400; MAX_STEPS=1000000; OUT=""; GPU=0; EXTRA=()
@@ -61,7 +62,7 @@ if [ "$MODEL" = dit ] && [ -s "$FROM/dit_model_overrides.txt" ]; then
 fi
 TRAIN_ARGS+=("${EXTRA[@]}")
 MODEL_ARGS=(); SCORE_ARGS=()
-for a in "${EXTRA[@]}"; do case "$a" in model.*) MODEL_ARGS+=("$a"); SCORE_ARGS+=(--override "$a") ;; esac; done
+for a in "${EXTRA[@]}"; do case "$a" in model.*|model/*) MODEL_ARGS+=("$a"); SCORE_ARGS+=(--override "$a") ;; esac; done
 rm -rf "$OUT/run" "$OUT/unwrapped"
 mkdir -p "$OUT/unwrapped"
 echo "==== training the $MODEL for up to $MINUTES min, a checkpoint every $EVERY steps -> $OUT/run"
