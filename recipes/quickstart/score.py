@@ -4,7 +4,8 @@
 extracts every stem class of every held-out song with each unwrapped MGE-LDM checkpoint (the canonical
 prompts, as the report) and writes, per checkpoint, the report's ``logmel_l1_ratio_vs_mix`` and
 ``prompt_accuracy``, overall and per stem. ``ae`` does the same for unwrapped autoencoder checkpoints with
-the oracle ratio (the true stems through the AE round trip). ``scripts/quickstart_curve.sh`` trains for
+the oracle ratio and oracle prompt accuracy (the true stems through the AE round trip: the best any extractor
+can reach in audio with that AE). ``scripts/quickstart_curve.sh`` trains for
 longer with periodic checkpoints and calls this.
 
 The metric is the report's (Log-Mel L1 of ``configs/evaluate.yaml``'s defaults, ratio to the mixture's
@@ -77,6 +78,9 @@ def dit_estimator(ckpt: str, cfg: Mapping, classes: Sequence[str], sample_rate: 
     return estimate
 
 
+ORACLE_KEYS = ("logmel_l1_ratio_vs_mix", "prompt_accuracy")  # an AE row's metrics are the oracle's
+
+
 def ae_estimator(ckpt: str, cfg: Mapping, sample_rate: int) -> Estimator:
     """The true stems (at ``sample_rate``) through the AE round trip (the oracle of the report)."""
     from mgeldm.api import Autoencoder
@@ -108,10 +112,8 @@ def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_
             est = ae_estimator(ckpt, cfg, sample_rate)
         row = {"checkpoint": str(ckpt), "step": checkpoint_step(ckpt), **score(est, songs, sample_rate)}
         if kind == "ae":
-            row = {("oracle_" + k if k == "logmel_l1_ratio_vs_mix" else k): v for k, v in row.items()
-                   if k != "prompt_accuracy"}
-            row["per_stem"] = {label: {"oracle_logmel_l1_ratio_vs_mix": v["logmel_l1_ratio_vs_mix"]}
-                               for label, v in row["per_stem"].items()}
+            row = {("oracle_" + k if k in ORACLE_KEYS else k): v for k, v in row.items()}
+            row["per_stem"] = {label: {"oracle_" + k: x for k, x in v.items()} for label, v in row["per_stem"].items()}
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "per_stem"}), flush=True)
     return rows
@@ -120,7 +122,7 @@ def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_
 def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """One line per checkpoint: the overall metrics, then the ratio of each stem class."""
     ratio = "logmel_l1_ratio_vs_mix" if "logmel_l1_ratio_vs_mix" in rows[0] else "oracle_logmel_l1_ratio_vs_mix"
-    metrics = [m for m in (ratio, "prompt_accuracy") if m in rows[0]]
+    metrics = [m for m in (ratio, "prompt_accuracy", "oracle_prompt_accuracy") if m in rows[0]]
     labels = sorted({label for r in rows for label in r["per_stem"]})
     head = ["checkpoint", "step", *metrics, *(f"{ratio}: {label}" for label in labels)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -222,3 +222,19 @@ def test_checkpoint_step_from_names():
     assert checkpoint_step("run/step00001400.ckpt") == 1400
     assert checkpoint_step("unwrapped/step00000002.ckpt") == 2
     assert checkpoint_step("last.ckpt") is None
+
+@pytest.mark.slow
+def test_ae_curve_rows_are_the_oracle_scores(smoke_out):
+    """An AE checkpoint's row holds the report's oracle numbers: ratio and prompt accuracy of the true stems
+    through the round trip (computed in memory, so equal to the report's up to 16-bit quantisation)."""
+    from recipes.quickstart.score import markdown, score_checkpoints
+
+    rows = score_checkpoints("ae", [str(smoke_out / "checkpoints" / "autoencoder.ckpt")], str(smoke_out / "eval"))
+    row = rows[0]
+    assert {"oracle_logmel_l1_ratio_vs_mix", "oracle_prompt_accuracy"} <= set(row)
+    assert "prompt_accuracy" not in row and "logmel_l1_ratio_vs_mix" not in row
+    assert 0.0 <= row["oracle_prompt_accuracy"] <= 1.0
+    report = json.loads((smoke_out / "quickstart_report.json").read_text())
+    assert row["oracle_logmel_l1_ratio_vs_mix"] == pytest.approx(report["oracle_logmel_l1_ratio_vs_mix"], rel=0.02)
+    assert all(set(v) == {"oracle_logmel_l1_ratio_vs_mix", "oracle_prompt_accuracy"} for v in row["per_stem"].values())
+    assert "oracle_prompt_accuracy" in markdown(rows).splitlines()[0]
