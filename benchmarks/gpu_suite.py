@@ -14,7 +14,7 @@ what it measured. Nothing is downloaded and nothing outside the repository is re
 from configs/ with random weights. A failed compiled run is retried eagerly when time allows.
 
     python benchmarks/gpu_suite.py --out gpu_suite.json           # on the GPU host
-    python benchmarks/gpu_suite.py --smoke --out /tmp/suite.json  # the same steps at tiny sizes on a CPU
+    python benchmarks/gpu_suite.py --smoke --out suite_smoke.json  # the same steps at tiny sizes on a CPU
 """
 
 from __future__ import annotations

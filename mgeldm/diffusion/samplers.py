@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 from mgeldm.progress import progress_bar
 
-from .schedule import alpha_sigma, eps_from_v, sampling_times, x0_from_v
+from .schedule import T_MIN, alpha_sigma, eps_from_v, sampling_times, x0_from_v
 
 __all__ = [
     "SAMPLERS",
@@ -145,7 +145,7 @@ def sample_joint(
     steps: int,
     num_tracks: int,
     eta: float = 0.0,
-    t_min: float | None = 0.02,
+    t_min: float | None = T_MIN,
     repaint_n: int = 1,
     overlap_z: Tensor | None = None,
     generator: Generators = None,
@@ -177,7 +177,7 @@ def sample_given_track(
     steps: int,
     num_tracks: int,
     eta: float = 0.0,
-    t_min: float | None = 0.02,
+    t_min: float | None = T_MIN,
     repaint_n: int = 1,
     overlap_z: Tensor | None = None,
     generator: Generators = None,

@@ -38,7 +38,10 @@ def alpha_sigma(t: Tensor | float) -> tuple[Tensor, Tensor]:
     return torch.cos(t * math.pi / 2), torch.sin(t * math.pi / 2)
 
 
-def sampling_times(steps: int, t_min: float | None = 0.02, device: torch.device | str | None = None) -> Tensor:
+T_MIN = 0.02  # the last sampling time of the original's sampler (every sampler's and task's default)
+
+
+def sampling_times(steps: int, t_min: float | None = T_MIN, device: torch.device | str | None = None) -> Tensor:
     """The ``steps`` sampling times, from 1 down to ``t_min`` inclusive.
 
     With ``t_min=None`` the grid is ``linspace(1, 0, steps + 1)`` without its final 0.

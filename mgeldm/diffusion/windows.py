@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from mgeldm.diffusion.samplers import Denoiser, denoiser_calls, sample_given_track, sample_joint
+from mgeldm.diffusion.schedule import T_MIN
 from mgeldm.progress import progress_bar
 
 
@@ -114,7 +115,7 @@ class WindowedSampler:
     num_tracks: int
     steps: int
     eta: float = 0.0
-    t_min: float = 0.02
+    t_min: float = T_MIN
     repaint_n: int = 1
     sampler: str = "ddim"
     device: torch.device = torch.device("cpu")

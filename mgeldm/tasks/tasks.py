@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from mgeldm.diffusion.samplers import sampler_problem
+from mgeldm.diffusion.schedule import T_MIN
 from mgeldm.diffusion.windows import WindowedSampler, track_conditions
 from mgeldm.errors import OptionError
 from mgeldm.models.mgeldm import ModelFacts
@@ -63,7 +64,7 @@ class SamplingSettings:
     overlap: float
     repaint_n: int = 1
     eta: float = 0.0
-    t_min: float = 0.02
+    t_min: float = T_MIN
     sampler: str = "ddim"
 
     def check(self) -> None:
