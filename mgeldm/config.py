@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from mgeldm.errors import UserError
+from mgeldm.files import PACKAGE_PARENT
 
 def _config_dir() -> Path:
     shipped = Path(__file__).resolve().parent / "configs"
-    return shipped if shipped.is_dir() else Path(__file__).resolve().parents[1] / "configs"
+    return shipped if shipped.is_dir() else PACKAGE_PARENT / "configs"
 
 
 CONFIG_DIR = _config_dir()

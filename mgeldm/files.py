@@ -27,6 +27,8 @@ from typing import Any
 
 from mgeldm.errors import UserError
 
+PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # the folder holding mgeldm/: a checkout's root
+
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 # Written by earlier versions: pre-encoding's ``.<name>.<pid>.partial`` (this host), and
 # ``tempfile.mkstemp``'s ``.<name>.<8 chars>.tmp``, which names no writer.

@@ -251,17 +251,16 @@ def write_embedding_table(conditioner: Conditioner, texts: list[str], path: str 
     return write_bytes_atomic(Path(path), buf.getvalue())
 
 
-CHECKOUT_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds mgeldm/ (a checkout's root)
-
-
 def table_file(path: str | os.PathLike) -> Path:
     """Where a table's ``path`` is: an absolute one as it is; a relative one from the current folder when it is
     there, else from the checkout's root. So a config naming ``recipes/quickstart/text_embeddings.npz`` (and the
     checkpoints that carry it) works from any folder and on any machine with the checkout."""
+    from mgeldm.files import PACKAGE_PARENT
+
     given = Path(path).expanduser()
     if given.is_absolute() or given.exists():
         return given
-    return CHECKOUT_ROOT / given
+    return PACKAGE_PARENT / given
 
 
 class EmbeddingTable:
@@ -272,10 +271,12 @@ class EmbeddingTable:
     def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu") -> None:
         import numpy as np
 
+        from mgeldm.files import PACKAGE_PARENT
+
         self.path = table_file(path)
         if not self.path.is_file():
             raise UserError(f"embedding_table {path}: no such file (a relative path is read from the current "
-                            f"folder or from {CHECKOUT_ROOT})")
+                            f"folder or from {PACKAGE_PARENT})")
         try:
             with np.load(self.path, allow_pickle=False) as f:
                 fmt, texts, emb = str(f["format"]), [str(t) for t in f["texts"]], f["embeddings"]
