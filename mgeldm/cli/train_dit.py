@@ -52,6 +52,7 @@ DIT_RULES = {
     "data.*.*.zero_diff_threshold": number(0),
     **prefixed("trainer.recipe", {
         "timestep_eps": number(0, below=1),
+        "timestep_shift": number(above=0),
         "timestep_dropout_prob": number(0, 1),
         "cfg_dropout_prob": number(0, 1),
         "grad_clip_norm": optional(number(0)),

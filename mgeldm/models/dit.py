@@ -217,6 +217,7 @@ class MGEDiT(nn.Module):
         num_heads: int = 48,
         gradient_checkpointing: bool = False,
         adagn_timestep: bool = False,
+        patch_size: int = 1,
     ) -> None:
         super().__init__()
         k = num_tracks
@@ -234,13 +235,18 @@ class MGEDiT(nn.Module):
         # timestep embedding is also added to its condition slice before the AdaGN modulation, so every
         # block sees its track's noise level directly (no new weights: the same timestep MLP feeds both).
         self.adagn_timestep = bool(adagn_timestep)
+        # 1 in the original: one token per latent frame. p > 1: each token holds p consecutive frames of all
+        # tracks (project_in/out widen to p*K*C), so a window of T frames costs T/p tokens.
+        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+            raise UserError(f"DiT config (MGELDM node): patch_size={patch_size!r}; expected an integer >= 1")
+        self.patch_size = int(patch_size)
         c_in = io_channels * k
 
         # Registration order = the original's state_dict order.
         self.timestep_features = FourierFeatures(timestep_features_dim)
         self.to_timestep_embed = _grouped_mlp(k, k * timestep_features_dim, dim, dim, bias=True)
         self.to_global_embed = _grouped_mlp(k, k * global_cond_dim, k * global_cond_dim, dim, bias=False)
-        self.transformer = ContinuousTransformer(c_in, dim, depth, num_heads, num_groups=k)
+        self.transformer = ContinuousTransformer(c_in * self.patch_size, dim, depth, num_heads, num_groups=k)
         self.preprocess_conv = nn.Conv1d(c_in, c_in, 1, bias=False)
         self.postprocess_conv = nn.Conv1d(c_in, c_in, 1, bias=False)
         self.gradient_checkpointing = gradient_checkpointing
@@ -301,7 +307,10 @@ class MGEDiT(nn.Module):
 
         xt = x.transpose(1, 2)  # (B, T, K*C) view
         xt = xt + F.linear(xt, self.preprocess_conv.weight[:, :, 0])
-        out = self.transformer(xt, temb[:, None, :], cond)[:, 1:]  # drop the timestep token
+        frames, p = xt.shape[1], self.patch_size
+        tokens = xt.reshape(b, frames // p, p * xt.shape[2]) if p > 1 else xt  # p frames per token
+        out = self.transformer(tokens, temb[:, None, :], cond)[:, 1:]  # drop the timestep token
+        out = out.reshape(b, frames, -1) if p > 1 else out
         out = out + F.linear(out, self.postprocess_conv.weight[:, :, 0])
         return out.transpose(1, 2).to(out_dtype).contiguous()
 
@@ -330,8 +339,9 @@ class MGEDiT(nn.Module):
         """
         b = x.shape[0]
         expected_c = self.io_channels * self.num_tracks
-        if x.dim() != 3 or x.shape[1] != expected_c:
-            raise ValueError(f"x must be (B, {expected_c}, T), got {tuple(x.shape)}")
+        if x.dim() != 3 or x.shape[1] != expected_c or x.shape[2] % self.patch_size:
+            raise ValueError(f"x must be (B, {expected_c}, T) with T a multiple of patch_size={self.patch_size}, "
+                             f"got {tuple(x.shape)}")
         t = self._expand_t(t, b, x.device)
         if global_embed is None:
             global_embed = x.new_zeros(b, self.num_tracks, self.global_cond_dim)
@@ -374,6 +384,7 @@ _ACCEPTED = set(_REQUIRED) | {
     "global_cond_keys",
     "gradient_checkpointing",
     "adagn_timestep",
+    "patch_size",
 }
 
 
@@ -404,6 +415,7 @@ def build_dit(cfg: Mapping[str, Any]) -> MGEDiT:
         num_heads=int(cfg["num_heads"]),
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
         adagn_timestep=_flag(cfg, "adagn_timestep"),
+        patch_size=cfg.get("patch_size", 1),
     )
 
 

@@ -178,6 +178,9 @@ def build_mgeldm(model_cfg: Mapping[str, Any]) -> MGELDMNet:
         )
     norm = TrackNorm.from_config(model_cfg.get("track_norm"), num_tracks=dit.num_tracks, channels=dit.io_channels)
     facts = model_facts(model_cfg)
+    if facts.window % dit.patch_size:
+        raise UserError(f"model config: segment_length={facts.window} is not a multiple of "
+                        f"MGELDM.patch_size={dit.patch_size}")
     return MGELDMNet(dit, pretransform, sample_rate=facts.sample_rate, segment_length=facts.window, track_norm=norm)
 
 

@@ -162,11 +162,18 @@ class DiTTrainingModule(SeededTrainingModule):
         to_dit = getattr(self.diffusion, "to_dit_space", None)
         return to_dit(z0) if to_dit is not None else z0
 
+    def draw_t(self, b: int, sobol: SobolTimestepSampler | None = None) -> Tensor:
+        """(B,) diffusion times: the Sobol draw, then ``timestep_shift`` s: t -> s t / (1 + (s - 1) t), which keeps
+        0 and 1 and moves the draws toward the noisy end for s > 1 (1: the original's uniform draw)."""
+        t = (sobol or self.sobol)(b, device=self.device)
+        s = float(self.recipe["timestep_shift"])
+        return t if s == 1.0 else s * t / (1.0 + (s - 1.0) * t)
+
     def draw_timesteps(self, b: int, generator: torch.Generator | None = None,
                        sobol: SobolTimestepSampler | None = None) -> tuple[Tensor, Tensor]:
         """Per-track t (B, K) and loss mask (B, K), with timestep dropout and the mixture-only mask."""
         k = self.num_tracks
-        t = (sobol or self.sobol)(b, device=self.device)[:, None].repeat(1, k)
+        t = self.draw_t(b, sobol)[:, None].repeat(1, k)
         mask = torch.ones(b, k, device=self.device)
         drop = self._rand(b, generator=generator) < float(self.recipe["timestep_dropout_prob"])
         track = (self._rand(b, generator=generator) * k).long().clamp_max(k - 1)
@@ -220,7 +227,7 @@ class DiTTrainingModule(SeededTrainingModule):
         if self.task_mix is None:
             t, mask = self.draw_timesteps(b, gen, sobol)
         else:
-            t = (sobol or self.sobol)(b, device=self.device)[:, None].repeat(1, self.num_tracks)
+            t = self.draw_t(b, sobol)[:, None].repeat(1, self.num_tracks)
             given, keep, cond_drop = self.draw_task_patterns(b, gen)
             t, mask = t.masked_fill(given, 0.0), (~given).float()
             keep = keep & ~cond_drop if dit.training else keep

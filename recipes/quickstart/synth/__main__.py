@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     p.add_argument("--classes", default=",".join(DEFAULT_CLASSES),
                    help=f"comma-separated inst_class names to draw from; known: {', '.join(INSTRUMENT_CLASSES)}")
+    p.add_argument("--timbre", default="plain", choices=("plain", "varied"),
+                   help="plain: the SoundFont's sounds as they are; varied: every program of each class's family, "
+                        "octave shifts, velocity, detuning, EQ, drive and room (recipes/quickstart/synth/timbre.py)")
+    p.add_argument("--soundfont", default=None, help="a General MIDI .sf2 to render with (default: pretty_midi's "
+                                                      "TimGM6mb.sf2)")
     p.add_argument("--workers", type=int, default=1, help="rendering processes (files do not depend on it)")
     p.add_argument("--overwrite", action="store_true", help="replace a corpus made with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -48,7 +53,8 @@ def _generate(args: argparse.Namespace) -> None:
         raise UserError(f"--classes: unknown {unknown}; known: {list(INSTRUMENT_CLASSES)}")
     settings = CorpusSettings(seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, n_test=args.n_test,
                               min_seconds=args.seconds[0], max_seconds=args.seconds[-1],
-                              sample_rate=args.sample_rate, classes=classes)
+                              sample_rate=args.sample_rate, classes=classes, timbre=args.timbre,
+                              soundfont=args.soundfont)
     t0 = time.perf_counter()
     result = generate_corpus(args.out, settings, workers=args.workers, overwrite=args.overwrite,
                              progress=not args.quiet)

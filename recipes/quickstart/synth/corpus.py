@@ -28,12 +28,13 @@ import soundfile as sf
 import yaml
 
 from recipes.quickstart.synth.midi import CANONICAL_CLASS, DEFAULT_CLASSES, Song, generate_song
-from recipes.quickstart.synth.render import render_instrument
+from recipes.quickstart.synth.render import render_instrument, soundfont_path
+from recipes.quickstart.synth.timbre import TIMBRES, apply_effects, vary_song
 from mgeldm.audio import SAMPLE_RATE
 from mgeldm.errors import UserError
 from mgeldm.files import atomic_folder, write_text_atomic
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2             # 2: the timbre and soundfont settings (a plain corpus has version 1's files)
 SPLITS = ("train", "validation", "test")
 MANIFEST = "synth_corpus.json"
 TAIL_SECONDS = 0.5            # room for the release of the last notes
@@ -52,6 +53,8 @@ class CorpusSettings:
     max_seconds: float = 20.0
     sample_rate: int = SAMPLE_RATE
     classes: tuple[str, ...] = DEFAULT_CLASSES
+    timbre: str = "plain"            # "varied": recipes/quickstart/synth/timbre.py
+    soundfont: str | None = None     # None: pretty_midi's TimGM6mb.sf2
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -74,6 +77,10 @@ def plan_corpus(settings: CorpusSettings) -> list[TrackPlan]:
         raise UserError(f"--seconds {settings.min_seconds} {settings.max_seconds}: expected 0 < MIN <= MAX")
     if settings.seed < 0:
         raise UserError(f"--seed {settings.seed}: expected a non-negative integer")
+    if settings.timbre not in TIMBRES:
+        raise UserError(f"--timbre {settings.timbre}: expected one of {', '.join(TIMBRES)}")
+    if settings.soundfont is not None and not os.path.isfile(settings.soundfont):
+        raise UserError(f"--soundfont {settings.soundfont}: no such file (expected a .sf2 SoundFont)")
     if len({CANONICAL_CLASS.get(c, c) for c in settings.classes}) < 2:
         raise UserError(f"--classes {list(settings.classes)}: name at least two instrument classes")
     counts = dict(zip(SPLITS, (settings.n_train, settings.n_valid, settings.n_test)))
@@ -94,6 +101,9 @@ def plan_corpus(settings: CorpusSettings) -> list[TrackPlan]:
                 raise UserError(f"could not draw a song distinct from the {len(seen)} before it with "
                                 f"classes {list(settings.classes)}; ask for fewer songs or more classes")
             seen.add(song.signature())
+            if settings.timbre == "varied":
+                vary_song(song, np.random.default_rng(np.random.SeedSequence(settings.seed,
+                                                                             spawn_key=(split_code, i, attempt, 1))))
             plans.append(TrackPlan(split, f"Track{number:05d}", song, song.fingerprint()))
             number += 1
     return plans
@@ -114,18 +124,24 @@ def _active_rms(x: np.ndarray, frame: int = 1024) -> float:
     return float(np.sqrt(np.mean(active ** 2))) if len(active) else 0.0
 
 
-def render_song(song: Song, sample_rate: int) -> tuple[list[np.ndarray | None], np.ndarray, list[float]]:
-    """Stems (None where not rendered), their mix and each stem's gain, all scaled to peak <= PEAK."""
+def render_song(song: Song, sample_rate: int, *, timbre: str = "plain", soundfont: str | None = None
+                ) -> tuple[list[np.ndarray | None], np.ndarray, list[float]]:
+    """Stems (None where not rendered), their mix and each stem's gain, all scaled to peak <= PEAK; with
+    ``timbre="varied"`` each stem goes through its drawn effects (:func:`timbre.apply_effects`) first."""
     n = int(np.ceil((song.seconds + TAIL_SECONDS) * sample_rate))
-    level_rng = np.random.default_rng(int(song.fingerprint()[:16], 16))
+    seed = int(song.fingerprint()[:16], 16)
+    level_rng = np.random.default_rng(seed)
     stems: list[np.ndarray | None] = []
     gains: list[float] = []
-    for stem in song.stems:
+    for k, stem in enumerate(song.stems):
         if not stem.rendered:
             stems.append(None)
             gains.append(0.0)
             continue
-        audio = render_instrument(stem.instrument, sample_rate, n)
+        audio = render_instrument(stem.instrument, sample_rate, n, soundfont=soundfont)
+        if timbre == "varied":
+            fx_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
+            audio = apply_effects(audio, sample_rate, fx_rng, is_drum=stem.is_drum)
         rms = _active_rms(audio)
         gain = 10 ** (level_rng.uniform(*TARGET_RMS_DB) / 20) / rms if rms > 0 else 1.0
         stems.append(audio * np.float32(gain))
@@ -140,7 +156,7 @@ def render_song(song: Song, sample_rate: int) -> tuple[list[np.ndarray | None], 
 
 
 def _metadata(plan: TrackPlan, gains: list[float], stems: list[np.ndarray | None], sr: int,
-              n_samples: int) -> dict:
+              n_samples: int, soundfont: str | None = None) -> dict:
     song = plan.song
     entries = {}
     for k, (stem, gain, audio) in enumerate(zip(song.stems, gains, stems)):
@@ -150,7 +166,7 @@ def _metadata(plan: TrackPlan, gains: list[float], stems: list[np.ndarray | None
             "is_drum": stem.is_drum,
             "midi_program_name": stem.program_name,
             "midi_saved": True,
-            "plugin_name": "TimGM6mb.sf2",
+            "plugin_name": os.path.basename(soundfont or soundfont_path()),
             "program_num": stem.program,
             "role": stem.role,
         }
@@ -201,20 +217,21 @@ def is_complete(folder: Path, fingerprint: str) -> bool:
         return False
 
 
-def write_track(plan: TrackPlan, root: Path, sample_rate: int) -> str:
+def write_track(plan: TrackPlan, root: Path, sample_rate: int, timbre: str = "plain",
+                soundfont: str | None = None) -> str:
     """Render and write one track atomically; returns 'kept' or 'written'."""
     final = root / plan.split / plan.name
     if is_complete(final, plan.fingerprint):
         return "kept"
     with atomic_folder(final) as tmp:
         (tmp / "stems").mkdir()
-        stems, mix, gains = render_song(plan.song, sample_rate)
+        stems, mix, gains = render_song(plan.song, sample_rate, timbre=timbre, soundfont=soundfont)
         for k, audio in enumerate(stems):
             if audio is not None:
                 sf.write(str(tmp / "stems" / f"S{k:02d}.wav"), audio, sample_rate, subtype=SUBTYPE)
         sf.write(str(tmp / "mix.wav"), mix, sample_rate, subtype=SUBTYPE)
         _write_midi(plan.song, tmp)
-        meta = _metadata(plan, gains, stems, sample_rate, len(mix))
+        meta = _metadata(plan, gains, stems, sample_rate, len(mix), soundfont)
         (tmp / "metadata.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     return "written"
 
@@ -237,9 +254,9 @@ def _check_out_dir(root: Path, settings: CorpusSettings, overwrite: bool) -> Non
         manifest.unlink()
 
 
-def _job(args: tuple[TrackPlan, str, int]) -> tuple[str, str]:
-    plan, root, sr = args
-    return plan.name, write_track(plan, Path(root), sr)
+def _job(args: tuple[TrackPlan, str, int, str, str | None]) -> tuple[str, str]:
+    plan, root, sr, timbre, soundfont = args
+    return plan.name, write_track(plan, Path(root), sr, timbre, soundfont)
 
 
 def generate_corpus(root: str | os.PathLike, settings: CorpusSettings, *, workers: int = 1,
@@ -254,7 +271,7 @@ def generate_corpus(root: str | os.PathLike, settings: CorpusSettings, *, worker
     plans = plan_corpus(settings)       # validates the settings before anything is written
     root.mkdir(parents=True, exist_ok=True)
     _check_out_dir(root, settings, overwrite)
-    jobs = [(p, str(root), settings.sample_rate) for p in plans]
+    jobs = [(p, str(root), settings.sample_rate, settings.timbre, settings.soundfont) for p in plans]
     bar = progress_bar(total=len(jobs), desc="synth corpus", unit="song", disable=not progress)
     results: dict[str, str] = {}
 
