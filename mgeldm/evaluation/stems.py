@@ -14,9 +14,9 @@ Rows per group: ``model`` (the predictions) and the baselines ``mixture`` (needs
 and a seeded bootstrap 95 % interval; FAD is one value per group and row (sub-FAD) and over all files.
 
 Log-Mel floor: every row of a file is floored at that file's excerpt floor (:mod:`mgeldm.metrics.logmel`):
-``logmel.floor_db_below_mix_peak`` (60) dB under the mel peak of its mixture (mix_dir), or of its reference
-when no mixture is given. Each Log-Mel figure comes with its ``_absfloor`` twin (``logmel_l1_absfloor``,
-``logmel_l1_ratio_vs_mix_absfloor``), floored at the absolute ``logmel.floor`` (1e-5) alone.
+``logmel.floor_db_below_mix_peak`` dB under the mel peak of its mixture (mix_dir), or of its reference when
+no mixture is given (defaults in ``configs/evaluate.yaml``). Each Log-Mel figure comes with its ``_absfloor`` twin
+(``logmel_l1_absfloor``, ``logmel_l1_ratio_vs_mix_absfloor``), floored at the absolute ``logmel.floor`` alone.
 """
 
 from __future__ import annotations
