@@ -276,7 +276,7 @@ stage evaluate evaluate
 report() {
   run "${QS[@]}" report --out "$OUT" --eval-dir "$EVAL" --evaluation "$EVAL/evaluation.json" \
     --untrained-evaluation "$EVAL/evaluation_untrained.json" --extract-run "$INFER/extract" \
-    --paraphrase-run "$INFER/paraphrase" --classes "$CLASSES" --stages "$STAGES" --start-time "$START" --mode "$MODE" \
+    --untrained-run "$INFER/extract_untrained" --paraphrase-run "$INFER/paraphrase" --classes "$CLASSES" --stages "$STAGES" --start-time "$START" --mode "$MODE" \
     --latent-scores "$EVAL/latent_scores.json"
 }
 stage report report

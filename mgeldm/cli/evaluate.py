@@ -27,7 +27,8 @@ RULES = {
     "bootstrap.seed": integer(),
     **prefixed("logmel", {"n_fft": integer(1), "hop_length": integer(1), "win_length": integer(1),
                           "n_mels": integer(1), "f_min": number(0), "f_max": optional(number(above=0)),
-                          "power": number(above=0), "floor": number(above=0)}),
+                          "power": number(above=0), "floor": number(above=0),
+                          "floor_db_below_mix_peak": optional(number(above=0))}),
     "fad.embedder": choice("vggish", "clap", "melstats"),
     "fad.device": text(),
 }
@@ -46,7 +47,10 @@ def usage() -> str:
                ("+sample_rate=HZ", f"the rate everything is compared at (default {SAMPLE_RATE})"),
                ("fad.embedder=NAME", "melstats (default) | vggish (+vggish_weights=FILE) | clap"),
                ("progress=false", "no progress display"),
-               ("logmel.<key>=V", "Log-Mel front end; bootstrap.n_boot / bootstrap.seed: the 95 % intervals")]
+               ("logmel.<key>=V", "Log-Mel front end; bootstrap.n_boot / bootstrap.seed: the 95 % intervals"),
+               ("logmel.floor_db_below_mix_peak=DB", "the Log-Mel floor, DB under the mel peak of each file's "
+                "mixture (of its reference without +mix_dir); null: the absolute logmel.floor alone. The figures "
+                "with the absolute floor are reported beside (logmel_l1_absfloor, ...)")]
     examples = ["python evaluate.py +pred_dir=out/pred +ref_dir=data/ref +output=out/evaluation.json",
                 "python evaluate.py +pred_dir=out/pred +ref_dir=data/ref +mix_dir=data/mix "
                 "\"+metrics=[si_sdr,si_sdri,logmel_l1_ratio_vs_mix]\" +output=out/"]
@@ -73,6 +77,16 @@ def _fad_embedder(cfg: Mapping):
     return lambda: build_fad_embedder(name, options)
 
 
+def _logmel(cfg: Mapping, sample_rate: int) -> LogMelConfig:
+    """``logmel.*`` as a LogMelConfig at the evaluation rate; an unknown key is an error naming it."""
+    given = dict(cfg.get("logmel") or {})
+    unknown = sorted(k for k in given if k not in LogMelConfig.__dataclass_fields__ or k == "sample_rate")
+    if unknown:
+        raise OptionError(f"logmel.{unknown[0]}", "unknown key; expected one of "
+                          + ", ".join(k for k in LogMelConfig.__dataclass_fields__ if k != "sample_rate"))
+    return LogMelConfig.from_mapping(given, sample_rate=sample_rate)
+
+
 def run(cfg: Mapping) -> dict:
     """Entry point behind ``evaluate.py``; cfg is the Hydra config (plain Mapping access)."""
     check_config(cfg, RULES)
@@ -86,7 +100,7 @@ def run(cfg: Mapping) -> dict:
     factory = _fad_embedder(cfg) if "fad" in metrics else None
     boot = dict(get("bootstrap") or {})
     result = evaluate_pairs(pairs, metrics=metrics, sample_rate=sample_rate,
-                            logmel=LogMelConfig.from_mapping(get("logmel"), sample_rate=sample_rate),
+                            logmel=_logmel(cfg, sample_rate),
                             n_boot=int(boot.get("n_boot", 1000)), seed=int(boot.get("seed", 0)),
                             embedder_factory=factory, progress=bool(get("progress", True)))
     json_path, md_path = output_paths(get("output"))

@@ -12,6 +12,11 @@ Alignment: all signals of a pair are down-mixed to mono, resampled to ``sample_r
 Rows per group: ``model`` (the predictions) and the baselines ``mixture`` (needs mix_dir), ``silence``
 (an all-zero estimate) and ``oracle`` (needs oracle_dir). Per-file metrics are summarised by mean, std
 and a seeded bootstrap 95 % interval; FAD is one value per group and row (sub-FAD) and over all files.
+
+Log-Mel floor: every row of a file is floored at that file's excerpt floor (:mod:`mgeldm.metrics.logmel`):
+``logmel.floor_db_below_mix_peak`` dB under the mel peak of its mixture (mix_dir), or of its reference when
+no mixture is given (defaults in ``configs/evaluate.yaml``). Each Log-Mel figure comes with its ``_absfloor`` twin
+(``logmel_l1_absfloor``, ``logmel_l1_ratio_vs_mix_absfloor``), floored at the absolute ``logmel.floor`` alone.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import torch
 from mgeldm.audio import SAMPLE_RATE, load_mono
 from mgeldm.errors import OptionError, UserError
 from mgeldm.metrics.bootstrap import summarize
-from mgeldm.metrics.logmel import LogMelConfig, log_mel, ratio_to_baseline
+from mgeldm.metrics.logmel import ABSFLOOR, LogMelConfig, excerpt_floor, mel_l1, mel_magnitudes, ratio_to_baseline
 from mgeldm.metrics.sisdr import si_sdr, si_sdr_improvement
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
@@ -39,6 +44,11 @@ DEFAULT_METRICS = ("si_sdr", "logmel_l1")
 ROWS = ("model", "mixture", "silence", "oracle")
 NEEDS_MIX = ("si_sdri", "logmel_l1_ratio_vs_mix")
 MEL_METRICS = ("logmel_l1", "logmel_l1_ratio_vs_mix")
+
+
+def reported_metrics(metrics: Sequence[str]) -> list[str]:
+    """The per-file figures of the requested ``metrics``: each Log-Mel one followed by its ``_absfloor`` twin."""
+    return [name for m in metrics if m in PER_FILE_METRICS for name in ((m, m + ABSFLOOR) if m in MEL_METRICS else (m,))]
 
 
 @dataclass
@@ -139,18 +149,32 @@ def _museval_sdr(est: torch.Tensor, ref: torch.Tensor, sample_rate: int) -> floa
     return float(np.nanmedian(sdr))
 
 
-def _mel_metrics(metrics: Sequence[str], mels: Mapping[str, torch.Tensor], row: str) -> dict[str, float]:
-    """Log-Mel L1 of ``row`` and its ratio to the mixture's, from spectrograms computed once per signal."""
-    l1 = float((mels[row] - mels["ref"]).abs().mean())
-    out = {"logmel_l1": l1} if "logmel_l1" in metrics else {}
-    if "logmel_l1_ratio_vs_mix" in metrics and "mixture" in mels:
-        out["logmel_l1_ratio_vs_mix"] = ratio_to_baseline(l1, float((mels["mixture"] - mels["ref"]).abs().mean()))
+def _mel_metrics(metrics: Sequence[str], mels: Mapping[str, torch.Tensor], floors: Mapping[str, torch.Tensor],
+                 row: str) -> dict[str, float]:
+    """Log-Mel L1 of ``row`` and its ratio to the mixture's, from mel spectrograms computed once per signal, under
+    each floor of ``floors`` (suffix of the figure's name -> floor)."""
+    out = {}
+    for suffix, floor in floors.items():
+        l1 = float(mel_l1(mels[row], mels["ref"], floor))
+        if "logmel_l1" in metrics:
+            out["logmel_l1" + suffix] = l1
+        if "logmel_l1_ratio_vs_mix" in metrics and "mixture" in mels:
+            out["logmel_l1_ratio_vs_mix" + suffix] = ratio_to_baseline(
+                l1, float(mel_l1(mels["mixture"], mels["ref"], floor)))
     return out
 
 
+def excerpt_floors(mels: Mapping[str, torch.Tensor], cfg: LogMelConfig) -> dict[str, torch.Tensor]:
+    """The floors of one file's signals: the excerpt's (of its mixture, else of its reference) and the absolute one
+    (the ``_absfloor`` figures), by the suffix of the figures' names."""
+    base = mels.get("mixture", mels["ref"])
+    return {"": excerpt_floor(base, cfg), ABSFLOOR: excerpt_floor(base, cfg.absolute())}
+
+
 def file_metrics(metrics: Sequence[str], sig: Mapping[str, torch.Tensor], row: str, sample_rate: int,
-                 mels: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Per-file metrics of the estimate ``sig[row]``; ``mels`` holds the log-mel spectrograms of the signals."""
+                 mels: Mapping[str, torch.Tensor], floors: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Per-file metrics of the estimate ``sig[row]``; ``mels`` holds the mel spectrograms of the signals and
+    ``floors`` the file's floors (:func:`excerpt_floors`)."""
     est, ref, mix = sig[row], sig["ref"], sig.get("mixture")
     out: dict[str, float] = {}
     if "si_sdr" in metrics:
@@ -158,7 +182,7 @@ def file_metrics(metrics: Sequence[str], sig: Mapping[str, torch.Tensor], row: s
     if "si_sdri" in metrics and mix is not None:
         out["si_sdri"] = float(si_sdr_improvement(est, ref, mix))
     if mels:
-        out.update(_mel_metrics(metrics, mels, row))
+        out.update(_mel_metrics(metrics, mels, floors, row))
     if "museval_sdr" in metrics:
         out["museval_sdr"] = _museval_sdr(est, ref, sample_rate)
     return out
@@ -211,11 +235,12 @@ def _score_pair(pair: Pair, settings: Settings, embeddings: _Embeddings | None) 
     sig = pair_signals(pair, settings.sample_rate)
     cfg = settings.mel_config()
     uses_mel = any(m in settings.metrics for m in MEL_METRICS)
-    mels = {k: log_mel(v, cfg) for k, v in sig.items()} if uses_mel else {}
+    mels = {k: mel_magnitudes(v, cfg) for k, v in sig.items()} if uses_mel else {}
+    floors = excerpt_floors(mels, cfg) if uses_mel else {}
     entry = {"file": pair.rel, "group": pair.group, "samples": int(sig["ref"].shape[-1])}
     for row in ROWS:
         if row in sig:
-            entry[row] = file_metrics(settings.metrics, sig, row, settings.sample_rate, mels)
+            entry[row] = file_metrics(settings.metrics, sig, row, settings.sample_rate, mels, floors)
     if embeddings is not None:
         embeddings.add(sig, pair.group, settings.sample_rate)
     return entry
@@ -226,7 +251,7 @@ def _table(entries: Sequence[dict], rows: Sequence[str], settings: Settings) -> 
     out: dict[str, dict] = {}
     for row in rows:
         out[row] = {}
-        for m in (m for m in settings.metrics if m in PER_FILE_METRICS):
+        for m in reported_metrics(settings.metrics):
             vals = [e[row][m] for e in entries if row in e and m in e[row]]
             if vals:
                 out[row][m] = summarize(vals, n_boot=settings.n_boot, seed=settings.seed)
@@ -261,6 +286,15 @@ def _clean(x: Any) -> Any:
     return x
 
 
+def _floor_rule(cfg: LogMelConfig) -> str:
+    absolute = f"log10(max(mel, {cfg.floor:g}))"
+    if cfg.floor_db_below_mix_peak is None:
+        return f"{absolute}, the absolute floor alone (the _absfloor figures too)"
+    return (f"log10(max(mel, F)), F = max({cfg.floor:g}, the mel peak of the file's mixture (of its reference "
+            f"without mix_dir) - {cfg.floor_db_below_mix_peak:g} dB), one F for every row of the file; "
+            f"the _absfloor figures: {absolute}")
+
+
 def _result(per_file: list[dict], pairs: Sequence[Pair], settings: Settings) -> dict:
     groups = sorted({p.group for p in pairs})
     rows = [r for r in ROWS if any(r in e for e in per_file)]
@@ -270,6 +304,7 @@ def _result(per_file: list[dict], pairs: Sequence[Pair], settings: Settings) -> 
             "alignment": "mono down-mix, soxr HQ resampling, then trim to the shortest signal",
             "pairing": "by path relative to pred_dir/ref_dir; group = first folder, else 'all'",
             "logmel": settings.mel_config().as_dict(),
+            "logmel_floor": _floor_rule(settings.mel_config()),
             "si_sdr": "zero-mean SI-SDR in dB; undefined (null) for silent estimates or references",
             "bootstrap": {"n_boot": settings.n_boot, "confidence": 0.95, "seed": settings.seed,
                           "method": "percentile"},
@@ -332,10 +367,12 @@ def _fad_markdown(result: dict) -> list[str]:
 
 def markdown(result: dict) -> str:
     """One table per group (and overall): rows = model/baselines, columns = metrics."""
-    metrics = [m for m in result["settings"]["metrics"] if m in PER_FILE_METRICS]
+    metrics = reported_metrics(result["settings"]["metrics"])
     lines = ["# Evaluation", "",
              f"{result['n_files']} files at {result['settings']['sample_rate']} Hz; "
              f"{result['settings']['alignment']}. Cells: mean ± std [bootstrap 95 % CI] (n).", ""]
+    if any(m in MEL_METRICS for m in metrics):
+        lines += [f"Log-Mel floor: {result['settings']['logmel_floor']}.", ""]
     sections = [(f"Stem / prompt: {g}", b) for g, b in result["groups"].items()] + [("Overall", result["overall"])]
     for title, block in sections:
         lines += [f"## {title}", "", "| row | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]

@@ -1,6 +1,6 @@
 """The quickstart (``scripts/quickstart.sh``): a synthetic multitrack corpus (``synth``), the evaluation songs and
-baselines (``evalset``, ``baselines``), the report (``report``), checkpoint scores (``score``) and every text
-it embeds, with their precomputed table (``texts``).
+baselines (``evalset``, ``baselines``), the report (``report``) and its picture of extractions (``figures``),
+checkpoint scores (``score``) and every text it embeds, with their precomputed table (``texts``).
 
 A client of the library: it imports only its public API (``PUBLIC_API``, what tests/recipes checks).
 """

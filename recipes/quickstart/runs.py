@@ -1,5 +1,9 @@
 """Reading the quickstart's ``infer.py`` runs: where each song's extraction is, copies of them in the layout
-``evaluate.py`` pairs with ``ref/``, and the prompt accuracy of a run (closest stem, :mod:`mgeldm.metrics.closest`)."""
+``evaluate.py`` pairs with ``ref/``, and the prompt accuracy of a run (closest stem, :mod:`mgeldm.metrics.closest`).
+
+Every accuracy is computed under two Log-Mel floors (:func:`floor_configs`): the excerpt's, relative to the mel
+peak of the song's mixture (``configs/evaluate.yaml``'s default, figures named as they are), and the absolute floor
+alone (figures named with the suffix ``_absfloor``). Hits are ``{suffix: {label: [bool, ...]}}``."""
 
 from __future__ import annotations
 
@@ -12,9 +16,11 @@ import torch
 
 from mgeldm.errors import UserError
 from mgeldm.metrics.closest import closest_stem, logmel_distance
-from mgeldm.metrics.logmel import LogMelConfig
+from mgeldm.metrics.logmel import ABSFLOOR, LogMelConfig
 from mgeldm.tasks.outputs import unique_slugs
 from recipes.quickstart.evalset import load_song_stems, read_songs, stem_folder
+
+Hits = dict[str, dict[str, list[bool]]]  # {floor suffix ("" or "_absfloor"): {stem label: one bool per estimate}}
 
 
 def latest_run(folder: str | Path) -> Path:
@@ -55,37 +61,58 @@ def collect(run_dir: str, eval_dir: str, dest: str, labels: Sequence[str]) -> in
     return n
 
 
-def closest_is(estimate: torch.Tensor, stems: Mapping[str, torch.Tensor], target: str, sample_rate: int) -> bool:
-    """Whether ``estimate`` is closest (Log-Mel L1) to the stem ``target`` of its song."""
-    return closest_stem(estimate, stems, logmel_distance(LogMelConfig(sample_rate=sample_rate))) == target
+def floor_configs(sample_rate: int) -> dict[str, LogMelConfig]:
+    """The report's Log-Mel settings by the suffix of its figures' names: the excerpt's floor (the defaults of
+    ``configs/evaluate.yaml``) and the absolute floor alone (``_absfloor``)."""
+    cfg = LogMelConfig(sample_rate=sample_rate)
+    return {"": cfg, ABSFLOOR: cfg.absolute()}
+
+
+def closest_hits(estimate: torch.Tensor, stems: Mapping[str, torch.Tensor], target: str, mixture: torch.Tensor,
+                 sample_rate: int) -> dict[str, bool]:
+    """Per floor (:func:`floor_configs`), whether ``estimate`` is closest (Log-Mel L1) to the stem ``target`` of its
+    song, whose mixture (``mixture``) sets the floor shared by every candidate."""
+    return {suffix: closest_stem(estimate, stems, logmel_distance(cfg, mixture)) == target
+            for suffix, cfg in floor_configs(sample_rate).items()}
+
+
+def add_hits(hits: Hits, label: str, hit: Mapping[str, bool]) -> None:
+    """Append one estimate's hits (per floor) to those of ``label``."""
+    for suffix, value in hit.items():
+        hits.setdefault(suffix, {}).setdefault(label, []).append(value)
 
 
 def accuracy(run_dir: str, eval_dir: str, prompts: Sequence[tuple[str, str]], sample_rate: int,
-             mix_folder: str = "mix") -> dict[str, list[bool]]:
-    """Per stem label, one bool per (song containing it, prompt of that label); the songs are those of
-    ``<eval_dir>/<mix_folder>`` (the run's input folder)."""
+             mix_folder: str = "mix") -> Hits:
+    """Per floor and stem label, one bool per (song containing it, prompt of that label); the songs are those of
+    ``<eval_dir>/<mix_folder>`` (the run's input folder, whose files are the mixtures)."""
     from mgeldm.audio import load_mono
 
-    given = {p.stem for p in (Path(eval_dir) / mix_folder).glob("*.wav")}
+    mix_dir = Path(eval_dir) / mix_folder
+    given = {p.stem for p in mix_dir.glob("*.wav")}
     songs = {k: v for k, v in read_songs(eval_dir).items() if k in given}
     files = extraction_files(latest_run(run_dir), songs, len(prompts))
-    out: dict[str, list[bool]] = {}
+    out: Hits = {}
     for song, info in songs.items():
         stems = load_song_stems(eval_dir, song, info["labels"], sample_rate)
+        mixture = load_mono(mix_dir / f"{song}.wav", sample_rate)[0]
         for k, (label, _) in enumerate(prompts):
             if label in stems:
                 est = load_mono(files[(song, k)], sample_rate)[0]
-                out.setdefault(label, []).append(closest_is(est, stems, label, sample_rate))
+                add_hits(out, label, closest_hits(est, stems, label, mixture, sample_rate))
     return out
 
 
-def oracle_accuracy(eval_dir: str, sample_rate: int) -> dict[str, list[bool]]:
-    """Per stem label, whether each song's AE round trip of that stem (``oracle/``) is closest (Log-Mel L1)
-    to that stem: the prompt accuracy a perfect latent extractor would reach through this AE."""
-    out: dict[str, list[bool]] = {}
+def oracle_accuracy(eval_dir: str, sample_rate: int) -> Hits:
+    """Per floor and stem label, whether each song's AE round trip of that stem (``oracle/``) is closest (Log-Mel
+    L1) to that stem: the prompt accuracy a perfect latent extractor would reach through this AE."""
+    from mgeldm.audio import load_mono
+
+    out: Hits = {}
     for song, info in read_songs(eval_dir).items():
         stems = load_song_stems(eval_dir, song, info["labels"], sample_rate)
         round_trips = load_song_stems(eval_dir, song, info["labels"], sample_rate, folder="oracle")
+        mixture = load_mono(Path(eval_dir) / "mix" / f"{song}.wav", sample_rate)[0]
         for label in info["labels"]:
-            out.setdefault(label, []).append(closest_is(round_trips[label], stems, label, sample_rate))
+            add_hits(out, label, closest_hits(round_trips[label], stems, label, mixture, sample_rate))
     return out

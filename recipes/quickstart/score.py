@@ -8,9 +8,10 @@ the oracle ratio and oracle prompt accuracy (the true stems through the AE round
 can reach in audio with that AE). ``scripts/quickstart_curve.sh`` trains for
 longer with periodic checkpoints and calls this.
 
-The metric is the report's (Log-Mel L1 of ``configs/evaluate.yaml``'s defaults, ratio to the mixture's
-distance, closest-stem rule for the accuracy), computed in memory: the report scores 16-bit wav files, so
-the two differ by the quantisation only.
+The metric is the report's (Log-Mel L1 of ``configs/evaluate.yaml``'s defaults, floored relative to the mel peak
+of each song's mixture, ratio to the mixture's distance, closest-stem rule for the accuracy), computed in memory:
+the report scores 16-bit wav files, so the two differ by the quantisation only. Each figure also comes with its
+absolute-floor twin (``logmel_l1_ratio_vs_mix_absfloor``, ``prompt_accuracy_absfloor``), as in the report.
 """
 
 from __future__ import annotations
@@ -30,36 +31,47 @@ from mgeldm.config import compose_config
 from mgeldm.errors import UserError
 from mgeldm.files import write_text_atomic
 from mgeldm.metrics.closest import share
+from mgeldm.metrics.logmel import ABSFLOOR
 from recipes.quickstart.evalset import load_songs, prompt_list
-from recipes.quickstart.runs import closest_is
+from recipes.quickstart.runs import Hits, add_hits, closest_hits, floor_configs
 
 PROG = "python -m recipes.quickstart.score"
 
 Estimator = Callable[[str, torch.Tensor, Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]]
 
 
+def _summary(ratios: Mapping[str, Mapping[str, list[float]]], hits: Hits, label: str | None = None) -> dict[str, float]:
+    """The mean ratio and the accuracy under each floor, of one stem label (or of all when None)."""
+    def pick(per_label: Mapping[str, list]) -> list:
+        return list(per_label.get(label, [])) if label else [x for v in per_label.values() for x in v]
+
+    out = {}
+    for suffix in ratios:
+        every = pick(ratios[suffix])
+        out["logmel_l1_ratio_vs_mix" + suffix] = sum(every) / len(every)
+        out["prompt_accuracy" + suffix] = share(pick(hits.get(suffix, {})))
+    return out
+
+
 def score(estimate: Estimator, songs: Mapping[str, tuple[torch.Tensor, Mapping[str, torch.Tensor]]],
           sample_rate: int) -> dict[str, Any]:
-    """Ratio to the mixture and closest-stem accuracy of ``estimate(song, mix, stems) -> {label: estimate}``."""
-    from mgeldm.metrics.logmel import LogMelConfig, logmel_l1_ratio_vs_mix
+    """Ratio to the mixture and closest-stem accuracy of ``estimate(song, mix, stems) -> {label: estimate}``, under
+    the excerpt's floor and the absolute floor (``_absfloor``)."""
+    from mgeldm.metrics.logmel import logmel_l1_ratio_vs_mix
 
-    cfg = LogMelConfig(sample_rate=sample_rate)
-    ratios: dict[str, list[float]] = {}
-    hits: dict[str, list[bool]] = {}
+    configs = floor_configs(sample_rate)
+    ratios: dict[str, dict[str, list[float]]] = {suffix: {} for suffix in configs}
+    hits: Hits = {}
     for song, (mix, stems) in songs.items():
         for label, est in estimate(song, mix, stems).items():
-            ratios.setdefault(label, []).append(logmel_l1_ratio_vs_mix(est, stems[label], mix, cfg))
-            hits.setdefault(label, []).append(closest_is(est, stems, label, sample_rate))
-    every = [r for v in ratios.values() for r in v]
-    if not every:
+            for suffix, cfg in configs.items():
+                ratios[suffix].setdefault(label, []).append(logmel_l1_ratio_vs_mix(est, stems[label], mix, cfg))
+            add_hits(hits, label, closest_hits(est, stems, label, mix, sample_rate))
+    n_pairs = sum(len(v) for v in ratios[""].values())
+    if not n_pairs:
         raise UserError("no (song, stem) pair to score")
-    return {
-        "logmel_l1_ratio_vs_mix": sum(every) / len(every),
-        "prompt_accuracy": share([h for v in hits.values() for h in v]),
-        "n_pairs": len(every),
-        "per_stem": {label: {"logmel_l1_ratio_vs_mix": sum(v) / len(v), "prompt_accuracy": share(hits[label])}
-                     for label, v in sorted(ratios.items())},
-    }
+    return {**_summary(ratios, hits), "n_pairs": n_pairs,
+            "per_stem": {label: _summary(ratios, hits, label) for label in sorted(ratios[""])}}
 
 
 def dit_estimator(ckpt: str, cfg: Mapping, classes: Sequence[str], sample_rate: int, *, steps: int,
@@ -78,7 +90,8 @@ def dit_estimator(ckpt: str, cfg: Mapping, classes: Sequence[str], sample_rate: 
     return estimate
 
 
-ORACLE_KEYS = ("logmel_l1_ratio_vs_mix", "prompt_accuracy")  # an AE row's metrics are the oracle's
+ORACLE_KEYS = tuple(m + suffix for m in ("logmel_l1_ratio_vs_mix", "prompt_accuracy")
+                    for suffix in ("", ABSFLOOR))  # an AE row's metrics are the oracle's
 
 
 def ae_estimator(ckpt: str, cfg: Mapping, sample_rate: int) -> Estimator:
@@ -120,9 +133,11 @@ def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_
 
 
 def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One line per checkpoint: the overall metrics, then the ratio of each stem class."""
+    """One line per checkpoint: the overall metrics (each beside its absolute-floor twin), then the ratio of each
+    stem class."""
     ratio = "logmel_l1_ratio_vs_mix" if "logmel_l1_ratio_vs_mix" in rows[0] else "oracle_logmel_l1_ratio_vs_mix"
-    metrics = [m for m in (ratio, "prompt_accuracy", "oracle_prompt_accuracy") if m in rows[0]]
+    metrics = [m + suffix for m in (ratio, "prompt_accuracy", "oracle_prompt_accuracy") for suffix in ("", ABSFLOOR)
+               if m + suffix in rows[0]]
     labels = sorted({label for r in rows for label in r["per_stem"]})
     head = ["checkpoint", "step", *metrics, *(f"{ratio}: {label}" for label in labels)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

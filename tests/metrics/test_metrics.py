@@ -104,10 +104,13 @@ def test_logmel_zero_for_identical_and_log_scale_behaviour():
     # magnitude mel, log10: scaling by 10 shifts every bin above the floor by exactly 1
     assert torch.allclose(logmel_l1(10 * x, x, cfg), torch.ones(2), atol=1e-4)
     assert torch.allclose(logmel_l1(x, 0.1 * x, cfg), torch.ones(2), atol=1e-4)
-    # silence sits on the floor: finite, and its distance grows with the signal level
+    # silence sits on the floor: finite; under the absolute floor its distance grows with the signal level, under
+    # the excerpt's floor (here the reference's own peak - 60 dB) it does not
     z = torch.zeros(16000)
-    d1, d2 = float(logmel_l1(z, x[0], cfg)), float(logmel_l1(z, 10 * x[0], cfg))
+    d1, d2 = float(logmel_l1(z, x[0], cfg.absolute())), float(logmel_l1(z, 10 * x[0], cfg.absolute()))
     assert math.isfinite(d1) and d2 == pytest.approx(d1 + 1, abs=1e-3)
+    r1, r2 = float(logmel_l1(z, x[0], cfg)), float(logmel_l1(z, 10 * x[0], cfg))
+    assert math.isfinite(r1) and r2 == pytest.approx(r1, abs=1e-3) and r1 < d1
     assert log_mel(x, cfg).shape == (2, cfg.n_mels, 16000 // cfg.hop_length + 1)
 
 

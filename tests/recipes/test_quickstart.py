@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from recipes.quickstart.report import METRIC_NAMES, PARAPHRASES, build_report, paraphrase_list, prompt_list
+from recipes.quickstart.report import METRIC_NAMES, PARAPHRASES, TARGETS, build_report, paraphrase_list, prompt_list
 
 REPO = Path(__file__).resolve().parents[2]
 TOP_FLOATS = ("wall_seconds",) + METRIC_NAMES
@@ -30,10 +30,14 @@ def check_report(report: dict) -> None:
     assert isinstance(report["n_pairs"], int) and report["n_pairs"] >= report["n_songs"]
     assert isinstance(report["per_stem"], dict) and report["per_stem"]
     for label, vals in report["per_stem"].items():
-        assert set(METRIC_NAMES) | {"oracle_prompt_accuracy", "oracle_si_sdr_improvement_db"} <= set(vals), label
-        assert set(vals) - set(METRIC_NAMES) <= {"oracle_prompt_accuracy", "oracle_si_sdr_improvement_db",
-                                                  "latent_prompt_accuracy", "latent_rel_mse"}, label
+        assert set(METRIC_NAMES) <= set(vals), label
+        assert set(vals) - set(METRIC_NAMES) <= {"latent_prompt_accuracy", "latent_rel_mse"}, label
         assert all(isinstance(v, float) for v in vals.values()), label
+    for name in ("logmel_l1_ratio_vs_mix", "prompt_accuracy", "untrained_prompt_accuracy", "oracle_prompt_accuracy",
+                 "paraphrase_accuracy"):
+        assert name in METRIC_NAMES and name + "_absfloor" in METRIC_NAMES, name
+    assert list(report["targets"]) == [t.name for t in TARGETS]
+    assert all(isinstance(t["met"], bool) and isinstance(t["value"], float) for t in report["targets"].values())
     assert isinstance(report["stage_seconds"], dict) and report["stage_seconds"]
     assert all(_is_number(v) and v >= 0 for v in report["stage_seconds"].values())
 
@@ -93,13 +97,15 @@ def test_smoke_quickstart_writes_a_full_report(smoke_out):
     assert set(report["stage_seconds"]) >= {"corpus", "train_ae", "pre_encode", "train_dit", "infer", "evaluate"}
     assert report["wall_seconds"] >= sum(v for k, v in report["stage_seconds"].items() if k != "report") - 1
     # accuracies are shares; Log-Mel ratios are positive and finite for the baselines
-    for key in ("prompt_accuracy", "paraphrase_accuracy"):
-        assert 0.0 <= report[key] <= 1.0
+    for key in ("prompt_accuracy", "paraphrase_accuracy", "untrained_prompt_accuracy", "oracle_prompt_accuracy",
+                "prompt_accuracy_absfloor", "untrained_prompt_accuracy_absfloor"):
+        assert 0.0 <= report[key] <= 1.0, key
     for key in ("oracle_logmel_l1_ratio_vs_mix", "silence_logmel_l1_ratio_vs_mix", "logmel_l1_ratio_vs_mix",
                 "untrained_logmel_l1_ratio_vs_mix"):
         assert math.isfinite(report[key]) and report[key] > 0
     md = (out / "quickstart_report.md").read_text()
-    assert "logmel_l1_ratio_vs_mix" in md and "prompt_accuracy" in md
+    assert "logmel_l1_ratio_vs_mix" in md and "prompt_accuracy" in md and "prompt_accuracy_absfloor" in md
+    assert "![extraction examples](extraction_examples.png)" in md and (out / "extraction_examples.png").is_file()
     # the three tasks wrote wavs with spectrogram pngs beside them; the score-only runs wrote wavs alone
     for task in ("extract", "paraphrase", "extract_untrained", "partial_gen", "total_gen"):
         wavs = list((out / "infer" / task).rglob("gen_*.wav"))
@@ -109,40 +115,83 @@ def test_smoke_quickstart_writes_a_full_report(smoke_out):
 
 
 def _block(model, oracle=None, silence=None, sdri=None):
-    rows = {"model": {"logmel_l1_ratio_vs_mix": {"mean": model}}}
+    rows = {"model": {"logmel_l1_ratio_vs_mix": {"mean": model}, "logmel_l1_ratio_vs_mix_absfloor": {"mean": 2 * model}}}
     if oracle is not None:
-        rows["oracle"] = {"logmel_l1_ratio_vs_mix": {"mean": oracle}, "si_sdri": {"mean": 2 * sdri}}
-        rows["silence"] = {"logmel_l1_ratio_vs_mix": {"mean": silence}}
+        rows["oracle"] = {"logmel_l1_ratio_vs_mix": {"mean": oracle}, "si_sdri": {"mean": 2 * sdri},
+                          "logmel_l1_ratio_vs_mix_absfloor": {"mean": 2 * oracle}}
+        rows["silence"] = {"logmel_l1_ratio_vs_mix": {"mean": silence},
+                           "logmel_l1_ratio_vs_mix_absfloor": {"mean": 2 * silence}}
         rows["model"]["si_sdri"] = {"mean": sdri}
     return {"rows": rows}
 
 
-def test_build_report_fields_and_values():
+def _hand_made_report(latent_rel_mse: dict | None = None):
     evaluation = {"n_files": 3, "overall": _block(0.5, 0.2, 3.0, 4.0),
                   "groups": {"bass": _block(0.4, 0.1, 2.0, 5.0), "synth_lead": _block(0.7, 0.3, 4.0, 2.5)}}
     untrained = {"overall": _block(1.5), "groups": {"bass": _block(1.2), "synth_lead": _block(1.8)}}
-    report = build_report(evaluation=evaluation, untrained=untrained,
-                          prompt_hits={"Bass": [True, False], "Synth Lead": [True]},
-                          para_hits={"Bass": [True] * 5 + [False] * 5, "Synth Lead": [False] * 5},
-                          stage_seconds={"corpus": 1, "train_ae": 2.5}, wall_seconds=10, n_songs=2,
-                          oracle_hits={"Bass": [True, True], "Synth Lead": [False]},
-                          latent={"latent_prompt_accuracy": 0.75, "latent_rel_mse": 0.4, "x0_error_t1": 0.6,
-                                  "x0_error_t1_uncond": 0.9, "per_stem": {"Bass": {"latent_prompt_accuracy": 1.0,
-                                                                                   "latent_rel_mse": 0.3}}})
+    mse = latent_rel_mse or {"Bass": 0.3}
+    per_stem = {label: {"latent_prompt_accuracy": 1.0, "latent_rel_mse": v} for label, v in mse.items()}
+    hits = {"prompt_accuracy": {"Bass": [True, False], "Synth Lead": [True]},
+            "prompt_accuracy_absfloor": {"Bass": [False, False], "Synth Lead": [True]},
+            "untrained_prompt_accuracy": {"Bass": [False, False], "Synth Lead": [True]},
+            "untrained_prompt_accuracy_absfloor": {"Bass": [False, False], "Synth Lead": [False]},
+            "paraphrase_accuracy": {"Bass": [True] * 5 + [False] * 5, "Synth Lead": [False] * 5},
+            "paraphrase_accuracy_absfloor": {"Bass": [True] * 2 + [False] * 8, "Synth Lead": [False] * 5},
+            "oracle_prompt_accuracy": {"Bass": [True, True], "Synth Lead": [False]},
+            "oracle_prompt_accuracy_absfloor": {"Bass": [True, False], "Synth Lead": [False]}}
+    return build_report(evaluation=evaluation, untrained=untrained, hits=hits,
+                        stage_seconds={"corpus": 1, "train_ae": 2.5}, wall_seconds=10, n_songs=2,
+                        latent={"latent_prompt_accuracy": 0.75, "latent_rel_mse": 0.4, "x0_error_t1": 0.6,
+                                "x0_error_t1_uncond": 0.9, "per_stem": per_stem})
+
+
+def test_build_report_fields_and_values():
+    report = _hand_made_report()
     check_report(report)
     assert report["oracle_prompt_accuracy"] == pytest.approx(2 / 3) and report["per_stem"]["Synth Lead"]["oracle_prompt_accuracy"] == 0.0
+    assert report["oracle_prompt_accuracy_absfloor"] == pytest.approx(1 / 3)
     assert report["oracle_si_sdr_improvement_db"] == 8.0 and report["per_stem"]["Bass"]["oracle_si_sdr_improvement_db"] == 10.0
     assert report["latent_prompt_accuracy"] == 0.75 and report["x0_error_t1_uncond"] == 0.9
     assert report["per_stem"]["Bass"]["latent_rel_mse"] == 0.3 and "latent_rel_mse" not in report["per_stem"]["Synth Lead"]
     assert report["logmel_l1_ratio_vs_mix"] == 0.5 and report["untrained_logmel_l1_ratio_vs_mix"] == 1.5
+    assert report["logmel_l1_ratio_vs_mix_absfloor"] == 1.0 and report["untrained_logmel_l1_ratio_vs_mix_absfloor"] == 3.0
     assert report["oracle_logmel_l1_ratio_vs_mix"] == 0.2 and report["silence_logmel_l1_ratio_vs_mix"] == 3.0
-    assert report["prompt_accuracy"] == pytest.approx(2 / 3)
+    assert report["silence_logmel_l1_ratio_vs_mix_absfloor"] == 6.0
+    assert report["prompt_accuracy"] == pytest.approx(2 / 3) and report["prompt_accuracy_absfloor"] == pytest.approx(1 / 3)
+    assert report["untrained_prompt_accuracy"] == pytest.approx(1 / 3)
+    assert report["per_stem"]["Synth Lead"]["untrained_prompt_accuracy"] == 1.0
     assert report["paraphrase_accuracy"] == pytest.approx(5 / 15)
+    assert report["paraphrase_accuracy_absfloor"] == pytest.approx(2 / 15)
     assert report["si_sdr_improvement_db"] == 4.0
     assert set(report["per_stem"]) == {"Bass", "Synth Lead"}
     assert report["per_stem"]["Bass"]["prompt_accuracy"] == 0.5
     assert report["per_stem"]["Synth Lead"]["untrained_logmel_l1_ratio_vs_mix"] == 1.8
     assert report["n_pairs"] == 3 and report["stage_seconds"] == {"corpus": 1.0, "train_ae": 2.5}
+
+
+def test_report_targets():
+    """The targets of the full run: latent accuracy 0.9, latent MSE 0.5 overall and 0.7 for every stem class, prompt
+    accuracy 0.85, oracle accuracy 0.95, paraphrases 0.8, SI-SDRi above 0; the markdown states them."""
+    from recipes.quickstart.report import markdown
+
+    report = _hand_made_report({"Bass": 0.3, "Synth Lead": 0.9})
+    t = report["targets"]
+    assert {name: v["target"] for name, v in t.items()} == {
+        "latent_prompt_accuracy": ">= 0.9", "latent_rel_mse": "<= 0.5", "latent_rel_mse (every stem class)": "<= 0.7",
+        "prompt_accuracy": ">= 0.85", "oracle_prompt_accuracy": ">= 0.95", "paraphrase_accuracy": ">= 0.8",
+        "si_sdr_improvement_db": "> 0"}
+    assert t["latent_rel_mse"] == {"target": "<= 0.5", "value": 0.4, "met": True}
+    assert t["latent_rel_mse (every stem class)"] == {"target": "<= 0.7", "value": 0.9, "met": False}  # the worst
+    assert _hand_made_report({"Bass": 0.3, "Synth Lead": 0.6})["targets"]["latent_rel_mse (every stem class)"]["met"]
+    assert not t["latent_prompt_accuracy"]["met"] and t["si_sdr_improvement_db"]["met"]
+    assert not t["prompt_accuracy"]["met"] and t["prompt_accuracy"]["value"] == pytest.approx(2 / 3)
+    md = markdown(report, {"examples": "extraction_examples.png"})
+    assert "| latent_rel_mse (every stem class) | <= 0.7 | no (0.900) |" in md
+    assert "![extraction examples](extraction_examples.png)" in md
+    per_stem_header = next(line for line in md.splitlines() if line.startswith("| | latent_prompt_accuracy"))
+    for name in ("latent_rel_mse", "prompt_accuracy", "prompt_accuracy_absfloor", "untrained_prompt_accuracy",
+                 "oracle_prompt_accuracy_absfloor", "paraphrase_accuracy_absfloor"):
+        assert f"| {name} |" in per_stem_header, name
 
 
 def test_paraphrases_never_appear_in_training_prompts():
@@ -211,6 +260,9 @@ def test_score_ratio_and_accuracy_on_known_estimates():
     assert the_mix["logmel_l1_ratio_vs_mix"] == pytest.approx(1.0)
     swapped = score(lambda song, m, st: {"Bass": st["Synth Lead"], "Synth Lead": st["Bass"]}, songs, 16000)
     assert swapped["prompt_accuracy"] == 0.0 and swapped["logmel_l1_ratio_vs_mix"] > 0.5
+    assert set(perfect) == {"logmel_l1_ratio_vs_mix", "logmel_l1_ratio_vs_mix_absfloor", "prompt_accuracy",
+                            "prompt_accuracy_absfloor", "n_pairs", "per_stem"}
+    assert perfect["prompt_accuracy_absfloor"] == 1.0 and the_mix["logmel_l1_ratio_vs_mix_absfloor"] == pytest.approx(1.0)
     half = score(lambda song, m, st: {"Bass": st["Bass"], "Synth Lead": torch.zeros_like(m)}, songs, 16000)
     assert half["per_stem"]["Bass"]["prompt_accuracy"] == 1.0 and half["per_stem"]["Bass"]["logmel_l1_ratio_vs_mix"] == 0.0
     assert half["per_stem"]["Synth Lead"]["logmel_l1_ratio_vs_mix"] > 1.0
@@ -231,10 +283,12 @@ def test_ae_curve_rows_are_the_oracle_scores(smoke_out):
 
     rows = score_checkpoints("ae", [str(smoke_out / "checkpoints" / "autoencoder.ckpt")], str(smoke_out / "eval"))
     row = rows[0]
-    assert {"oracle_logmel_l1_ratio_vs_mix", "oracle_prompt_accuracy"} <= set(row)
+    assert {"oracle_logmel_l1_ratio_vs_mix", "oracle_prompt_accuracy", "oracle_prompt_accuracy_absfloor"} <= set(row)
     assert "prompt_accuracy" not in row and "logmel_l1_ratio_vs_mix" not in row
     assert 0.0 <= row["oracle_prompt_accuracy"] <= 1.0
     report = json.loads((smoke_out / "quickstart_report.json").read_text())
     assert row["oracle_logmel_l1_ratio_vs_mix"] == pytest.approx(report["oracle_logmel_l1_ratio_vs_mix"], rel=0.02)
-    assert all(set(v) == {"oracle_logmel_l1_ratio_vs_mix", "oracle_prompt_accuracy"} for v in row["per_stem"].values())
+    assert report["oracle_prompt_accuracy"] == pytest.approx(row["oracle_prompt_accuracy"], abs=0.2)
+    assert all(set(v) == {"oracle_logmel_l1_ratio_vs_mix", "oracle_prompt_accuracy", "oracle_logmel_l1_ratio_vs_mix_absfloor",
+                          "oracle_prompt_accuracy_absfloor"} for v in row["per_stem"].values())
     assert "oracle_prompt_accuracy" in markdown(rows).splitlines()[0]
