@@ -35,6 +35,8 @@ AE_PREFIX = "pretransform.model."        # ... and the VAE it works in
 AE_ONLINE, AE_EMA = "autoencoder.", "autoencoder_ema.ema_model."       # AE training checkpoints
 DIT_ONLINE, DIT_EMA = "diffusion.", "diffusion_ema.ema_model."         # DiT training checkpoints
 STEP_NAME = "step{step:08d}"             # a periodic training checkpoint: step00001400.ckpt
+BEST_NAME = "best-step{step:08d}"        # a best-scoring one (trainer.monitor): best-step00001400.ckpt
+BEST_JSON = "best.json"                  # beside them: which one is the best (path, step, metric, value)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -279,7 +279,8 @@ def quiet_lightning() -> None:
 def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, unused_params: bool = False,
                   datasets: list | None = None, prog: str = "training"):
     """A Lightning Trainer with atomic checkpoints (every N steps + last), the configured logger and progress
-    lines naming ``prog``."""
+    lines naming ``prog``. A checkpoint callback among ``callbacks`` (the monitor's best checkpoint) saves before
+    ``last.ckpt`` of the same step (Lightning keeps their order), so ``last.ckpt`` holds its state."""
     import pytorch_lightning as pl
 
     from mgeldm.files import remove_stale_temporaries
@@ -303,7 +304,7 @@ def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, u
     ckpt = RunCheckpoint(dirpath=str(save_dir / "checkpoints"), every_n_train_steps=int(tcfg.get("checkpoint_every_n_steps", 10000)),
                            save_last=True, save_top_k=int(tcfg.get("save_top_k", 1)),
                            filename=STEP_NAME, auto_insert_metric_name=False)
-    return pl.Trainer(**pl_cfg, default_root_dir=str(save_dir), callbacks=[ckpt, DatasetEpochCallback(datasets), *callbacks],
+    return pl.Trainer(**pl_cfg, default_root_dir=str(save_dir), callbacks=[DatasetEpochCallback(datasets), *callbacks, ckpt],
                       plugins=[AtomicCheckpointIO(kill_at_step=kill_step_for_tests())], logger=build_logger(tcfg.get("logger", "csv"), save_dir, tcfg))
 
 

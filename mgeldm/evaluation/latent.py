@@ -31,6 +31,8 @@ from mgeldm.models.tracks import SRC
 from mgeldm.diffusion.windows import plan_windows
 
 PROBE_TIMES = (0.05, 0.4, 0.8, 1.0)
+# Which way each overall score is better (a best checkpoint is chosen by one of them).
+BETTER = {"latent_rel_mse": "min", "latent_prompt_accuracy": "max"}
 
 
 @dataclass
@@ -128,7 +130,8 @@ def score_estimates(songs: Sequence[LatentSong], estimates: Mapping[str, Mapping
 def latent_scores(model: Any, songs: Sequence[LatentSong], prompt: Callable[[str], str], *, steps: int = 4,
                   cfg_scale: float = 2.0, overlap: float = 0.0, seed: int = 0, times: Sequence[float] = PROBE_TIMES,
                   silence: Tensor | None = None) -> dict[str, Any]:
-    """The scores of the module docstring for ``model`` (a loaded :class:`mgeldm.api.MGELDM`).
+    """The scores of the module docstring for ``model`` (a loaded :class:`mgeldm.api.MGELDM`); ``times=()``
+    skips the x0 probes (and their model calls).
 
     ``silence`` (C, 1): the AE's latent of silence (e.g. ``pre_encode.py``'s ``zero_latent.npy``); by
     default it is encoded with the model's AE.
@@ -142,6 +145,8 @@ def latent_scores(model: Any, songs: Sequence[LatentSong], prompt: Callable[[str
         est = model.extract_latents(song.mix, prompts, steps=steps, cfg_scale=cfg_scale, overlap=overlap,
                                     generator=torch.Generator().manual_seed(seed + n))
         estimates[song.name] = {label: est[i] for i, label in enumerate(labels)}
+        if not times:
+            continue  # no probes: no more model calls
         embs = model.embed_prompts(prompts)
         for i, label in enumerate(labels):
             for t, errors in _x0_errors(model, song, label, embs[i], silence, times, seed + n).items():

@@ -60,7 +60,7 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self.save_last and _stops_after_this_batch(trainer) and not self._should_skip_saving_checkpoint(trainer):
+        if self.save_last and stops_after_this_batch(trainer) and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -70,7 +70,7 @@ class RunCheckpoint(ModelCheckpoint):
             super().on_train_end(trainer, pl_module)
 
 
-def _stops_after_this_batch(trainer: pl.Trainer) -> bool:
+def stops_after_this_batch(trainer: pl.Trainer) -> bool:
     """Whether the fit loop ends after the current batch: max_steps reached, or a callback asked to stop."""
     max_steps = trainer.max_steps
     return bool(trainer.should_stop) or (max_steps is not None and 0 <= max_steps <= trainer.global_step)
@@ -108,6 +108,15 @@ def set_dataset_epoch(loaders: Any, epoch: int) -> None:
             ds.set_epoch(epoch)
 
 
+def write_line(prog: str, text: str, file=None) -> None:
+    """One whole line ``<prog>: <text>`` on ``file`` (stdout), through ``tqdm.write`` so a bar is redrawn below it."""
+    from tqdm import tqdm
+
+    out = file if file is not None else sys.stdout
+    tqdm.write(f"{prog}: {text}", file=out)
+    out.flush()
+
+
 def _clock(seconds: float) -> str:
     """A duration as H:MM:SS (or M:SS under an hour)."""
     seconds = max(0, int(round(seconds)))
@@ -136,10 +145,7 @@ class ProgressLines(pl.Callback):
         self._last_step = -1
 
     def _write(self, text: str) -> None:
-        from tqdm import tqdm
-
-        tqdm.write(f"{self.prog}: {text}", file=self.file if self.file is not None else sys.stdout)
-        (self.file if self.file is not None else sys.stdout).flush()
+        write_line(self.prog, text, self.file)
 
     def _loss(self, trainer: pl.Trainer) -> str | None:
         for key in self.LOSS_KEYS:
