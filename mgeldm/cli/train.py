@@ -285,14 +285,16 @@ def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, u
 
     from mgeldm.files import remove_stale_temporaries
     from mgeldm.progress import on_terminal
-    from mgeldm.training.callbacks import AtomicCheckpointIO, DatasetEpochCallback, ProgressLines, RunCheckpoint
+    from mgeldm.training.callbacks import (SUMMARY_NAME, AtomicCheckpointIO, DatasetEpochCallback, ProgressLines,
+                                          RunCheckpoint)
 
     quiet_lightning()
     pl_cfg = dict(tcfg.get("pl_trainer") or {})
     if not on_terminal(sys.stdout):  # Lightning's bar draws on stdout
         pl_cfg["enable_progress_bar"] = False
     if tcfg.get("progress", True):
-        callbacks = [*callbacks, ProgressLines(prog, int(pl_cfg.get("log_every_n_steps", 50)))]
+        callbacks = [*callbacks, ProgressLines(prog, int(pl_cfg.get("log_every_n_steps", 50)),
+                                               summary_path=save_dir / SUMMARY_NAME)]
     pl_cfg["precision"] = lightning_precision(pl_cfg.get("precision", "auto"))
     devices, nodes = pl_cfg.get("devices", 1), int(pl_cfg.get("num_nodes", 1))
     multi = nodes > 1 or (isinstance(devices, int) and devices > 1) or (isinstance(devices, (list, tuple)) and len(devices) > 1)

@@ -218,6 +218,7 @@ class MGEDiT(nn.Module):
         gradient_checkpointing: bool = False,
         adagn_timestep: bool = False,
         patch_size: int = 1,
+        cond_token: bool = False,
     ) -> None:
         super().__init__()
         k = num_tracks
@@ -240,6 +241,9 @@ class MGEDiT(nn.Module):
         if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
             raise UserError(f"DiT config (MGELDM node): patch_size={patch_size!r}; expected an integer >= 1")
         self.patch_size = int(patch_size)
+        # Off in the original: the conditions reach the blocks only through AdaGN. On, the condition vector c is
+        # also prepended as a token after the timestep token, so attention can read the prompt (no new weights).
+        self.cond_token = bool(cond_token)
         c_in = io_channels * k
 
         # Registration order = the original's state_dict order.
@@ -309,7 +313,8 @@ class MGEDiT(nn.Module):
         xt = xt + F.linear(xt, self.preprocess_conv.weight[:, :, 0])
         frames, p = xt.shape[1], self.patch_size
         tokens = xt.reshape(b, frames // p, p * xt.shape[2]) if p > 1 else xt  # p frames per token
-        out = self.transformer(tokens, temb[:, None, :], cond)[:, 1:]  # drop the timestep token
+        prepend = torch.stack((temb, cond.to(temb.dtype)), 1) if self.cond_token else temb[:, None, :]
+        out = self.transformer(tokens, prepend, cond)[:, prepend.shape[1]:]  # drop the prepended tokens
         out = out.reshape(b, frames, -1) if p > 1 else out
         out = out + F.linear(out, self.postprocess_conv.weight[:, :, 0])
         return out.transpose(1, 2).to(out_dtype).contiguous()
@@ -385,6 +390,7 @@ _ACCEPTED = set(_REQUIRED) | {
     "gradient_checkpointing",
     "adagn_timestep",
     "patch_size",
+    "cond_token",
 }
 
 
@@ -416,6 +422,7 @@ def build_dit(cfg: Mapping[str, Any]) -> MGEDiT:
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
         adagn_timestep=_flag(cfg, "adagn_timestep"),
         patch_size=cfg.get("patch_size", 1),
+        cond_token=_flag(cfg, "cond_token"),
     )
 
 

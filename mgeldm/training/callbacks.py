@@ -124,6 +124,9 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+SUMMARY_NAME = "train_summary.json"  # written beside the checkpoints' folder by every training run
+
+
 class ProgressLines(pl.Callback):
     """Training progress as whole lines a person can read, in a terminal and in a log file alike::
 
@@ -137,9 +140,11 @@ class ProgressLines(pl.Callback):
 
     LOSS_KEYS = ("train/loss", "loss")
 
-    def __init__(self, prog: str, every_n_steps: int = 50, min_seconds: float = 10.0, file=None) -> None:
+    def __init__(self, prog: str, every_n_steps: int = 50, min_seconds: float = 10.0, file=None,
+                 summary_path: str | os.PathLike | None = None) -> None:
         self.prog, self.every, self.min_seconds = prog, max(1, int(every_n_steps)), float(min_seconds)
         self.file = file
+        self.summary_path = summary_path  # the run's numbers as JSON when it stops (``SUMMARY_NAME``)
         self._first: tuple[int, float] | None = None  # (step, time) of the first step of this fit
         self._last_line = 0.0
         self._last_step = -1
@@ -223,6 +228,21 @@ class ProgressLines(pl.Callback):
         if loss:
             parts.append(loss)
         self._write(" | ".join(parts))
+        if self.summary_path is not None:
+            self._write_summary(trainer.global_step, now, why)
+
+    def _write_summary(self, step: int, now: float, why: str) -> None:
+        """``{steps, seconds, steps_per_second, stopped}``: seconds from the first step to the end of this fit (a
+        monitor's passes included), the rate over the steps after the first."""
+        import json
+
+        from mgeldm.files import write_text_atomic
+
+        seconds = now - self._first[1]
+        rate = self._rate(step, now)
+        summary = {"steps": int(step), "first_step": int(self._first[0]), "seconds": round(seconds, 3),
+                   "steps_per_second": None if rate is None else round(rate, 4), "stopped": why}
+        write_text_atomic(self.summary_path, json.dumps(summary, indent=1) + "\n")
 
 
 class _EveryNSteps(pl.Callback):

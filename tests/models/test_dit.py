@@ -477,3 +477,57 @@ def test_adagn_timestep_option_feeds_t_to_every_block(reference_fixtures, inputs
     _check_only_slice_moves(seen["on"][0], seen["on"][1], 1, k, e)       # only track 1's slice moves
     with pytest.raises(UserError, match="adagn_timestep"):
         build_dit({**reference_fixtures.readme["mgeldm"], "adagn_timestep": "yes"})
+
+
+def _small_dit(**options) -> MGEDiT:
+    torch.manual_seed(0)
+    model = MGEDiT(io_channels=4, num_tracks=3, embed_dim=32, global_cond_dim=8, timestep_features_dim=16, depth=2,
+                   num_heads=3, **options)
+    with torch.no_grad():  # past the zero-init, so every branch (and any mix-up of frames) shows in the output
+        for p in model.parameters():
+            p.normal_(0.0, 0.2)
+    return model.eval()
+
+
+def test_patch_size_groups_frames_into_tokens():
+    """p frames per token: the transformer sees T/p tokens of p*K*C features (frame-major), and only project_in
+    and project_out change shape; a token's frames are its own (a frame of token j moves no other token's
+    frames through the embedding alone)."""
+    plain, patched = _small_dit(), _small_dit(patch_size=2)
+    shapes = {k: tuple(v.shape) for k, v in plain.state_dict().items()}
+    changed = {k for k, v in patched.state_dict().items() if tuple(v.shape) != shapes[k]}
+    assert changed == {"transformer.project_in.weight", "transformer.project_out.weight"}
+    assert patched.transformer.project_in.weight.shape == (96, 2 * 12)
+    seen = {}
+    patched.transformer.layers[0].register_forward_pre_hook(lambda _m, args: seen.update(h=args[0].detach()))
+    x, t, cond = torch.randn(2, 12, 8), torch.rand(2, 3), torch.randn(2, 3, 8)
+    with torch.no_grad():
+        out = patched(x, t, cond)
+        assert out.shape == x.shape and seen["h"].shape == (2, 1 + 4, 96)   # timestep token + 8 / 2 tokens
+        xt = x.transpose(1, 2)
+        pre = xt + F.linear(xt, patched.preprocess_conv.weight[:, :, 0])
+        expected = patched.transformer.project_in(pre.reshape(2, 4, 24))     # frames 2j, 2j+1 -> token j
+        torch.testing.assert_close(seen["h"][:, 1:], expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        patched(torch.randn(1, 12, 7), torch.rand(1), None)
+    for bad in (0, 1.5, "2", True):
+        with pytest.raises(UserError, match="patch_size"):
+            _small_dit(patch_size=bad)
+
+
+def test_cond_token_lets_attention_read_the_condition():
+    """cond_token prepends c after the timestep token (same weights and keys); off, the blocks' input has only
+    the timestep token before the frames."""
+    plain, on = _small_dit(), _small_dit(cond_token=True)
+    on.load_state_dict(plain.state_dict(), strict=True)
+    seen = {}
+    for name, model in (("plain", plain), ("on", on)):
+        model.transformer.layers[0].register_forward_pre_hook(
+            lambda _m, args, name=name: seen.update({name: args[0].detach()}))
+    x, t, cond = torch.randn(2, 12, 8), torch.rand(2, 3), torch.randn(2, 3, 8)
+    with torch.no_grad():
+        out_plain, out_on = plain(x, t, cond), on(x, t, cond)
+        c = _run_grouped_mlp(on.to_global_embed, cond.reshape(2, -1))
+    assert seen["plain"].shape[1] == 1 + 8 and seen["on"].shape[1] == 2 + 8
+    torch.testing.assert_close(seen["on"][:, 1], c, rtol=1e-5, atol=1e-6)
+    assert out_on.shape == out_plain.shape and not torch.allclose(out_on, out_plain)

@@ -257,3 +257,17 @@ def test_latents_go_through_the_models_track_norm(tiny_cfg):
     got = m.latents(batch)
     for k in range(3):
         torch.testing.assert_close(got[:, k * c:(k + 1) * c], (raw[:, k * c:(k + 1) * c] - mean[k, :, None]) / std[k, :, None])
+
+
+def test_timestep_shift_moves_draws_toward_noise(tiny_cfg):
+    """s = 1 keeps the original's draw; s > 1 maps each draw t to s t / (1 + (s - 1) t): the same Sobol draws,
+    monotone, endpoints kept, and the median moves from 1/2 to s / (1 + s)."""
+    plain, shifted = _module(tiny_cfg), _module(tiny_cfg, timestep_shift=3.0)
+    t0, t3 = plain.draw_t(2000), shifted.draw_t(2000)
+    torch.testing.assert_close(t3, 3 * t0 / (1 + 2 * t0))
+    assert torch.all(t3 >= t0) and t3.max() <= 1.0
+    assert abs(t0.median().item() - 0.5) < 0.02 and abs(t3.median().item() - 0.75) < 0.02
+    tt, _ = _module(tiny_cfg, timestep_shift=3.0, timestep_dropout_prob=0.0).draw_timesteps(500)
+    assert tt.median().item() > 0.7                                      # the original draw is shifted too
+    out = _module(tiny_cfg, timestep_shift=3.0, task_mix={"extract": 1.0}).compute_loss(_h.make_batch(tiny_cfg, b=64))
+    assert out["t"][:, 2].median().item() > 0.7                          # and the task patterns' draw
