@@ -1,29 +1,37 @@
 #!/usr/bin/env bash
-# The whole MGE-LDM pipeline on a built-in synthetic corpus, offline, in about 20 minutes on a 2-core CPU:
-#   corpus -> train a small AE -> unwrap -> pre-encode -> train a small DiT -> unwrap -> infer.py
-#   (total_gen, source_extract, partial_gen on held-out songs) -> evaluate.py -> <out>/quickstart_report.{md,json}
+# The whole MGE-LDM pipeline on a built-in synthetic corpus, offline, in under 20 minutes on a 2-core CPU:
+#   corpus -> train a small AE -> unwrap -> pre-encode -> train a small DiT (held-out monitor) -> unwrap its best
+#   checkpoint -> the conv regressor bar -> infer.py (source_extract, partial_gen, total_gen on held-out songs)
+#   -> evaluate.py -> <out>/quickstart_report.{md,json} and <out>/extraction_examples.png
 #
 #   bash scripts/quickstart.sh [--out DIR] [--smoke] [--size small|medium] [--gpu] [--text-table]
-#                              [--eval-split test|valid] [--print-plan]
+#                              [--timbre plain|varied] [--eval-split test|valid] [--print-plan]
+#
+# Every training stage is budgeted in optimizer steps (configs/quickstart_ae.yaml, configs/quickstart_dit.yaml;
+# the options below scale them), never in minutes: the same command and seed train the same steps over the same
+# data order on any machine, so a slower machine takes longer but trains the same model. After the AE's first
+# progress line the script says how long the whole run should take on this machine.
 #
 # --smoke     a 2-3 minute run of every stage with tiny settings (CI); its numbers mean nothing
-# --size      small (default: the 20-minute CPU recipe) | medium (CPU: about 4x the training, more songs;
-#             with --gpu: the GPU recipe below)
+# --size      small (default: the 20-minute CPU recipe) | medium (CPU: 192 songs, the 8 x 3 x 128 DiT, about an
+#             hour on 2 cores; with --gpu: the GPU recipe below)
 # --gpu       run training and inference on the GPU (cuda) with larger batches; implies --text-table.
-#             `--size medium --gpu` is the GPU recipe, budgeted to at most 5 minutes end to end on one H100/H200:
-#             corpus ~10 s (8 processes), AE 60 s + start, pre-encode ~20 s, DiT 90 s + start (8 x 3 x 128,
-#             batch 128, bf16), infer ~45 s (8 steps), evaluate and report ~35 s, the rest ~20 s. These are
-#             estimates: the recipe has not been run on a GPU yet (the report's stage times will tell).
+#             `--size medium --gpu` is the GPU recipe, sized for at most 5 minutes end to end on one H100/H200
+#             (AE 1,200 and DiT 1,500 steps at batches 32 and 128 in bf16). The step counts are estimates: the
+#             recipe has not been run on a GPU yet (the report's stage times and steps/s will tell).
 #             Install with `bash scripts/setup.sh --keep-torch` to keep the machine's own CUDA build of torch.
 # --text-table  read every text embedding from the table committed in the repository
 #             (recipes/quickstart/text_embeddings.npz, MiniLM's vectors of every text the quickstart embeds)
 #             instead of running MiniLM: no MiniLM package and no network needed
+# --timbre    plain (default): the SoundFont's presets as they are; varied: every program of each class's family,
+#             octave shifts, velocities, detuning, EQ, drive and room (recipes/quickstart/synth/timbre.py)
 # --eval-split  test (default): score the held-out test songs; valid: the validation songs (tune recipes on
 #             these, and score the test songs only with the final recipe)
 # --print-plan  print the settings and every stage's commands, and stop: nothing runs, nothing is written,
 #             no GPU is needed
 # Every number of the recipe is in configs/quickstart_ae.yaml, configs/quickstart_dit.yaml and
-# configs/model/quickstart_autoencoder.yaml; the overrides below only scale it.
+# configs/model/quickstart_autoencoder.yaml; the overrides below only scale it. Jobs that do not depend on each
+# other run two at a time (one thread each): the AE barely uses a second core, the DiT does.
 set -euo pipefail
 
 OUT=./quickstart_out
@@ -33,6 +41,7 @@ GPU=0
 TEXT_TABLE=0
 PLAN=0
 EVAL_SPLIT=test
+TIMBRE=plain
 die() { echo "quickstart.sh: error: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,12 +55,15 @@ while [ $# -gt 0 ]; do
     --print-plan) PLAN=1; shift ;;
     --eval-split) [ $# -ge 2 ] || die "--eval-split: expects test or valid"; EVAL_SPLIT="$2"; shift 2 ;;
     --eval-split=*) EVAL_SPLIT="${1#*=}"; shift ;;
+    --timbre) [ $# -ge 2 ] || die "--timbre: expects plain or varied"; TIMBRE="$2"; shift 2 ;;
+    --timbre=*) TIMBRE="${1#*=}"; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-    *) die "$1: unknown argument (expected --out DIR, --smoke, --size small|medium, --gpu, --text-table, --eval-split test|valid, --print-plan)" ;;
+    *) die "$1: unknown argument (expected --out DIR, --smoke, --size small|medium, --gpu, --text-table, --timbre plain|varied, --eval-split test|valid, --print-plan)" ;;
   esac
 done
 case "$SIZE" in small|medium) ;; *) die "--size $SIZE: expected small or medium" ;; esac
 case "$EVAL_SPLIT" in test|valid) ;; *) die "--eval-split $EVAL_SPLIT: expected test or valid" ;; esac
+case "$TIMBRE" in plain|varied) ;; *) die "--timbre $TIMBRE: expected plain or varied" ;; esac
 [ "$GPU" = 0 ] || TEXT_TABLE=1  # a GPU machine needs neither MiniLM nor a network
 # --gpu needs CUDA: refused now, before any stage runs, rather than with a traceback in the training stage
 # (the plan alone runs nothing and needs none).
@@ -78,29 +90,31 @@ export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
 CLASSES="Drums,Bass,Piano,Guitar,Synth Lead"  # (their texts are in the table: recipes/quickstart/texts.py)
 SR=16000
 DEVICE=cpu
-WORKERS=1  # corpus rendering processes
-# ---- the recipe, scaled by the options
+# ---- the recipe, scaled by the options. Budgets are steps, never minutes: the same command and seed train the same
+# steps over the same data order on every machine (the small recipe's are configs/quickstart_{ae,dit}.yaml's).
 DIT_MEDIUM=(model.MGELDM.depth=8 model.MGELDM.embed_dim=128)
 if [ "$SMOKE" = 1 ]; then
   N_TRAIN=4; N_VALID=1; N_TEST=2; PARA_SONGS=2; SECONDS_MIN=3; SECONDS_MAX=4
-  AE_ARGS=(trainer.pl_trainer.max_steps=6 trainer.batch_size=2 trainer.pl_trainer.max_time=00:00:01:00)
-  DIT_ARGS=(trainer.pl_trainer.max_steps=6 trainer.batch_size=4 trainer.pl_trainer.max_time=00:00:01:00)
-  STEPS=2; GEN_STEPS=2; EVAL_SECONDS=3; MODE="smoke"
+  AE_ARGS=(trainer.pl_trainer.max_steps=6 trainer.batch_size=2)
+  DIT_ARGS=(trainer.pl_trainer.max_steps=6 trainer.batch_size=4 trainer.monitor.every_n_steps=3)
+  GEN_STEPS=2; EVAL_SECONDS=3; MODE="smoke"
 elif [ "$SIZE" = medium ] && [ "$GPU" = 1 ]; then  # the GPU recipe: at most 5 minutes end to end (header)
   N_TRAIN=192; N_VALID=16; N_TEST=16; PARA_SONGS=16; SECONDS_MIN=8; SECONDS_MAX=14
-  AE_ARGS=(trainer.pl_trainer.max_steps=100000 trainer.pl_trainer.max_time=00:00:01:00)
-  DIT_ARGS=(trainer.pl_trainer.max_steps=100000 trainer.pl_trainer.max_time=00:00:01:30 "${DIT_MEDIUM[@]}")
-  STEPS=8; GEN_STEPS=25; EVAL_SECONDS=8; MODE="medium"
-elif [ "$SIZE" = medium ]; then
+  AE_ARGS=(trainer.pl_trainer.max_steps=1200)
+  DIT_ARGS=(trainer.pl_trainer.max_steps=1500 trainer.monitor.every_n_steps=250 "${DIT_MEDIUM[@]}")
+  GEN_STEPS=25; EVAL_SECONDS=8; MODE="medium"
+elif [ "$SIZE" = medium ]; then  # about an hour on 2 CPU cores
   N_TRAIN=192; N_VALID=16; N_TEST=16; PARA_SONGS=16; SECONDS_MIN=8; SECONDS_MAX=14
-  AE_ARGS=(trainer.pl_trainer.max_steps=20000 trainer.pl_trainer.max_time=00:00:16:00)
-  DIT_ARGS=(trainer.pl_trainer.max_steps=40000 trainer.pl_trainer.max_time=00:00:30:00 "${DIT_MEDIUM[@]}")
-  STEPS=20; GEN_STEPS=50; EVAL_SECONDS=8; MODE="medium"
+  AE_ARGS=(trainer.pl_trainer.max_steps=2400)
+  DIT_ARGS=(trainer.pl_trainer.max_steps=1600 trainer.monitor.every_n_steps=400 "${DIT_MEDIUM[@]}")
+  GEN_STEPS=25; EVAL_SECONDS=8; MODE="medium"
 else
   N_TRAIN=56; N_VALID=8; N_TEST=8; PARA_SONGS=8; SECONDS_MIN=6; SECONDS_MAX=10
   AE_ARGS=(); DIT_ARGS=()
-  STEPS=4; GEN_STEPS=8; EVAL_SECONDS=3; MODE="small"  # STEPS: extraction; GEN_STEPS: partial/total gen demos
+  GEN_STEPS=8; EVAL_SECONDS=3; MODE="small"  # GEN_STEPS: the partial_gen / total_gen demos
 fi
+[ "$TIMBRE" = plain ] || MODE="$MODE, $TIMBRE timbre"
+WORKERS=2  # corpus rendering processes
 if [ "$GPU" = 1 ]; then
   DEVICE=cuda
   AE_ARGS+=(trainer.pl_trainer.accelerator=gpu)
@@ -127,8 +141,12 @@ fi
 [ "$EVAL_SPLIT" = test ] || MODE="$MODE, scored on the $EVAL_SPLIT songs"
 DIT_MODEL_ARGS=()  # the model overrides of the DiT recipe: unwrapping and inference must see them too
 for a in "${DIT_ARGS[@]}"; do case "$a" in model.*|model/*) DIT_MODEL_ARGS+=("$a") ;; esac; done
-CFG_SCALE=2.0  # with STEPS=4: about the scores of 8 steps at CFG 3 for half the model calls (measured on this recipe)
-OVERLAP=0.128  # seconds of overlap between the 0.512 s DiT windows
+# The extraction sampler of every score (the monitor's, in configs/quickstart_dit.yaml: one owner) and the demos'.
+read -r STEPS CFG_SCALE OVERLAP <<< "$("$PY" -m recipes.quickstart.report extraction-settings "${DIT_ARGS[@]}")"
+GEN_CFG=2.0
+# What the small CPU recipe was sized on: a 2-core AMD EPYC (this project's CI machine kind), its AE's training
+# rate there and the whole run's seconds. The estimate after the AE's first progress line scales them.
+SIZED_AE_RATE=2.8; SIZED_SECONDS=1080
 
 words() {  # the arguments as one line that a shell reads back as the same words
   local a out=()
@@ -146,7 +164,7 @@ run() {  # run COMMAND...: run it; with --print-plan print it instead
 START=$(date +%s.%N)  # (now() is defined below; the same clock)
 STAGES="$OUT/stage_seconds.tsv"
 [ "$PLAN" = 1 ] || : > "$STAGES"
-N_STAGES=10
+N_STAGES=9
 STAGE_NO=0
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
@@ -197,33 +215,70 @@ fi
 corpus() {
   run "$PY" -m recipes.quickstart.synth --out "$CORPUS" --seed 0 --n-train "$N_TRAIN" --n-valid "$N_VALID" \
     --n-test "$N_TEST" --seconds "$SECONDS_MIN" "$SECONDS_MAX" --classes "$CLASSES" --workers "$WORKERS" \
-    --overwrite --quiet
+    --timbre "$TIMBRE" --overwrite --quiet
+}
+one_thread() {  # one_thread COMMAND...: run it with one OpenMP thread (a lane beside another job)
+  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$@"
+}
+lanes() {  # lanes FN_A FN_B: run two independent functions side by side, one thread each; fail if either fails
+  if [ "$PLAN" = 1 ] || [ "$GPU" = 1 ]; then "$1" && "$2"; return; fi
+  local a b rc=0
+  one_thread "$1" & a=$!
+  one_thread "$2" & b=$!
+  wait "$a" || rc=$?
+  wait "$b" || rc=$?
+  return "$rc"
+}
+estimate() {  # pass training lines through; after the first one with a rate, say how long the whole run should take
+  local line said=0
+  while IFS= read -r line; do
+    printf '%s\n' "$line"
+    if [ "$said" = 0 ] && [ "$SIZE" = small ] && [ "$SMOKE" = 0 ] && [ "$GPU" = 0 ] &&
+       [[ "$line" =~ \|\ ([0-9.]+)\ steps/s ]]; then
+      said=1
+      awk -v r="${BASH_REMATCH[1]}" -v ref="$SIZED_AE_RATE" -v s="$SIZED_SECONDS" 'BEGIN {
+        printf "quickstart.sh: the AE trains at %.2f steps/s here (%.2f on the machine this recipe was sized on): ", r, ref
+        printf "the whole run should take about %.0f minutes\n", s * ref / r / 60 }'
+    fi
+  done
 }
 train_ae() {
   run rm -rf "$OUT/runs/ae"
   run "$PY" train_ae.py --config-name quickstart_ae save_dir="$OUT/runs/ae" \
-    data.train.slakh2100.data_dir="$CORPUS" "${AE_ARGS[@]}"
+    data.train.slakh2100.data_dir="$CORPUS" "${AE_ARGS[@]}" | estimate
 }
 unwrap_ae() {
   run "$PY" unwrap_model.py --config-name quickstart_ae +type=autoencoder ckpt_path="$OUT/runs/ae/checkpoints/last.ckpt" \
     +output_name="$CKPTS/autoencoder"
 }
+encode_shard() {  # encode_shard I N: pre-encoding's shard I of N (the last to finish writes the manifest)
+  run "$PY" pre_encode.py --config-name quickstart_ae ckpt_path="$CKPTS/autoencoder.ckpt" +save_root_dir="$LATENTS" \
+    "+extract_dataset=[slakh2100]" +data_dirs.slakh2100="$CORPUS" +device="$DEVICE" +num_shards="$2" +shard_id="$1" \
+    "${PRE_ARGS[@]}"
+}
+shard0() { encode_shard 0 2; }
+shard1() { encode_shard 1 2; }
 pre_encode() {
   run rm -rf "$LATENTS"
-  run "$PY" pre_encode.py --config-name quickstart_ae ckpt_path="$CKPTS/autoencoder.ckpt" +save_root_dir="$LATENTS" \
-    "+extract_dataset=[slakh2100]" +data_dirs.slakh2100="$CORPUS" +device="$DEVICE" "${PRE_ARGS[@]}"
+  if [ "$GPU" = 1 ]; then encode_shard 0 1; else lanes shard0 shard1; fi
 }
 train_dit() {
   run rm -rf "$OUT/runs/dit"
   run "$PY" train_dit.py --config-name quickstart_dit save_dir="$OUT/runs/dit" autoencoder_ckpt_path="$CKPTS/autoencoder.ckpt" \
     data.data_dir="$LATENTS" "${DIT_ARGS[@]}"
 }
-unwrap_dit() {
-  run "$PY" unwrap_model.py --config-name quickstart_dit +type=mgeldm ckpt_path="$OUT/runs/dit/checkpoints/last.ckpt" \
-    +output_name="$CKPTS/mgeldm" "${DIT_MODEL_ARGS[@]}" &&
+unwrap_dit() {  # the checkpoint the monitor scored best on the validation songs (runs/dit/checkpoints/best.json)
+  local best="<the checkpoint runs/dit/checkpoints/best.json names>"
+  [ "$PLAN" = 1 ] || best="$("${QS[@]}" best-checkpoint "$OUT/runs/dit/checkpoints")" || return 1
+  run "$PY" unwrap_model.py --config-name quickstart_dit +type=mgeldm ckpt_path="$best" +output_name="$CKPTS/mgeldm" \
+    "${DIT_MODEL_ARGS[@]}" &&
   run "${QS[@]}" init-dit --config-name quickstart_dit --ae "$CKPTS/autoencoder.ckpt" --out "$CKPTS/mgeldm_untrained.ckpt" \
     --like "$CKPTS/mgeldm.ckpt" \
     "${DIT_MODEL_ARGS[@]}"
+}
+regressor() {  # the bar: the conv regressor on the very batches the DiT trained on (same config, overrides, seed)
+  run "$PY" diagnose.py regressor --config-name quickstart_dit --latents "$LATENTS" --out "$CKPTS/regressor.pt" \
+    --device "$DEVICE" -- "${DIT_ARGS[@]}"
 }
 prepare_eval() {
   run rm -rf "$EVAL"
@@ -231,13 +286,12 @@ prepare_eval() {
     --seconds "$EVAL_SECONDS" --para-songs "$PARA_SONGS" --split "$EVAL_SPLIT" &&
   run "${QS[@]}" oracle --config-name quickstart_ae --ae "$CKPTS/autoencoder.ckpt" --eval-dir "$EVAL" --sample-rate "$SR"
 }
-infer() {  # infer CKPT OUTDIR ARGS...
+infer() {  # infer CKPT OUTDIR ARGS...: the report's extraction sampler unless ARGS override it
   local ckpt="$1" dir="$2"; shift 2
   run "$PY" infer.py --config-name quickstart_dit ckpt_path="$ckpt" +output_dir="$dir" +device="$DEVICE" ++seed=0 \
     +num_steps="$STEPS" +cfg_scale="$CFG_SCALE" +overlap_dur="$OVERLAP" "${DIT_MODEL_ARGS[@]}" "$@"
 }
-infer_all() {
-  run rm -rf "$INFER"
+infer_extract() {
   echo "-- source_extract, trained DiT, one prompt per stem class (batched): $PROMPTS"
   infer "$CKPTS/mgeldm.ckpt" "$INFER/extract" +task=source_extract +given_wav_path="$EVAL/mix" "+text_prompt=$PROMPTS" &&
   echo "-- source_extract, trained DiT, unseen paraphrases: $PARAPHRASES" &&
@@ -245,23 +299,43 @@ infer_all() {
     +save_png=false &&
   echo "-- source_extract, DiT at initialisation (baseline)" &&
   infer "$CKPTS/mgeldm_untrained.ckpt" "$INFER/extract_untrained" +task=source_extract +given_wav_path="$EVAL/mix" "+text_prompt=$PROMPTS" \
-    +save_png=false &&
+    +save_png=false
+}
+infer_generate() {
   echo "-- partial_gen: add the drums (or the song's last stem) to the rest" &&
   infer "$CKPTS/mgeldm.ckpt" "$INFER/partial_gen" +task=partial_gen +given_wav_path="$EVAL/submix" "+text_prompt=$PARTIAL_PROMPT" \
-    ++num_steps="$GEN_STEPS" &&
+    ++num_steps="$GEN_STEPS" ++cfg_scale="$GEN_CFG" &&
   echo "-- total_gen: a whole mix from text" &&
   infer "$CKPTS/mgeldm.ckpt" "$INFER/total_gen" +task=total_gen +gen_audio_dur=4 "+text_prompt=$TOTAL_PROMPT" \
-    ++num_steps="$GEN_STEPS"
+    ++num_steps="$GEN_STEPS" ++cfg_scale="$GEN_CFG"
 }
-evaluate() {
+infer_all() {  # the extraction runs in one lane, the generation demos in the other
+  run rm -rf "$INFER"
+  lanes infer_extract infer_generate
+}
+baselines() {  # the regressor beside the evaluation songs, their oracle and every infer.py run
+  lanes regressor prepare_and_infer
+}
+prepare_and_infer() { prepare_eval && infer_all; }
+evaluate_trained() {
   run "${QS[@]}" latent --ckpt "$CKPTS/mgeldm.ckpt" --eval-dir "$EVAL" --output "$EVAL/latent_scores.json" \
-    --steps "$STEPS" --cfg-scale "$CFG_SCALE" --overlap "$OVERLAP" --device "$DEVICE" &&
+    --steps "$STEPS" --cfg-scale "$CFG_SCALE" --overlap "$OVERLAP" --device "$DEVICE" --regressor "$CKPTS/regressor.pt" &&
   run "${QS[@]}" collect --run-dir "$INFER/extract" --eval-dir "$EVAL" --dest "$EVAL/pred" --classes "$CLASSES" &&
-  run "${QS[@]}" collect --run-dir "$INFER/extract_untrained" --eval-dir "$EVAL" --dest "$EVAL/pred_untrained" --classes "$CLASSES" &&
   run "$PY" evaluate.py +pred_dir="$EVAL/pred" +ref_dir="$EVAL/ref" +mix_dir="$EVAL/mix" +oracle_dir="$EVAL/oracle" \
-    "+metrics=[si_sdr,si_sdri,logmel_l1,logmel_l1_ratio_vs_mix]" +output="$EVAL/evaluation.json" +sample_rate="$SR" progress=false &&
+    "+metrics=[si_sdr,si_sdri,logmel_l1,logmel_l1_ratio_vs_mix]" +output="$EVAL/evaluation.json" +sample_rate="$SR" progress=false
+}
+evaluate_untrained() {
+  run "${QS[@]}" collect --run-dir "$INFER/extract_untrained" --eval-dir "$EVAL" --dest "$EVAL/pred_untrained" --classes "$CLASSES" &&
   run "$PY" evaluate.py +pred_dir="$EVAL/pred_untrained" +ref_dir="$EVAL/ref" +mix_dir="$EVAL/mix" \
     "+metrics=[si_sdr,si_sdri,logmel_l1,logmel_l1_ratio_vs_mix]" +output="$EVAL/evaluation_untrained.json" +sample_rate="$SR" progress=false
+}
+evaluate() { lanes evaluate_trained evaluate_untrained; }
+report() {
+  run "${QS[@]}" report --out "$OUT" --eval-dir "$EVAL" --evaluation "$EVAL/evaluation.json" \
+    --untrained-evaluation "$EVAL/evaluation_untrained.json" --extract-run "$INFER/extract" \
+    --untrained-run "$INFER/extract_untrained" --paraphrase-run "$INFER/paraphrase" --classes "$CLASSES" --stages "$STAGES" \
+    --start-time "$START" --mode "$MODE" --latent-scores "$EVAL/latent_scores.json" --runs "$OUT/runs" \
+    --unwrapped "$CKPTS/mgeldm.ckpt" --sampler "$STEPS" "$CFG_SCALE" "$OVERLAP"
 }
 
 stage corpus corpus
@@ -270,15 +344,8 @@ stage unwrap_ae unwrap_ae
 stage pre_encode pre_encode
 stage train_dit train_dit
 stage unwrap_dit unwrap_dit
-stage prepare_eval prepare_eval
-stage infer infer_all
+stage baselines_and_infer baselines
 stage evaluate evaluate
-report() {
-  run "${QS[@]}" report --out "$OUT" --eval-dir "$EVAL" --evaluation "$EVAL/evaluation.json" \
-    --untrained-evaluation "$EVAL/evaluation_untrained.json" --extract-run "$INFER/extract" \
-    --untrained-run "$INFER/extract_untrained" --paraphrase-run "$INFER/paraphrase" --classes "$CLASSES" --stages "$STAGES" --start-time "$START" --mode "$MODE" \
-    --latent-scores "$EVAL/latent_scores.json"
-}
 stage report report
 [ "$PLAN" = 0 ] || exit 0
 echo

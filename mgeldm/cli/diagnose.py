@@ -9,6 +9,10 @@ recipe has to beat. ``latents`` scores unwrapped or training checkpoints on a pr
     python diagnose.py overfit --config-name quickstart_dit --latents OUT/latents --ae OUT/checkpoints/autoencoder.ckpt \\
         --songs 2 --steps 1500 --every 250 --out runs/overfit [-- Hydra overrides of the recipe]
     python diagnose.py latents OUT/checkpoints/mgeldm.ckpt --latents OUT/latents --split valid
+    python diagnose.py regressor --config-name quickstart_dit --latents OUT/latents --steps 1500 --out regressor.pt
+
+``regressor`` trains the regressor alone on the first ``--steps`` batches a ``train_dit.py`` run of the same config,
+overrides and seed draws (the same samples as that DiT), and saves it for scoring elsewhere (the quickstart report).
 
 One JSON line per checkpoint on stdout; ``overfit`` also writes ``<out>/overfit.json``.
 """
@@ -133,7 +137,8 @@ def overfit_config(args: argparse.Namespace) -> dict[str, Any]:
                  f"trainer.batch_size={args.batch}", f"trainer.pl_trainer.max_steps={args.steps}",
                  "trainer.pl_trainer.max_time=null", "trainer.pl_trainer.max_epochs=-1",
                  f"trainer.checkpoint_every_n_steps={args.every}", "trainer.save_top_k=-1",
-                 "trainer.demo.every_n_steps=0", "logger=csv", f"++seed={args.seed}", "ckpt_path=null",
+                 "trainer.demo.every_n_steps=0", "trainer.monitor.every_n_steps=0", "logger=csv", f"++seed={args.seed}",
+                 "ckpt_path=null",
                  *args.overrides]
     cfg = compose(args.config_name, overrides)
     for entry in cfg["data"]["train"].values():
@@ -171,6 +176,32 @@ def run_baseline(cfg: Mapping[str, Any], conditioner: Any, songs, silence, stats
                     cond_dim=int(cfg["model"]["MGELDM"]["global_cond_dim"]), seed=args.seed, every=args.every,
                     on_checkpoint=score)
     return rows
+
+
+def regressor_cmd(args: argparse.Namespace) -> None:
+    """Train the regressor on the DiT run's batches (config, overrides and seed alike) and save it."""
+    from mgeldm.cli.train_dit import build_datasets
+    from mgeldm.data.latent_stats import measure_track_stats
+    from mgeldm.evaluation.baseline import save_regressor, train_regressor
+    from mgeldm.training.callbacks import write_line
+
+    sizes = [f"trainer.batch_size={args.batch}"] if args.batch else []
+    cfg = compose(args.config_name, [f"data.data_dir={args.latents}", *sizes, f"++seed={args.seed}", *args.overrides])
+    steps = args.steps or int(cfg["trainer"]["pl_trainer"]["max_steps"])
+    conditioner = build_conditioner(cfg["model"])
+    train_set, _ = build_datasets(cfg, mix_only=False, seed=int(cfg["seed"]), ae_hash=None)
+    stats = measure_track_stats(train_set, 256)
+    start = time.perf_counter()
+
+    def progress(step: int, _net) -> None:
+        rate = step / max(time.perf_counter() - start, 1e-9)
+        write_line(PROG, f"regressor step {step:,}/{steps:,} | {rate:.2f} steps/s")
+
+    net, _ = train_regressor(baseline_batches(cfg, steps), stats, conditioner,
+                             cond_dim=int(cfg["model"]["MGELDM"]["global_cond_dim"]), seed=args.seed,
+                             every=max(1, steps // 10), on_checkpoint=progress, device=args.device)
+    save_regressor(args.out, net, stats, steps=steps)
+    write_line(PROG, f"regressor: {steps:,} steps in {time.perf_counter() - start:.1f} s -> {args.out}")
 
 
 def overfit(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -265,6 +296,14 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the conv regressor")
     o.add_argument("--out", required=True, help="a new folder for the run and overfit.json")
     o.add_argument("overrides", nargs="*", help="Hydra overrides of the recipe (after --)")
+    r = sub.add_parser("regressor", help="train the regressor alone on a DiT run's batches and save it")
+    _common(r)
+    r.add_argument("--steps", type=int, default=None,
+                   help="optimizer steps = batches of the DiT run (default: the config's trainer.pl_trainer.max_steps)")
+    r.add_argument("--batch", type=int, default=None, help="batch size (default: the config's trainer.batch_size)")
+    r.add_argument("--out", required=True, help="the file to write (torch, weights only)")
+    r.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    r.add_argument("overrides", nargs="*", help="the DiT run's Hydra overrides (after --)")
     s = sub.add_parser("latents", help="score checkpoints on a pre-encoded split")
     _common(s)
     s.add_argument("checkpoints", nargs="+", metavar="CKPT", help="unwrapped or training checkpoints")
@@ -291,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def work() -> None:
         _check(args)
-        overfit(args) if args.command == "overfit" else latents_cmd(args)
+        {"overfit": overfit, "latents": latents_cmd, "regressor": regressor_cmd}[args.command](args)
 
     return run_tool(PROG, work)
 

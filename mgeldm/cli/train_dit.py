@@ -79,7 +79,7 @@ DIT_RULES = {
 
 def check_options(cfg: Mapping[str, Any]) -> Path:
     """Every option and input file, before anything is read or written; returns save_dir."""
-    from mgeldm.training.dit_module import parse_task_mix
+    from mgeldm.training.dit_module import parse_task_mix, parse_task_t1
 
     model = dict(cfg.get("model") or {})
     norm = model.get("track_norm")
@@ -88,7 +88,9 @@ def check_options(cfg: Mapping[str, Any]) -> Path:
             raise UserError(f"model.track_norm={norm}: expected null, {MEASURE}, or mean/std lists per track")
         model["track_norm"] = None  # the statistics are measured once the data is read
     save_dir = check_training_options({**cfg, "model": model}, DIT_RULES, kind="mgeldm", default_save_dir="runs/dit")
-    parse_task_mix(((cfg.get("trainer") or {}).get("recipe") or {}).get("task_mix"), 3)
+    recipe = (cfg.get("trainer") or {}).get("recipe") or {}
+    parse_task_mix(recipe.get("task_mix"), 3)
+    parse_task_t1(recipe.get("task_t1"), recipe.get("task_mix"))
     if cfg.get("autoencoder_ckpt_path"):
         check_readable_file(cfg["autoencoder_ckpt_path"], "autoencoder_ckpt_path", "the unwrapped AE")
     recipe = (cfg.get("trainer") or {}).get("recipe") or {}

@@ -40,9 +40,9 @@ class FiLMConvRegressor(nn.Module):
 class Standardizer:
     """Per-channel (x - mean) / std of one track's AE latents (from ``measure_track_stats`` numbers)."""
 
-    def __init__(self, stats: Mapping[str, Any], track: int) -> None:
-        self.mean = torch.tensor(stats["mean"][track], dtype=torch.float32)[:, None]
-        self.std = torch.tensor(stats["std"][track], dtype=torch.float32)[:, None]
+    def __init__(self, stats: Mapping[str, Any], track: int, device: str | torch.device = "cpu") -> None:
+        self.mean = torch.tensor(stats["mean"][track], dtype=torch.float32, device=device)[:, None]
+        self.std = torch.tensor(stats["std"][track], dtype=torch.float32, device=device)[:, None]
 
     def fwd(self, z: Tensor) -> Tensor:
         return (z - self.mean) / self.std
@@ -53,19 +53,19 @@ class Standardizer:
 
 def train_regressor(batches: Iterable[Mapping[str, Any]], stats: Mapping[str, Any], conditioner: Any, *,
                     cond_dim: int, seed: int = 0, lr: float = 1e-3, every: int = 0,
-                    on_checkpoint: Callable[[int, FiLMConvRegressor], None] | None = None
-                    ) -> tuple[FiLMConvRegressor, list[float]]:
-    """Fit the regressor on ``batches`` (collated latent-dataset items; one optimizer step each).
+                    on_checkpoint: Callable[[int, FiLMConvRegressor], None] | None = None,
+                    device: str | torch.device = "cpu") -> tuple[FiLMConvRegressor, list[float]]:
+    """Fit the regressor on ``batches`` (collated latent-dataset items; one optimizer step each) on ``device``.
 
-    Returns the model and its training losses; ``on_checkpoint(step, model)`` is called every ``every``
-    steps and after the last. The source condition is drawn as in DiT training.
+    Returns the model (on the CPU) and its training losses; ``on_checkpoint(step, model)`` is called every
+    ``every`` steps and after the last. The source condition is drawn as in DiT training.
     """
     from mgeldm.training.dit_module import blend_source_condition
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    mix_norm, src_norm = Standardizer(stats, MIX), Standardizer(stats, SRC)
-    net = FiLMConvRegressor(int(len(stats["mean"][0])), cond_dim)
+    mix_norm, src_norm = Standardizer(stats, MIX, device), Standardizer(stats, SRC, device)
+    net = FiLMConvRegressor(int(len(stats["mean"][0])), cond_dim).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=lr)
     losses = []
     for batch in batches:
@@ -73,8 +73,8 @@ def train_regressor(batches: Iterable[Mapping[str, Any]], stats: Mapping[str, An
         u = torch.rand(src_audio.shape[0], 2, generator=gen) + 1e-6
         with torch.no_grad():
             cond = blend_source_condition(src_audio, list(batch["src_prompt"]), conditioner, u / u.sum(-1, keepdim=True))
-        pred = net(mix_norm.fwd(batch[LATENT_KEYS[MIX]].float()), cond)
-        loss = F.mse_loss(pred, src_norm.fwd(batch[LATENT_KEYS[SRC]].float()))
+        pred = net(mix_norm.fwd(batch[LATENT_KEYS[MIX]].float().to(device)), cond.to(device))
+        loss = F.mse_loss(pred, src_norm.fwd(batch[LATENT_KEYS[SRC]].float().to(device)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -84,7 +84,37 @@ def train_regressor(batches: Iterable[Mapping[str, Any]], stats: Mapping[str, An
             net.train()
     if on_checkpoint is not None and losses and not (every and len(losses) % every == 0):
         on_checkpoint(len(losses), net.eval())
-    return net.eval(), losses
+    return net.cpu().eval(), losses
+
+
+REGRESSOR_FORMAT = 1
+
+
+def save_regressor(path: Any, net: FiLMConvRegressor, stats: Mapping[str, Any], *, steps: int) -> None:
+    """The regressor, its latent statistics and its training steps in one file (written atomically)."""
+    from mgeldm.files import atomic_path
+
+    info = {"format": REGRESSOR_FORMAT, "channels": net.inp.in_channels, "cond_dim": net.films[0].in_features,
+            "width": net.inp.out_channels, "depth": len(net.convs), "steps": int(steps),
+            "stats": {"mean": [list(map(float, r)) for r in stats["mean"]],
+                      "std": [list(map(float, r)) for r in stats["std"]]},
+            "state_dict": net.state_dict()}
+    with atomic_path(path) as tmp:
+        torch.save(info, tmp)
+
+
+def load_regressor(path: Any) -> tuple[FiLMConvRegressor, dict[str, Any], int]:
+    """(regressor in eval mode, its statistics, its training steps) of a :func:`save_regressor` file."""
+    from mgeldm.errors import UserError
+
+    try:
+        info = torch.load(path, map_location="cpu", weights_only=True)
+        net = FiLMConvRegressor(int(info["channels"]), int(info["cond_dim"]), int(info["width"]), int(info["depth"]))
+        net.load_state_dict(info["state_dict"])
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: not a regressor file written by `diagnose.py regressor` "
+                        f"({str(exc).splitlines()[0][:80]})") from None
+    return net.eval(), info["stats"], int(info["steps"])
 
 
 @torch.no_grad()

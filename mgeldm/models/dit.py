@@ -142,7 +142,7 @@ class TransformerBlock(nn.Module):
     x <- x + FF  (GN(x)(1+s_f) + b_f) * sigmoid(1 - g_f)
     """
 
-    def __init__(self, dim: int, num_heads: int, num_groups: int) -> None:
+    def __init__(self, dim: int, num_heads: int, num_groups: int, conv_kernel: int = 0) -> None:
         super().__init__()
         self.num_groups = num_groups
         self.pre_norm = GroupNorm(dim, num_groups)
@@ -154,6 +154,9 @@ class TransformerBlock(nn.Module):
             nn.SiLU(),
             nn.Conv1d(dim, 6 * dim, 1, groups=num_groups, bias=False),
         )
+        # Not in the original (conv_kernel 0): a depthwise convolution over the frame tokens added to the FF's
+        # input, a linear filter along time that attention learns only slowly (zero-initialised: starts as off).
+        self.conv = nn.Conv1d(dim, dim, conv_kernel, padding=conv_kernel // 2, groups=dim) if conv_kernel else None
 
     def modulation(self, cond: Tensor) -> Tensor:
         """c (B, D) -> (6, B, 1, D): scale_a, shift_a, gate_a, scale_f, shift_f, gate_f.
@@ -166,24 +169,31 @@ class TransformerBlock(nn.Module):
         m = m.view(b, self.num_groups, 6, d // self.num_groups).permute(2, 0, 1, 3)
         return m.reshape(6, b, 1, d)
 
-    def forward(self, x: Tensor, cond: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cond: Tensor, cos: Tensor, sin: Tensor, prefix: int = 1) -> Tensor:
+        """``prefix``: the prepended tokens before the frames (the optional convolution skips them)."""
         scale_a, shift_a, gate_a, scale_f, shift_f, gate_f = self.modulation(cond)
         h = self.self_attn(self.pre_norm.modulate(x, scale_a, shift_a), cos, sin)
         x = torch.addcmul(x, h, torch.sigmoid(1.0 - gate_a.float()).to(x.dtype))
-        h = self.ff(self.ff_norm.modulate(x, scale_f, shift_f))
+        h = self.ff_norm.modulate(x, scale_f, shift_f)
+        if self.conv is not None:
+            frames = h[:, prefix:]
+            filtered = self.conv(frames.transpose(1, 2).to(self.conv.weight.dtype)).transpose(1, 2).to(h.dtype)
+            h = torch.cat((h[:, :prefix], frames + filtered), dim=1)
+        h = self.ff(h)
         return torch.addcmul(x, h, torch.sigmoid(1.0 - gate_f.float()).to(x.dtype))
 
 
 class ContinuousTransformer(nn.Module):
     """project_in -> prepend tokens -> blocks -> project_out (keys ``transformer.*``)."""
 
-    def __init__(self, dim_in: int, dim: int, depth: int, num_heads: int, num_groups: int) -> None:
+    def __init__(self, dim_in: int, dim: int, depth: int, num_heads: int, num_groups: int,
+                 conv_kernel: int = 0) -> None:
         super().__init__()
         head_dim = dim // num_heads
         rot_dim = max(head_dim // 2, 32)
         if rot_dim > head_dim:
             raise UserError(f"head dim {head_dim} (embed_dim*num_tracks/num_heads) must be >= 32 for RoPE")
-        self.layers = nn.ModuleList([TransformerBlock(dim, num_heads, num_groups) for _ in range(depth)])
+        self.layers = nn.ModuleList([TransformerBlock(dim, num_heads, num_groups, conv_kernel) for _ in range(depth)])
         self.project_in = nn.Linear(dim_in, dim, bias=False)
         self.project_out = nn.Linear(dim, dim_in, bias=False)
         self.rotary_pos_emb = RotaryEmbedding(rot_dim)
@@ -194,11 +204,12 @@ class ContinuousTransformer(nn.Module):
         # Residual stream kept in the input's dtype (float32 under autocast) for stable sums.
         h = torch.cat((prepend.to(x.dtype), self.project_in(x).to(x.dtype)), dim=1)
         cos, sin = self.rotary_pos_emb.cos_sin(h.shape[1], device=h.device)
+        prefix = prepend.shape[1]
         for layer in self.layers:
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                h = checkpoint(layer, h, cond, cos, sin, use_reentrant=False)
+                h = checkpoint(layer, h, cond, cos, sin, prefix, use_reentrant=False)
             else:
-                h = layer(h, cond, cos, sin)
+                h = layer(h, cond, cos, sin, prefix)
         return self.project_out(h)
 
 
@@ -219,6 +230,7 @@ class MGEDiT(nn.Module):
         adagn_timestep: bool = False,
         patch_size: int = 1,
         cond_token: bool = False,
+        conv_kernel: int = 0,
     ) -> None:
         super().__init__()
         k = num_tracks
@@ -244,13 +256,19 @@ class MGEDiT(nn.Module):
         # Off in the original: the conditions reach the blocks only through AdaGN. On, the condition vector c is
         # also prepended as a token after the timestep token, so attention can read the prompt (no new weights).
         self.cond_token = bool(cond_token)
+        if isinstance(conv_kernel, bool) or not isinstance(conv_kernel, int) or conv_kernel < 0 or (
+                conv_kernel and conv_kernel % 2 == 0):
+            raise UserError(f"DiT config (MGELDM node): conv_kernel={conv_kernel!r}; expected 0 (off) or an odd "
+                            "integer >= 1")
+        self.conv_kernel = int(conv_kernel)
         c_in = io_channels * k
 
         # Registration order = the original's state_dict order.
         self.timestep_features = FourierFeatures(timestep_features_dim)
         self.to_timestep_embed = _grouped_mlp(k, k * timestep_features_dim, dim, dim, bias=True)
         self.to_global_embed = _grouped_mlp(k, k * global_cond_dim, k * global_cond_dim, dim, bias=False)
-        self.transformer = ContinuousTransformer(c_in * self.patch_size, dim, depth, num_heads, num_groups=k)
+        self.transformer = ContinuousTransformer(c_in * self.patch_size, dim, depth, num_heads, num_groups=k,
+                                                 conv_kernel=self.conv_kernel)
         self.preprocess_conv = nn.Conv1d(c_in, c_in, 1, bias=False)
         self.postprocess_conv = nn.Conv1d(c_in, c_in, 1, bias=False)
         self.gradient_checkpointing = gradient_checkpointing
@@ -272,6 +290,8 @@ class MGEDiT(nn.Module):
         for layer in self.transformer.layers:
             zero += [layer.self_attn.to_out.weight, layer.ff.ff[2].weight, layer.ff.ff[2].bias]
             zero += [layer.to_scale_shift_gate[2].weight]
+            if layer.conv is not None:
+                zero += [layer.conv.weight, layer.conv.bias]
         for p in zero:
             p.zero_()
         for p in self.parameters():
@@ -391,6 +411,7 @@ _ACCEPTED = set(_REQUIRED) | {
     "adagn_timestep",
     "patch_size",
     "cond_token",
+    "conv_kernel",
 }
 
 
@@ -423,6 +444,7 @@ def build_dit(cfg: Mapping[str, Any]) -> MGEDiT:
         adagn_timestep=_flag(cfg, "adagn_timestep"),
         patch_size=cfg.get("patch_size", 1),
         cond_token=_flag(cfg, "cond_token"),
+        conv_kernel=cfg.get("conv_kernel", 0),
     )
 
 

@@ -56,6 +56,28 @@ def blend_source_condition(src_audio: Tensor, prompts: list[str], conditioner: A
     return torch.where(has_text[:, None], blended, src_audio)
 
 
+def parse_task_t1(node: Any, task_mix: Any) -> dict[str, float]:
+    """``task_t1`` -> {pattern: probability that a row of it is trained at t = 1 exactly}; every pattern named must
+    be one of ``task_mix``'s task patterns."""
+    from mgeldm.errors import UserError
+
+    if node is None:
+        return {}
+    if not isinstance(node, Mapping):
+        raise UserError(f"trainer.recipe.task_t1: {node!r}; expected null or a mapping of task patterns to "
+                        "probabilities")
+    known = [n for n in (task_mix or {}) if n in TASK_PATTERNS]
+    out = {}
+    for name, p in node.items():
+        if name not in known:
+            raise UserError(f"trainer.recipe.task_t1.{name}: not a task pattern of trainer.recipe.task_mix "
+                            f"(expected some of {known})")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise UserError(f"trainer.recipe.task_t1.{name}: {p!r}; expected a probability in [0, 1]")
+        out[name] = float(p)
+    return out
+
+
 def parse_task_mix(node: Any, num_tracks: int) -> tuple[list[str], Tensor] | None:
     """``task_mix`` -> (pattern names, probabilities), or None for the original draw alone."""
     if node is None:
@@ -108,6 +130,7 @@ class DiTTrainingModule(SeededTrainingModule):
         object.__setattr__(self, "_dit_call", torch.compile(dit) if self.recipe["compile"] else dit)
         self.mask_loss_track = SRC if self.recipe["mixture_only_pretraining"] else None
         self.task_mix = parse_task_mix(self.recipe["task_mix"], self.num_tracks)
+        self.task_t1 = parse_task_t1(self.recipe["task_t1"], self.recipe["task_mix"])
         if self.task_mix is not None and self.mask_loss_track is not None:
             from mgeldm.errors import UserError
 
@@ -184,6 +207,14 @@ class DiTTrainingModule(SeededTrainingModule):
             mask[:, self.mask_loss_track] = 0.0
         return t, mask
 
+    def t1_rows(self, b: int, generator: torch.Generator | None = None) -> Tensor | None:
+        """(B,) rows trained at t = 1 (``task_t1``), from the patterns drawn last; None without ``task_t1``."""
+        if not self.task_t1:
+            return None
+        names = self.task_mix[0]
+        p = torch.tensor([self.task_t1.get(n, 0.0) for n in names], device=self.device)[self._last_pick]
+        return self._rand(b, generator=generator) < p
+
     def draw_task_patterns(self, b: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``task_mix``: one pattern per sample -> given (B, K), kept conditions (B, K), CFG dropout (B, K).
 
@@ -194,6 +225,7 @@ class DiTTrainingModule(SeededTrainingModule):
         names, probs = self.task_mix
         k = self.num_tracks
         pick = torch.multinomial(probs, b, replacement=True, generator=generator or self.generator).to(self.device)
+        self._last_pick = pick
         table_given = torch.zeros(len(names), k, dtype=torch.bool)
         table_cond = torch.zeros(len(names), k, dtype=torch.bool)
         for i, name in enumerate(names):
@@ -229,6 +261,9 @@ class DiTTrainingModule(SeededTrainingModule):
         else:
             t = self.draw_t(b, sobol)[:, None].repeat(1, self.num_tracks)
             given, keep, cond_drop = self.draw_task_patterns(b, gen)
+            t1 = self.t1_rows(b, gen)
+            if t1 is not None:
+                t = t.masked_fill(t1[:, None], 1.0)
             t, mask = t.masked_fill(given, 0.0), (~given).float()
             keep = keep & ~cond_drop if dit.training else keep
         eps = torch.randn(z0.shape, generator=gen, device=gen.device).to(z0)

@@ -43,12 +43,37 @@ def oracle(config_name: str, ae_ckpt: str, eval_dir: str, sample_rate: int, over
 
 
 def latent(ckpt: str, eval_dir: str, sample_rate: int, *, steps: int, cfg_scale: float, overlap: float,
-           seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+           seed: int = 0, device: str = "cpu", regressor: str | None = None) -> dict[str, Any]:
     """The latent-space extraction scores of the eval songs with the report's sampler settings: the songs' mix and
-    stems encoded by the model's own AE."""
+    stems encoded by the model's own AE. ``regressor``: a ``diagnose.py regressor`` file trained on the DiT's
+    batches, scored on the same songs and prompts (``regressor_*`` keys, per stem too)."""
     from mgeldm.data.prompts import canonical_prompt
-    from mgeldm.evaluation.latent import latent_scores, songs_from_audio
+    from mgeldm.evaluation.latent import latent_scores, silence_latent, songs_from_audio
 
     model = MGELDM.from_pretrained(ckpt, device=device)
     songs = songs_from_audio(model, load_songs(eval_dir, sample_rate), sample_rate)
-    return latent_scores(model, songs, canonical_prompt, steps=steps, cfg_scale=cfg_scale, overlap=overlap, seed=seed)
+    silence = silence_latent(model)
+    scores = latent_scores(model, songs, canonical_prompt, steps=steps, cfg_scale=cfg_scale, overlap=overlap,
+                           seed=seed, silence=silence)
+    if regressor:
+        extra = regressor_scores(regressor, model, songs, silence)
+        for label, values in extra.pop("per_stem").items():
+            scores["per_stem"].setdefault(label, {}).update(values)
+        scores.update(extra)
+    return scores
+
+
+def regressor_scores(path: str, model: MGELDM, songs, silence) -> dict[str, Any]:
+    """The regressor's latent accuracy and relative MSE on ``songs`` (prompts embedded by ``model``)."""
+    from mgeldm.data.prompts import canonical_prompt
+    from mgeldm.evaluation.baseline import load_regressor, regressor_estimates
+    from mgeldm.evaluation.latent import score_estimates
+
+    net, stats, steps = load_regressor(path)
+    est = regressor_estimates(net, stats, songs, lambda texts: model.embed_prompts(texts).cpu(), canonical_prompt)
+    scores = score_estimates(songs, est, silence)
+    keys = ("latent_prompt_accuracy", "latent_rel_mse")
+    out: dict[str, Any] = {f"regressor_{k}": scores[k] for k in keys}
+    out["regressor_steps"] = steps
+    out["per_stem"] = {label: {f"regressor_{k}": v[k] for k in keys} for label, v in scores["per_stem"].items()}
+    return out

@@ -59,7 +59,8 @@ def _row_mean(block: Mapping, row: str, metric: str) -> float:
     return float(mean) if mean is not None else float("nan")
 
 
-LATENT_KEYS = ("latent_prompt_accuracy", "latent_rel_mse", "x0_error_t0.05", "x0_error_t0.05_uncond", "x0_error_t0.4",
+LATENT_KEYS = ("latent_prompt_accuracy", "latent_rel_mse", "regressor_latent_prompt_accuracy",
+               "regressor_latent_rel_mse", "x0_error_t0.05", "x0_error_t0.05_uncond", "x0_error_t0.4",
                "x0_error_t0.4_uncond", "x0_error_t0.8", "x0_error_t0.8_uncond", "x0_error_t1", "x0_error_t1_uncond")
 
 
@@ -107,6 +108,8 @@ def build_report(*, evaluation: Mapping, untrained: Mapping, hits: Mapping[str, 
                        {name: _flat(per_label) for name, per_label in hits.items()}, latent)
     report = {"wall_seconds": float(wall_seconds), **overall, "per_stem": per_stem, "n_songs": int(n_songs),
               "n_pairs": int(evaluation["n_files"]), "stage_seconds": {k: float(v) for k, v in stage_seconds.items()}}
+    if "regressor_steps" in latent:
+        report["regressor_steps"] = int(latent["regressor_steps"])
     report["targets"] = targets(report)
     return report
 
@@ -117,12 +120,16 @@ class Target:
 
     metric: str
     op: str
-    bound: float
+    bound: float | str           # a number, or the name of the report's figure that is the bar (the regressor's)
     every_stem: bool = False
 
     @property
     def name(self) -> str:
-        return self.metric + (" (every stem class)" if self.every_stem else "")
+        bar = f" vs {self.bound}" if isinstance(self.bound, str) else ""
+        return self.metric + bar + (" (every stem class)" if self.every_stem else "")
+
+    def bar(self, report: Mapping) -> float:
+        return float(report.get(self.bound, math.nan)) if isinstance(self.bound, str) else float(self.bound)
 
     def value(self, report: Mapping) -> float:
         if not self.every_stem:
@@ -132,8 +139,8 @@ class Target:
         return float(worst(values)) if values else math.nan
 
     def met(self, report: Mapping) -> bool:
-        value = self.value(report)
-        return not math.isnan(value) and _OPS[self.op](value, self.bound)
+        value, bar = self.value(report), self.bar(report)
+        return not (math.isnan(value) or math.isnan(bar)) and _OPS[self.op](value, bar)
 
 
 _OPS = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b}
@@ -145,13 +152,19 @@ TARGETS = (  # the targets of the full CPU run (held-out songs); the accuracies 
     Target("oracle_prompt_accuracy", ">=", 0.95),
     Target("paraphrase_accuracy", ">=", 0.8),
     Target("si_sdr_improvement_db", ">", 0.0),
+    Target("latent_prompt_accuracy", ">=", "regressor_latent_prompt_accuracy"),  # the conv regressor, same samples
+    Target("latent_rel_mse", "<=", "regressor_latent_rel_mse"),
 )
 
 
 def targets(report: Mapping) -> dict[str, dict[str, Any]]:
     """Per target: its text, the value reached (the worst stem class's for a per-stem target) and whether met."""
-    return {t.name: {"target": f"{t.op} {t.bound:g}", "value": t.value(report), "met": t.met(report)}
+    return {t.name: {"target": f"{t.op} {_bound_text(t, report)}", "value": t.value(report), "met": t.met(report)}
             for t in TARGETS}
+
+
+def _bound_text(t: Target, report: Mapping) -> str:
+    return f"{t.bound} ({_num(t.bar(report))})" if isinstance(t.bound, str) else f"{t.bound:g}"
 
 
 def _num(v: float) -> str:
@@ -167,7 +180,8 @@ def _table(names: Sequence[str], report: Mapping) -> list[str]:
 
 
 def _accuracy_section(report: Mapping) -> list[str]:
-    names = [k for k in ("latent_prompt_accuracy", "latent_rel_mse") if k in report]
+    names = [k for k in ("latent_prompt_accuracy", "latent_rel_mse", "regressor_latent_prompt_accuracy",
+                         "regressor_latent_rel_mse") if k in report]
     names += [m + f for m in ACCURACY_NAMES for f in FLOORS]
     return (["", "## Prompt accuracy per stem class", "",
              "Latent scores compare the extracted source latent with the true stems' AE latents (the decoder cannot "
@@ -195,6 +209,7 @@ def _closing_sections(report: Mapping, extra: Mapping[str, Any]) -> list[str]:
                   "Per stem class, one song: the mixture, the true stem and the extraction as the scores see them "
                   "(log-mel, dB re the song's mixture peak down to the floor).", "",
                   f"![extraction examples]({extra['examples']})"]
+    lines += _training_lines(report)
     lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["stage_seconds"].items()]
     if extra.get("paraphrases"):
@@ -202,6 +217,27 @@ def _closing_sections(report: Mapping, extra: Mapping[str, Any]) -> list[str]:
         lines += [f"- {label}: " + "; ".join(f'"{p}"' for p in ps) for label, ps in extra["paraphrases"].items()]
     if extra.get("files"):
         lines += ["", "## Files", ""] + [f"- {k}: `{v}`" for k, v in extra["files"].items()]
+    return lines
+
+
+def _training_lines(report: Mapping) -> list[str]:
+    """Each training stage's budget and rate, the checkpoint unwrapped, the extraction sampler."""
+    training, lines = report.get("training") or {}, []
+    rows = [(name, training[k]) for k, name in (("ae", "autoencoder"), ("dit", "DiT")) if k in training]
+    if rows:
+        lines += ["", "## Training (budgets in steps)", "", "| stage | steps | seconds | steps/s |", "|---|---|---|---|"]
+        lines += [f"| {name} | {r['steps']:,} | {r['seconds']:.0f} | {_num(r.get('steps_per_second'))} |"
+                  for name, r in rows]
+    if "regressor_steps" in report:
+        lines += ["", f"The conv regressor (the bar) trained on the DiT's first {report['regressor_steps']:,} batches."]
+    if "unwrapped" in training:
+        u = training["unwrapped"]
+        lines += ["", f"Unwrapped: `{u['checkpoint']}` (step {u['step']:,}), the best {u['metric']} "
+                      f"({_num(u['value'])}) of the monitor on the validation songs."]
+    if "extraction_sampler" in report:
+        x = report["extraction_sampler"]
+        lines += ["", f"Extraction sampler of every score: {x['steps']} step(s), CFG {x['cfg_scale']:g}, "
+                      f"{x['overlap_seconds']:g} s overlap."]
     return lines
 
 
@@ -224,6 +260,26 @@ def markdown(report: Mapping, extra: Mapping[str, Any]) -> str:
     if any(k.startswith("x0_error_t") for k in report):
         lines += _latent_section(report)
     return "\n".join(lines + _closing_sections(report, extra)) + "\n"
+
+
+def training_record(runs: str | None, unwrapped: str | None) -> dict[str, Any]:
+    """Each training stage's steps, seconds and steps/s (``<runs>/<stage>/train_summary.json``), the regressor's
+    steps, and which DiT checkpoint was unwrapped (``<runs>/dit/checkpoints/best.json``)."""
+    from mgeldm.checkpoints import BEST_JSON
+
+    record: dict[str, Any] = {}
+    if not runs:
+        return record
+    for stage in ("ae", "dit"):
+        path = Path(runs) / stage / "train_summary.json"
+        if path.is_file():
+            record[stage] = json.loads(path.read_text())
+    best = Path(runs) / "dit" / "checkpoints" / BEST_JSON
+    if best.is_file():
+        info = json.loads(best.read_text())
+        record["unwrapped"] = {"checkpoint": info["file"], "step": info["step"], "metric": info["metric"],
+                               "value": info["value"], "file": unwrapped}
+    return record
 
 
 def read_stages(path: str | None) -> dict[str, float]:
@@ -277,7 +333,7 @@ def _latent(args: argparse.Namespace) -> None:
     from recipes.quickstart.baselines import latent
 
     scores = latent(args.ckpt, args.eval_dir, args.sample_rate, steps=args.steps, cfg_scale=args.cfg_scale,
-                    overlap=args.overlap, device=args.device)
+                    overlap=args.overlap, device=args.device, regressor=args.regressor)
     write_text_atomic(Path(args.output), json.dumps(scores, indent=1) + "\n")
     print(json.dumps({k: v for k, v in scores.items() if k != "per_stem"}))
 
@@ -342,6 +398,10 @@ def _report(args: argparse.Namespace) -> None:
         stage_seconds=read_stages(args.stages), wall_seconds=time.time() - args.start_time,
         n_songs=len(read_songs(args.eval_dir)),
         latent=json.loads(Path(args.latent_scores).read_text()) if args.latent_scores else None)
+    report["training"] = training_record(args.runs, args.unwrapped)
+    if args.sampler:
+        report["extraction_sampler"] = {"steps": int(args.sampler[0]), "cfg_scale": float(args.sampler[1]),
+                                        "overlap_seconds": float(args.sampler[2])}
     out = Path(args.out)
     write_text_atomic(out / "quickstart_report.json", json.dumps(report, indent=1) + "\n")
     png = extraction_examples(args.eval_dir, classes, out / "extraction_examples.png", args.sample_rate)
@@ -356,8 +416,23 @@ def _report(args: argparse.Namespace) -> None:
     print((out / "quickstart_report.md").read_text())
 
 
+def _extraction_settings(args: argparse.Namespace) -> None:
+    """The report's extraction sampler: the monitor's of ``configs/quickstart_dit.yaml`` (with the run's overrides)."""
+    from mgeldm.config import compose_config
+
+    monitor = compose_config(args.config_name, args.overrides)["trainer"]["monitor"]
+    print(int(monitor["steps"]), float(monitor["cfg_scale"]), float(monitor["overlap_seconds"]))
+
+
+def _best_checkpoint(args: argparse.Namespace) -> None:
+    from mgeldm.evaluation.monitor import best_checkpoint
+
+    print(best_checkpoint(args.folder))
+
+
 COMMANDS = {"prepare": _prepare, "init-dit": _init_dit, "oracle": _oracle, "latent": _latent, "prompts": _prompts,
-            "table": _text_table, "collect": _collect, "report": _report}
+            "table": _text_table, "collect": _collect, "report": _report, "extraction-settings": _extraction_settings,
+            "best-checkpoint": _best_checkpoint}
 
 
 def _add_evaluation_commands(sub) -> None:
@@ -379,6 +454,7 @@ def _add_evaluation_commands(sub) -> None:
     a.add_argument("--overlap", type=float, default=0.128)
     a.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     a.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    a.add_argument("--regressor", default=None, help="a `diagnose.py regressor` file, scored on the same songs")
 
 
 def _add_baseline_commands(sub) -> None:
@@ -402,6 +478,12 @@ def _add_run_commands(sub) -> None:
                                        "both lists and the two demo prompts, one per line (all)")
     a.add_argument("kind", choices=("canonical", "paraphrase", "all"))
     a.add_argument("--classes", required=True)
+    a = sub.add_parser("extraction-settings", help="print the extraction sampler of the report (steps, CFG, overlap "
+                                                   "seconds): the monitor's in the DiT config")
+    a.add_argument("--config-name", default="quickstart_dit")
+    a.add_argument("overrides", nargs="*")
+    a = sub.add_parser("best-checkpoint", help="print the checkpoint a run's best.json names")
+    a.add_argument("folder", help="a DiT run's checkpoints/ folder")
     a = sub.add_parser("table", help="write the table of every text a run embeds (MiniLM, on the CPU)")
     a.add_argument("--classes", required=True)
     a.add_argument("--out", default=None, help="the .npz to write (default: the committed table of "
@@ -421,6 +503,11 @@ def _add_run_commands(sub) -> None:
     a.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     a.add_argument("--mode", default="")
     a.add_argument("--latent-scores", default=None, help="the JSON written by the `latent` command")
+    a.add_argument("--runs", default=None, help="the runs folder: <runs>/{ae,dit}/train_summary.json (steps, steps/s) "
+                                                "and <runs>/dit/checkpoints/best.json (the checkpoint unwrapped)")
+    a.add_argument("--unwrapped", default=None, help="the unwrapped DiT the runs were made with")
+    a.add_argument("--sampler", nargs=3, default=None, metavar=("STEPS", "CFG", "OVERLAP"),
+                   help="the extraction sampler of the runs")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -47,11 +47,6 @@ def _python_steps(plan: dict, stage: str) -> list[list[str]]:
     return [argv for argv in plan[stage] if argv[0] != "rm"]
 
 
-def _seconds(hhmmss: str) -> int:
-    d, h, m, s = (int(x) for x in hhmmss.split(":"))
-    return ((d * 24 + h) * 60 + m) * 60 + s
-
-
 @pytest.fixture(scope="module")
 def gpu_plan(tmp_path_factory) -> dict:
     return _plan(tmp_path_factory.mktemp("plan"), "--size", "medium", "--gpu")
@@ -64,31 +59,34 @@ def test_gpu_plan_reads_every_text_from_the_table(gpu_plan):
     assert any("--check" in argv and "table" in argv for argv in gpu_plan["check"])
     (pre,) = _python_steps(gpu_plan, "pre_encode")
     assert TABLE_EMBEDDER in pre and "+device=cuda" in pre
-    for stage, n in (("train_dit", 1), ("unwrap_dit", 2), ("infer", 5)):
-        steps = _python_steps(gpu_plan, stage)
-        assert len(steps) == n and all(TABLE_NODE in argv for argv in steps), stage
-    assert all("+device=cuda" in argv for argv in _python_steps(gpu_plan, "infer"))
+    infer = [argv for argv in _python_steps(gpu_plan, "baselines_and_infer") if "infer.py" in argv]
+    regressor = [argv for argv in _python_steps(gpu_plan, "baselines_and_infer") if "regressor" in argv]
+    for name, steps, n in (("train_dit", _python_steps(gpu_plan, "train_dit"), 1),
+                           ("unwrap_dit", _python_steps(gpu_plan, "unwrap_dit"), 2), ("infer", infer, 5),
+                           ("regressor", regressor, 1)):
+        assert len(steps) == n and all(TABLE_NODE in argv for argv in steps), name
+    assert all("+device=cuda" in argv for argv in infer)
     (latent,) = [a for a in gpu_plan["evaluate"] if "latent" in a]
     assert latent[latent.index("--device") + 1] == "cuda"
     assert not any("minilm" in " ".join(argv) for stage in gpu_plan.values() if isinstance(stage, list)
                    for argv in stage)
 
 
+def _value(argv, key):
+    (v,) = [a.split("=", 1)[1] for a in argv if a.startswith(key + "=")]
+    return v
+
+
 def test_gpu_plan_budget(gpu_plan):
-    """AE and DiT training stop on wall time, together well inside the 5 minutes (the rest of the header's
-    budget: corpus, pre-encoding, inference, evaluation), with the GPU's batches."""
+    """AE and DiT training are budgeted in steps (the GPU's batches), never in wall time."""
     (ae,) = _python_steps(gpu_plan, "train_ae")
     (dit,) = _python_steps(gpu_plan, "train_dit")
-
-    def value(argv, key):
-        (v,) = [a.split("=", 1)[1] for a in argv if a.startswith(key + "=")]
-        return v
-
-    budget = _seconds(value(ae, "trainer.pl_trainer.max_time")) + _seconds(value(dit, "trainer.pl_trainer.max_time"))
-    assert budget <= 180
-    assert value(ae, "trainer.batch_size") == "32" and value(dit, "trainer.batch_size") == "128"
-    assert value(ae, "trainer.pl_trainer.accelerator") == value(dit, "trainer.pl_trainer.accelerator") == "gpu"
-    assert value(dit, "model.MGELDM.depth") == "8"
+    assert _value(ae, "trainer.pl_trainer.max_steps") == "1200" and _value(dit, "trainer.pl_trainer.max_steps") == "1500"
+    assert _value(ae, "trainer.batch_size") == "32" and _value(dit, "trainer.batch_size") == "128"
+    assert _value(ae, "trainer.pl_trainer.accelerator") == _value(dit, "trainer.pl_trainer.accelerator") == "gpu"
+    assert _value(dit, "model.MGELDM.depth") == "8"
+    assert not any("max_time" in a for stage in gpu_plan.values() if isinstance(stage, list) for argv in stage
+                   for a in argv)
 
 
 def test_smoke_gpu_keeps_the_smoke_batches(tmp_path):
@@ -102,11 +100,11 @@ def test_smoke_gpu_keeps_the_smoke_batches(tmp_path):
 
 
 def test_cpu_medium_plan_is_unchanged(tmp_path):
-    """Without --gpu: MiniLM (no table), the CPU's 16 and 30 minutes."""
+    """Without --gpu: MiniLM (no table), the CPU's step budgets."""
     plan = _plan(tmp_path, "--size", "medium")
     (ae,) = _python_steps(plan, "train_ae")
     (dit,) = _python_steps(plan, "train_dit")
-    assert "trainer.pl_trainer.max_time=00:00:16:00" in ae and "trainer.pl_trainer.max_time=00:00:30:00" in dit
+    assert _value(ae, "trainer.pl_trainer.max_steps") == "2400" and _value(dit, "trainer.pl_trainer.max_steps") == "1600"
     assert "trainer.pl_trainer.accelerator=cpu" in dit and "check" not in plan
     assert not any("quickstart_table" in a for stage in plan.values() if isinstance(stage, list)
                    for argv in stage for a in argv)
@@ -134,7 +132,7 @@ def test_committed_table_holds_every_text_of_the_quickstart(gpu_plan, table):
     assert len(texts) == len(table.rows) == 471
     from omegaconf import OmegaConf
 
-    for argv in _python_steps(gpu_plan, "infer"):
+    for argv in [a for a in _python_steps(gpu_plan, "baselines_and_infer") if "infer.py" in a]:
         (prompt,) = [a.split("=", 1)[1] for a in argv if a.startswith("+text_prompt=")]
         value = OmegaConf.from_dotlist([f"p={prompt}"]).p  # as Hydra reads the override
         for text in (list(value) if not isinstance(value, str) else [value]):

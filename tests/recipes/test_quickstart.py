@@ -142,7 +142,8 @@ def _hand_made_report(latent_rel_mse: dict | None = None):
     return build_report(evaluation=evaluation, untrained=untrained, hits=hits,
                         stage_seconds={"corpus": 1, "train_ae": 2.5}, wall_seconds=10, n_songs=2,
                         latent={"latent_prompt_accuracy": 0.75, "latent_rel_mse": 0.4, "x0_error_t1": 0.6,
-                                "x0_error_t1_uncond": 0.9, "per_stem": per_stem})
+                                "x0_error_t1_uncond": 0.9, "regressor_latent_prompt_accuracy": 0.7,
+                                "regressor_latent_rel_mse": 0.35, "per_stem": per_stem})
 
 
 def test_build_report_fields_and_values():
@@ -179,7 +180,11 @@ def test_report_targets():
     assert {name: v["target"] for name, v in t.items()} == {
         "latent_prompt_accuracy": ">= 0.9", "latent_rel_mse": "<= 0.5", "latent_rel_mse (every stem class)": "<= 0.7",
         "prompt_accuracy": ">= 0.85", "oracle_prompt_accuracy": ">= 0.95", "paraphrase_accuracy": ">= 0.8",
-        "si_sdr_improvement_db": "> 0"}
+        "si_sdr_improvement_db": "> 0",
+        "latent_prompt_accuracy vs regressor_latent_prompt_accuracy": ">= regressor_latent_prompt_accuracy (0.700)",
+        "latent_rel_mse vs regressor_latent_rel_mse": "<= regressor_latent_rel_mse (0.350)"}
+    assert t["latent_prompt_accuracy vs regressor_latent_prompt_accuracy"]["met"]           # 0.75 >= 0.7
+    assert not t["latent_rel_mse vs regressor_latent_rel_mse"]["met"]                      # 0.4 > 0.35
     assert t["latent_rel_mse"] == {"target": "<= 0.5", "value": 0.4, "met": True}
     assert t["latent_rel_mse (every stem class)"] == {"target": "<= 0.7", "value": 0.9, "met": False}  # the worst
     assert _hand_made_report({"Bass": 0.3, "Synth Lead": 0.6})["targets"]["latent_rel_mse (every stem class)"]["met"]

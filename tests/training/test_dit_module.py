@@ -271,3 +271,29 @@ def test_timestep_shift_moves_draws_toward_noise(tiny_cfg):
     assert tt.median().item() > 0.7                                      # the original draw is shifted too
     out = _module(tiny_cfg, timestep_shift=3.0, task_mix={"extract": 1.0}).compute_loss(_h.make_batch(tiny_cfg, b=64))
     assert out["t"][:, 2].median().item() > 0.7                          # and the task patterns' draw
+
+
+def test_task_t1_trains_a_pattern_at_pure_noise(tiny_cfg):
+    """task_t1 {extract: p}: a share p of the extraction rows gets t = 1 on its noised tracks, the other patterns
+    keep their draw; without it the draws (and the random stream) are the original's."""
+    m = _module(tiny_cfg, task_mix={"extract": 1.0, "total": 1.0}, task_t1={"extract": 1.0}, cfg_dropout_prob=0.0)
+    out = m.compute_loss(_h.make_batch(tiny_cfg, b=64))
+    extract = out["t"][:, 0] == 0                                        # the mix given: the extraction rows
+    assert extract.any() and (~extract).any()
+    assert torch.all(out["t"][extract][:, 1:] == 1.0)
+    assert torch.all(out["t"][~extract] < 1.0)
+    half = _module(tiny_cfg, task_mix={"extract": 1.0}, task_t1={"extract": 0.5}, cfg_dropout_prob=0.0)
+    t = half.compute_loss(_h.make_batch(tiny_cfg, b=400))["t"][:, 2]
+    assert 0.4 < (t == 1.0).float().mean().item() < 0.6
+    plain = _module(tiny_cfg, task_mix={"extract": 1.0}).compute_loss(_h.make_batch(tiny_cfg, b=8))
+    again = _module(tiny_cfg, task_mix={"extract": 1.0}, task_t1={}).compute_loss(_h.make_batch(tiny_cfg, b=8))
+    assert torch.equal(plain["t"], again["t"]) and torch.equal(plain["z_t"], again["z_t"])
+
+
+@pytest.mark.parametrize("bad, match", [({"total": 0.5}, "not a task pattern"), ({"extract": 1.5}, "probability"),
+                                        ([0.5], "mapping"), ({"extract": True}, "probability")])
+def test_task_t1_refuses_bad_values(tiny_cfg, bad, match):
+    from mgeldm.errors import UserError
+
+    with pytest.raises(UserError, match=match):
+        _module(tiny_cfg, task_mix={"extract": 1.0}, task_t1=bad)
