@@ -213,6 +213,25 @@ class ContinuousTransformer(nn.Module):
         return self.project_out(h)
 
 
+def _checked_options(patch_size: int, cond_token: bool, conv_kernel: int) -> tuple[int, bool, int]:
+    """Check the options the original lacks (all off by default) and return them normalised.
+
+    patch_size: 1 in the original (one token per latent frame); p > 1 puts p consecutive frames of all tracks in
+    one token (project_in/out widen to p*K*C), so a window of T frames costs T/p tokens.
+    cond_token: off in the original (the conditions reach the blocks only through AdaGN); on, the condition
+    vector c is also prepended as a token after the timestep token, so attention can read the prompt.
+    conv_kernel: 0 in the original; an odd k adds a zero-initialised depthwise conv over the frame tokens to
+    each block's feed-forward input.
+    """
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+        raise UserError(f"DiT config (MGELDM node): patch_size={patch_size!r}; expected an integer >= 1")
+    if isinstance(conv_kernel, bool) or not isinstance(conv_kernel, int) or conv_kernel < 0 or (
+            conv_kernel and conv_kernel % 2 == 0):
+        raise UserError(f"DiT config (MGELDM node): conv_kernel={conv_kernel!r}; expected 0 (off) or an odd "
+                        "integer >= 1")
+    return int(patch_size), bool(cond_token), int(conv_kernel)
+
+
 class MGEDiT(nn.Module):
     """The three-track DiT. See the module docstring; docs/compatibility.md#the-diffusion-transformer for every detail."""
 
@@ -248,19 +267,7 @@ class MGEDiT(nn.Module):
         # timestep embedding is also added to its condition slice before the AdaGN modulation, so every
         # block sees its track's noise level directly (no new weights: the same timestep MLP feeds both).
         self.adagn_timestep = bool(adagn_timestep)
-        # 1 in the original: one token per latent frame. p > 1: each token holds p consecutive frames of all
-        # tracks (project_in/out widen to p*K*C), so a window of T frames costs T/p tokens.
-        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-            raise UserError(f"DiT config (MGELDM node): patch_size={patch_size!r}; expected an integer >= 1")
-        self.patch_size = int(patch_size)
-        # Off in the original: the conditions reach the blocks only through AdaGN. On, the condition vector c is
-        # also prepended as a token after the timestep token, so attention can read the prompt (no new weights).
-        self.cond_token = bool(cond_token)
-        if isinstance(conv_kernel, bool) or not isinstance(conv_kernel, int) or conv_kernel < 0 or (
-                conv_kernel and conv_kernel % 2 == 0):
-            raise UserError(f"DiT config (MGELDM node): conv_kernel={conv_kernel!r}; expected 0 (off) or an odd "
-                            "integer >= 1")
-        self.conv_kernel = int(conv_kernel)
+        self.patch_size, self.cond_token, self.conv_kernel = _checked_options(patch_size, cond_token, conv_kernel)
         c_in = io_channels * k
 
         # Registration order = the original's state_dict order.

@@ -531,3 +531,32 @@ def test_cond_token_lets_attention_read_the_condition():
     assert seen["plain"].shape[1] == 1 + 8 and seen["on"].shape[1] == 2 + 8
     torch.testing.assert_close(seen["on"][:, 1], c, rtol=1e-5, atol=1e-6)
     assert out_on.shape == out_plain.shape and not torch.allclose(out_on, out_plain)
+
+
+def test_conv_kernel_filters_only_the_frame_tokens_and_starts_as_off():
+    """conv_kernel k: a depthwise conv (zero-initialised) over the frame tokens, added to each block's FF input;
+    a new model therefore computes what the same weights compute without it, and the conv never sees the
+    prepended tokens."""
+    torch.manual_seed(0)
+    fresh = MGEDiT(io_channels=4, num_tracks=3, embed_dim=32, global_cond_dim=8, timestep_features_dim=16, depth=2,
+                   num_heads=3, conv_kernel=5)
+    assert all(float(layer.conv.weight.detach().abs().sum()) == 0 for layer in fresh.transformer.layers)
+    plain = _small_dit()
+    on = _small_dit(conv_kernel=5)
+    missing = on.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == sorted(f"transformer.layers.{i}.conv.{p}" for i in range(2) for p in ("weight", "bias"))
+    x, t, cond = torch.randn(2, 12, 8), torch.rand(2, 3), torch.randn(2, 3, 8)
+    with torch.no_grad():
+        for layer in on.transformer.layers:
+            layer.conv.weight.zero_()
+            layer.conv.bias.zero_()
+        torch.testing.assert_close(on(x, t, cond), plain(x, t, cond), rtol=1e-6, atol=1e-6)
+        seen = []
+        on.transformer.layers[0].conv.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape))
+        on.transformer.layers[0].conv.weight.normal_(0.0, 0.2)
+        assert not torch.allclose(on(x, t, cond), plain(x, t, cond))
+        assert seen == [(2, 96, 8)]            # the 8 frames, not the timestep token
+    assert on.transformer.layers[0].conv.weight.shape == (96, 1, 5)
+    for bad in (2, -1, True, 1.5):
+        with pytest.raises(UserError, match="conv_kernel"):
+            _small_dit(conv_kernel=bad)

@@ -59,8 +59,8 @@ def test_gpu_plan_reads_every_text_from_the_table(gpu_plan):
     assert any("--check" in argv and "table" in argv for argv in gpu_plan["check"])
     (pre,) = _python_steps(gpu_plan, "pre_encode")
     assert TABLE_EMBEDDER in pre and "+device=cuda" in pre
-    infer = [argv for argv in _python_steps(gpu_plan, "baselines_and_infer") if "infer.py" in argv]
-    regressor = [argv for argv in _python_steps(gpu_plan, "baselines_and_infer") if "regressor" in argv]
+    infer = [argv for argv in _python_steps(gpu_plan, "evaluate") if "infer.py" in argv]
+    regressor = [argv for argv in _python_steps(gpu_plan, "evaluate") if "regressor" in argv]
     for name, steps, n in (("train_dit", _python_steps(gpu_plan, "train_dit"), 1),
                            ("unwrap_dit", _python_steps(gpu_plan, "unwrap_dit"), 2), ("infer", infer, 5),
                            ("regressor", regressor, 1)):
@@ -132,7 +132,7 @@ def test_committed_table_holds_every_text_of_the_quickstart(gpu_plan, table):
     assert len(texts) == len(table.rows) == 471
     from omegaconf import OmegaConf
 
-    for argv in [a for a in _python_steps(gpu_plan, "baselines_and_infer") if "infer.py" in a]:
+    for argv in [a for a in _python_steps(gpu_plan, "evaluate") if "infer.py" in a]:
         (prompt,) = [a.split("=", 1)[1] for a in argv if a.startswith("+text_prompt=")]
         value = OmegaConf.from_dotlist([f"p={prompt}"]).p  # as Hydra reads the override
         for text in (list(value) if not isinstance(value, str) else [value]):

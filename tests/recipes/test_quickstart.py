@@ -31,7 +31,8 @@ def check_report(report: dict) -> None:
     assert isinstance(report["per_stem"], dict) and report["per_stem"]
     for label, vals in report["per_stem"].items():
         assert set(METRIC_NAMES) <= set(vals), label
-        assert set(vals) - set(METRIC_NAMES) <= {"latent_prompt_accuracy", "latent_rel_mse"}, label
+        assert set(vals) - set(METRIC_NAMES) <= {"latent_prompt_accuracy", "latent_rel_mse",
+                                                 "regressor_latent_prompt_accuracy", "regressor_latent_rel_mse"}, label
         assert all(isinstance(v, float) for v in vals.values()), label
     for name in ("logmel_l1_ratio_vs_mix", "prompt_accuracy", "untrained_prompt_accuracy", "oracle_prompt_accuracy",
                  "paraphrase_accuracy"):
@@ -94,7 +95,16 @@ def test_smoke_quickstart_writes_a_full_report(smoke_out):
     out = smoke_out
     report = json.loads((out / "quickstart_report.json").read_text())
     check_report(report)
-    assert set(report["stage_seconds"]) >= {"corpus", "train_ae", "pre_encode", "train_dit", "infer", "evaluate"}
+    assert set(report["stage_seconds"]) >= {"corpus", "train_ae", "pre_encode", "train_dit", "unwrap_dit",
+                                            "evaluate"}
+    # the budgets are steps: each training stage's steps and rate, the monitor's best checkpoint unwrapped, the
+    # regressor on the DiT's batches, the extraction sampler the monitor used (configs/quickstart_dit.yaml's)
+    training = report["training"]
+    assert training["ae"]["steps"] == training["dit"]["steps"] == 6 and training["dit"]["steps_per_second"] > 0
+    assert training["unwrapped"]["checkpoint"].startswith("best-step") and training["unwrapped"]["step"] in (3, 6)
+    assert report["regressor_steps"] == 6 and 0.0 <= report["regressor_latent_prompt_accuracy"] <= 1.0
+    assert report["extraction_sampler"] == {"steps": 1, "cfg_scale": 1.5, "overlap_seconds": 0.128}
+    assert (out / "runs" / "ae" / "train_summary.json").is_file() and (out / "checkpoints" / "regressor.pt").is_file()
     assert report["wall_seconds"] >= sum(v for k, v in report["stage_seconds"].items() if k != "report") - 1
     # accuracies are shares; Log-Mel ratios are positive and finite for the baselines
     for key in ("prompt_accuracy", "paraphrase_accuracy", "untrained_prompt_accuracy", "oracle_prompt_accuracy",
@@ -105,6 +115,7 @@ def test_smoke_quickstart_writes_a_full_report(smoke_out):
         assert math.isfinite(report[key]) and report[key] > 0
     md = (out / "quickstart_report.md").read_text()
     assert "logmel_l1_ratio_vs_mix" in md and "prompt_accuracy" in md and "prompt_accuracy_absfloor" in md
+    assert "## Training (budgets in steps)" in md and "Unwrapped: `best-step" in md
     assert "![extraction examples](extraction_examples.png)" in md and (out / "extraction_examples.png").is_file()
     # the three tasks wrote wavs with spectrogram pngs beside them; the score-only runs wrote wavs alone
     for task in ("extract", "paraphrase", "extract_untrained", "partial_gen", "total_gen"):
@@ -215,7 +226,7 @@ def test_paraphrases_never_appear_in_training_prompts():
 def test_curve_scores_every_checkpoint_of_a_longer_run(smoke_out, tmp_path):
     curve = tmp_path / "curve"
     proc = _run([str(REPO / "scripts" / "quickstart_curve.sh"), "--from", str(smoke_out), "--model", "dit",
-                 "--minutes", "1", "--every", "2", "--max-steps", "5", "--out", str(curve),
+                 "--steps", "5", "--every", "2", "--out", str(curve),
                  "--", "model.MGELDM.depth=2"])   # a model override reaches training, unwrapping and scoring
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = json.loads((curve / "curve.json").read_text())
@@ -297,3 +308,16 @@ def test_ae_curve_rows_are_the_oracle_scores(smoke_out):
     assert all(set(v) == {"oracle_logmel_l1_ratio_vs_mix", "oracle_prompt_accuracy", "oracle_logmel_l1_ratio_vs_mix_absfloor",
                           "oracle_prompt_accuracy_absfloor"} for v in row["per_stem"].values())
     assert "oracle_prompt_accuracy" in markdown(rows).splitlines()[0]
+
+
+def test_extraction_settings_follow_the_dit_config_and_its_overrides(capsys, tmp_path):
+    """The report scores with the sampler the monitor chose checkpoints by: the DiT config's, overrides included;
+    best-checkpoint names what a run's best.json points at, and refuses a folder without one."""
+    from recipes.quickstart.report import main as report_main
+
+    assert report_main(["extraction-settings"]) == 0
+    assert capsys.readouterr().out.split() == ["1", "1.5", "0.128"]
+    assert report_main(["extraction-settings", "trainer.monitor.steps=4", "trainer.monitor.cfg_scale=2"]) == 0
+    assert capsys.readouterr().out.split() == ["4", "2.0", "0.128"]
+    assert report_main(["best-checkpoint", str(tmp_path)]) == 2
+    assert str(tmp_path) in capsys.readouterr().err

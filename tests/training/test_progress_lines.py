@@ -4,6 +4,7 @@ none of Lightning's banners, tips or its warning about a validation_step without
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import warnings
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mgeldm.training.callbacks import ProgressLines
+from mgeldm.training.callbacks import SUMMARY_NAME, ProgressLines
 
 REPO = Path(__file__).resolve().parents[2]
 CHATTER = ("Tip:", "GPU available", "TPU available", "Trainer.fit` stopped", "val_dataloader")
@@ -54,6 +55,11 @@ def test_training_prints_progress_lines_and_no_chatter(kind, train_here, tmp_pat
     assert "\r" not in out + err and "\x1b" not in out + err
     shown = out + err + caplog.text + "\n".join(str(w.message) for w in caught)
     assert not [c for c in CHATTER if c in shown], shown
+    # the run's numbers for reports: steps, the rate over the steps after the first, why it stopped
+    summary = json.loads((tmp_path / SUMMARY_NAME).read_text())
+    assert summary["steps"] == 3 and summary["first_step"] in (0, 1) and summary["stopped"] == "max_steps=3 reached"
+    assert summary["seconds"] > 0 and summary["steps_per_second"] == pytest.approx(
+        (3 - summary["first_step"]) / summary["seconds"], rel=0.05)
 
 
 def test_progress_can_be_turned_off(train_here, tmp_path, capfd):
