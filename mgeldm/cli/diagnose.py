@@ -245,6 +245,9 @@ def overfit(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def latents_cmd(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Score checkpoints and regressor files on a pre-encoded split; one JSON line each."""
+    if not args.checkpoints and not args.regressor:
+        raise UserError("latents: name at least one checkpoint or --regressor FILE")
     cfg = compose(args.config_name, [])
     latents = Path(args.latents)
     silence = silence_from(latents)
@@ -259,10 +262,27 @@ def latents_cmd(args: argparse.Namespace) -> list[dict[str, Any]]:
             if conditioner is None:
                 conditioner = build_conditioner(model.model_config)
             model.conditioner = conditioner
-            row = {"checkpoint": str(path), "weights": weights, **score_row(model, songs, silence, args)}
-            print(json.dumps({k: v for k, v in row.items() if k != "per_stem"}), flush=True)
-            rows.append(row)
+            rows.append(_print_row(args, {"checkpoint": str(path), "weights": weights,
+                                          **score_row(model, songs, silence, args)}))
+    for file in args.regressor:
+        rows.append(_print_row(args, {"regressor": str(file), **regressor_row(file, cfg, songs, silence)}))
     return rows
+
+
+def regressor_row(file: str, cfg: Mapping[str, Any], songs, silence: torch.Tensor) -> dict[str, Any]:
+    """The latent scores of a ``diagnose.py regressor`` file (conditioned by the config's text encoder)."""
+    from mgeldm.evaluation.baseline import load_regressor, regressor_estimates
+    from mgeldm.evaluation.latent import score_estimates
+
+    net, stats, steps = load_regressor(file)
+    embed = build_conditioner(cfg["model"]).embed_text
+    scores = score_estimates(songs, regressor_estimates(net, stats, songs, embed, canonical_prompt), silence)
+    return {"steps": steps, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}}
+
+
+def _print_row(args: argparse.Namespace, row: dict[str, Any]) -> dict[str, Any]:
+    print(json.dumps(row if args.per_stem else {k: v for k, v in row.items() if k != "per_stem"}), flush=True)
+    return row
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -306,9 +326,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("overrides", nargs="*", help="the DiT run's Hydra overrides (after --)")
     s = sub.add_parser("latents", help="score checkpoints on a pre-encoded split")
     _common(s)
-    s.add_argument("checkpoints", nargs="+", metavar="CKPT", help="unwrapped or training checkpoints")
+    s.add_argument("checkpoints", nargs="*", metavar="CKPT", help="unwrapped or training checkpoints")
     s.add_argument("--split", default="valid", help="the split to score (default valid)")
     s.add_argument("--songs", type=int, default=None, help="its first N songs (default all)")
+    s.add_argument("--per-stem", action="store_true", help="print the scores of every stem class too")
+    s.add_argument("--regressor", action="append", default=[], metavar="FILE",
+                   help="a file of `diagnose.py regressor` to score too (the bar; repeatable)")
     return p
 
 

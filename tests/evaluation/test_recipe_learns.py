@@ -77,7 +77,7 @@ def random_autoencoder(path: Path, model_cfg: dict) -> Path:
 
 
 @pytest.mark.slow
-def test_quickstart_recipe_extracts_the_prompted_source(tmp_path):
+def test_quickstart_recipe_extracts_the_prompted_source(tmp_path, capsys):
     from mgeldm.cli.diagnose import compose, main
     from mgeldm.models.conditioners import build_conditioner
 
@@ -97,3 +97,13 @@ def test_quickstart_recipe_extracts_the_prompted_source(tmp_path):
     # the first sampling step's estimate of the source (mix given, source pure noise) is mostly right already
     assert final["x0_error_t1"] < 0.45, final
     assert final["x0_error_t1"] < 0.7 * final["x0_error_t1_uncond"], final    # and the prompt is what decides
+
+    # diagnose.py latents scores the same checkpoint again (the same songs, sampler and seed: the same numbers),
+    # per stem class with --per-stem
+    ckpt = next((out / "run" / "checkpoints").glob(f"*step*{STEPS}*.ckpt"))
+    assert main(["latents", str(ckpt), "--latents", str(latents), "--split", "train", "--songs", "2", "--per-stem",
+                 "--sample-steps", "4", "--cfg-scale", "2"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["latent_prompt_accuracy"] == final["latent_prompt_accuracy"]
+    assert row["latent_rel_mse"] == pytest.approx(final["latent_rel_mse"], abs=2e-4)
+    assert set(row["per_stem"]) == set(LABELS)

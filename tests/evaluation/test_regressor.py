@@ -4,6 +4,7 @@ back to the same estimates; the quickstart scores it beside the DiT."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,15 @@ def test_regressor_command_trains_on_the_dit_batches_and_saves(toy, capsys):
             assert torch.equal(est[song.name][label], again[song.name][label])     # the file holds the model
     scores = score_estimates(songs, est, silence_from(root / "latents"))
     assert scores["n_pairs"] == 2 * len(_toy.LABELS) and scores["latent_rel_mse"] < 1.0   # 40 steps already learn
+    # diagnose.py latents scores the file on any pre-encoded split, per stem with --per-stem: the same numbers
+    assert main(["latents", "--latents", str(root / "latents"), "--split", "train", "--regressor", str(out),
+                 "--per-stem"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["regressor"] == str(out) and row["steps"] == 40 and set(row["per_stem"]) == set(_toy.LABELS)
+    assert row["latent_prompt_accuracy"] == round(scores["latent_prompt_accuracy"], 4)
+    assert row["latent_rel_mse"] == round(scores["latent_rel_mse"], 4)
+    assert main(["latents", "--latents", str(root / "latents")]) == 2       # nothing to score
+    assert "name at least one checkpoint or --regressor" in capsys.readouterr().err
 
 
 def test_load_regressor_refuses_another_file(tmp_path):
