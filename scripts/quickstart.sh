@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole MGE-LDM pipeline on a built-in synthetic corpus, offline, in under 20 minutes on a 2-core CPU:
+# The whole MGE-LDM pipeline on a built-in synthetic corpus, offline, in 20-25 minutes on a 2-core CPU:
 #   corpus -> train a small AE -> unwrap -> pre-encode -> train a small DiT (held-out monitor) -> unwrap its best
 #   checkpoint -> the conv regressor bar -> infer.py (source_extract, partial_gen, total_gen on held-out songs)
 #   -> evaluate.py -> <out>/quickstart_report.{md,json} and <out>/extraction_examples.png
@@ -144,9 +144,9 @@ for a in "${DIT_ARGS[@]}"; do case "$a" in model.*|model/*) DIT_MODEL_ARGS+=("$a
 # The extraction sampler of every score (the monitor's, in configs/quickstart_dit.yaml: one owner) and the demos'.
 read -r STEPS CFG_SCALE OVERLAP <<< "$("$PY" -m recipes.quickstart.report extraction-settings "${DIT_ARGS[@]}")"
 GEN_CFG=2.0
-# What the small CPU recipe was sized on: a 2-core AMD EPYC (this project's CI machine kind), its AE's training
-# rate there and the whole run's seconds. The estimate after the AE's first progress line scales them.
-SIZED_AE_RATE=1.9; SIZED_SECONDS=1180
+# A measured run of the small CPU recipe (docs/extraction.md): a 2-core AMD EPYC (this project's CI machine kind),
+# its AE's training rate and the whole run's seconds. The estimate after the AE's first progress line scales them.
+SIZED_AE_RATE=1.58; SIZED_SECONDS=1510
 
 words() {  # the arguments as one line that a shell reads back as the same words
   local a out=()

@@ -80,3 +80,26 @@ def test_download_weights_dry_run_names_every_source_and_writes_nothing(tmp_path
     assert not target.exists()
     only = _bash(SCRIPTS / "download_weights.sh", "--dry-run", "--dir", target, "--only", "ae")
     assert [line.split(" -> ")[1] for line in only.stdout.splitlines()] == [str(target / "unwrapped_AE.ckpt")]
+
+
+def test_quickstart_forecasts_the_whole_run_from_the_ae_rate():
+    """After the AE's first progress line with a rate, the small CPU run says how long it should take here: the
+    measured run's seconds scaled by the ratio of AE rates (SIZED_* in the script); every line passes through."""
+    import re
+
+    text = (REPO / "scripts" / "quickstart.sh").read_text()
+    rate, seconds = map(float, re.search(r"^SIZED_AE_RATE=([0-9.]+); SIZED_SECONDS=([0-9.]+)$", text, re.M).groups())
+    function = re.search(r"^estimate\(\) \{.*?^\}$", text, re.M | re.S).group(0)
+    lines = ["train_ae.py: step 1/600 | loss 3.3 | 0:00 elapsed",
+             f"train_ae.py: step 25/600 | loss 2.8 | {rate / 2:.3f} steps/s | 0:18 elapsed",
+             f"train_ae.py: step 50/600 | loss 2.7 | {rate:.3f} steps/s | 0:30 elapsed"]
+    for size, smoke, said in (("small", 0, True), ("medium", 0, False), ("small", 1, False)):
+        script = f"SIZE={size} SMOKE={smoke} GPU=0 SIZED_AE_RATE={rate} SIZED_SECONDS={seconds}\n{function}\nestimate"
+        out = subprocess.run(["bash", "-c", script], input="\n".join(lines) + "\n", capture_output=True,
+                             text=True, check=True).stdout.splitlines()
+        assert [line for line in out if line.startswith("train_ae.py")] == lines
+        forecasts = [line for line in out if "should take" in line]
+        assert len(forecasts) == (1 if said else 0), out
+        if said:   # half the rate: twice the measured run's time, said once, right after the first rate line
+            assert out[2] == forecasts[0]
+            assert forecasts[0].endswith(f"the whole run should take about {2 * seconds / 60:.0f} minutes")

@@ -240,9 +240,13 @@ def test_curve_scores_every_checkpoint_of_a_longer_run(smoke_out, tmp_path):
     # scoring is seeded: the same checkpoint scores the same again, here through the Python function
     from recipes.quickstart.score import score_checkpoints
 
+    from mgeldm.config import compose_config
+
     classes = (smoke_out / "classes.txt").read_text().strip().split(",")
+    sampler = compose_config("quickstart_dit", [])["trainer"]["monitor"]    # the curve scores with the report's
     again = score_checkpoints("dit", [rows[1]["checkpoint"]], str(smoke_out / "eval"), classes=classes,
-                              overrides=["model.MGELDM.depth=2"])
+                              steps=int(sampler["steps"]), cfg_scale=float(sampler["cfg_scale"]),
+                              overlap=float(sampler["overlap_seconds"]), overrides=["model.MGELDM.depth=2"])
     assert again[0]["logmel_l1_ratio_vs_mix"] == rows[1]["logmel_l1_ratio_vs_mix"]
     assert again[0]["per_stem"] == rows[1]["per_stem"]
     assert "| step00000004.ckpt | 4 |" in (curve / "curve.md").read_text()

@@ -80,3 +80,25 @@ def test_soundfont_option_is_used_for_rendering_and_a_missing_file_is_refused(tm
         plan_corpus(dataclasses.replace(PLAIN, soundfont=str(tmp_path / "missing.sf2")))
     with pytest.raises(UserError, match="--timbre loud"):
         plan_corpus(dataclasses.replace(PLAIN, timbre="loud"))
+
+
+def _handlers() -> tuple:
+    import signal
+
+    return signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+
+def test_rendering_workers_leave_signals_to_the_parent():
+    """Forked rendering workers must not inherit the tool's SIGTERM handler: the pool's exit terminates them, and
+    an inherited handler printed a traceback from each (in the quickstart's log)."""
+    import multiprocessing as mp
+    import signal
+
+    from recipes.quickstart.synth.corpus import _quiet_worker
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)    # as the tool boundary installs one
+    try:
+        with mp.get_context("fork").Pool(1, initializer=_quiet_worker) as pool:
+            assert pool.apply(_handlers) == (signal.SIG_IGN, signal.SIG_DFL)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -254,6 +254,15 @@ def _check_out_dir(root: Path, settings: CorpusSettings, overwrite: bool) -> Non
         manifest.unlink()
 
 
+def _quiet_worker() -> None:
+    """A rendering worker leaves Ctrl-C to the parent and dies silently when the pool terminates it (a forked worker
+    would otherwise inherit the tool's SIGTERM handler and print a traceback at every pool exit)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _job(args: tuple[TrackPlan, str, int, str, str | None]) -> tuple[str, str]:
     plan, root, sr, timbre, soundfont = args
     return plan.name, write_track(plan, Path(root), sr, timbre, soundfont)
@@ -283,7 +292,7 @@ def generate_corpus(root: str | os.PathLike, settings: CorpusSettings, *, worker
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 
-        with mp.get_context("fork").Pool(workers) as pool:
+        with mp.get_context("fork").Pool(workers, initializer=_quiet_worker) as pool:
             consume(pool.imap_unordered(_job, jobs))
     else:
         consume(map(_job, jobs))
