@@ -66,6 +66,7 @@ def test_model_scores_run_on_the_tiny_model_and_are_seeded(reference_fixtures):
     assert a["x0_error_t0.05"] < a["x0_error_t1"]
 
 
+@pytest.mark.slow
 def test_regressor_learns_a_prompted_choice():
     """The bar itself must be able to learn: keep the prompted one of two stems, loss falls 5x."""
     from mgeldm.evaluation.baseline import train_regressor

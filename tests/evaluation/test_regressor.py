@@ -27,6 +27,7 @@ def toy(tmp_path_factory):
     return root, conditioner
 
 
+@pytest.mark.slow
 def test_regressor_command_trains_on_the_dit_batches_and_saves(toy, capsys):
     from mgeldm.cli.diagnose import compose, eval_songs, main, silence_from
     from mgeldm.data.prompts import canonical_prompt

@@ -89,6 +89,7 @@ def test_gpu_plan_budget(gpu_plan):
                    for a in argv)
 
 
+@pytest.mark.slow
 def test_smoke_gpu_keeps_the_smoke_batches(tmp_path):
     plan = _plan(tmp_path, "--smoke", "--gpu")
     (ae,) = _python_steps(plan, "train_ae")
@@ -99,6 +100,7 @@ def test_smoke_gpu_keeps_the_smoke_batches(tmp_path):
     assert "trainer.pl_trainer.accelerator=gpu" in ae and TABLE_NODE in dit
 
 
+@pytest.mark.slow
 def test_cpu_medium_plan_is_unchanged(tmp_path):
     """Without --gpu: MiniLM (no table), the CPU's step budgets."""
     plan = _plan(tmp_path, "--size", "medium")
@@ -198,6 +200,7 @@ def test_table_model_loads_anywhere_and_refuses_an_unknown_prompt(table_model, t
     assert "'The sound of a kazoo.'" in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_infer_refuses_a_prompt_the_table_lacks_in_one_line(table_model, tmp_path):
     import soundfile as sf
 

@@ -112,6 +112,7 @@ def _same_weights(a: dict, b: dict) -> None:
             assert all(torch.equal(pa[k], pb[k]) for k in pa)
 
 
+@pytest.mark.slow
 def test_monitor_logs_keeps_the_best_and_leaves_training_alone(tmp_path, train, capsys):
     """Every 4 steps and at the last (10): the scores (and an x0 probe) in metrics.csv, one line each; best.json
     names the best-scoring steps' checkpoints, unwrap_model.py unwraps the best; the weights are those of the same

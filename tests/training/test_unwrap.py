@@ -90,6 +90,7 @@ def _hydra_main_checkpoint(tmp_path: Path, state: dict) -> Path:
     return tmp_path / "orig_hydra.ckpt"
 
 
+@pytest.mark.slow
 def test_unwrap_checkpoint_of_a_hydra_main_run(tmp_path):
     import collections
 
