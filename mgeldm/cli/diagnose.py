@@ -264,18 +264,18 @@ def latents_cmd(args: argparse.Namespace) -> list[dict[str, Any]]:
             model.conditioner = conditioner
             rows.append(_print_row(args, {"checkpoint": str(path), "weights": weights,
                                           **score_row(model, songs, silence, args)}))
+    embed = build_conditioner(cfg["model"]).embed_text if args.regressor else None   # the config's text encoder
     for file in args.regressor:
-        rows.append(_print_row(args, {"regressor": str(file), **regressor_row(file, cfg, songs, silence)}))
+        rows.append(_print_row(args, {"regressor": str(file), **regressor_row(file, embed, songs, silence)}))
     return rows
 
 
-def regressor_row(file: str, cfg: Mapping[str, Any], songs, silence: torch.Tensor) -> dict[str, Any]:
-    """The latent scores of a ``diagnose.py regressor`` file (conditioned by the config's text encoder)."""
+def regressor_row(file: str, embed: Any, songs, silence: torch.Tensor) -> dict[str, Any]:
+    """The latent scores of a ``diagnose.py regressor`` file, its prompts embedded by ``embed``."""
     from mgeldm.evaluation.baseline import load_regressor, regressor_estimates
     from mgeldm.evaluation.latent import score_estimates
 
     net, stats, steps = load_regressor(file)
-    embed = build_conditioner(cfg["model"]).embed_text
     scores = score_estimates(songs, regressor_estimates(net, stats, songs, embed, canonical_prompt), silence)
     return {"steps": steps, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}}
 

@@ -93,7 +93,6 @@ def check_options(cfg: Mapping[str, Any]) -> Path:
     parse_task_t1(recipe.get("task_t1"), recipe.get("task_mix"))
     if cfg.get("autoencoder_ckpt_path"):
         check_readable_file(cfg["autoencoder_ckpt_path"], "autoencoder_ckpt_path", "the unwrapped AE")
-    recipe = (cfg.get("trainer") or {}).get("recipe") or {}
     if recipe.get("text_conditioning", True) and cfg.get("clap_ckpt_path"):
         check_readable_file(cfg["clap_ckpt_path"], "clap_ckpt_path", "the CLAP checkpoint")
     check_monitor(cfg)
