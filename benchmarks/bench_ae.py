@@ -77,7 +77,7 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="small", help="small (default) or full (the released size)")
     add_common_args(p)
@@ -92,22 +92,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--no-train", action="store_true", help="skip the forward+backward measurement")
     p.add_argument("--fuse", action="store_true", help="compiled one-kernel SnakeBeta in inference (CUDA only)")
     p.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN pick conv algorithms by timing")
-    args = p.parse_args(argv)
+    return p
 
-    apply_threads(args.threads)
-    if args.cudnn_benchmark:
-        torch.backends.cudnn.benchmark = True
-    device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    cfg = load_config(args.config)
-    torch.manual_seed(0)
-    model = build_autoencoder(cfg).to(device=device, dtype=dtype).eval()
+
+def random_audio(model, args: argparse.Namespace, device: torch.device,
+                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Generator, int, float]:
+    """The input (whole latent frames of noise), the generator it came from, its latent frames and seconds."""
     ratio, sr = model.downsampling_ratio, model.sample_rate
     frames = max(1, round(args.seconds * sr / ratio))
     seconds = frames * ratio / sr
     gen = torch.Generator(device=device).manual_seed(0)
     audio = 0.1 * torch.randn(args.batch, model.io_channels, frames * ratio, generator=gen, device=device, dtype=dtype)
-    chunk = dict(chunked=args.chunked, max_batch_size=args.chunk_batch)
+    return audio, gen, frames, seconds
 
+
+def describe(model, args: argparse.Namespace, device: torch.device, frames: int, seconds: float) -> dict[str, Any]:
+    """The settings the numbers belong to (the first keys of the JSON object)."""
     result: dict[str, Any] = {
         "dtype": args.dtype, "config": args.config, "params": sum(p.numel() for p in model.parameters()),
         "batch": args.batch, "audio_seconds": seconds, "latent_frames": frames, "chunked": args.chunked,
@@ -116,38 +116,62 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if device.type == "cuda":
         result.update({"cudnn_benchmark": torch.backends.cudnn.benchmark,
                        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32})
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    return result
 
-    if not args.no_fold:
-        model.fold_weight_norm()
-    model.fuse_activations(args.fuse)
-    result["fused_activations"] = args.fuse and device.type == "cuda"
+
+def time_inference(model, audio: torch.Tensor, args: argparse.Namespace, device: torch.device,
+                   total: float) -> dict[str, Any]:
+    """Encode and decode times (and their peak memory), in inference mode."""
+    chunk = dict(chunked=args.chunked, max_batch_size=args.chunk_batch)
     with torch.inference_mode():
         z = model.encode_audio(audio, **chunk)
         t_enc = timed(lambda: model.encode_audio(audio, **chunk), device, args.repeats, args.warmup)
         peak_enc = peak_memory_mb(device)
         t_dec = timed(lambda: model.decode_audio(z, **chunk), device, args.repeats, args.warmup)
         peak_dec = peak_memory_mb(device)
-    result.update({"peak_memory_encode_mb": round(peak_enc, 1), "peak_memory_decode_mb": round(peak_dec, 1)})
+    return {"peak_memory_encode_mb": round(peak_enc, 1), "peak_memory_decode_mb": round(peak_dec, 1),
+            "encode_s": t_enc, "decode_s": t_dec,
+            "encode_audio_s_per_s": total / t_enc, "decode_audio_s_per_s": total / t_dec}
+
+
+def time_training(model, audio: torch.Tensor, gen: torch.Generator, args: argparse.Namespace, device: torch.device,
+                  total: float) -> dict[str, Any]:
+    """One training step's time (forward + backward of an L1 + KL loss) and its peak memory."""
+    model.train()  # drops the fold: gradients go to weight_g / weight_v
+
+    def step() -> None:
+        z, info = model.encode(audio, return_info=True, generator=gen)
+        loss = (model.decode(z) - audio).abs().mean() + 1e-4 * info["kl"]
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    t_train = timed(step, device, args.repeats, args.warmup)
+    return {"train_step_s": t_train, "train_audio_s_per_s": total / t_train,
+            "peak_memory_train_mb": round(peak_memory_mb(device), 1)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    apply_threads(args.threads)
+    if args.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    cfg = load_config(args.config)
+    torch.manual_seed(0)
+    model = build_autoencoder(cfg).to(device=device, dtype=dtype).eval()
+    audio, gen, frames, seconds = random_audio(model, args, device, dtype)
+
+    result = describe(model, args, device, frames, seconds)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    if not args.no_fold:
+        model.fold_weight_norm()
+    model.fuse_activations(args.fuse)
+    result["fused_activations"] = args.fuse and device.type == "cuda"
     total = args.batch * seconds
-    result.update({
-        "encode_s": t_enc, "decode_s": t_dec,
-        "encode_audio_s_per_s": total / t_enc, "decode_audio_s_per_s": total / t_dec,
-    })
-
+    result.update(time_inference(model, audio, args, device, total))
     if not args.no_train:
-        model.train()  # drops the fold: gradients go to weight_g / weight_v
-
-        def step() -> None:
-            z, info = model.encode(audio, return_info=True, generator=gen)
-            loss = (model.decode(z) - audio).abs().mean() + 1e-4 * info["kl"]
-            loss.backward()
-            model.zero_grad(set_to_none=True)
-
-        t_train = timed(step, device, args.repeats, args.warmup)
-        result.update({"train_step_s": t_train, "train_audio_s_per_s": total / t_train,
-                       "peak_memory_train_mb": round(peak_memory_mb(device), 1)})
+        result.update(time_training(model, audio, gen, args, device, total))
     return emit("ae", result, device)
 
 

@@ -53,7 +53,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--size", choices=["tiny", "full"], default="tiny")
     p.add_argument("--ckpt", default=None, help="released .pt or converted .safetensors (full size)")
@@ -63,37 +63,49 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--clips", type=int, default=4, help="10 s clips")
     p.add_argument("--audio-batch", type=int, default=8)
-    args = p.parse_args(argv)
+    return p
 
+
+def time_text(clap: LaionClap, n_prompts: int, device: str) -> tuple[float, float]:
+    """Seconds to embed ``n_prompts`` prompts after a warm-up: first with an empty cache, then cached."""
+    moods = ["calm", "loud", "fast"]
+    prompts = [f"a recording number {i} of a {moods[i % 3]} piano piece" for i in range(n_prompts)]
+    clap.embed_text(prompts[:2])  # warm-up
+    clap._cache.clear()
+    _sync(device)
+    t0 = time.perf_counter()
+    clap.embed_text(prompts)
+    _sync(device)
+    text_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    clap.embed_text(prompts)
+    _sync(device)
+    cached_s = time.perf_counter() - t0
+    return text_s, cached_s
+
+
+def time_audio(clap: LaionClap, clips: int, device: str) -> tuple[float, float]:
+    """Seconds to embed ``clips`` clips of noise after a warm-up, and the seconds of audio they hold."""
+    g = torch.Generator().manual_seed(0)
+    clip = clap.model.sizes.clip_samples
+    audio = 0.1 * torch.randn(clips, clip, generator=g)
+    clap.embed_audio(audio[:1], clap.sample_rate)  # warm-up
+    _sync(device)
+    t0 = time.perf_counter()
+    clap.embed_audio(audio, clap.sample_rate)
+    _sync(device)
+    audio_s = time.perf_counter() - t0
+    return audio_s, clips * clip / clap.sample_rate
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     apply_threads(args.threads)
     t0 = time.perf_counter()
     clap = build(args)
     load_s = time.perf_counter() - t0
-
-    moods = ["calm", "loud", "fast"]
-    prompts = [f"a recording number {i} of a {moods[i % 3]} piano piece" for i in range(args.prompts)]
-    clap.embed_text(prompts[:2])  # warm-up
-    clap._cache.clear()
-    _sync(args.device)
-    t0 = time.perf_counter()
-    clap.embed_text(prompts)
-    _sync(args.device)
-    text_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    clap.embed_text(prompts)
-    _sync(args.device)
-    cached_s = time.perf_counter() - t0
-
-    g = torch.Generator().manual_seed(0)
-    clip = clap.model.sizes.clip_samples
-    audio = 0.1 * torch.randn(args.clips, clip, generator=g)
-    clap.embed_audio(audio[:1], clap.sample_rate)  # warm-up
-    _sync(args.device)
-    t0 = time.perf_counter()
-    clap.embed_audio(audio, clap.sample_rate)
-    _sync(args.device)
-    audio_s = time.perf_counter() - t0
-    seconds = args.clips * clip / clap.sample_rate
+    text_s, cached_s = time_text(clap, args.prompts, args.device)
+    audio_s, seconds = time_audio(clap, args.clips, args.device)
 
     return emit("clap", {
         "size": args.size,

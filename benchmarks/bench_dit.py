@@ -140,28 +140,56 @@ def run_settings(args: argparse.Namespace) -> tuple[torch.device, torch.dtype, i
     return device, dtype, batch, warmup, steps
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_dit_args(parser)
-    args = parser.parse_args(argv)
-    device, dtype, batch, warmup, steps = run_settings(args)
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: the peak allocated memory since the last reset; CPU: the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    cfg = load_config(args.config)
+
+def build_model(cfg: dict, checkpointing: bool, device: torch.device) -> tuple[MGEDiT, torch.Generator]:
+    """The DiT with every weight nudged (seed 0), so that the zero-initialised branches do real work, and the
+    generator it drew from (the inputs come next from it)."""
     torch.manual_seed(0)
     model = build_dit(cfg).to(device)
-    model.gradient_checkpointing = args.checkpointing
+    model.gradient_checkpointing = checkpointing
     gen = torch.Generator(device=device).manual_seed(0)
     # Randomise the zero-initialised branches so every path does real work.
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.02 * torch.randn(p.shape, generator=gen, device=device))
-    run = torch.compile(model) if args.compile else model
+    return model, gen
 
+
+def random_inputs(model: MGEDiT, batch: int, frames: int, gen: torch.Generator,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Latents x, per-track times t and CLAP conditions, drawn in that order."""
     k, c = model.num_tracks, model.io_channels
-    x = torch.randn(batch, k * c, args.frames, generator=gen, device=device)
+    x = torch.randn(batch, k * c, frames, generator=gen, device=device)
     t = torch.rand(batch, k, generator=gen, device=device)
     cond = torch.randn(batch, k, model.global_cond_dim, generator=gen, device=device)
-    amp = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    return x, t, cond
+
+
+def flash_usable(model: MGEDiT, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, amp,
+                 device: torch.device, dtype: torch.dtype) -> bool | None:
+    """Whether the flash kernel runs for our q/k/v layout (None on CPU or in float32)."""
+    if device.type != "cuda" or dtype == torch.float32:
+        return None
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    try:
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION), torch.no_grad(), amp:
+            model(x[:2], t[:2], cond[:2])
+        return True
+    except RuntimeError:
+        return False
+
+
+def time_steps(model: MGEDiT, run, inputs: tuple[torch.Tensor, ...], amp, device: torch.device, warmup: int,
+               steps: int) -> tuple[float, float, float]:
+    """Seconds per forward (inference), per forward + backward (training) and per condition-MLP step."""
+    x, t, cond = inputs
 
     def forward() -> None:
         with torch.no_grad(), amp:
@@ -175,17 +203,6 @@ def main(argv: list[str] | None = None) -> dict:
         for p in model.parameters():
             p.grad = None
 
-    model.eval()
-    flash = None
-    if device.type == "cuda" and dtype != torch.float32:  # is the flash kernel usable for our q/k/v layout?
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        try:
-            with sdpa_kernel(SDPBackend.FLASH_ATTENTION), torch.no_grad(), amp:
-                model(x[:2], t[:2], cond[:2])
-            flash = True
-        except RuntimeError:
-            flash = False
     def condition_step() -> None:
         with amp:
             condition_mlps(model, t, cond).backward()
@@ -196,18 +213,18 @@ def main(argv: list[str] | None = None) -> dict:
     model.train()
     t_train = timed(train_step, device, warmup, steps)
     t_cond = timed(condition_step, device, warmup, steps)
-    peak_mb = (
-        torch.cuda.max_memory_allocated(device) / 2**20
-        if device.type == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
+    return t_fwd, t_train, t_cond
 
-    n = args.frames + 1
+
+def report(args: argparse.Namespace, cfg: dict, model: MGEDiT, device: torch.device, dtype: torch.dtype,
+           batch: int, flash: bool | None, times: tuple[float, float, float], peak_mb: float) -> dict:
+    """The JSON object's numbers: the settings, the times, the throughput, the memory, TFLOP/s and MFU."""
+    t_fwd, t_train, t_cond = times
     fwd_flops = forward_flops(model, batch, args.frames)
     train_flops = 3 * fwd_flops
     _, peak = device_peak(device, dtype)
     train_tflops = train_flops / t_train / 1e12
-    return emit("dit", {
+    return {
         "dtype": str(dtype).replace("torch.", ""),
         "autocast": dtype != torch.float32,
         "config": args.config,
@@ -216,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
         "params_per_token": per_token_params(model),
         "batch": batch,
         "frames": args.frames,
-        "seq_len": n,
+        "seq_len": args.frames + 1,
         "compile": args.compile,
         "flash_attention_usable": flash,
         "activation_checkpointing": args.checkpointing,
@@ -232,7 +249,29 @@ def main(argv: list[str] | None = None) -> dict:
         "device_peak_tflops": peak,
         "mfu": round(train_tflops / peak, 4) if peak else None,
         "flop_formula": "train = 3 * (2*P_tok*B*N + 4*L*B*N^2*D); P_tok = per-token matmul weights, N = T+1",
-    }, device)
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_dit_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    device, dtype, batch, warmup, steps = run_settings(args)
+    cfg = load_config(args.config)
+    model, gen = build_model(cfg, args.checkpointing, device)
+    run = torch.compile(model) if args.compile else model
+    inputs = random_inputs(model, batch, args.frames, gen, device)
+    amp = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    model.eval()
+    flash = flash_usable(model, *inputs, amp, device, dtype)
+    times = time_steps(model, run, inputs, amp, device, warmup, steps)
+    peak_mb = peak_memory_mb(device)
+    return emit("dit", report(args, cfg, model, device, dtype, batch, flash, times, peak_mb), device)
 
 
 if __name__ == "__main__":

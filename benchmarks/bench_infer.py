@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_dit import device_peak, forward_flops  # noqa: E402
 from benchlib import add_common_args, apply_threads, emit  # noqa: E402
 
-from mgeldm.api import compute_dtype, resolve_device  # noqa: E402
+from mgeldm.inputs import compute_dtype, resolve_device  # noqa: E402
 from mgeldm.diffusion.samplers import SAMPLERS  # noqa: E402
 from mgeldm.models.mgeldm import build_mgeldm  # noqa: E402
 from mgeldm.tasks import tasks  # noqa: E402
@@ -161,8 +161,8 @@ def parse_also(values: list[str]) -> list[tuple[str, int]]:
     return out
 
 
-def measure(runner: tasks.TaskRunner, conditions: Conditions, waves: list[torch.Tensor], settings: tasks.SamplingSettings,
-            seed: int, count: bool) -> dict[str, Any]:
+def measure(runner: tasks.TaskRunner, conditions: Conditions, waves: list[torch.Tensor],
+            settings: tasks.SamplingSettings, seed: int, count: bool) -> dict[str, Any]:
     """One timed extraction of every wave (one batch of songs); per-phase seconds and DiT calls."""
     runner.timings = tasks.Timings()
     gens = [torch.Generator(device=runner.device).manual_seed(seed + i) for i in range(len(waves))]
@@ -170,7 +170,7 @@ def measure(runner: tasks.TaskRunner, conditions: Conditions, waves: list[torch.
     start = time.perf_counter()
     with count_syncs(runner.device, count) as syncs:
         cond, clap_s = conditions()
-        tasks.given_task_songs("source_extract", runner, waves, cond, settings, gens)
+        tasks.run_task(runner, tasks.TASKS["source_extract"], cond, settings, gens, waves=waves)
         sync(runner.device)
     elapsed = time.perf_counter() - start
     tm = runner.timings
@@ -222,15 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-
-    apply_threads(args.threads)
-    also = parse_also(args.also)
-    device = resolve_device(args.device)
-    precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
-    dtype = compute_dtype(precision)
-    cfg = full_config() if args.full else small_config()
+def build_models(args: argparse.Namespace, cfg: dict, device: torch.device,
+                 dtype: torch.dtype | None) -> tuple[torch.nn.Module, str, Any, float]:
+    """The model (seed ``--seed``, random weights built on ``device``), the CLAP size and model (None for
+    'none') and the seconds it took to build them."""
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     with torch.device(device):  # random weights initialised where they run: no 1.2 B-parameter copy
@@ -240,39 +235,50 @@ def main(argv: list[str] | None = None) -> dict:
     clap_size = args.clap or ("full" if args.full else "small")
     clap = None if clap_size == "none" else build_clap(clap_size, int(cfg["MGELDM"]["global_cond_dim"]), device, dtype)
     sync(device)
-    build_s = time.perf_counter() - t0
+    return model, clap_size, clap, time.perf_counter() - t0
 
-    runner = tasks.TaskRunner(model, device=device, autocast_dtype=dtype, compile=args.compile)
-    conditions = Conditions(clap, args.prompts, runner.cond_dim, device, args.seed)
-    samples = int(args.seconds * runner.sample_rate)
-    g = torch.Generator().manual_seed(args.seed)
-    waves = [0.1 * torch.randn(samples, generator=g) for _ in range(args.songs)]
-    runs = [(args.sampler, args.steps)] + also
 
-    # Warm-up (kernel selection, allocator, compilation / CUDA graph capture) on one window of every batch
-    # shape the timed runs use, with every sampler; not timed.
-    window = waves[0][: runner.window * runner.ratio]
+def warm_up(runner: tasks.TaskRunner, conditions: Conditions, wave: torch.Tensor, runs: list[tuple[str, int]],
+            args: argparse.Namespace) -> None:
+    """Warm-up (kernel selection, allocator, compilation / CUDA graph capture) on one window of every batch
+    shape the timed runs use, with every sampler; not timed."""
+    window = wave[: runner.facts.window * runner.facts.ratio]
     shapes = [args.songs] + ([1] if args.sequential and args.songs > 1 else [])
     for name, _ in runs:
         for songs in shapes:
             measure(runner, conditions, [window] * songs, tasks.SamplingSettings(3, args.cfg_scale, 0.0, sampler=name),
                     args.seed, False)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
 
-    dit_params = sum(x.numel() for x in model.model_dit.parameters())
-    weight_bytes = sum(x.numel() * x.element_size() for x in model.model_dit.parameters())
+
+def dit_costs(dit: torch.nn.Module, device: torch.device, dtype: torch.dtype | None,
+              bandwidth_gbs: float | None) -> dict[str, Any]:
+    """The DiT's parameters and weight bytes, and the device's bandwidth and dense peak (the bounds' inputs)."""
+    dit_params = sum(x.numel() for x in dit.parameters())
+    weight_bytes = sum(x.numel() * x.element_size() for x in dit.parameters())
     name, peak = device_peak(device, dtype or torch.float32)
-    bandwidth = args.bandwidth_gbs or next((v for k, v in KNOWN_BANDWIDTH.items() if k in name), None)
+    bandwidth = bandwidth_gbs or next((v for k, v in KNOWN_BANDWIDTH.items() if k in name), None)
+    return {"dit_params": dit_params, "dit_weight_bytes": weight_bytes, "bandwidth_gbs": bandwidth,
+            "peak_tflops": peak}
+
+
+def windows_per_song(runner: tasks.TaskRunner, samples: int, overlap_s: float) -> int:
+    frames = math.ceil(samples / runner.facts.ratio)
+    overlap = overlap_frames(overlap_s, runner.facts.frame_rate, runner.facts.window)
+    return len(plan_windows(frames, runner.facts.window, overlap))
+
+
+def time_runs(runner: tasks.TaskRunner, dit: torch.nn.Module, conditions: Conditions, waves: list[torch.Tensor],
+              runs: list[tuple[str, int]], args: argparse.Namespace,
+              costs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Every (sampler, steps) run on all the songs together, then (``--sequential``) one song at a time."""
     cfg_factor = 2 if args.cfg_scale != 1.0 else 1
-    frames = math.ceil(samples / runner.ratio)
-    windows = len(plan_windows(frames, runner.window, overlap_frames(args.overlap, runner.frame_rate, runner.window)))
 
     def run(sampler: str, steps: int, songs: list[torch.Tensor]) -> dict[str, Any]:
         settings = tasks.SamplingSettings(steps, args.cfg_scale, args.overlap, 1, sampler=sampler)
-        flops = forward_flops(model.model_dit, cfg_factor * args.prompts * len(songs), runner.window)
+        flops = forward_flops(dit, cfg_factor * args.prompts * len(songs), runner.facts.window)
         result = measure(runner, conditions, songs, settings, args.seed, not args.no_count_syncs)
-        return with_bounds(result, flops, weight_bytes, bandwidth, peak, args.seconds)
+        return with_bounds(result, flops, costs["dit_weight_bytes"], costs["bandwidth_gbs"], costs["peak_tflops"],
+                           args.seconds)
 
     results = [run(sampler, steps, waves) for sampler, steps in runs]
     sequential = None
@@ -281,17 +287,50 @@ def main(argv: list[str] | None = None) -> dict:
         total = sum(r["seconds"] for r in one)
         sequential = {"seconds": round(total, 3), "songs_per_minute": round(60.0 * len(one) / total, 3),
                       "dit_forwards": sum(r["dit_forwards"] for r in one)}
+    return results, sequential
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """CUDA: the peak allocated bytes since the reset; CPU: the process's peak resident set size."""
     peak_mem = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return int(peak_mem)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+
+    apply_threads(args.threads)
+    also = parse_also(args.also)
+    device = resolve_device(args.device)
+    precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
+    dtype = compute_dtype(precision)
+    cfg = full_config() if args.full else small_config()
+    model, clap_size, clap, build_s = build_models(args, cfg, device, dtype)
+
+    runner = tasks.TaskRunner(model, device=device, autocast_dtype=dtype, compile=args.compile)
+    conditions = Conditions(clap, args.prompts, runner.model.cond_dim, device, args.seed)
+    samples = int(args.seconds * runner.facts.sample_rate)
+    g = torch.Generator().manual_seed(args.seed)
+    waves = [0.1 * torch.randn(samples, generator=g) for _ in range(args.songs)]
+    runs = [(args.sampler, args.steps)] + also
+    warm_up(runner, conditions, waves[0], runs, args)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    costs = dit_costs(model.model_dit, device, dtype, args.bandwidth_gbs)
+    windows = windows_per_song(runner, samples, args.overlap)
+    results, sequential = time_runs(runner, model.model_dit, conditions, waves, runs, args, costs)
+    peak_mem = peak_memory_bytes(device)
     return emit("infer_source_extract", {
         "model": "full" if args.full else "small", "weights": "random", "clap": clap_size if clap else "none",
         "compile": args.compile, "precision": precision, "audio_seconds": args.seconds, "prompts": args.prompts,
         "songs": args.songs, "cfg_scale": args.cfg_scale, "overlap_s": args.overlap, "windows_per_song": windows,
-        "dit_params": dit_params, "dit_weight_bytes": weight_bytes, "bandwidth_gbs": bandwidth, "peak_tflops": peak,
+        **costs,
         "bound_formulas": {"weight_read": "dit_weight_bytes * dit_forwards / bandwidth",
                            "flops": "dit_forwards * (2*P_tok*B*N + 4*L*B*N^2*D) / peak, B = CFG x prompts x songs"},
         "runs": results, "sequential": sequential,
-        "peak_memory_bytes": int(peak_mem),
+        "peak_memory_bytes": peak_mem,
         "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
         "build_s": round(build_s, 2),
     }, device)

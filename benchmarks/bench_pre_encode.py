@@ -24,7 +24,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from benchlib import add_common_args, apply_threads, emit, fixture_dir, tiny_clap_config  # noqa: E402
 
 from mgeldm.data.corpora.base import Track  # noqa: E402
-from mgeldm.data.pre_encode import EncodeSettings, TrackEncoder, encode_track  # noqa: E402
+from mgeldm.data.pre_encode.encoder import TrackEncoder  # noqa: E402
+from mgeldm.data.pre_encode.settings import EncodeSettings  # noqa: E402
+from mgeldm.data.pre_encode.tracks import encode_track  # noqa: E402
 
 
 def build_models(full: bool, device: str):
@@ -46,7 +48,7 @@ def build_models(full: bool, device: str):
     return ae, clap
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--full", action="store_true", help="full-size AE and CLAP")
     add_common_args(p)
@@ -56,14 +58,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sample-rate", type=int, default=44100)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--clap-batch-size", type=int, default=16)
-    args = p.parse_args(argv)
+    return p
 
-    apply_threads(args.threads)
-    resampler = "soxr"
+
+def choose_resampler() -> str:
+    """soxr where installed; else the encoder's resampler becomes a linear interpolation. Returns which."""
     try:
         import soxr  # noqa: F401
     except ImportError:  # some bare GPU hosts lack it: time the models with a linear-interpolation stand-in
-        import mgeldm.data.pre_encode as pe
+        import mgeldm.data.pre_encode.encoder as pe
 
         def _linear(wave, orig_sr, target_sr):
             if orig_sr == target_sr:
@@ -71,36 +74,56 @@ def main(argv: list[str] | None = None) -> dict:
             n = int(round(wave.shape[-1] * target_sr / orig_sr))
             return torch.nn.functional.interpolate(wave[:, None], size=n, mode="linear")[:, 0]
 
-        pe.resample, resampler = _linear, "linear (soxr missing)"
-    ae, clap = build_models(args.full, args.device)
-    settings = EncodeSettings.from_mapping({"batch_size": args.batch_size, "clap_batch_size": args.clap_batch_size,
-                                             "progress": False})
-    enc = TrackEncoder(ae, clap, settings, device=args.device)
+        pe.resample = _linear
+        return "linear (soxr missing)"
+    return "soxr"
+
+
+def random_songs(args: argparse.Namespace) -> list[Track]:
+    """``--songs`` songs of ``--stems`` stems of noise (seed 0)."""
     gen = torch.Generator().manual_seed(0)
     n = int(args.seconds * args.sample_rate)
-    songs = [Track(f"song{i}", args.sample_rate, {f"stem{k}": 0.1 * torch.randn(n, generator=gen)
-                                                   for k in range(args.stems)}) for i in range(args.songs)]
+    return [Track(f"song{i}", args.sample_rate, {f"stem{k}": 0.1 * torch.randn(n, generator=gen)
+                                                  for k in range(args.stems)}) for i in range(args.songs)]
+
+
+def timed(name: str, fn, timers: dict[str, float], device: str):
+    """``fn``, adding its wall time (device synced) to ``timers[name]`` at every call."""
+    def run(*a, **kw):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        out = fn(*a, **kw)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        timers[name] += time.perf_counter() - t
+        return out
+    return run
+
+
+def time_songs(enc: TrackEncoder, songs: list[Track], device: str) -> tuple[float, dict[str, float]]:
+    """Wall seconds to encode ``songs`` after a warm-up on the first, and the seconds in the AE and in CLAP."""
     timers = {"ae": 0.0, "clap": 0.0}
-
-    def timed(name, fn):
-        def run(*a, **kw):
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            out = fn(*a, **kw)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            timers[name] += time.perf_counter() - t
-            return out
-        return run
-
-    enc.latents, enc.embeddings = timed("ae", enc.latents), timed("clap", enc.embeddings)
+    enc.latents = timed("ae", enc.latents, timers, device)
+    enc.embeddings = timed("clap", enc.embeddings, timers, device)
     encode_track(songs[0], enc, mix_only=False)  # warm-up (kernels, allocator), not counted
     timers.update(ae=0.0, clap=0.0)
     start = time.perf_counter()
     for song in songs:
         encode_track(song, enc, mix_only=False)
-    wall = time.perf_counter() - start
+    return time.perf_counter() - start, timers
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    apply_threads(args.threads)
+    resampler = choose_resampler()
+    ae, clap = build_models(args.full, args.device)
+    settings = EncodeSettings.from_mapping({"batch_size": args.batch_size, "clap_batch_size": args.clap_batch_size,
+                                             "progress": False})
+    enc = TrackEncoder(ae, clap, settings, device=args.device)
+    songs = random_songs(args)
+    wall, timers = time_songs(enc, songs, args.device)
     song_hours = args.songs * args.seconds / 3600.0
     signals = args.songs * (2 * args.stems + 1)
     return emit("pre_encode", {

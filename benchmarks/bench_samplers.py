@@ -34,8 +34,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchlib import add_common_args, apply_threads, emit  # noqa: E402
 
-from mgeldm.api import compute_dtype  # noqa: E402
-from mgeldm.diffusion.samplers import SAMPLERS, denoiser_calls, sample_given_track, sample_joint  # noqa: E402
+from mgeldm.inputs import compute_dtype  # noqa: E402
+from mgeldm.diffusion.samplers import SAMPLERS, Known, denoiser_calls  # noqa: E402
+from mgeldm.diffusion.schedule import sampling_times  # noqa: E402
 from mgeldm.models.dit import build_dit  # noqa: E402
 
 # The released geometry (channels, tracks, condition width) with a narrow, shallow transformer.
@@ -74,10 +75,8 @@ def make_denoiser(model, embed: torch.Tensor, cfg_scale: float, dtype: torch.dty
 
 
 def solve(denoiser, noise: torch.Tensor, given: torch.Tensor | None, sampler: str, steps: int, num_tracks: int):
-    kw = dict(steps=steps, num_tracks=num_tracks, sampler=sampler)
-    if given is None:
-        return sample_joint(denoiser, noise, **kw)
-    return sample_given_track(denoiser, noise, given, 0, **kw)
+    known = Known(num_tracks, given_track=None if given is None else 0, given_z=given)
+    return SAMPLERS[sampler](denoiser, noise, sampling_times(steps), known)
 
 
 def errors(x0: torch.Tensor, ref: torch.Tensor, rows: slice) -> dict[str, float]:
@@ -120,22 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-
-    apply_threads(args.threads)
-    device = torch.device(args.device)
-    dtype = compute_dtype(args.precision)
+def parse_lists(args: argparse.Namespace) -> tuple[list[int], list[str]]:
+    """The step counts (sorted, unique) and the samplers of ``--steps`` and ``--samplers``, checked."""
     steps_list = sorted({int(s) for s in args.steps.split(",") if s.strip()})
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
     unknown = sorted(set(samplers) - set(SAMPLERS))
     if unknown or not steps_list or min(steps_list) < 2:
         raise SystemExit(f"--samplers from {', '.join(SAMPLERS)} (got {unknown}); --steps integers >= 2")
-    cfg = dit_config(args.full)
-    cfg.update({k: v for k, v in (("depth", args.depth), ("embed_dim", args.embed_dim)) if v is not None})
-    model = random_dit(cfg, device, args.seed)
-    k, c = model.num_tracks, model.io_channels
+    return steps_list, samplers
 
+
+def random_inputs(model, args: argparse.Namespace,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The noise, the text embedding (a unit vector on the conditioned track) and, for source extraction, the
+    given mix track, drawn in that order from seed ``--seed`` + 1."""
+    k, c = model.num_tracks, model.io_channels
     g = torch.Generator(device=device).manual_seed(args.seed + 1)
     b = args.windows
     noise = torch.randn(b, k * c, args.frames, generator=g, device=device)
@@ -144,22 +142,45 @@ def main(argv: list[str] | None = None) -> dict:
     embed[:, cond_track] = torch.nn.functional.normalize(
         torch.randn(b, model.global_cond_dim, generator=g, device=device), dim=-1)
     given = torch.randn(b, c, args.frames, generator=g, device=device) if args.task == "source_extract" else None
+    return noise, embed, given
+
+
+def error_table(denoiser, calls: list[int], noise: torch.Tensor, given: torch.Tensor | None, rows: slice,
+                samplers: list[str], steps_list: list[int], reference_steps: int,
+                num_tracks: int) -> tuple[torch.Tensor, dict[str, list[dict[str, Any]]]]:
+    """The DDIM reference solution and, per sampler, one row per step count: its DiT calls and its errors."""
+    with torch.inference_mode():
+        reference = solve(denoiser, noise, given, "ddim", reference_steps, num_tracks)
+        table: dict[str, list[dict[str, Any]]] = {}
+        for sampler in samplers:
+            for steps in steps_list:
+                calls[0] = 0
+                x0 = solve(denoiser, noise, given, sampler, steps, num_tracks)
+                assert calls[0] == denoiser_calls(sampler, steps)
+                table.setdefault(sampler, []).append(
+                    {"steps": steps, "dit_calls": calls[0], **{n: float(f"{v:.4g}") for n, v in
+                                                                errors(x0, reference, rows).items()}})
+    return reference, table
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+
+    apply_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = compute_dtype(args.precision)
+    steps_list, samplers = parse_lists(args)
+    cfg = dit_config(args.full)
+    cfg.update({k: v for k, v in (("depth", args.depth), ("embed_dim", args.embed_dim)) if v is not None})
+    model = random_dit(cfg, device, args.seed)
+    k, c = model.num_tracks, model.io_channels
+    noise, embed, given = random_inputs(model, args, device)
     rows = slice(c, k * c) if given is not None else slice(0, k * c)
     calls = [0]
     denoiser = make_denoiser(model, embed, args.cfg_scale, dtype, calls)
 
     start = time.perf_counter()
-    with torch.inference_mode():
-        reference = solve(denoiser, noise, given, "ddim", args.reference_steps, k)
-        table: dict[str, list[dict[str, Any]]] = {}
-        for sampler in samplers:
-            for steps in steps_list:
-                calls[0] = 0
-                x0 = solve(denoiser, noise, given, sampler, steps, k)
-                assert calls[0] == denoiser_calls(sampler, steps)
-                table.setdefault(sampler, []).append(
-                    {"steps": steps, "dit_calls": calls[0], **{n: float(f"{v:.4g}") for n, v in
-                                                                errors(x0, reference, rows).items()}})
+    reference, table = error_table(denoiser, calls, noise, given, rows, samplers, steps_list, args.reference_steps, k)
     elapsed = time.perf_counter() - start
     ref_rms = reference[:, rows].double().square().mean().sqrt().item()
     if not math.isfinite(ref_rms):
@@ -169,7 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
         "dit": {**cfg, "weights": "random (initialisation + N(0, 0.02^2))",
                 "size": "released" if args.full and args.depth is None and args.embed_dim is None
                 else "reduced depth/width, released geometry"},
-        "windows": b, "frames": args.frames, "reference": f"ddim, {args.reference_steps} steps, same noise",
+        "windows": args.windows, "frames": args.frames,
+        "reference": f"ddim, {args.reference_steps} steps, same noise",
         "reference_rms": ref_rms, "error_over": "generated tracks' x0" if given is not None else "all tracks' x0",
         "errors": table, "matching_steps": matching_steps(table), "seconds": round(elapsed, 2),
     }, device)

@@ -1,5 +1,6 @@
 """Benchmark the full DiT training step of the training module: data loading, Sobol/dropout/noise, the
-docs/compatibility.md#dit-training loss, backward, the finite-loss check (one host sync), clipping, AdamW + InverseLR and the EMA.
+docs/compatibility.md#dit-training loss, backward, the finite-loss check (one host sync), clipping, AdamW +
+InverseLR and the EMA.
 By default the step is driven by a plain loop doing what ``DiTTrainingModule.training_step`` does;
 ``--lightning`` runs the real Lightning loop (train_dit.py's) with its precision plugin instead.
 
@@ -17,7 +18,6 @@ optimizer and EMA are extra work on top, so they count against MFU.
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import time
 from pathlib import Path
@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_dit import SMALL, add_dit_args, device_peak, forward_flops, run_settings, sync, timed  # noqa: E402
+from bench_dit import (SMALL, add_dit_args, device_peak, forward_flops, peak_memory_mb, run_settings,  # noqa: E402
+                       sync, timed)
 from benchlib import emit  # noqa: E402
 
 from mgeldm.training.dit_module import DiTTrainingModule  # noqa: E402
@@ -131,13 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-
-    device, dtype, batch, warmup, steps = run_settings(args)
-    workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
-
-    cfg = load_config(args.config)
+def build_module(cfg: dict, args: argparse.Namespace, batch: int, workers: int,
+                 device: torch.device) -> tuple[DiTTrainingModule, torch.utils.data.DataLoader]:
+    """The training module (seed 0) and a loader of fake latents the size of ``args``."""
     torch.manual_seed(0)
     module = DiTTrainingModule(_Holder(cfg), {"compile": args.compile, "activation_checkpointing": args.checkpointing})
     dit = module.diffusion.model_dit
@@ -145,23 +142,29 @@ def main(argv: list[str] | None = None) -> dict:
                              clap_dim=dit.global_cond_dim)
     loader = torch.utils.data.DataLoader(data, batch_size=batch, drop_last=True, num_workers=workers,
                                          pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-    if args.lightning:
-        timer = _StepTimer(warmup, device)
-        precision = {torch.float32: "32-true", torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed"}[dtype]
-        trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, precision=precision,
-                             max_steps=warmup + steps, logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
-                             log_every_n_steps=50, num_sanity_val_steps=0)
-        trainer.fit(module, loader)
-        t_step, ops = (timer.t1 - timer.t0) / max(1, timer.s1 - timer.s0), None
-    else:
-        t_step, ops = _plain_loop(module, loader, device, dtype, warmup, steps, args.profile)
-    peak_mb = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return module, loader
+
+
+def _lightning_loop(module: DiTTrainingModule, loader, device: torch.device, dtype: torch.dtype, warmup: int,
+                    steps: int) -> float:
+    """Seconds per optimizer step of train_dit.py's Lightning loop (its precision plugin), after ``warmup``."""
+    timer = _StepTimer(warmup, device)
+    precision = {torch.float32: "32-true", torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed"}[dtype]
+    trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, precision=precision,
+                         max_steps=warmup + steps, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+                         log_every_n_steps=50, num_sanity_val_steps=0)
+    trainer.fit(module, loader)
+    return (timer.t1 - timer.t0) / max(1, timer.s1 - timer.s0)
+
+
+def report(args: argparse.Namespace, cfg: dict, dit, device: torch.device, dtype: torch.dtype, batch: int,
+           workers: int, t_step: float, ops: list[dict] | None, peak_mb: float) -> dict:
+    """The JSON object's numbers: the settings, the step time, the throughput, TFLOP/s, MFU and the memory."""
     train_flops = 3 * forward_flops(dit, batch, args.frames)
     _, peak = device_peak(device, dtype)
     tflops = train_flops / t_step / 1e12
-    return emit("train_dit", {
+    return {
         "dtype": str(dtype).replace("torch.", ""),
         "config": args.config,
         "model": {k: cfg[k] for k in SMALL},
@@ -184,7 +187,24 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_memory_mb": round(peak_mb, 1),
         "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
         "profile": ops,
-    }, device)
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+
+    device, dtype, batch, warmup, steps = run_settings(args)
+    workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
+
+    cfg = load_config(args.config)
+    module, loader = build_module(cfg, args, batch, workers, device)
+    dit = module.diffusion.model_dit
+    if args.lightning:
+        t_step, ops = _lightning_loop(module, loader, device, dtype, warmup, steps), None
+    else:
+        t_step, ops = _plain_loop(module, loader, device, dtype, warmup, steps, args.profile)
+    peak_mb = peak_memory_mb(device)
+    return emit("train_dit", report(args, cfg, dit, device, dtype, batch, workers, t_step, ops, peak_mb), device)
 
 
 if __name__ == "__main__":

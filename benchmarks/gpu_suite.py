@@ -38,7 +38,7 @@ from benchlib import hardware  # noqa: E402
 
 from mgeldm.files import write_text_atomic  # noqa: E402
 
-# DPM-Solver++(2M) steps whose solver error matched DDIM-200's in the CPU run of bench_samplers.py (README).
+# DPM-Solver++(2M) steps whose solver error matched DDIM-200's in the CPU run of bench_samplers.py (docs/benchmarks.md#fast-samplers).
 FAST_STEPS = 30
 PACKAGES = ("torch", "yaml", "numpy", "tqdm", "safetensors", "transformers", "pytorch_lightning", "triton")
 

@@ -10,9 +10,10 @@ Every task method returns a dict of 16 kHz waveforms keyed like the original's w
 (``gen_src``, ``gen_submix``, ``gen_mix``, ...), each (N, L) with one row per prompt; the given
 audio comes back unchanged (mono, 16 kHz) under ``given_mix`` / ``given_wav``.
 
-Every argument is checked here, once; a bad value is an :class:`mgeldm.errors.OptionError` naming the
-parameter as it is written in Python (``steps=0: expected an integer >= 1``). The command line maps these
-names to its own flags (``+num_steps``) in one table (``mgeldm.cli.infer.FLAGS``).
+Every argument is checked where it enters here (with :mod:`mgeldm.checks`, :mod:`mgeldm.inputs` and
+:meth:`SamplingSettings.check`); a bad value is an :class:`mgeldm.errors.OptionError` naming the parameter as
+it is written in Python (``steps=0: expected an integer >= 1``). The command line maps these names to its own
+flags (``+num_steps``) in one table (``mgeldm.cli.infer.FLAGS``).
 """
 
 from __future__ import annotations
@@ -27,147 +28,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mgeldm import checks
 from mgeldm.errors import OptionError, UserError
-from mgeldm.model_config import (checkpoint_model_config, conditioner_ckpt, conditioner_node, default_model_config,
-                                 inference_model_config, missing_inference_files, plain_model_config,
-                                 takes_clap_ckpt, with_conditioner_ckpt)
-from mgeldm.tasks.tasks import (GIVEN_TASKS, TASK_FUNCTIONS, SamplingSettings, TaskRunner, Timings, check_task,
-                                extract_latents, extract_latents_songs, given_task_songs, sampling_settings, total_gen)
+from mgeldm.inputs import Prompts, as_mono, check_chunked, check_query, compute_dtype, prepare_audio, prompt_list, \
+    resolve_device
+from mgeldm.model_config import conditioner_ckpt, conditioner_node, inference_model_config, plain_model_config, \
+    takes_clap_ckpt
+from mgeldm.tasks.tasks import SamplingSettings, TaskRunner, Timings, check_settings, check_task, extract_latents_songs, \
+    run_task, sampling_settings
+from mgeldm.tasks.windowing import check_gen_duration
 from mgeldm.weights import CLAP_FILE
 
-__all__ = ["MGELDM", "Autoencoder", "resolve_device", "compute_dtype", "check_chunked", "check_seed", "prompt_list",
-           "split_iter_prompts", "prepare_audio", "channels_first", "default_model_config", "conditioner_node",
-           "conditioner_ckpt", "takes_clap_ckpt", "with_conditioner_ckpt", "checkpoint_model_config",
-           "missing_inference_files", "inference_model_config"]
+__all__ = ["MGELDM", "Autoencoder", "SamplingSettings"]
 
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-MAX_CHANNELS = 8  # more channels than this is taken for a length when guessing the layout of 2-D audio
-
-Prompt = str | None
-Prompts = Prompt | Sequence[Prompt]
-
-
-# --------------------------------------------------------------------------------------------- the checks
-
-
-def _mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks cuda > mps > cpu; an explicit device must be available."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise OptionError("device", "expected auto, cpu, cuda, cuda:N or mps", name) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError("device", "CUDA is not available here; use auto or cpu", name)
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise OptionError("device", f"only {torch.cuda.device_count()} CUDA device(s) visible", name)
-    if dev.type == "mps" and not _mps_available():
-        raise OptionError("device", "MPS is not available here; use auto or cpu", name)
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise OptionError("device", "expected auto, cpu, cuda, cuda:N or mps", name)
-    return dev
-
-
-def compute_dtype(precision: str) -> torch.dtype | None:
-    """The DiT's compute dtype for ``precision`` (fp32: None, bf16, fp16)."""
-    if str(precision) not in PRECISIONS:
-        raise OptionError("precision", f"expected one of {', '.join(PRECISIONS)}", precision)
-    return PRECISIONS[str(precision)]
-
-
-def check_chunked(chunked: Any) -> bool | None:
-    """``chunked``: None / "auto" (one VAE pass up to the fixed limit), True or False."""
-    if chunked is None or (isinstance(chunked, str) and chunked.strip().lower() == "auto"):
-        return None
-    if not isinstance(chunked, bool):
-        raise OptionError("chunked", "expected true, false or auto", chunked)
-    return chunked
-
-
-def check_seed(seed: Any) -> int:
-    """A seed: an integer >= 0."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise OptionError("seed", "expected an integer >= 0", seed)
-    return int(seed)
-
-
-def split_iter_prompts(text: str) -> list[str]:
-    """``"a; b; c"`` -> ["a", "b", "c"]; at least two non-empty prompts."""
-    return _iter_prompts([p for p in str(text).split(";")], repr(text))
-
-
-def _iter_prompts(items: Sequence[Any], shown: Any) -> list[str]:
-    if len(items) < 2 or any(not isinstance(p, str) or not p.strip() for p in items):
-        raise OptionError("prompts", "partial_gen_iter expects at least 2 non-empty prompts separated by ';'", shown)
-    return [p.strip() for p in items]
-
-
-def prompt_list(prompts: Prompts, task: str | None = None) -> list[str | None]:
-    """The prompts of one call as a list: None (unconditional) -> [None]; a text -> [text]; a list -> its items
-    (texts or None). For ``partial_gen_iter`` (one prompt per step): ``"a; b"`` or a list of at least two texts."""
-    if task == "partial_gen_iter":
-        if prompts is None:
-            raise OptionError("prompts", "missing; partial_gen_iter needs at least 2 prompts separated by ';'")
-        return split_iter_prompts(prompts) if isinstance(prompts, str) else _iter_prompts(list(prompts), prompts)
-    if prompts is None or isinstance(prompts, str):
-        return [prompts]
-    if not isinstance(prompts, (list, tuple)):
-        raise OptionError("prompts", "is not a string; expected text (quote it) or a list of texts", prompts)
-    if not prompts:
-        raise OptionError("prompts", "no prompt given", "[]")
-    for p in prompts:
-        if p is not None and not isinstance(p, str):
-            raise OptionError("prompts", f"{p!r} is not a string; expected text or a list of texts")
-    return list(prompts)
-
-
-def channels_first(wave: Tensor, name: str = "audio") -> Tensor:
-    """A 2-D waveform as (channels, samples): (C, L) stays, (L, C) as ``sf.read`` returns it is transposed.
-
-    The channel axis is the one with at most ``MAX_CHANNELS`` entries; when both or neither axis is
-    that short the layout is ambiguous and refused.
-    """
-    rows, cols = wave.shape
-    if rows <= MAX_CHANNELS < cols:
-        return wave
-    if cols <= MAX_CHANNELS < rows:
-        return wave.T
-    raise OptionError(name, f"shape {tuple(wave.shape)} is ambiguous; expected (channels, samples) or "
-                            f"(samples, channels) with at most {MAX_CHANNELS} channels and more samples than that")
-
-
-def as_mono(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "audio") -> Tensor:
-    """A (C, L), (L, C) or (L,) waveform at ``sr`` -> mono (L,) float32 at ``target_sr`` (``name``: the parameter,
-    or the file, it came from)."""
-    from mgeldm.audio import resample, to_mono
-
-    wave = torch.as_tensor(np.asarray(audio) if not isinstance(audio, Tensor) else audio).detach().float().cpu()
-    if wave.dim() not in (1, 2):
-        raise OptionError(name, f"expected (channels, samples), (samples, channels) or (samples,); got "
-                                f"{tuple(wave.shape)}")
-    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
-        raise OptionError("sr", "expected a positive integer", repr(sr))
-    wave = channels_first(wave, name) if wave.dim() == 2 else wave
-    return resample(to_mono(wave), int(sr), target_sr)[0]
-
-
-def prepare_audio(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "audio") -> Tensor:
-    """:func:`as_mono`, refusing empty, non-finite or silent audio: what a task is given."""
-    from mgeldm.audio import check_audio
-
-    check_audio(torch.as_tensor(np.asarray(audio) if not isinstance(audio, Tensor) else audio), name)
-    mono = as_mono(audio, sr, target_sr, name)
-    check_audio(mono, name)
-    return mono
-
-
-def build_conditioner_from(model_cfg: Mapping[str, Any], device: torch.device) -> Any:
+def _build_conditioner(model_cfg: Mapping[str, Any], device: torch.device) -> Any:
     """Build the conditioner of ``model_cfg`` (on ``device``); its errors are UserErrors."""
     from mgeldm.models.conditioners import build_conditioner
 
@@ -197,12 +71,12 @@ class MGELDM:
         self.conditioner = conditioner.to(self.device) if conditioner is not None else None
         self.model_config = dict(model_config) if model_config is not None else None
         self.runner = TaskRunner(self.model, device=self.device, autocast_dtype=dtype, progress=progress,
-                                 compile=bool(compile), chunked=check_chunked(chunked))
+                                 compile=checks.boolean("compile", compile), chunked=check_chunked(chunked))
         self.last_seed: int | None = None
         self.last_seeds: list[int] = []
-        if self.conditioner is not None and int(self.conditioner.dim) != self.runner.cond_dim:
+        if self.conditioner is not None and int(self.conditioner.dim) != self.model.cond_dim:
             raise UserError(f"conditioner width {self.conditioner.dim} does not match the DiT's global_cond_dim "
-                            f"{self.runner.cond_dim}")
+                            f"{self.model.cond_dim}")
 
     # -- loading --------------------------------------------------------------------------------
     @classmethod
@@ -232,7 +106,7 @@ class MGELDM:
         if conditioner is None and conditioner_node(cfg) is not None:
             # A CLAP node needs its checkpoint; other conditioners (e.g. the quickstart's) build as they are.
             if conditioner_ckpt(cfg) or not takes_clap_ckpt(cfg):
-                conditioner = build_conditioner_from(cfg, dev)
+                conditioner = _build_conditioner(cfg, dev)
         model = load_mgeldm(ckpt, cfg)
         return cls(model, conditioner, device=dev, precision=precision, model_config=cfg, progress=progress,
                    compile=compile, chunked=chunked)
@@ -246,7 +120,7 @@ class MGELDM:
         from mgeldm.models.mgeldm import build_mgeldm
 
         cfg = plain_model_config(model_config)
-        torch.manual_seed(check_seed(seed))
+        torch.manual_seed(checks.seed(seed))
         model = build_mgeldm(cfg)
         load_weights(model.pretransform.model, read_state_dict(autoencoder_ckpt), what="an autoencoder checkpoint",
                      path=autoencoder_ckpt)
@@ -261,17 +135,18 @@ class MGELDM:
     # -- facts ----------------------------------------------------------------------------------
     @property
     def sample_rate(self) -> int:
-        return self.runner.sample_rate
+        return self.runner.facts.sample_rate
 
     @property
     def timings(self) -> Timings:
+        """Seconds per phase (encode, sample, decode), windows and model calls, summed over the calls so far."""
         return self.runner.timings
 
     # -- conditions -----------------------------------------------------------------------------
     def embed_prompts(self, prompts: Prompts) -> Tensor:
         """Prompts -> (N, G) condition vectors; a None prompt is the zero (unconditional) vector."""
         items = prompt_list(prompts)
-        out = torch.zeros(len(items), self.runner.cond_dim)
+        out = torch.zeros(len(items), self.model.cond_dim)
         texts = [(i, p) for i, p in enumerate(items) if p is not None]
         if texts:
             self._need_conditioner("prompts", "text prompts")
@@ -304,7 +179,7 @@ class MGELDM:
     # -- randomness -----------------------------------------------------------------------------
     def generator(self, seed: int | None = None) -> torch.Generator:
         """A generator on the model's device seeded with ``seed`` (a fresh random seed when None)."""
-        seed = check_seed(secrets.randbits(63) if seed is None else seed)
+        seed = checks.seed(secrets.randbits(63) if seed is None else seed)
         self.last_seed = seed
         gen = torch.Generator(device=self.device if self.device.type != "mps" else "cpu")
         gen.manual_seed(seed)
@@ -325,36 +200,47 @@ class MGELDM:
         cfg_scale, overlap, repaint_n, eta, t_min, sampler), checked."""
         return sampling_settings(task, self.runner.facts, **sampling)
 
-    def run(self, task: str, *, prompts: Prompts = None, audio: Tensor | None = None, sr: int | None = None,
-            seconds: float | None = None, query: tuple[Tensor | np.ndarray, int] | None = None,
+    def _settings(self, task: str, settings: SamplingSettings | None, sampling: Mapping[str, Any]) -> SamplingSettings:
+        if settings is None:
+            return self.settings(task, **sampling)
+        if sampling:
+            raise TypeError(f"give settings= or sampling parameters ({', '.join(sampling)}), not both")
+        return check_settings(settings, self.runner.facts)
+
+    def run(self, task: str, *, prompts: Prompts = None, audio: Tensor | np.ndarray | None = None,
+            sr: int | None = None, seconds: float | None = None, query: tuple[Tensor | np.ndarray, int] | None = None,
             encode_sample: bool = False, seed: int | None = None, generator: torch.Generator | None = None,
-            **sampling: Any) -> dict[str, Tensor]:
-        """Run one task by name (what the CLI calls). ``sampling``: steps, cfg_scale, overlap, repaint_n, eta,
-        sampler (``"ddim"``, the default and the original's, ``"dpmpp_2m"`` or ``"heun"``)."""
-        check_task(task)
-        settings = self.settings(task, **sampling)
+            settings: SamplingSettings | None = None, **sampling: Any) -> dict[str, Tensor]:
+        """Run one task by name (what the CLI calls). The sampling settings: ``settings`` (from :meth:`settings`),
+        or the parameters of :meth:`settings` (steps, cfg_scale, overlap, repaint_n, eta, t_min, sampler:
+        ``"ddim"``, the default and the original's, ``"dpmpp_2m"`` or ``"heun"``) over the task's defaults."""
+        row = check_task(task)
+        settings = self._settings(task, settings, sampling)
+        check_query(task, prompts, query)
         cond = self._cond(prompt_list(prompts, task), query)
         gen = generator if generator is not None else self.generator(seed)
-        self.runner.encode_sample = bool(encode_sample)
-        if task == "total_gen":
+        self.runner.encode_sample = checks.boolean("encode_sample", encode_sample)
+        if row.given is None:
             if seconds is None:
                 raise OptionError("seconds", "missing; total_gen needs a duration in seconds")
-            return total_gen(self.runner, cond, float(seconds), settings, gen)
+            seconds = checks.number("seconds", seconds)
+            check_gen_duration(seconds, self.sample_rate, self.runner.facts.ratio)
+            return run_task(self.runner, row, cond, settings, [gen], seconds=seconds)[0]
         if audio is None or sr is None:
             raise OptionError("audio", f"missing; {task} needs given audio")
         wave = prepare_audio(audio, sr, self.sample_rate)
-        return TASK_FUNCTIONS[task](self.runner, wave, cond, settings, gen)
+        return run_task(self.runner, row, cond, settings, [gen], waves=[wave])[0]
 
     def run_songs(self, task: str, songs: Sequence[Tensor | np.ndarray], sr: int, *, prompts: Prompts = None,
                   query: tuple[Tensor | np.ndarray, int] | None = None, encode_sample: bool = False,
                   seeds: Sequence[int] | None = None, generators: Sequence[torch.Generator] | None = None,
-                  **sampling: Any) -> list[dict[str, Tensor]]:
+                  settings: SamplingSettings | None = None, **sampling: Any) -> list[dict[str, Tensor]]:
         """Run a given-track task (source_extract, partial_gen, accomp_gen) on several songs in shared DiT
         batches: one result dict per song, each what :meth:`run` returns for that song alone with its seed
         (up to float round-off). ``seeds`` (one per song; fresh ones when None, kept in ``last_seeds``) or
         ``generators``; the prompts apply to every song."""
-        check_task(task, tuple(GIVEN_TASKS), "several songs in one batch run for")
-        settings = self.settings(task, **sampling)
+        row = check_task(task, ("source_extract", "partial_gen", "accomp_gen"), "several songs in one batch run for")
+        settings = self._settings(task, settings, sampling)
         songs = list(songs)
         if not songs:
             raise OptionError("songs", "no songs given")
@@ -362,9 +248,9 @@ class MGELDM:
         if len(gens) != len(songs):
             raise OptionError("generators", f"{len(songs)} songs need {len(songs)} generators; got {len(gens)}")
         cond = self._cond(prompt_list(prompts), query)
-        self.runner.encode_sample = bool(encode_sample)
+        self.runner.encode_sample = checks.boolean("encode_sample", encode_sample)
         waves = [prepare_audio(a, sr, self.sample_rate, f"songs[{i}]") for i, a in enumerate(songs)]
-        return given_task_songs(task, self.runner, waves, cond, settings, gens)
+        return run_task(self.runner, row, cond, settings, gens, waves=waves)
 
     def extract_songs(self, songs: Sequence[Tensor | np.ndarray], sr: int, prompts: Prompts,
                       **kw: Any) -> list[dict[str, Tensor]]:
@@ -399,7 +285,7 @@ class MGELDM:
         """Audio -> the AE's latents (C, F): the VAE mean, unscaled, as ``pre_encode.py`` writes them."""
         wave = prepare_audio(audio, sr, self.sample_rate)
         z = self.runner.encode(wave, None) * float(self.model.pretransform.scale)  # padded to >= one window
-        frames = -(-wave.shape[-1] // self.runner.ratio)
+        frames = -(-wave.shape[-1] // self.runner.facts.ratio)
         return z[0, :, :frames].float().cpu()
 
     def extract_latents(self, mix_latent: Tensor, prompts: Prompts, *, seed: int | None = None,
@@ -408,18 +294,24 @@ class MGELDM:
 
         ``sampling`` as for :meth:`extract` (steps, cfg_scale, overlap, ...); the defaults are the task's.
         """
-        settings = self.settings("source_extract", **sampling)
-        cond = self.embed_prompts(prompts)
         gen = generator if generator is not None else self.generator(seed)
-        return extract_latents(self.runner, torch.as_tensor(mix_latent), cond, settings, gen)
+        return self._extract_latents([mix_latent], prompts, [gen], sampling)[0]
 
     def extract_latents_songs(self, mix_latents: Sequence[Tensor], prompts: Prompts, *,
                               seeds: Sequence[int] | None = None, **sampling: Any) -> list[Tensor]:
         """:meth:`extract_latents` of several mixes (C, F_s) in shared batches, one seed per mix."""
+        return self._extract_latents(mix_latents, prompts, self._song_generators(seeds, len(mix_latents)), sampling)
+
+    def _extract_latents(self, mix_latents: Sequence[Tensor], prompts: Prompts, gens: list[torch.Generator],
+                         sampling: Mapping[str, Any]) -> list[Tensor]:
         settings = self.settings("source_extract", **sampling)
-        cond = self.embed_prompts(prompts)
-        gens = self._song_generators(seeds, len(mix_latents))
-        return extract_latents_songs(self.runner, [torch.as_tensor(z) for z in mix_latents], cond, settings, gens)
+        window, channels = self.runner.facts.window, self.model.io_channels
+        zs = [torch.as_tensor(z) for z in mix_latents]
+        for i, z in enumerate(zs):
+            if z.dim() != 2 or z.shape[0] != channels or z.shape[-1] < window:
+                raise OptionError("mix_latent", f"expected (C={channels}, F >= {window} frames, one window); got "
+                                                f"{tuple(z.shape)}" + (f" (mix {i})" if len(zs) > 1 else ""))
+        return extract_latents_songs(self.runner, zs, self.embed_prompts(prompts), settings, gens)
 
     @torch.inference_mode()
     def predict_x0(self, clean: Tensor, t: Tensor, cond: Tensor, generator: torch.Generator | None = None,

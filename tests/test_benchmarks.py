@@ -79,7 +79,7 @@ def test_benchmark_prints_one_json_object_with_the_hardware(name):
 
 def test_bench_infer_full_config_is_what_hydra_composes():
     """bench_infer reads the full model from the YAML files alone (no Hydra on a bare GPU host)."""
-    from mgeldm.api import default_model_config
+    from mgeldm.model_config import default_model_config
 
     composed = default_model_config()
     composed.pop("conditioner")

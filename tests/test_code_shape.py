@@ -1,5 +1,5 @@
 """The shape of the code the project promises: small functions, documentation that lives in the repository, and
-a README whose layout section is the tree."""
+a short README (at most 300 lines; the rest in docs/) whose layout section is the tree and whose links resolve."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ TEXT_SUFFIXES = {".py", ".md", ".yaml", ".sh", ".toml", ".txt", ".cfg"}
 
 def _python_files() -> list[Path]:
     return [*sorted((REPO / "mgeldm").rglob("*.py")), *sorted((REPO / "recipes").rglob("*.py")),
-            *(REPO / name for name in ENTRY_SCRIPTS)]
+            *sorted((REPO / "benchmarks").glob("*.py")), *(REPO / name for name in ENTRY_SCRIPTS)]
 
 
 def test_no_function_over_50_lines():
@@ -93,9 +93,67 @@ def test_imports_point_down_the_layers():
         if part == "__init__":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mgeldm."):
-                used = node.module.split(".")[1]
+            if not isinstance(node, ast.ImportFrom) or not node.module or node.level:
+                continue
+            if node.module.startswith("mgeldm."):
+                used_parts = [node.module.split(".")[1]]
+            elif node.module == "mgeldm":  # from mgeldm import checks
+                used_parts = [a.name for a in node.names if a.name in layers]
+            else:
+                continue
+            for used in used_parts:
                 crossing = {part, used} == {"tasks", "training"}
                 if used != part and (crossing or layers.index(used) > layers.index(part)):
-                    upward.append(f"{path.relative_to(REPO)}: {node.module}")
+                    upward.append(f"{path.relative_to(REPO)}: {node.module} ({used})")
     assert upward == []
+
+
+README_MAX_LINES = 300
+DOC_PAGES = ("README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")))
+
+
+def _prose(path: Path) -> str:
+    """A markdown file without its fenced code blocks (whose '#' lines are comments, not headings)."""
+    return re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)
+
+
+def _anchors(path: Path) -> set[str]:
+    """The section anchors of a markdown file, as GitHub writes them."""
+    return {re.sub(r"[^a-z0-9_ -]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", _prose(path), re.M)}
+
+
+def test_readme_is_short():
+    """The README holds the set-up, the quickstart, inference, training and the layout; the rest is in docs/."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) <= README_MAX_LINES, len(lines)
+    for page in ("quickstart", "extraction", "inference", "training", "evaluation", "benchmarks", "compatibility"):
+        assert f"(docs/{page}.md" in "\n".join(lines), page
+
+
+def test_documentation_links_resolve():
+    """Every relative link of the README and of docs/*.md names a file that exists and, with '#', one of its
+    sections."""
+    broken = []
+    for name in DOC_PAGES:
+        page = REPO / name
+        for target in re.findall(r"\]\(([^)\s]+)\)", _prose(page)):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            dest = (page.parent / file).resolve() if file else page
+            if not dest.exists() or (anchor and anchor not in _anchors(dest)):
+                broken.append(f"{name}: {target}")
+    assert broken == []
+
+
+def test_documented_infer_options_exist():
+    """Every `+option` the README's Inference section and docs/inference.md name is an option of infer.py, and
+    docs/inference.md names every one."""
+    from mgeldm.cli.infer import OPTIONS
+
+    readme = (REPO / "README.md").read_text().split("## Inference", 1)[1].split("\n## ", 1)[0]
+    page = (REPO / "docs" / "inference.md").read_text()
+    named = {m for text in (readme, page) for m in re.findall(r"`\+([a-z_]+)", text)} - {"key"}  # `+key=value`
+    assert named - set(OPTIONS) == set()
+    assert set(OPTIONS) - set(re.findall(r"`\+([a-z_]+)", page)) == set()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from mgeldm import checks
 from mgeldm.cli.boundary import Messages
 from mgeldm.cli.hydra_args import hydra_cli, plain_config
 from mgeldm.errors import OptionError
@@ -88,12 +89,7 @@ class InferOptions:
     given_wav_path: str | None
     query_wav_path: str | None
     query: tuple[Any, int] | None
-    num_steps: int
-    cfg_scale: float
-    overlap_dur: float
-    repaint_n: int
-    eta: float
-    sampler: str
+    settings: Any  # mgeldm.api.SamplingSettings: steps, cfg_scale, overlap, repaint_n, eta, sampler
     output_dir: Path
     device: str
     precision: str
@@ -110,41 +106,6 @@ class InferOptions:
 # option checking (no model is built here)
 
 
-def _is_null(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none"))
-
-
-def _number(cfg: Mapping, key: str, default: float | None) -> float | None:
-    value = cfg.get(key, None)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise OptionError(key, "expected a number", repr(value))
-    return float(value)
-
-
-def _integer(cfg: Mapping, key: str, default: int | None, *, minimum: int | None = None) -> int | None:
-    value = cfg.get(key, None)
-    if value is None:
-        return default
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise OptionError(key, "expected an integer", repr(value))
-    if minimum is not None and value < minimum:
-        raise OptionError(key, f"expected an integer >= {minimum}", value)
-    return value
-
-
-def _boolean(cfg: Mapping, key: str, default: bool) -> bool:
-    value = cfg.get(key, None)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise OptionError(key, "expected true or false", repr(value))
-    return value
-
-
 def _audio_files(folder: Path) -> list[Path]:
     import soundfile as sf
 
@@ -156,7 +117,7 @@ def _audio_files(folder: Path) -> list[Path]:
 
 
 def _readable_file(value: Any, name: str, what: str) -> Path:
-    if _is_null(value):
+    if checks.is_null(value):
         raise OptionError(name, f"not set; expected {what}")
     path = Path(str(value)).expanduser()
     if not path.is_file():
@@ -167,8 +128,8 @@ def _readable_file(value: Any, name: str, what: str) -> Path:
 
 
 def _load_input(path: Path, sample_rate: int, name: str) -> GivenInput:
-    from mgeldm.api import prepare_audio
     from mgeldm.audio import load_audio
+    from mgeldm.inputs import prepare_audio
 
     wave, sr = load_audio(_readable_file(path, name, "an audio file"))
     mono = prepare_audio(wave, sr, sample_rate, name=f"audio {path}")
@@ -177,16 +138,13 @@ def _load_input(path: Path, sample_rate: int, name: str) -> GivenInput:
 
 def _query(cfg: Mapping, task: str, prompts: list[str | None]) -> tuple[str | None, tuple[Any, int] | None]:
     """+query_wav_path -> (path, (waveform, rate)) or (None, None)."""
-    from mgeldm.api import prepare_audio
     from mgeldm.audio import load_audio
+    from mgeldm.inputs import check_query, prepare_audio
 
     value = cfg.get("query_wav_path", None)
-    if _is_null(value):
+    if checks.is_null(value):
         return None, None
-    if task == "partial_gen_iter":
-        raise OptionError("query", "not supported by partial_gen_iter (it takes one text prompt per step)")
-    if any(p is not None for p in prompts):
-        raise OptionError("query", "give either +text_prompt or +query_wav_path, not both")
+    check_query(task, prompts, value)
     path = _readable_file(value, "query", "a reference audio clip")
     wave, sr = load_audio(path)
     prepare_audio(wave, sr, sr, name=f"audio {path}")  # the checks; the conditioner resamples it itself
@@ -201,17 +159,17 @@ def _clap_path(model_cfg: Mapping, text: bool) -> Path | None:
         raise OptionError("prompts", "this model has no conditioner (its config has no model.conditioner); it "
                                      "generates without prompts: leave +text_prompt and +query_wav_path out")
     clap = conditioner_ckpt(model_cfg)
-    return Path(str(clap)).expanduser() if takes_clap_ckpt(model_cfg) and not _is_null(clap) else None
+    return Path(str(clap)).expanduser() if takes_clap_ckpt(model_cfg) and not checks.is_null(clap) else None
 
 
 def _given_inputs(cfg: Mapping, task: str, sample_rate: int) -> tuple[str | None, list[GivenInput], bool]:
     """+given_wav_path -> (path, loaded inputs, is a folder). Every file is read and checked now."""
-    from mgeldm.tasks.tasks import GIVEN_TASKS
+    from mgeldm.tasks.tasks import TASKS
 
     value = cfg.get("given_wav_path", None)
-    if task not in (*GIVEN_TASKS, "partial_gen_iter"):
-        return (None if _is_null(value) else str(value)), [], False  # total_gen ignores it, as the original
-    if _is_null(value):
+    if TASKS[task].given is None:
+        return (None if checks.is_null(value) else str(value)), [], False  # total_gen ignores it, as the original
+    if checks.is_null(value):
         raise OptionError("audio", f"missing; {task} needs an audio file or a folder of them")
     path = Path(str(value)).expanduser()
     if path.is_dir():
@@ -222,7 +180,7 @@ def _given_inputs(cfg: Mapping, task: str, sample_rate: int) -> tuple[str | None
 def usage() -> str:
     """The text of ``python infer.py --help``."""
     from mgeldm.cli.hydra_args import usage_text
-    from mgeldm.tasks.tasks import RELEASED_WINDOW_SECONDS, TASK_DEFAULTS
+    from mgeldm.tasks.tasks import RELEASED_WINDOW_SECONDS, TASKS
     from mgeldm.weights import CLAP_FILE, DIT_FILE, WEIGHTS_DIR
 
     options = [("ckpt_path=FILE", f"the unwrapped MGE-LDM checkpoint (the released one: {WEIGHTS_DIR}/{DIT_FILE})"),
@@ -230,7 +188,7 @@ def usage() -> str:
                                        "another conditioner, e.g. the quickstart's, needs none)"),
                *((f"+{name}=", text) for name, text in OPTION_HELP)]
     defaults = [f"  {task:<17} {d.steps} / {d.cfg_scale:g} / {d.overlap:g} / {d.repaint_n}"
-                for task, d in TASK_DEFAULTS.items()]
+                for task, d in ((name, row.defaults) for name, row in TASKS.items())]
     notes = [f"task defaults, steps / cfg_scale / overlap_dur s / repaint_n (for the released {RELEASED_WINDOW_SECONDS:g} s "
              "window; the overlap is scaled to another model's window: overlap x window / "
              f"{RELEASED_WINDOW_SECONDS:g} s):", *defaults,
@@ -255,41 +213,49 @@ def _model_config(cfg: Mapping, text: bool) -> dict[str, Any]:
     return inference_model_config(cfg.get("ckpt_path", None), dict(node), text=text)
 
 
-def _sampling(cfg: Mapping, task: str, model_cfg: Mapping) -> dict[str, Any]:
-    """The sampler's settings (the task's defaults for this model, the options given) and the duration."""
+def _sampling(cfg: Mapping, task: str, model_cfg: Mapping) -> tuple[Any, float | None]:
+    """The sampler's settings (the task's defaults for this model with the options given, checked by the API's
+    rules) and, for total_gen, the duration."""
     from mgeldm.models.mgeldm import model_facts
     from mgeldm.tasks.tasks import sampling_settings
     from mgeldm.tasks.windowing import check_gen_duration
 
     facts = model_facts(model_cfg)
-    settings = sampling_settings(task, facts, steps=cfg.get("num_steps"), cfg_scale=_number(cfg, "cfg_scale", None),
-                                 overlap=_number(cfg, "overlap_dur", None), repaint_n=cfg.get("repaint_n"),
-                                 eta=_number(cfg, "eta", None), sampler=cfg.get("sampler"))
-    gen_dur = _number(cfg, "gen_audio_dur", DEFAULT_GEN_DUR) if task == "total_gen" else None
-    if gen_dur is not None:
-        check_gen_duration(gen_dur, facts.sample_rate, facts.ratio)
-    return dict(num_steps=settings.steps, cfg_scale=settings.cfg_scale, overlap_dur=settings.overlap,
-                repaint_n=settings.repaint_n, eta=settings.eta, sampler=settings.sampler, gen_audio_dur=gen_dur)
+    settings = sampling_settings(task, facts, steps=cfg.get("num_steps"), cfg_scale=cfg.get("cfg_scale"),
+                                 overlap=cfg.get("overlap_dur"), repaint_n=cfg.get("repaint_n"), eta=cfg.get("eta"),
+                                 sampler=cfg.get("sampler"))
+    if task != "total_gen":
+        return settings, None
+    seconds = checks.number("seconds", _value(cfg, "gen_audio_dur", DEFAULT_GEN_DUR))
+    check_gen_duration(seconds, facts.sample_rate, facts.ratio)
+    return settings, seconds
+
+
+def _value(cfg: Mapping, key: str, default: Any) -> Any:
+    value = cfg.get(key, None)
+    return default if value is None else value
 
 
 def _runtime(cfg: Mapping) -> dict[str, Any]:
     """Where and how the run computes and what it writes besides the task's results."""
-    from mgeldm.api import check_chunked, check_seed, compute_dtype, resolve_device
+    from mgeldm.inputs import check_chunked, compute_dtype, resolve_device
 
-    seed = cfg.get("seed", None)
+    seed, output_sr = cfg.get("seed", None), cfg.get("output_sr", None)
     device = str(cfg.get("device", None) or "auto")
     precision = str(cfg.get("precision", None) or "fp32")
     resolve_device(device)
     compute_dtype(precision)
-    return dict(seed=None if seed is None else check_seed(seed), device=device, precision=precision,
-                output_sr=_integer(cfg, "output_sr", None, minimum=1),
-                encode_sample=_boolean(cfg, "encode_sample", False), compile=_boolean(cfg, "compile", False),
-                save_png=_boolean(cfg, "save_png", True), chunked=check_chunked(cfg.get("chunked", None)))
+    return dict(seed=None if seed is None else checks.seed(seed), device=device, precision=precision,
+                output_sr=None if output_sr is None else checks.integer("output_sr", output_sr, 1),
+                encode_sample=checks.boolean("encode_sample", _value(cfg, "encode_sample", False)),
+                compile=checks.boolean("compile", _value(cfg, "compile", False)),
+                save_png=checks.boolean("save_png", _value(cfg, "save_png", True)),
+                chunked=check_chunked(cfg.get("chunked", None)))
 
 
 def parse_options(cfg: Mapping) -> InferOptions:
     """Check every option and input of ``cfg`` (the composed Hydra config); builds no model."""
-    from mgeldm.api import prompt_list
+    from mgeldm.inputs import prompt_list
     from mgeldm.models.mgeldm import model_facts
     from mgeldm.tasks.outputs import TASK_SUBDIRS, check_output_dir
     from mgeldm.tasks.tasks import check_task
@@ -301,18 +267,18 @@ def parse_options(cfg: Mapping) -> InferOptions:
     check_task(task)
     value = cfg.get("text_prompt", None)
     prompts = prompt_list(value, task)
-    text = any(p is not None for p in prompts) or not _is_null(cfg.get("query_wav_path", None))
+    text = any(p is not None for p in prompts) or not checks.is_null(cfg.get("query_wav_path", None))
     model_cfg = _model_config(cfg, text)
     query_path, query = _query(cfg, task, prompts)
     clap_path = _clap_path(model_cfg, text)
-    sampling, runtime = _sampling(cfg, task, model_cfg), _runtime(cfg)
+    (settings, seconds), runtime = _sampling(cfg, task, model_cfg), _runtime(cfg)
     given, inputs, is_folder = _given_inputs(cfg, task, model_facts(model_cfg).sample_rate)
     output_dir = check_output_dir(str(cfg.get("output_dir", None) or DEFAULT_OUTPUT_DIR), TASK_SUBDIRS[task])
     return InferOptions(task=task, ckpt_path=Path(str(cfg.get("ckpt_path"))).expanduser(), clap_ckpt_path=clap_path,
                         prompts=prompts, several_prompts=isinstance(value, list) and len(prompts) > 1 and
                         task != "partial_gen_iter", inputs=inputs, input_is_folder=is_folder, given_wav_path=given,
                         query_wav_path=query_path, query=query, output_dir=output_dir, model_cfg=model_cfg,
-                        **sampling, **runtime)
+                        settings=settings, gen_audio_dur=seconds, **runtime)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,8 +313,9 @@ def _prompt_txt(opts: InferOptions, seed: int, folders: list[str] | None) -> str
             lines.append(f"text_prompt: {p}{where}")
     if opts.task == "total_gen":
         lines.append(f"gen_audio_dur: {opts.gen_audio_dur}")
-    lines += [f"overlap_dur: {opts.overlap_dur}", f"cfg_scale: {opts.cfg_scale}", f"num_steps: {opts.num_steps}",
-              f"repaint_n: {opts.repaint_n}", f"eta: {opts.eta}", f"sampler: {opts.sampler}", f"seed: {seed}"]
+    s = opts.settings
+    lines += [f"overlap_dur: {s.overlap}", f"cfg_scale: {s.cfg_scale}", f"num_steps: {s.steps}",
+              f"repaint_n: {s.repaint_n}", f"eta: {s.eta}", f"sampler: {s.sampler}", f"seed: {seed}"]
     return "\n".join(lines) + "\n"
 
 
@@ -410,23 +377,6 @@ def _folders(opts: InferOptions) -> tuple[list[str] | None, list[str] | None]:
     return prompts, inputs
 
 
-def _run_tasks(model, opts: InferOptions, writer: _Writer, generator, input_folders: list[str] | None) -> float:
-    """Run the task on every input (one call for total_gen); returns the seconds of audio produced."""
-    sampling = dict(steps=opts.num_steps, cfg_scale=opts.cfg_scale, overlap=opts.overlap_dur,
-                    repaint_n=opts.repaint_n, eta=opts.eta, sampler=opts.sampler)
-    kw: dict[str, Any] = dict(prompts=opts.prompts, query=opts.query, encode_sample=opts.encode_sample,
-                              generator=generator, **sampling)
-    if opts.task == "total_gen":
-        writer.results((), model.run(opts.task, seconds=opts.gen_audio_dur, **kw))
-        return opts.gen_audio_dur * len(opts.prompts)
-    seconds = 0.0
-    for n, given in enumerate(opts.inputs):
-        writer.results((input_folders[n],) if input_folders else (), model.run(opts.task, audio=given.wave,
-                                                                                sr=model.sample_rate, **kw))
-        seconds += given.wave.shape[-1] / model.sample_rate
-    return seconds
-
-
 def _run_info(opts: InferOptions, model, seed: int, times: dict[str, float], audio_seconds: float,
               written: list[str]) -> dict[str, Any]:
     import torch
@@ -434,8 +384,7 @@ def _run_info(opts: InferOptions, model, seed: int, times: dict[str, float], aud
     sr = model.sample_rate
     return {
         "task": opts.task,
-        "settings": {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(opts)
-                     if f.name not in ("inputs", "query", "model_cfg") for v in [getattr(opts, f.name)]},
+        "settings": _settings_info(opts),
         "seed": seed,
         "inputs": [{"path": str(i.path), "sample_rate": i.sample_rate, "channels": i.channels,
                     "seconds": round(i.wave.shape[-1] / sr, 4)} for i in opts.inputs],
@@ -453,6 +402,15 @@ def _run_info(opts: InferOptions, model, seed: int, times: dict[str, float], aud
     }
 
 
+def _settings_info(opts: InferOptions) -> dict[str, Any]:
+    """The options of the run, by their command-line names (run.json's ``settings``)."""
+    out = {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(opts)
+           if f.name not in ("inputs", "query", "model_cfg", "settings") for v in [getattr(opts, f.name)]}
+    s = opts.settings
+    return {**out, "num_steps": s.steps, "cfg_scale": s.cfg_scale, "overlap_dur": s.overlap, "repaint_n": s.repaint_n,
+            "eta": s.eta, "sampler": s.sampler}
+
+
 def run(opts: InferOptions) -> Path:
     """Load the model, run the task on every input, publish the output folder; returns its path."""
     from mgeldm.tasks.outputs import TASK_SUBDIRS, RunFolder
@@ -465,8 +423,16 @@ def run(opts: InferOptions) -> Path:
     with RunFolder(opts.output_dir, TASK_SUBDIRS[opts.task]) as folder:
         _test_signal_point()
         writer = _Writer(folder, opts, model.sample_rate, prompt_folders)
-        t_run = time.perf_counter()
-        audio_seconds = _run_tasks(model, opts, writer, model.generator(seed), input_folders)
+        t_run, audio_seconds = time.perf_counter(), 0.0
+        kw = dict(prompts=opts.prompts, query=opts.query, encode_sample=opts.encode_sample,
+                  generator=model.generator(seed), settings=opts.settings)
+        if opts.task == "total_gen":
+            writer.results((), model.run(opts.task, seconds=opts.gen_audio_dur, **kw))
+            audio_seconds = opts.gen_audio_dur * len(opts.prompts)
+        for n, given in enumerate(opts.inputs):  # one song at a time, all drawing from one generator
+            writer.results((input_folders[n],) if input_folders else (),
+                           model.run(opts.task, audio=given.wave, sr=model.sample_rate, **kw))
+            audio_seconds += given.wave.shape[-1] / model.sample_rate
         times["run_s"] = time.perf_counter() - t_run
         folder.write_text(("prompt.txt",), _prompt_txt(opts, seed, prompt_folders))
         writer.written += ["prompt.txt", "run.json"]

@@ -64,7 +64,7 @@ def check_options(cfg: Mapping) -> None:
     if cfg.get("clap_ckpt_path"):
         check_readable_file(cfg["clap_ckpt_path"], "clap_ckpt_path", "the CLAP checkpoint")
     if cfg.get("device"):
-        from mgeldm.api import resolve_device
+        from mgeldm.inputs import resolve_device
 
         resolve_device(str(cfg["device"]))
 
@@ -72,8 +72,11 @@ def check_options(cfg: Mapping) -> None:
 def run(cfg: Mapping) -> None:
     """Build readers, AE and embedder from the composed config, then pre-encode."""
     from mgeldm.data.corpora.registry import build_reader
-    from mgeldm.data.pre_encode import (EncodeSettings, RunInfo, TrackEncoder, autoencoder_info, build_audio_embedder,
-                                        embedder_info, pre_encode)
+    from mgeldm.data.pre_encode.embedders import build_audio_embedder
+    from mgeldm.data.pre_encode.encoder import TrackEncoder
+    from mgeldm.data.pre_encode.records import RunInfo, autoencoder_info, embedder_info
+    from mgeldm.data.pre_encode.run import pre_encode
+    from mgeldm.data.pre_encode.settings import EncodeSettings
 
     check_options(cfg)
     save_root = cfg.get("save_root_dir")

@@ -1,4 +1,5 @@
-"""Typed checks of a composed config, run by every CLI before it reads a large file or writes anything.
+"""Typed checks of a composed config, run by every CLI before it reads a large file or writes anything; the
+scalar rules are :mod:`mgeldm.checks`'.
 
 A table maps dotted keys to a :class:`Rule` (``*`` stands for any one key, e.g. ``data.train.*.num_examples``).
 A key absent from the config is skipped (the code's default applies) and a key the table does not name is
@@ -9,11 +10,11 @@ written as a string that parses (``1e-4`` in a yaml file is a string), a boolean
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mgeldm import checks
 from mgeldm.errors import UserError
 
 
@@ -38,19 +39,6 @@ def show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    return None
-
-
 def _bounds(lo: float | None, hi: float | None, above: float | None, below: float | None) -> str:
     parts = [f">= {lo:g}" if lo is not None else "", f"> {above:g}" if above is not None else "",
              f"<= {hi:g}" if hi is not None else "", f"< {below:g}" if below is not None else ""]
@@ -64,8 +52,9 @@ def _in_bounds(x: float, lo, hi, above, below) -> bool:
 
 def integer(lo: int | None = None, hi: int | None = None) -> Rule:
     def accepts(v: Any) -> bool:
-        x = _as_number(v)
-        is_int = isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("+-").isdigit())
+        x = checks.parse_number(v)
+        is_int = checks.is_integer(v) and not isinstance(v, float)
+        is_int = is_int or (isinstance(v, str) and v.strip().lstrip("+-").isdigit())
         return x is not None and is_int and _in_bounds(x, lo, hi, None, None)
 
     bounds = _bounds(lo, hi, None, None)
@@ -75,7 +64,7 @@ def integer(lo: int | None = None, hi: int | None = None) -> Rule:
 def number(lo: float | None = None, hi: float | None = None, *, above: float | None = None,
            below: float | None = None) -> Rule:
     def accepts(v: Any) -> bool:
-        x = _as_number(v)
+        x = checks.parse_number(v)
         return x is not None and _in_bounds(x, lo, hi, above, below)
 
     bounds = _bounds(lo, hi, above, below)
@@ -83,7 +72,7 @@ def number(lo: float | None = None, hi: float | None = None, *, above: float | N
 
 
 def boolean() -> Rule:
-    return Rule("true or false", lambda v: isinstance(v, bool))
+    return Rule("true or false", lambda v: isinstance(v, bool))  # checks.boolean's rule
 
 
 def text() -> Rule:

@@ -345,7 +345,7 @@ def run(cfg: dict) -> None:
     resume = resolve_resume(cfg.get("ckpt_path"), save_dir, "mgeldm", cfg["model"])
     seed_all(int(recipe["seed"]))
     full, ae_state = read_weights(cfg)
-    from mgeldm.data.pre_encode import state_dict_sha256
+    from mgeldm.data.pre_encode.hashing import state_dict_sha256
 
     ae_hash = state_dict_sha256(ae_state) if ae_state is not None else None
     # data first: a wrong root or latents of another AE fail before the (large) model is built

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mgeldm.audio import SAMPLE_RATE
-from mgeldm.data.pre_encode import MANIFEST_NAME
+from mgeldm.data.pre_encode.layout import MANIFEST_NAME
 from mgeldm.data.prompts import make_prompt
 from mgeldm.data.seeded import SeededDataset, WeightedConcatDataset
 from mgeldm.errors import UserError

@@ -11,7 +11,7 @@ for songs shorter than one window, which are padded to one window (``plan_window
 frames) and trimmed by the caller. (The original assumed an overlap below half a window and songs of at least
 one window; see docs/compatibility.md.)
 
-:class:`WindowedSampler` samples several songs at once: window k of every song whose window k has the same
+:func:`sample_windows` samples several songs at once: window k of every song whose window k has the same
 overlap runs in one batch (songs x rows), each song drawing from its own generator, so each song gets the
 computation and the random numbers it gets alone (equal up to float round-off of the batched matmuls).
 """
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mgeldm.diffusion.samplers import Denoiser, denoiser_calls, sample_given_track, sample_joint
-from mgeldm.diffusion.schedule import T_MIN
+from mgeldm.diffusion.samplers import SAMPLERS, Denoiser, Known, SamplingSettings, denoiser_calls
+from mgeldm.diffusion.schedule import sampling_times
 from mgeldm.progress import progress_bar
 
 
@@ -101,84 +101,60 @@ class _Song:
     given_z: Tensor | None
 
 
-@dataclass
-class WindowedSampler:
-    """Samples songs window by window with one of :mod:`mgeldm.diffusion.samplers`' update rules.
+def sample_windows(make_denoiser: Callable[[int], Denoiser], settings: SamplingSettings, frames: Sequence[int],
+                   generators: Sequence[torch.Generator | None], *, rows: int, channels: int, num_tracks: int,
+                   window: int, overlap: int, given_track: int | None = None, given_z: Sequence[Tensor] | None = None,
+                   device: torch.device | str = "cpu", progress: bool = False, desc: str = "windows") -> list[Tensor]:
+    """Sample songs of ``frames`` latent frames window by window with the sampler ``settings`` name: one
+    (rows, K*C, max(frames_s, window)) per song, song s drawing from ``generators[s]``.
 
-    ``overlap`` is in frames; ``steps``, ``eta``, ``t_min``, ``repaint_n`` and ``sampler`` go to the sampler
-    (RePaint only harmonises an overlap, so the first window of joint generation runs without it).
-    ``windows`` counts the windows sampled so far.
+    ``make_denoiser(n)`` is the denoiser of a batch of ``n`` songs (their ``rows`` stacked song by song). Joint
+    generation when ``given_z`` is None, else generation around the clean ``given_track`` of each song
+    (``given_z[s]`` (1 or rows, C, >= frames_s)). ``overlap`` is in frames; RePaint only harmonises what is
+    known, so the first window of joint generation runs with ``repaint_n = 1``.
     """
-
-    window: int
-    overlap: int
-    num_tracks: int
-    steps: int
-    eta: float = 0.0
-    t_min: float = T_MIN
-    repaint_n: int = 1
-    sampler: str = "ddim"
-    device: torch.device = torch.device("cpu")
-    progress: bool = False
-    windows: int = 0
-
-    def sample(self, make_denoiser: Callable[[int], Denoiser], rows: int, channels: int, frames: Sequence[int],
-               generators: Sequence[torch.Generator | None], *, given_z: Sequence[Tensor] | None = None,
-               given_track: int | None = None, desc: str = "windows") -> list[Tensor]:
-        """One (rows, K*C, max(frames_s, window)) per song.
-
-        ``make_denoiser(n)`` gives the denoiser of a batch of ``n`` songs (their rows stacked song by song).
-        Joint generation when ``given_z`` is None, else generation around the clean ``given_track`` of each
-        song (``given_z[s]`` (1 or rows, C, >= frames_s)).
-        """
-        if len(generators) != len(frames) or (given_z is not None and len(given_z) != len(frames)):
-            raise ValueError(f"{len(frames)} songs need as many generators (got {len(generators)}) and given latents")
-        songs = []
-        for s, count in enumerate(frames):
-            plan = plan_windows(count, self.window, self.overlap)
-            out = torch.zeros(rows, self.num_tracks * channels, plan[-1].end, device=self.device)
-            given = None if given_z is None else given_z[s].to(self.device).float().expand(rows, -1, -1)
-            songs.append(_Song(plan, out, generators[s], given))
-        for group in self._window_groups(songs, desc):
-            self._sample_window(group, make_denoiser(len(group)), given_track)
-            self.windows += len(group)
-        return [song.out for song in songs]
-
-    def _window_groups(self, songs: list[_Song], desc: str) -> Iterator[list[tuple[_Song, Window]]]:
-        """Round k: the songs' k-th windows, grouped by their overlap (equal windows batch together)."""
-        rounds = max(len(song.plan) for song in songs)
-        for k in progress_bar(range(rounds), desc=desc, unit="window", disable=not self.progress):
-            groups: dict[int, list[tuple[_Song, Window]]] = {}
-            for song in songs:
-                if k < len(song.plan):
-                    groups.setdefault(song.plan[k].overlap, []).append((song, song.plan[k]))
-            yield from groups.values()
-
-    def _sample_window(self, group: list[tuple[_Song, Window]], denoise: Denoiser, given_track: int | None) -> None:
-        """Sample one window of each song of ``group`` (all with the same overlap) in one batch."""
-        first = group[0][1]
-        noise = torch.cat([self._noise(song, w) for song, w in group])
-        overlap_z = torch.cat([song.out[..., w.start:w.new_start] for song, w in group]) if first.overlap else None
-        joint = group[0][0].given_z is None
-        repaint_n = self.repaint_n if (first.overlap or not joint) else 1
-        generators = [song.generator for song, _ in group]
-        with progress_bar(total=denoiser_calls(self.sampler, self.steps, repaint_n), desc=f"window {first.index + 1}",
-                          unit="step", nested=True, disable=not self.progress) as bar:
-            common = dict(steps=self.steps, num_tracks=self.num_tracks, eta=self.eta, t_min=self.t_min,
-                          repaint_n=repaint_n, overlap_z=overlap_z,
-                          generator=generators[0] if len(generators) == 1 else generators,
-                          callback=lambda _info: bar.update(1), disable_progress=True, sampler=self.sampler)
-            if joint:
-                x0 = sample_joint(denoise, noise, **common)
-            else:
-                given = torch.cat([song.given_z[..., w.new_start:w.end] for song, w in group])
-                x0 = sample_given_track(denoise, noise, given, given_track, **common)
+    assert len(generators) == len(frames) and (given_z is None or len(given_z) == len(frames))
+    songs = []
+    for s, count in enumerate(frames):
+        plan = plan_windows(count, window, overlap)
+        out = torch.zeros(rows, num_tracks * channels, plan[-1].end, device=device)
+        given = None if given_z is None else given_z[s].to(device).float().expand(rows, -1, -1)
+        songs.append(_Song(plan, out, generators[s], given))
+    times = sampling_times(settings.steps, settings.t_min)
+    for group in _window_groups(songs, desc, progress):
+        noise, known = _window_inputs(group, num_tracks, given_track, device)
+        repaint_n = settings.repaint_n if known.context is not None or known.clean is not None else 1
+        gens = [song.generator for song, _ in group]
+        with progress_bar(total=denoiser_calls(settings.sampler, settings.steps, repaint_n), unit="step",
+                          desc=f"window {group[0][1].index + 1}", nested=True, disable=not progress) as bar:
+            x0 = SAMPLERS[settings.sampler](make_denoiser(len(group)), noise, times, known, eta=settings.eta,
+                                            repaint_n=repaint_n, generator=gens[0] if len(gens) == 1 else gens,
+                                            callback=lambda _info: bar.update(1))
         for (song, w), part in zip(group, x0.float().split(noise.shape[0] // len(group))):
             song.out[..., w.new_start:w.end] = part[..., w.overlap:]
+    return [song.out for song in songs]
 
-    def _noise(self, song: _Song, w: Window) -> Tensor:
-        """The starting noise of window ``w`` of ``song`` (rows, K*C, new frames), from the song's generator."""
+
+def _window_groups(songs: list[_Song], desc: str, progress: bool) -> Iterator[list[tuple[_Song, Window]]]:
+    """Round k: the songs' k-th windows, grouped by their overlap (equal windows batch together)."""
+    rounds = max(len(song.plan) for song in songs)
+    for k in progress_bar(range(rounds), desc=desc, unit="window", disable=not progress):
+        groups: dict[int, list[tuple[_Song, Window]]] = {}
+        for song in songs:
+            if k < len(song.plan):
+                groups.setdefault(song.plan[k].overlap, []).append((song, song.plan[k]))
+        yield from groups.values()
+
+
+def _window_inputs(group: list[tuple[_Song, Window]], num_tracks: int, given_track: int | None,
+                   device: torch.device | str) -> tuple[Tensor, Known]:
+    """The starting noise of one window of each song of ``group`` (from each song's generator) and what the
+    window knows: the context from the song's earlier windows and its given track."""
+    noise = []
+    for song, w in group:
         g = song.generator
-        noise = torch.randn((song.out.shape[0], song.out.shape[1], w.new), generator=g,
-                            device=g.device if g is not None else self.device)
-        return noise.to(self.device)
+        shape = (song.out.shape[0], song.out.shape[1], w.new)
+        noise.append(torch.randn(shape, generator=g, device=g.device if g is not None else device).to(device))
+    context = torch.cat([song.out[..., w.start:w.new_start] for song, w in group]) if group[0][1].overlap else None
+    given = None if group[0][0].given_z is None else torch.cat([s.given_z[..., w.new_start:w.end] for s, w in group])
+    return torch.cat(noise), Known(num_tracks, context=context, given_track=given_track, given_z=given)

@@ -70,7 +70,7 @@ def songs_from_audio(model: Any, songs: Mapping[str, tuple[Tensor, Mapping[str, 
 def silence_latent(model: Any) -> Tensor:
     """The AE's latent of digital silence, one vector (C, 1) (constant over frames in the interior)."""
     runner = model.runner
-    samples = 2 * runner.window * runner.ratio
+    samples = 2 * runner.facts.window * runner.facts.ratio
     z = runner.encode(torch.zeros(samples), None)[0].cpu() * float(model.model.pretransform.scale)
     return z[:, z.shape[-1] // 4: -(z.shape[-1] // 4) or None].mean(-1, keepdim=True)
 
@@ -89,7 +89,7 @@ def _windows(z: Tensor, width: int) -> Tensor:
 def _x0_errors(model: Any, song: LatentSong, label: str, emb: Tensor, silence: Tensor,
                times: Sequence[float], seed: int) -> dict[str, tuple[float, float, float]]:
     """{t: (error with the prompt, error unconditioned, silence's error)} summed over the song's windows."""
-    w = model.runner.window
+    w = model.runner.facts.window
     clean = torch.stack([_windows(song.mix, w), _windows(song.submixes[label], w), _windows(song.sources[label], w)], 1)
     b, k = clean.shape[:2]
     cond = torch.zeros(b, k, emb.shape[-1])

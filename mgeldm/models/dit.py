@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from mgeldm import checks
 from mgeldm.errors import UserError
 from mgeldm.nn.norms import GroupNorm
 from mgeldm.nn.rotary import RotaryEmbedding, apply_rotary
@@ -223,10 +224,9 @@ def _checked_options(patch_size: int, cond_token: bool, conv_kernel: int) -> tup
     conv_kernel: 0 in the original; an odd k adds a zero-initialised depthwise conv over the frame tokens to
     each block's feed-forward input.
     """
-    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+    if not checks.is_integer(patch_size) or patch_size < 1:
         raise UserError(f"DiT config (MGELDM node): patch_size={patch_size!r}; expected an integer >= 1")
-    if isinstance(conv_kernel, bool) or not isinstance(conv_kernel, int) or conv_kernel < 0 or (
-            conv_kernel and conv_kernel % 2 == 0):
+    if not checks.is_integer(conv_kernel) or conv_kernel < 0 or (conv_kernel and conv_kernel % 2 == 0):
         raise UserError(f"DiT config (MGELDM node): conv_kernel={conv_kernel!r}; expected 0 (off) or an odd "
                         "integer >= 1")
     return int(patch_size), bool(cond_token), int(conv_kernel)

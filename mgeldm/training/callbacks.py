@@ -269,7 +269,7 @@ class _EveryNSteps(pl.Callback):
 
 class DiTDemoCallback(_EveryNSteps):
     """Every ``every_n_steps`` optimizer steps: total generation and extraction with the EMA DiT, sampled by the
-    windowed sampler inference uses (:class:`mgeldm.diffusion.windows.WindowedSampler`).
+    windowed sampler inference uses (:func:`mgeldm.diffusion.windows.sample_windows`).
 
     ``prompts`` are source-track texts; extraction uses the first items of ``demo_batch`` (latents)
     as the given mix. Needs the module's ``conditioner`` for text, else renders unconditionally.
@@ -294,22 +294,25 @@ class DiTDemoCallback(_EveryNSteps):
     def sample(self, pl_module) -> dict[str, torch.Tensor]:
         """The demo's latents in the DiT's space (rows, K*C, frames): ``total_gen`` (text on the source track,
         as the original's demo) and, with a ``demo_batch``, ``extraction`` around its mixes."""
-        from mgeldm.diffusion.windows import WindowedSampler, track_conditions
+        from mgeldm.diffusion.samplers import SamplingSettings
+        from mgeldm.diffusion.windows import sample_windows, track_conditions
 
         dit, diffusion = pl_module.ema_model_dit(), pl_module.diffusion
         k, c, frames = dit.num_tracks, dit.io_channels, int(diffusion.segment_length)
         embed = track_conditions(self._text(pl_module, dit, self.num_demos), SRC, k)
-        sampler = WindowedSampler(frames, 0, k, self.steps, t_min=self.t_min, device=pl_module.device)
+        settings = SamplingSettings(self.steps, self.cfg_scale, 0.0, t_min=self.t_min)
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
 
-        def make(rows: int):
-            return lambda songs: lambda x, t: dit(x, t, embed[:rows].repeat(songs, 1, 1), cfg_scale=self.cfg_scale)
+        def run(rows: int, length: int, **given):
+            def make(songs: int):
+                return lambda x, t: dit(x, t, embed[:rows].repeat(songs, 1, 1), cfg_scale=self.cfg_scale)
+            return sample_windows(make, settings, [length], [gen], rows=rows, channels=c, num_tracks=k, window=frames,
+                                  overlap=0, device=pl_module.device, **given)[0]
 
-        out = {"total_gen": sampler.sample(make(self.num_demos), self.num_demos, c, [frames], [gen])[0]}
+        out = {"total_gen": run(self.num_demos, frames)}
         if self.demo_batch is not None:
             given = pl_module.latents(self.demo_batch)[:self.num_demos, :c]  # the DiT's space, as in training
-            out["extraction"] = sampler.sample(make(given.shape[0]), given.shape[0], c, [given.shape[-1]], [gen],
-                                               given_z=[given], given_track=MIX)[0]
+            out["extraction"] = run(given.shape[0], given.shape[-1], given_z=[given], given_track=MIX)
         return out
 
     def render(self, pl_module, step: int) -> list[Path]:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mgeldm import checks
 from mgeldm.diffusion.schedule import SobolTimestepSampler, noisy, v_target
 from mgeldm.models.tracks import CLAP_KEYS, LATENT_KEYS, MIX, SRC, SUBMIX, TRACK_NAMES
 from mgeldm.training.base import NonFiniteLossError, SeededTrainingModule, merged_recipe, recipe_defaults
@@ -72,7 +73,7 @@ def parse_task_t1(node: Any, task_mix: Any) -> dict[str, float]:
         if name not in known:
             raise UserError(f"trainer.recipe.task_t1.{name}: not a task pattern of trainer.recipe.task_mix "
                             f"(expected some of {known})")
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        if not checks.is_number(p) or not 0 <= p <= 1:
             raise UserError(f"trainer.recipe.task_t1.{name}: {p!r}; expected a probability in [0, 1]")
         out[name] = float(p)
     return out
@@ -94,7 +95,7 @@ def parse_task_mix(node: Any, num_tracks: int) -> tuple[list[str], Tensor] | Non
         raise UserError("trainer.recipe.task_mix: task patterns need the three tracks mix, submix, source")
     weights = {}
     for name, w in node.items():
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+        if not checks.is_number(w) or w < 0:
             raise UserError(f"trainer.recipe.task_mix.{name}: {w!r}; expected a number >= 0")
         weights[name] = float(w)
     total = sum(weights.values())

@@ -10,14 +10,26 @@ import math
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
 from mgeldm.audio import SAMPLE_RATE
+from mgeldm.data.seeded import SeededDataset
 
 _LABELS = ("bass", "drums", "piano", "guitar", "vocals", "strings")
 
 
-class FakeLatentDataset(Dataset):
+class _FakeDataset(SeededDataset):
+    """The seeded virtual epoch (:class:`mgeldm.data.seeded.SeededDataset`) with a torch generator per item."""
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.num_examples:
+            raise IndexError(index)
+        return self.make(torch.Generator().manual_seed((self.seed * 1_000_003 + int(index)) * 1009 + self.epoch))
+
+    def make(self, g: torch.Generator) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class FakeLatentDataset(_FakeDataset):
     """Items like ``MixSubmixSourceLatentDataset``: latents (C, T), CLAP vectors (G,), prompts.
 
     The source is a few sinusoid rows, the submix another set, and mix = submix + source, so the
@@ -27,16 +39,8 @@ class FakeLatentDataset(Dataset):
 
     def __init__(self, num_examples: int = 64, *, channels: int = 64, frames: int = 100, clap_dim: int = 512,
                  seed: int = 0, mix_only: bool = False) -> None:
-        self.num_examples, self.channels, self.frames, self.clap_dim = num_examples, channels, frames, clap_dim
-        self.seed, self.mix_only = int(seed), bool(mix_only)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Items depend on (seed, epoch, index), like the real seeded datasets."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.num_examples
+        super().__init__(num_examples, seed)
+        self.channels, self.frames, self.clap_dim, self.mix_only = channels, frames, clap_dim, bool(mix_only)
 
     def _signal(self, g: torch.Generator) -> torch.Tensor:
         phase = torch.rand(self.channels, 1, generator=g) * 2 * math.pi
@@ -44,8 +48,7 @@ class FakeLatentDataset(Dataset):
         pos = torch.arange(self.frames).float()[None] / self.frames
         return torch.sin(2 * math.pi * freq * pos + phase)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + int(index)) * 1009 + self.epoch)
+    def make(self, g: torch.Generator) -> dict[str, Any]:
         src, submix = self._signal(g), 0.5 * self._signal(g)
         mix = src + submix
         claps = torch.nn.functional.normalize(torch.randn(3, self.clap_dim, generator=g), dim=-1)
@@ -59,22 +62,15 @@ class FakeLatentDataset(Dataset):
         return item
 
 
-class FakeAudioDataset(Dataset):
+class FakeAudioDataset(_FakeDataset):
     """Items like the AE audio datasets: ``{"mix_wav": (1, length)}`` of decaying harmonic notes."""
 
     def __init__(self, num_examples: int = 64, *, length: int = 32768, sample_rate: int = SAMPLE_RATE,
                  seed: int = 0) -> None:
-        self.num_examples, self.length, self.sample_rate, self.seed = num_examples, length, sample_rate, int(seed)
-        self.epoch = 0
+        super().__init__(num_examples, seed)
+        self.length, self.sample_rate = length, sample_rate
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.num_examples
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + int(index)) * 1009 + self.epoch)
+    def make(self, g: torch.Generator) -> dict[str, torch.Tensor]:
         t = torch.arange(self.length).float() / self.sample_rate
         f0 = 110.0 * 2 ** (torch.randint(0, 24, (1,), generator=g).float() / 12)
         wav = sum(torch.sin(2 * math.pi * f0 * h * t) / h for h in range(1, 5))

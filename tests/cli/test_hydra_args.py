@@ -3,13 +3,15 @@ option spellings, and quoting; no model, no Hydra run."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from mgeldm.cli.hydra_args import hydra_quote, prepare_argv, quoting_hint
+from mgeldm.cli.hydra_args import HYDRA_FLAGS, hydra_quote, prepare_argv, quoting_hint, run_app
 from mgeldm.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,10 +20,42 @@ OPTIONS = ("seed", "ckpt_path", "data_dirs", "text_prompt", "given_wav_path")
 LIGHTNING_TAIL = ['hydra.run.dir="."', "hydra.job.name=train_ddp_process_1", "hydra.output_subdir=null"]
 
 
-def _hydra_parse(argv: list[str]):
+def _hydra_parser():
+    """Hydra's own argv parser: private (``hydra._internal``), so only these tests read it, to check that
+    :data:`HYDRA_FLAGS` and the argv that ``prepare_argv`` writes still match what ``hydra.main`` parses."""
     from hydra._internal.utils import get_args_parser
 
-    return get_args_parser().parse_args(argv)
+    return get_args_parser()
+
+
+def _hydra_parse(argv: list[str]):
+    return _hydra_parser().parse_args(argv)
+
+
+def test_hydra_flags_are_hydras():
+    """The module's copy of Hydra's flags (and how many values each takes) is Hydra's: an upgrade of Hydra that
+    adds, drops or changes a flag fails here rather than on a user's command line."""
+    def takes(action):
+        return tuple(action.choices) if action.nargs == "?" else int(action.nargs != 0)
+
+    actions = _hydra_parser()._option_string_actions
+    assert {name: takes(action) for name, action in actions.items()} == HYDRA_FLAGS
+
+
+def test_run_app_hands_hydra_the_prepared_argv_and_restores_it(monkeypatch):
+    """``hydra.main`` (and Lightning's relaunch of the other DDP ranks) read ``sys.argv``: it holds the prepared
+    argv while the app runs, with HYDRA_FULL_ERROR set; both are as they were afterwards."""
+    seen = {}
+
+    def app():
+        seen.update(argv=sys.argv[1:], full_error=os.environ.get("HYDRA_FULL_ERROR"))
+
+    given = ["tool.py", "seed=1", "--config-dir", "/x/conf", "a.b=2"]
+    monkeypatch.setattr(sys, "argv", list(given))
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    run_app(app, "tool.py", options=["seed"])
+    assert seen == {"argv": ["--config-dir", "/x/conf", "++seed=1", "a.b=2"], "full_error": "1"}
+    assert sys.argv == given and "HYDRA_FULL_ERROR" not in os.environ
 
 
 def _value(override: str):

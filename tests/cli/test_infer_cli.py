@@ -391,12 +391,12 @@ def test_sampler_option_reaches_the_run_and_its_records(tiny):
 
     out = tiny["root"] / "sampler"
     opts = parse_options(_compose(tiny, _quick_run_args(tiny, out)[1:] + ["+sampler=dpmpp_2m", "+save_png=false"]))
-    assert opts.sampler == "dpmpp_2m"
+    assert opts.settings.sampler == "dpmpp_2m"
     folder = run(opts)
     assert "sampler: dpmpp_2m" in (folder / "prompt.txt").read_text().splitlines()
     assert json.loads((folder / "run.json").read_text())["settings"]["sampler"] == "dpmpp_2m"
     default = parse_options(_compose(tiny, _quick_run_args(tiny, out)[1:]))
-    assert default.sampler == "ddim"
+    assert default.settings.sampler == "ddim"
 
 
 @pytest.mark.clap
@@ -465,3 +465,43 @@ def test_bad_input_through_hydra_is_exactly_one_line(tiny, bad_files):
     assert len(lines) == 1 and "+num_step" in lines[0], lines
     assert not out.exists()
     assert not (tiny["work"] / "outputs").exists() and not (tiny["work"] / ".hydra").exists()
+
+
+@pytest.mark.clap
+@pytest.mark.parametrize("task", ["total_gen", "source_extract"])
+def test_at_most_five_project_calls_from_the_parsed_options_to_the_sampling_loop(tiny, monkeypatch, task):
+    """cli/infer.run -> MGELDM.run -> run_task -> sample_latents -> sample_windows -> sample_ddim: the path a
+    reader follows from the command line to the loop, and the one settings value that travels along it."""
+    import soundfile as sf
+
+    import mgeldm
+    from mgeldm.cli.infer import parse_options, run
+    from mgeldm.diffusion import windows
+
+    package, chains, seen = str(Path(mgeldm.__file__).parent), [], []
+    ddim = windows.SAMPLERS["ddim"]
+
+    def spy(*args, **kwargs):
+        names, frame = [], sys._getframe(1)
+        while frame is not None and frame.f_code is not run.__code__:
+            if frame.f_code.co_filename.startswith(package):
+                names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        chains.append([*names[::-1], "sample_ddim"])
+        seen.append(sys._getframe(1).f_locals["settings"])  # sample_windows' settings
+        return ddim(*args, **kwargs)
+
+    monkeypatch.setitem(windows.SAMPLERS, "ddim", spy)
+    out = tiny["root"] / f"chain_{task}"
+    args = _quick_run_args(tiny, out)[1:] + ["+save_png=false"]
+    if task == "source_extract":
+        sf.write(tiny["root"] / "chain.wav", (0.1 * torch.sin(torch.arange(3200) / 5.0)).numpy(), 16000)
+        args = [a for a in args if not a.startswith(("+task", "+gen_audio_dur"))]
+        args += ["+task=source_extract", f"+given_wav_path={tiny['root'] / 'chain.wav'}"]
+    opts = parse_options(_compose(tiny, args))
+    run(opts)
+    assert chains and all(chain == chains[0] for chain in chains)
+    assert len(chains[0]) <= 5, chains[0]
+    print(" -> ".join(chains[0]))
+    assert chains[0][:2] == ["run", "run_task"] and chains[0][-2:] == ["sample_windows", "sample_ddim"]
+    assert all(s is opts.settings for s in seen)

@@ -60,13 +60,14 @@ def test_a_terminal_gets_a_tqdm_bar():
 
 def test_sampler_progress_in_a_log_has_no_cursor_codes(capfd):
     """The sampler's own bar (disable_progress=False) writes to stderr, which is no terminal here."""
-    from mgeldm.diffusion.samplers import sample_joint
+    from mgeldm.diffusion.samplers import Known, sample_ddim
+    from mgeldm.diffusion.schedule import sampling_times
 
     def denoiser(x, t):
         return torch.zeros_like(x)
 
-    sample_joint(denoiser, torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(0)), steps=3,
-                 num_tracks=3, disable_progress=False)
+    sample_ddim(denoiser, torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(0)), sampling_times(3),
+                Known(3), disable=False)
     err = capfd.readouterr().err
     assert _no_control_codes(err), repr(err[:200])
     assert "sampling: 3/3 step" in err

@@ -31,7 +31,7 @@ def _no_heavy_work(monkeypatch):
         raise AssertionError("weights were read before the missing files were reported")
 
     monkeypatch.setattr(models, "load_mgeldm", refuse)
-    monkeypatch.setattr(api, "build_conditioner_from", refuse)
+    monkeypatch.setattr(api, "_build_conditioner", refuse)
 
 
 def _assert_names_all_three(message: str, ckpt: str = "ckpt", clap: str = "clap_ckpt") -> None:
@@ -75,7 +75,7 @@ def test_infer_names_every_missing_file_in_one_line(bare_machine, monkeypatch, c
 def test_only_what_is_missing_is_named(bare_machine, clap_fixtures, reference_fixtures, monkeypatch):
     """The tokenizer in checkpoints/roberta-base (where download_weights.sh puts it) is found; the missing
     CLAP file is the only complaint; a model whose conditioner takes no checkpoint needs none."""
-    from mgeldm.api import default_model_config, missing_inference_files
+    from mgeldm.model_config import default_model_config, missing_inference_files
     from mgeldm.models.clap.tokenizer import find_roberta_tokenizer
 
     folder = bare_machine / "checkpoints" / "roberta-base"

@@ -19,8 +19,11 @@ from mgeldm.audio import resample
 from mgeldm.data.corpora.moisesdb import seeded_split
 from mgeldm.data.corpora.registry import build_reader
 from mgeldm.data.latent_datasets import MixSubmixSourceLatentDataset
-from mgeldm.data.pre_encode import (STOP_AFTER_TRACKS_ENV, EncodeSettings, RunInfo, TrackEncoder, autoencoder_info,
-                                    embedder_info, pad_clip, pre_encode, state_dict_sha256)
+from mgeldm.data.pre_encode.encoder import TrackEncoder, pad_clip
+from mgeldm.data.pre_encode.hashing import state_dict_sha256
+from mgeldm.data.pre_encode.records import RunInfo, autoencoder_info, embedder_info
+from mgeldm.data.pre_encode.run import STOP_AFTER_TRACKS_ENV, pre_encode
+from mgeldm.data.pre_encode.settings import EncodeSettings
 from mgeldm.errors import UserError
 
 REPO = H.Path(__file__).resolve().parents[2]

@@ -12,16 +12,28 @@ import math
 import pytest
 import torch
 
-from mgeldm.diffusion.samplers import (
-    ddim_noise_scale,
-    ddim_v_step,
-    recorrupt,
-    sample_given_track,
-    sample_joint,
-)
-from mgeldm.diffusion.schedule import alpha_sigma, noisy, sampling_times
+from mgeldm.diffusion.samplers import SAMPLERS, Known, SamplingSettings, ddim_noise_scale, ddim_v_step, recorrupt
+from mgeldm.diffusion.schedule import T_MIN, alpha_sigma, noisy, sampling_times
+from mgeldm.errors import OptionError
 
 K = 3  # tracks in the toy problems (the model's track layout: mix, submix, src)
+
+
+def sample_joint(denoiser, noise, *, steps, num_tracks, eta=0.0, t_min=T_MIN, repaint_n=1, overlap_z=None,
+                 generator=None, callback=None, disable_progress=True, sampler="ddim"):
+    """Joint generation of every track through the samplers' one signature (what windowing calls)."""
+    known = Known(num_tracks, context=overlap_z)
+    return SAMPLERS[sampler](denoiser, noise, sampling_times(steps, t_min), known, eta=eta, repaint_n=repaint_n,
+                             generator=generator, callback=callback, disable=disable_progress)
+
+
+def sample_given_track(denoiser, noise, given_z, given_track, *, steps, num_tracks, eta=0.0, t_min=T_MIN,
+                       repaint_n=1, overlap_z=None, generator=None, callback=None, disable_progress=True,
+                       sampler="ddim"):
+    """Generation of the other tracks around the clean ``given_track`` through the same signature."""
+    known = Known(num_tracks, context=overlap_z, given_track=given_track, given_z=given_z)
+    return SAMPLERS[sampler](denoiser, noise, sampling_times(steps, t_min), known, eta=eta, repaint_n=repaint_n,
+                             generator=generator, callback=callback, disable=disable_progress)
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -355,7 +367,8 @@ def test_number_of_denoiser_calls(steps, repaint_n):
 
 
 def test_joint_without_overlap_rejects_repaint():
-    with pytest.raises(ValueError, match="repaint_n"):
+    """RePaint only harmonises what is known: windowing never asks for it on a window that knows nothing."""
+    with pytest.raises(AssertionError, match="RePaint"):
         sample_joint(gaussian_denoiser(1.0), torch.zeros(1, K, 4), steps=3, num_tracks=K, repaint_n=2)
 
 
@@ -597,13 +610,39 @@ def test_one_generator_per_block_of_rows_draws_what_each_block_draws_alone(sampl
 
 @pytest.mark.parametrize("sampler", FAST)
 def test_fast_samplers_refuse_repaint_and_eta(sampler):
+    """The settings refuse RePaint and eta > 0 for the ODE solvers (where a user's value enters); the solvers
+    themselves assert it."""
+    with pytest.raises(OptionError, match="repaint_n=2.*ddim"):
+        SamplingSettings(3, 1.0, 0.0, repaint_n=2, sampler=sampler).check()
+    with pytest.raises(OptionError, match="eta=0.5.*ddim"):
+        SamplingSettings(3, 1.0, 0.0, eta=0.5, sampler=sampler).check()
     den, noise = gaussian_denoiser(1.0), torch.zeros(1, K * 2, 4)
-    with pytest.raises(ValueError, match="repaint_n=2.*ddim"):
-        sample_given_track(den, noise, noise[:, :2], 0, steps=3, num_tracks=K, repaint_n=2, sampler=sampler)
-    with pytest.raises(ValueError, match="eta=0.5.*ddim"):
+    with pytest.raises(AssertionError):
         sample_joint(den, noise, steps=3, num_tracks=K, eta=0.5, sampler=sampler)
 
 
 def test_unknown_sampler_is_refused():
-    with pytest.raises(ValueError, match="sampler=euler: expected one of ddim, dpmpp_2m, heun"):
-        sample_joint(gaussian_denoiser(1.0), torch.zeros(1, K, 4), steps=3, num_tracks=K, sampler="euler")
+    with pytest.raises(OptionError, match="sampler=euler: expected one of ddim, dpmpp_2m, heun"):
+        SamplingSettings(3, 1.0, 0.0, sampler="euler").check()
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("steps", 0, "steps=0: expected an integer >= 1"), ("steps", 2.5, "steps=2.5: expected an integer >= 1"),
+    ("repaint_n", True, "repaint_n=True: expected an integer >= 1"),
+    ("cfg_scale", float("nan"), "cfg_scale=nan: expected a finite number"),
+    ("overlap", -1.0, "overlap=-1.0: expected a number of seconds >= 0"), ("eta", -0.1, "eta=-0.1: expected a number >= 0")])
+def test_settings_refuse_each_bad_value_naming_it(field, value, expected):
+    from dataclasses import replace
+
+    with pytest.raises(OptionError) as err:
+        replace(SamplingSettings(3, 1.0, 0.0), **{field: value}).check()
+    assert str(err.value) == expected
+
+
+def test_checked_settings_are_plain_numbers_and_the_same_object_when_already_plain():
+    s = SamplingSettings(4.0, 2, 0, repaint_n=2, eta=0)
+    checked = s.check()
+    assert (checked.steps, checked.cfg_scale, checked.overlap, checked.eta) == (4, 2.0, 0.0, 0.0)
+    assert [type(v) for v in (checked.steps, checked.cfg_scale, checked.overlap, checked.eta)] == [int, float, float,
+                                                                                                   float]
+    assert checked.check() is checked

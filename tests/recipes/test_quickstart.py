@@ -1,7 +1,8 @@
 """``scripts/quickstart.sh --smoke`` end to end (every stage through the real scripts), and the report's fields.
 
 The smoke run trains for a few steps only: its numbers mean nothing and no target is asserted here (the
-targets are for the full run, see README). The report builder is also checked on hand-made inputs.
+targets are for the full run, see docs/quickstart.md#what-the-report-measures). The report builder is also
+checked on hand-made inputs.
 """
 
 import json

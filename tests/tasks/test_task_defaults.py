@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mgeldm.tasks.tasks import RELEASED_WINDOW_SECONDS, TASK_DEFAULTS, TASKS, task_defaults
+from mgeldm.tasks.tasks import RELEASED_WINDOW_SECONDS, TASKS, task_defaults
+
+TASK_DEFAULTS = {name: row.defaults for name, row in TASKS.items()}
 from mgeldm.tasks.windowing import overlap_frames
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,7 +69,7 @@ def test_api_runs_every_task_with_default_overlap(carried_checkpoints):
     from mgeldm.api import MGELDM
 
     m = MGELDM.from_pretrained(carried_checkpoints["default_dit_tiny"], device="cpu")  # no model_config
-    window_s = m.runner.window_seconds
+    window_s = m.runner.facts.window_seconds
     assert window_s == pytest.approx(16 * 64 / 16000)
     assert m.settings("source_extract").overlap == pytest.approx(3.0 * window_s / RELEASED_WINDOW_SECONDS)
     wave = 0.1 * torch.sin(torch.arange(4000) / 5.0)
@@ -93,7 +95,7 @@ def test_infer_needs_no_config_name_for_a_carried_config(carried_checkpoints, tm
     opts = parse_options(cfg)
     task = opts.task
     window_s = opts.model_cfg["segment_length"] * 64 / 16000
-    assert opts.overlap_dur == pytest.approx(TASK_DEFAULTS[task].overlap * window_s / RELEASED_WINDOW_SECONDS)
+    assert opts.settings.overlap == pytest.approx(TASK_DEFAULTS[task].overlap * window_s / RELEASED_WINDOW_SECONDS)
     assert opts.clap_ckpt_path is None and opts.model_cfg == _carried(carried_checkpoints[name])
 
 

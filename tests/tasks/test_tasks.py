@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import mgeldm.tasks.tasks as tasks
-from mgeldm.api import MGELDM, compute_dtype, resolve_device, split_iter_prompts
+from mgeldm.api import MGELDM
+from mgeldm.inputs import compute_dtype, resolve_device, split_iter_prompts
 from mgeldm.errors import UserError
 from mgeldm.tasks.outputs import RunFolder, check_output_dir, slugify, unique_slugs
 
@@ -188,10 +189,11 @@ def test_given_latent_stays_clean_and_mix_encoded_once(mge, monkeypatch):
     z = runner.encode(wave, None)
     assert len(calls) == 1 and calls[0]["sample"] is False  # the VAE mean by default (difference 3 of docs/compatibility.md)
     cond = mge.embed_prompts(["a", "b", "c"])
-    frames = math.ceil(wave.numel() / runner.ratio)
+    frames = math.ceil(wave.numel() / runner.facts.ratio)
     settings = tasks.SamplingSettings(steps=2, cfg_scale=1.0, overlap=0.2, repaint_n=2)
-    out = runner.sample(cond, tasks.SRC, frames, settings, torch.Generator().manual_seed(0), given_z=z, given_track=0)
-    c = runner.channels
+    out = tasks.sample_latents(runner, tasks.TASKS["source_extract"], cond, settings, [torch.Generator().manual_seed(0)],
+                               [frames], [z])[0]
+    c = runner.model.io_channels
     assert out.shape == (3, 3 * c, z.shape[-1])
     assert torch.equal(out[:, :c], z.expand(3, -1, -1))  # given channels are the clean latent
     calls.clear()
@@ -232,25 +234,25 @@ def test_vae_runs_in_one_pass_like_the_original(mge, monkeypatch):
     """Above the old 128-frame threshold the task's VAE passes are the direct one-pass encode/decode."""
     runner, pre = mge.runner, mge.model.pretransform
     frames = 2 * 128 + 7
-    z = torch.randn(2, runner.channels, frames, generator=torch.Generator().manual_seed(0))
-    samples = frames * runner.ratio - 5
+    z = torch.randn(2, runner.model.io_channels, frames, generator=torch.Generator().manual_seed(0))
+    samples = frames * runner.facts.ratio - 5
     with torch.inference_mode():
         whole = torch.cat([pre.decode(z[i:i + 1], chunked=False) for i in range(2)]).reshape(2, -1)[:, :samples]
     assert torch.equal(runner.decode(z, samples), whole)
-    wave = _song(frames * runner.ratio / runner.sample_rate, runner.sample_rate, 1)[0]
+    wave = _song(frames * runner.facts.ratio / runner.facts.sample_rate, runner.facts.sample_rate, 1)[0]
     with torch.inference_mode():
         direct = pre.encode(wave.reshape(1, 1, -1), sample=False, chunked=False)
     assert torch.equal(runner.encode(wave, None), direct)
 
     seen = _spy_vae(monkeypatch, pre)
-    mge.extract(wave, runner.sample_rate, "x", seed=0, **FAST)
+    mge.extract(wave, runner.facts.sample_rate, "x", seed=0, **FAST)
     assert seen and all(chunked is False for _, chunked in seen), seen
 
 
 @pytest.mark.reference
 def test_vae_chunks_beyond_the_limit_or_on_request(mge, monkeypatch):
     runner, pre = mge.runner, mge.model.pretransform
-    limit = math.floor(tasks.WHOLE_PASS_MAX_SECONDS * runner.frame_rate)
+    limit = math.floor(tasks.WHOLE_PASS_MAX_SECONDS * runner.facts.frame_rate)
     assert tasks.WHOLE_PASS_MAX_SECONDS == 600.0  # documented in the README: 10 minutes on every machine
     assert not runner.use_chunks(limit) and runner.use_chunks(limit + 1)
     monkeypatch.setattr(pre, "chunked", True)  # model.pretransform.chunked=true still asks for chunks
@@ -258,11 +260,11 @@ def test_vae_chunks_beyond_the_limit_or_on_request(mge, monkeypatch):
     monkeypatch.setattr(pre, "chunked", False)
 
     frames = 2 * 128 + 7
-    z = torch.randn(1, runner.channels, frames, generator=torch.Generator().manual_seed(1))
-    whole = runner.decode(z, frames * runner.ratio)
+    z = torch.randn(1, runner.model.io_channels, frames, generator=torch.Generator().manual_seed(1))
+    whole = runner.decode(z, frames * runner.facts.ratio)
     chunked = MGELDM(mge.model, mge.conditioner, device="cpu", chunked=True)
     seen = _spy_vae(monkeypatch, pre)
-    audio = chunked.runner.decode(z, frames * runner.ratio)
+    audio = chunked.runner.decode(z, frames * runner.facts.ratio)
     assert seen == [("decode", True)] and audio.shape == whole.shape and not torch.equal(audio, whole)
     assert not MGELDM(mge.model, mge.conditioner, device="cpu", chunked=False).runner.use_chunks(limit + 1)
     with pytest.raises(UserError, match=r"^chunked=maybe: expected true, false or auto$"):
@@ -313,11 +315,11 @@ def test_bad_api_inputs(mge):
         mge.generate("x", 1.0, steps=0)
     with pytest.raises(UserError, match="^seconds=-1.0: "):
         mge.generate("x", -1.0, **FAST)
-    frame_s = mge.runner.ratio / mge.sample_rate  # one latent frame: 4 ms for the tiny VAE
+    frame_s = mge.runner.facts.ratio / mge.sample_rate  # one latent frame: 4 ms for the tiny VAE
     for too_short in (0.00001, frame_s * 0.9):
         with pytest.raises(UserError, match=r"^seconds=.*one latent frame"):
             mge.generate(None, too_short, **FAST)
-    assert mge.generate(None, frame_s, seed=0, **FAST)["gen_mix"].shape == (1, mge.runner.ratio)
+    assert mge.generate(None, frame_s, seed=0, **FAST)["gen_mix"].shape == (1, mge.runner.facts.ratio)
     with pytest.raises(UserError, match="^overlap=0.5: .* not shorter than one window"):
         mge.generate("x", 1.0, steps=2, overlap=0.5)
     with pytest.raises(UserError, match="unknown task"):
@@ -408,21 +410,21 @@ def test_sampling_reads_no_tensor_value_on_the_host(model_cfg, monkeypatch, samp
     with torch.device("meta"):
         model = build_mgeldm(model_cfg).eval()
     runner = tasks.TaskRunner(model, device=torch.device("meta"))
-    c = runner.channels
+    c = runner.model.io_channels
     settings = tasks.SamplingSettings(4, 3.0, 0.1, 1, eta=0.0, sampler=sampler)
     gens = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
-    zs = runner.sample_songs(torch.randn(2, runner.cond_dim), tasks.SRC, [250, 130], settings, gens,
-                             given_z=[torch.randn(1, c, 250), torch.randn(1, c, 130)], given_track=tasks.MIX)
+    zs = tasks.sample_latents(runner, tasks.TASKS["source_extract"], torch.randn(2, runner.model.cond_dim), settings,
+                              gens, [250, 130], [torch.randn(1, c, 250), torch.randn(1, c, 130)])
     assert [z.shape for z in zs] == [(2, 3 * c, 250), (2, 3 * c, 130)] and zs[0].is_meta
     if sampler == "ddim":  # the stochastic paths too: eta noise, overlap noise, RePaint
-        z = runner.sample(torch.randn(1, runner.cond_dim), tasks.MIX, 250, tasks.SamplingSettings(3, 3.0, 0.1, 2, eta=0.5),
-                          gens[0])
+        z = tasks.sample_latents(runner, tasks.TASKS["total_gen"], torch.randn(1, runner.model.cond_dim),
+                                 tasks.SamplingSettings(3, 3.0, 0.1, 2, eta=0.5), gens[:1], [250])[0]
         assert z.is_meta and z.shape == (1, 3 * c, 250)
 
 
 @pytest.mark.reference
 def test_latent_extraction_of_several_mixes_in_one_batch(mge):
-    c = mge.runner.channels
+    c = mge.runner.model.io_channels
     mixes = [torch.randn(c, f, generator=torch.Generator().manual_seed(f)) for f in (130, 100, 260)]
     kw = dict(steps=2, cfg_scale=2.0, overlap=0.1)
     alone = [mge.extract_latents(z, ["a"], seed=i, **kw) for i, z in enumerate(mixes)]
@@ -556,7 +558,7 @@ def test_readme_api_snippet_defines_every_name():
 
 
 def test_default_model_config_and_clap_path():
-    from mgeldm.api import conditioner_ckpt, default_model_config, with_conditioner_ckpt
+    from mgeldm.model_config import conditioner_ckpt, default_model_config, with_conditioner_ckpt
 
     cfg = default_model_config()  # configs/dit.yaml's model node, as infer.py composes it
     assert cfg["segment_length"] > 0 and cfg["MGELDM"]["num_tracks"] == 3

@@ -81,11 +81,13 @@ def test_dit_demo_renders_with_ema_weights(tmp_path, monkeypatch):
 
 
 def test_dit_demo_samples_with_the_windowed_sampler_of_inference():
-    """The demo has no sampling code of its own: its latents are what inference's TaskRunner gives the same
+    """The demo has no sampling code of its own: its latents are what inference's sampling gives the same
     (EMA) DiT for the same conditions, settings and generator."""
     from mgeldm.models.mgeldm import MGELDMNet
     from mgeldm.models.tracks import MIX, SRC
-    from mgeldm.tasks.tasks import SamplingSettings, TaskRunner
+    from dataclasses import replace
+
+    from mgeldm.tasks.tasks import TASKS, SamplingSettings, TaskRunner, sample_latents
     from mgeldm.training.fake_data import FakeLatentDataset
 
     m = _dit_module()
@@ -98,9 +100,10 @@ def test_dit_demo_samples_with_the_windowed_sampler_of_inference():
     runner = TaskRunner(ema)
     settings = SamplingSettings(steps=3, cfg_scale=2.0, overlap=0.0)
     gen = torch.Generator().manual_seed(7)
-    cond = torch.zeros(2, runner.cond_dim)  # no conditioner: unconditional prompts
-    total = runner.sample(cond, SRC, 16, settings, gen)
-    extraction = runner.sample(cond, SRC, 16, settings, gen, given_z=m.latents(batch)[:, :8], given_track=MIX)
+    cond = torch.zeros(2, runner.model.cond_dim)  # no conditioner: unconditional prompts
+    total = sample_latents(runner, replace(TASKS["total_gen"], text=SRC), cond, settings, [gen], [16])[0]
+    extraction = sample_latents(runner, TASKS["source_extract"], cond, settings, [gen], [16], [m.latents(batch)[:, :8]])[0]
+    assert TASKS["source_extract"].given == MIX
     assert torch.equal(demo["total_gen"], total) and torch.equal(demo["extraction"], extraction)
 
 
