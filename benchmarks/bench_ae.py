@@ -27,7 +27,6 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from benchlib import add_common_args, apply_threads, emit  # noqa: E402
-
 from mgeldm.models.autoencoder import build_autoencoder  # noqa: E402
 
 FULL_CONFIG = REPO / "configs" / "model" / "autoencoder.yaml"
@@ -95,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def random_audio(model, args: argparse.Namespace, device: torch.device,
-                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Generator, int, float]:
+def random_audio(
+    model, args: argparse.Namespace, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Generator, int, float]:
     """The input (whole latent frames of noise), the generator it came from, its latent frames and seconds."""
     ratio, sr = model.downsampling_ratio, model.sample_rate
     frames = max(1, round(args.seconds * sr / ratio))
@@ -109,18 +109,25 @@ def random_audio(model, args: argparse.Namespace, device: torch.device,
 def describe(model, args: argparse.Namespace, device: torch.device, frames: int, seconds: float) -> dict[str, Any]:
     """The settings the numbers belong to (the first keys of the JSON object)."""
     result: dict[str, Any] = {
-        "dtype": args.dtype, "config": args.config, "params": sum(p.numel() for p in model.parameters()),
-        "batch": args.batch, "audio_seconds": seconds, "latent_frames": frames, "chunked": args.chunked,
+        "dtype": args.dtype,
+        "config": args.config,
+        "params": sum(p.numel() for p in model.parameters()),
+        "batch": args.batch,
+        "audio_seconds": seconds,
+        "latent_frames": frames,
+        "chunked": args.chunked,
         "weight_norm_folded": not args.no_fold,
     }
     if device.type == "cuda":
-        result.update({"cudnn_benchmark": torch.backends.cudnn.benchmark,
-                       "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32})
+        result.update(
+            {"cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
+        )
     return result
 
 
-def time_inference(model, audio: torch.Tensor, args: argparse.Namespace, device: torch.device,
-                   total: float) -> dict[str, Any]:
+def time_inference(
+    model, audio: torch.Tensor, args: argparse.Namespace, device: torch.device, total: float
+) -> dict[str, Any]:
     """Encode and decode times (and their peak memory), in inference mode."""
     chunk = dict(chunked=args.chunked, max_batch_size=args.chunk_batch)
     with torch.inference_mode():
@@ -129,13 +136,19 @@ def time_inference(model, audio: torch.Tensor, args: argparse.Namespace, device:
         peak_enc = peak_memory_mb(device)
         t_dec = timed(lambda: model.decode_audio(z, **chunk), device, args.repeats, args.warmup)
         peak_dec = peak_memory_mb(device)
-    return {"peak_memory_encode_mb": round(peak_enc, 1), "peak_memory_decode_mb": round(peak_dec, 1),
-            "encode_s": t_enc, "decode_s": t_dec,
-            "encode_audio_s_per_s": total / t_enc, "decode_audio_s_per_s": total / t_dec}
+    return {
+        "peak_memory_encode_mb": round(peak_enc, 1),
+        "peak_memory_decode_mb": round(peak_dec, 1),
+        "encode_s": t_enc,
+        "decode_s": t_dec,
+        "encode_audio_s_per_s": total / t_enc,
+        "decode_audio_s_per_s": total / t_dec,
+    }
 
 
-def time_training(model, audio: torch.Tensor, gen: torch.Generator, args: argparse.Namespace, device: torch.device,
-                  total: float) -> dict[str, Any]:
+def time_training(
+    model, audio: torch.Tensor, gen: torch.Generator, args: argparse.Namespace, device: torch.device, total: float
+) -> dict[str, Any]:
     """One training step's time (forward + backward of an L1 + KL loss) and its peak memory."""
     model.train()  # drops the fold: gradients go to weight_g / weight_v
 
@@ -146,8 +159,11 @@ def time_training(model, audio: torch.Tensor, gen: torch.Generator, args: argpar
         model.zero_grad(set_to_none=True)
 
     t_train = timed(step, device, args.repeats, args.warmup)
-    return {"train_step_s": t_train, "train_audio_s_per_s": total / t_train,
-            "peak_memory_train_mb": round(peak_memory_mb(device), 1)}
+    return {
+        "train_step_s": t_train,
+        "train_audio_s_per_s": total / t_train,
+        "peak_memory_train_mb": round(peak_memory_mb(device), 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -20,7 +20,6 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from benchlib import add_common_args, apply_threads, emit, fixture_dir, tiny_clap_config  # noqa: E402
-
 from mgeldm.models.clap import ClapSizes, LaionClap, build_clap_model  # noqa: E402
 from mgeldm.models.clap.tokenizer import ClapTokenizer  # noqa: E402
 
@@ -107,16 +106,20 @@ def main(argv: list[str] | None = None) -> dict:
     text_s, cached_s = time_text(clap, args.prompts, args.device)
     audio_s, seconds = time_audio(clap, args.clips, args.device)
 
-    return emit("clap", {
-        "size": args.size,
-        "weights": "checkpoint" if args.size == "tiny" or args.ckpt else "random",
-        "dtype": args.dtype,
-        "load_s": round(load_s, 3),
-        "text_prompts_per_s": round(args.prompts / text_s, 2),
-        "text_prompts_per_s_cached": round(args.prompts / max(cached_s, 1e-9), 1),
-        "audio_clips": args.clips,
-        "audio_seconds_per_s": round(seconds / audio_s, 2),
-    }, args.device)
+    return emit(
+        "clap",
+        {
+            "size": args.size,
+            "weights": "checkpoint" if args.size == "tiny" or args.ckpt else "random",
+            "dtype": args.dtype,
+            "load_s": round(load_s, 3),
+            "text_prompts_per_s": round(args.prompts / text_s, 2),
+            "text_prompts_per_s_cached": round(args.prompts / max(cached_s, 1e-9), 1),
+            "audio_clips": args.clips,
+            "audio_seconds_per_s": round(seconds / audio_s, 2),
+        },
+        args.device,
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchlib import add_common_args, apply_threads, device_name, emit  # noqa: E402
-
 from mgeldm.models.dit import MGEDiT, _run_grouped_mlp, build_dit  # noqa: E402
 
 SMALL = {  # CPU-friendly: same structure and head dim (32), narrower and shallower
@@ -47,8 +46,16 @@ SMALL = {  # CPU-friendly: same structure and head dim (32), narrower and shallo
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Dense tensor-core peaks in TFLOP/s for bf16/fp16 (no sparsity).
-PEAKS = [("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("H800", 989.0), ("A100", 312.0),
-         ("L40S", 362.0), ("A10G", 70.0), ("4090", 165.0)]
+PEAKS = [
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),
+    ("H200", 989.0),
+    ("H800", 989.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("A10G", 70.0),
+    ("4090", 165.0),
+]
 
 
 def load_config(name: str) -> dict:
@@ -161,8 +168,9 @@ def build_model(cfg: dict, checkpointing: bool, device: torch.device) -> tuple[M
     return model, gen
 
 
-def random_inputs(model: MGEDiT, batch: int, frames: int, gen: torch.Generator,
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def random_inputs(
+    model: MGEDiT, batch: int, frames: int, gen: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Latents x, per-track times t and CLAP conditions, drawn in that order."""
     k, c = model.num_tracks, model.io_channels
     x = torch.randn(batch, k * c, frames, generator=gen, device=device)
@@ -171,8 +179,9 @@ def random_inputs(model: MGEDiT, batch: int, frames: int, gen: torch.Generator,
     return x, t, cond
 
 
-def flash_usable(model: MGEDiT, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, amp,
-                 device: torch.device, dtype: torch.dtype) -> bool | None:
+def flash_usable(
+    model: MGEDiT, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, amp, device: torch.device, dtype: torch.dtype
+) -> bool | None:
     """Whether the flash kernel runs for our q/k/v layout (None on CPU or in float32)."""
     if device.type != "cuda" or dtype == torch.float32:
         return None
@@ -186,8 +195,9 @@ def flash_usable(model: MGEDiT, x: torch.Tensor, t: torch.Tensor, cond: torch.Te
         return False
 
 
-def time_steps(model: MGEDiT, run, inputs: tuple[torch.Tensor, ...], amp, device: torch.device, warmup: int,
-               steps: int) -> tuple[float, float, float]:
+def time_steps(
+    model: MGEDiT, run, inputs: tuple[torch.Tensor, ...], amp, device: torch.device, warmup: int, steps: int
+) -> tuple[float, float, float]:
     """Seconds per forward (inference), per forward + backward (training) and per condition-MLP step."""
     x, t, cond = inputs
 
@@ -216,8 +226,17 @@ def time_steps(model: MGEDiT, run, inputs: tuple[torch.Tensor, ...], amp, device
     return t_fwd, t_train, t_cond
 
 
-def report(args: argparse.Namespace, cfg: dict, model: MGEDiT, device: torch.device, dtype: torch.dtype,
-           batch: int, flash: bool | None, times: tuple[float, float, float], peak_mb: float) -> dict:
+def report(
+    args: argparse.Namespace,
+    cfg: dict,
+    model: MGEDiT,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch: int,
+    flash: bool | None,
+    times: tuple[float, float, float],
+    peak_mb: float,
+) -> dict:
     """The JSON object's numbers: the settings, the times, the throughput, the memory, TFLOP/s and MFU."""
     t_fwd, t_train, t_cond = times
     fwd_flops = forward_flops(model, batch, args.frames)

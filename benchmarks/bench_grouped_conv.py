@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_dit import SMALL, load_config, sync  # noqa: E402
 from benchlib import add_common_args, apply_threads, emit  # noqa: E402
-
 from mgeldm.models.dit import grouped_conv1x1  # noqa: E402
 
 
@@ -56,9 +55,11 @@ def layers(cfg: dict, device: torch.device) -> dict[str, torch.nn.Conv1d]:
     """The grouped convs of the config: the two CLAP projection layers and one block's modulation."""
     k, g, e = cfg["num_tracks"], cfg["global_cond_dim"], cfg["embed_dim"]
     with torch.device(device):
-        return {"to_global_embed.1": torch.nn.Conv1d(k * g, k * g, 1, groups=k, bias=False),
-                "to_global_embed.3": torch.nn.Conv1d(k * g, k * e, 1, groups=k, bias=False),
-                "modulation": torch.nn.Conv1d(k * e, 6 * k * e, 1, groups=k, bias=False)}
+        return {
+            "to_global_embed.1": torch.nn.Conv1d(k * g, k * g, 1, groups=k, bias=False),
+            "to_global_embed.3": torch.nn.Conv1d(k * g, k * e, 1, groups=k, bias=False),
+            "modulation": torch.nn.Conv1d(k * e, 6 * k * e, 1, groups=k, bias=False),
+        }
 
 
 def time_layer(conv: torch.nn.Conv1d, batch: int, device: torch.device, repeats: int, mode: str) -> dict[str, float]:
@@ -102,15 +103,23 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     for batch in (int(b) for b in args.batch.split(",")):
         for phase in ("training", "inference"):
-            per_layer = {name: time_layer(conv, batch, device, args.repeats,
-                                          training[name] if phase == "training" else "forward")
-                         for name, conv in convs.items()}
+            per_layer = {
+                name: time_layer(
+                    conv, batch, device, args.repeats, training[name] if phase == "training" else "forward"
+                )
+                for name, conv in convs.items()
+            }
             total = {f: round(sum(r[f] for r in per_layer.values()), 4) for f in FORMULATIONS}
             results[f"{phase}_batch_{batch}"] = {
-                "ms": per_layer, "total_ms": total,
-                "ratio_to_einsum": {f: round(total[f] / total["einsum"], 3) for f in total}}
-    return emit("grouped_conv", {"config": args.config, "model": {k: cfg[k] for k in SMALL},
-                                 "repeats": args.repeats, "results": results}, device)
+                "ms": per_layer,
+                "total_ms": total,
+                "ratio_to_einsum": {f: round(total[f] / total["einsum"], 3) for f in total},
+            }
+    return emit(
+        "grouped_conv",
+        {"config": args.config, "model": {k: cfg[k] for k in SMALL}, "repeats": args.repeats, "results": results},
+        device,
+    )
 
 
 if __name__ == "__main__":

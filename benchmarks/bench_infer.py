@@ -41,31 +41,82 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_dit import device_peak, forward_flops  # noqa: E402
 from benchlib import add_common_args, apply_threads, emit  # noqa: E402
-
-from mgeldm.inputs import compute_dtype, resolve_device  # noqa: E402
 from mgeldm.diffusion.samplers import SAMPLERS  # noqa: E402
+from mgeldm.diffusion.windows import plan_windows  # noqa: E402
+from mgeldm.inputs import compute_dtype, resolve_device  # noqa: E402
 from mgeldm.models.mgeldm import build_mgeldm  # noqa: E402
 from mgeldm.tasks import tasks  # noqa: E402
-from mgeldm.diffusion.windows import plan_windows  # noqa: E402
 from mgeldm.tasks.windowing import overlap_frames  # noqa: E402
 
 # Peak HBM bandwidth (GB/s) used for the bound when --bandwidth-gbs is not given.
 KNOWN_BANDWIDTH = {"H100 80GB HBM3": 3350.0, "H100 PCIe": 2000.0, "H200": 4800.0, "A100-SXM4-80GB": 2039.0}
+# How the two DiT lower bounds of the report are computed (reported with them).
+BOUND_FORMULAS = {
+    "weight_read": "dit_weight_bytes * dit_forwards / bandwidth",
+    "flops": "dit_forwards * (2*P_tok*B*N + 4*L*B*N^2*D) / peak, B = CFG x prompts x songs",
+}
+
+
+def small_autoencoder() -> dict:
+    """The released VAE layout (ratio 2048 = 2*4*4*8*8, 64 latent channels), 8 base channels."""
+    return {
+        "encoder": {
+            "in_channels": 1,
+            "channels": 8,
+            "c_mults": [1, 2, 4, 8, 16],
+            "strides": [2, 4, 4, 8, 8],
+            "latent_dim": 128,
+            "use_snake": True,
+        },
+        "decoder": {
+            "out_channels": 1,
+            "channels": 8,
+            "c_mults": [1, 2, 4, 8, 16],
+            "strides": [2, 4, 4, 8, 8],
+            "latent_dim": 64,
+            "use_snake": True,
+            "final_tanh": False,
+        },
+        "bottleneck": {"type": "vae"},
+        "latent_dim": 64,
+        "downsampling_ratio": 2048,
+        "io_channels": 1,
+    }
+
+
+def small_dit() -> dict:
+    """The released DiT layout (64 latent channels x 3 tracks, grouped conditions), two narrow blocks."""
+    return {
+        "io_channels": 64,
+        "num_tracks": 3,
+        "embed_dim": 64,
+        "global_cond_dim": 32,
+        "global_cond_grouped": True,
+        "timestep_features_dim": 32,
+        "depth": 2,
+        "num_heads": 6,
+        "norm_type": "groupnorm",
+        "use_t_emb_trackwise": True,
+        "diffusion_objective": "v",
+        "global_cond_keys": ["prompt_cond", "audio_cond"],
+    }
 
 
 def small_config() -> dict:
     """The released layout (ratio 2048, 64 latent channels, 3 tracks, 100-frame windows), narrow."""
-    ae = {"encoder": {"in_channels": 1, "channels": 8, "c_mults": [1, 2, 4, 8, 16], "strides": [2, 4, 4, 8, 8],
-                      "latent_dim": 128, "use_snake": True},
-          "decoder": {"out_channels": 1, "channels": 8, "c_mults": [1, 2, 4, 8, 16], "strides": [2, 4, 4, 8, 8],
-                      "latent_dim": 64, "use_snake": True, "final_tanh": False},
-          "bottleneck": {"type": "vae"}, "latent_dim": 64, "downsampling_ratio": 2048, "io_channels": 1}
-    dit = {"io_channels": 64, "num_tracks": 3, "embed_dim": 64, "global_cond_dim": 32, "global_cond_grouped": True,
-           "timestep_features_dim": 32, "depth": 2, "num_heads": 6, "norm_type": "groupnorm",
-           "use_t_emb_trackwise": True, "diffusion_objective": "v", "global_cond_keys": ["prompt_cond", "audio_cond"]}
-    return {"sample_rate": 16000, "segment_length": 100,
-            "pretransform": {"iterate_batch": False, "scale": 1.0, "model_half": False, "chunked": False,
-                             "enable_grad": False, "autoencoder": ae}, "MGELDM": dit}
+    return {
+        "sample_rate": 16000,
+        "segment_length": 100,
+        "pretransform": {
+            "iterate_batch": False,
+            "scale": 1.0,
+            "model_half": False,
+            "chunked": False,
+            "enable_grad": False,
+            "autoencoder": small_autoencoder(),
+        },
+        "MGELDM": small_dit(),
+    }
 
 
 def full_config() -> dict:
@@ -161,8 +212,14 @@ def parse_also(values: list[str]) -> list[tuple[str, int]]:
     return out
 
 
-def measure(runner: tasks.TaskRunner, conditions: Conditions, waves: list[torch.Tensor],
-            settings: tasks.SamplingSettings, seed: int, count: bool) -> dict[str, Any]:
+def measure(
+    runner: tasks.TaskRunner,
+    conditions: Conditions,
+    waves: list[torch.Tensor],
+    settings: tasks.SamplingSettings,
+    seed: int,
+    count: bool,
+) -> dict[str, Any]:
     """One timed extraction of every wave (one batch of songs); per-phase seconds and DiT calls."""
     runner.timings = tasks.Timings()
     gens = [torch.Generator(device=runner.device).manual_seed(seed + i) for i in range(len(waves))]
@@ -174,28 +231,46 @@ def measure(runner: tasks.TaskRunner, conditions: Conditions, waves: list[torch.
         sync(runner.device)
     elapsed = time.perf_counter() - start
     tm = runner.timings
-    return {"sampler": settings.sampler, "steps": settings.steps, "songs": len(waves), "seconds": round(elapsed, 3),
-            "phases": {"clap_s": round(clap_s, 4), "encode_s": round(tm.encode, 4), "dit_s": round(tm.sample, 4),
-                       "decode_s": round(tm.decode, 4)},
-            "dit_forwards": tm.model_calls, "windows": tm.windows,
-            "ms_per_dit_forward": round(1000 * tm.sample / max(tm.model_calls, 1), 3),
-            "host_syncs": syncs[0] if syncs else None}
+    return {
+        "sampler": settings.sampler,
+        "steps": settings.steps,
+        "songs": len(waves),
+        "seconds": round(elapsed, 3),
+        "phases": {
+            "clap_s": round(clap_s, 4),
+            "encode_s": round(tm.encode, 4),
+            "dit_s": round(tm.sample, 4),
+            "decode_s": round(tm.decode, 4),
+        },
+        "dit_forwards": tm.model_calls,
+        "windows": tm.windows,
+        "ms_per_dit_forward": round(1000 * tm.sample / max(tm.model_calls, 1), 3),
+        "host_syncs": syncs[0] if syncs else None,
+    }
 
 
-def with_bounds(run: dict[str, Any], flops_per_call: float, weight_bytes: int, bandwidth: float | None,
-                peak: float | None, audio_seconds: float) -> dict[str, Any]:
+def with_bounds(
+    run: dict[str, Any],
+    flops_per_call: float,
+    weight_bytes: int,
+    bandwidth: float | None,
+    peak: float | None,
+    audio_seconds: float,
+) -> dict[str, Any]:
     calls = run["dit_forwards"]
     dit_s = run["phases"]["dit_s"]
     weight_bound = weight_bytes * calls / (bandwidth * 1e9) if bandwidth else None
     flop_bound = flops_per_call * calls / (peak * 1e12) if peak else None
     bound = max(b for b in (weight_bound, flop_bound, 0.0) if b is not None)
-    return {**run,
-            "weight_read_bound_s": round(weight_bound, 3) if weight_bound else None,
-            "flop_bound_s": round(flop_bound, 3) if flop_bound else None,
-            "dit_share_of_bound": round(bound / dit_s, 4) if bound and dit_s else None,
-            "real_time_factor": round(run["seconds"] / (audio_seconds * run["songs"]), 5),
-            "seconds_per_minute_of_audio": round(run["seconds"] * 60.0 / (audio_seconds * run["songs"]), 3),
-            "songs_per_minute": round(60.0 * run["songs"] / run["seconds"], 3)}
+    return {
+        **run,
+        "weight_read_bound_s": round(weight_bound, 3) if weight_bound else None,
+        "flop_bound_s": round(flop_bound, 3) if flop_bound else None,
+        "dit_share_of_bound": round(bound / dit_s, 4) if bound and dit_s else None,
+        "real_time_factor": round(run["seconds"] / (audio_seconds * run["songs"]), 5),
+        "seconds_per_minute_of_audio": round(run["seconds"] * 60.0 / (audio_seconds * run["songs"]), 3),
+        "songs_per_minute": round(60.0 * run["songs"] / run["seconds"], 3),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,15 +281,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=30.0, help="length of each mix to separate")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--sampler", default="ddim", choices=SAMPLERS)
-    p.add_argument("--also", action="append", default=[], metavar="SAMPLER:STEPS",
-                   help="measure again with this sampler and step count (repeatable)")
+    p.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="SAMPLER:STEPS",
+        help="measure again with this sampler and step count (repeatable)",
+    )
     p.add_argument("--cfg-scale", type=float, default=10.0)
     p.add_argument("--overlap", type=float, default=3.0)
     p.add_argument("--prompts", type=int, default=1, help="prompts separated in one batch")
     p.add_argument("--songs", type=int, default=1, help="songs extracted together in shared DiT batches")
     p.add_argument("--sequential", action="store_true", help="with --songs > 1, also time one song at a time")
-    p.add_argument("--clap", choices=["none", "small", "full"], default=None,
-                   help="CLAP model for the prompts (default: full with --full, else small)")
+    p.add_argument(
+        "--clap",
+        choices=["none", "small", "full"],
+        default=None,
+        help="CLAP model for the prompts (default: full with --full, else small)",
+    )
     p.add_argument("--bandwidth-gbs", type=float, default=None, help="peak memory bandwidth for the bound")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the DiT (CUDA graphs on CUDA)")
@@ -222,8 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_models(args: argparse.Namespace, cfg: dict, device: torch.device,
-                 dtype: torch.dtype | None) -> tuple[torch.nn.Module, str, Any, float]:
+def build_models(
+    args: argparse.Namespace, cfg: dict, device: torch.device, dtype: torch.dtype | None
+) -> tuple[torch.nn.Module, str, Any, float]:
     """The model (seed ``--seed``, random weights built on ``device``), the CLAP size and model (None for
     'none') and the seconds it took to build them."""
     torch.manual_seed(args.seed)
@@ -238,27 +323,38 @@ def build_models(args: argparse.Namespace, cfg: dict, device: torch.device,
     return model, clap_size, clap, time.perf_counter() - t0
 
 
-def warm_up(runner: tasks.TaskRunner, conditions: Conditions, wave: torch.Tensor, runs: list[tuple[str, int]],
-            args: argparse.Namespace) -> None:
+def warm_up(
+    runner: tasks.TaskRunner,
+    conditions: Conditions,
+    wave: torch.Tensor,
+    runs: list[tuple[str, int]],
+    args: argparse.Namespace,
+) -> None:
     """Warm-up (kernel selection, allocator, compilation / CUDA graph capture) on one window of every batch
     shape the timed runs use, with every sampler; not timed."""
     window = wave[: runner.facts.window * runner.facts.ratio]
     shapes = [args.songs] + ([1] if args.sequential and args.songs > 1 else [])
     for name, _ in runs:
         for songs in shapes:
-            measure(runner, conditions, [window] * songs, tasks.SamplingSettings(3, args.cfg_scale, 0.0, sampler=name),
-                    args.seed, False)
+            measure(
+                runner,
+                conditions,
+                [window] * songs,
+                tasks.SamplingSettings(3, args.cfg_scale, 0.0, sampler=name),
+                args.seed,
+                False,
+            )
 
 
-def dit_costs(dit: torch.nn.Module, device: torch.device, dtype: torch.dtype | None,
-              bandwidth_gbs: float | None) -> dict[str, Any]:
+def dit_costs(
+    dit: torch.nn.Module, device: torch.device, dtype: torch.dtype | None, bandwidth_gbs: float | None
+) -> dict[str, Any]:
     """The DiT's parameters and weight bytes, and the device's bandwidth and dense peak (the bounds' inputs)."""
     dit_params = sum(x.numel() for x in dit.parameters())
     weight_bytes = sum(x.numel() * x.element_size() for x in dit.parameters())
     name, peak = device_peak(device, dtype or torch.float32)
     bandwidth = bandwidth_gbs or next((v for k, v in KNOWN_BANDWIDTH.items() if k in name), None)
-    return {"dit_params": dit_params, "dit_weight_bytes": weight_bytes, "bandwidth_gbs": bandwidth,
-            "peak_tflops": peak}
+    return {"dit_params": dit_params, "dit_weight_bytes": weight_bytes, "bandwidth_gbs": bandwidth, "peak_tflops": peak}
 
 
 def windows_per_song(runner: tasks.TaskRunner, samples: int, overlap_s: float) -> int:
@@ -267,9 +363,15 @@ def windows_per_song(runner: tasks.TaskRunner, samples: int, overlap_s: float) -
     return len(plan_windows(frames, runner.facts.window, overlap))
 
 
-def time_runs(runner: tasks.TaskRunner, dit: torch.nn.Module, conditions: Conditions, waves: list[torch.Tensor],
-              runs: list[tuple[str, int]], args: argparse.Namespace,
-              costs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def time_runs(
+    runner: tasks.TaskRunner,
+    dit: torch.nn.Module,
+    conditions: Conditions,
+    waves: list[torch.Tensor],
+    runs: list[tuple[str, int]],
+    args: argparse.Namespace,
+    costs: dict[str, Any],
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Every (sampler, steps) run on all the songs together, then (``--sequential``) one song at a time."""
     cfg_factor = 2 if args.cfg_scale != 1.0 else 1
 
@@ -277,23 +379,36 @@ def time_runs(runner: tasks.TaskRunner, dit: torch.nn.Module, conditions: Condit
         settings = tasks.SamplingSettings(steps, args.cfg_scale, args.overlap, 1, sampler=sampler)
         flops = forward_flops(dit, cfg_factor * args.prompts * len(songs), runner.facts.window)
         result = measure(runner, conditions, songs, settings, args.seed, not args.no_count_syncs)
-        return with_bounds(result, flops, costs["dit_weight_bytes"], costs["bandwidth_gbs"], costs["peak_tflops"],
-                           args.seconds)
+        return with_bounds(
+            result, flops, costs["dit_weight_bytes"], costs["bandwidth_gbs"], costs["peak_tflops"], args.seconds
+        )
 
     results = [run(sampler, steps, waves) for sampler, steps in runs]
     sequential = None
     if args.sequential and args.songs > 1:
         one = [run(args.sampler, args.steps, [w]) for w in waves]
         total = sum(r["seconds"] for r in one)
-        sequential = {"seconds": round(total, 3), "songs_per_minute": round(60.0 * len(one) / total, 3),
-                      "dit_forwards": sum(r["dit_forwards"] for r in one)}
+        sequential = {
+            "seconds": round(total, 3),
+            "songs_per_minute": round(60.0 * len(one) / total, 3),
+            "dit_forwards": sum(r["dit_forwards"] for r in one),
+        }
     return results, sequential
+
+
+def song_waves(samples: int, songs: int, seed: int) -> list[torch.Tensor]:
+    """``songs`` random mono waves of ``samples`` samples (amplitude 0.1), drawn from one generator seeded ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    return [0.1 * torch.randn(samples, generator=g) for _ in range(songs)]
 
 
 def peak_memory_bytes(device: torch.device) -> int:
     """CUDA: the peak allocated bytes since the reset; CPU: the process's peak resident set size."""
-    peak_mem = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak_mem = (
+        torch.cuda.max_memory_allocated(device)
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     return int(peak_mem)
 
 
@@ -311,8 +426,7 @@ def main(argv: list[str] | None = None) -> dict:
     runner = tasks.TaskRunner(model, device=device, autocast_dtype=dtype, compile=args.compile)
     conditions = Conditions(clap, args.prompts, runner.model.cond_dim, device, args.seed)
     samples = int(args.seconds * runner.facts.sample_rate)
-    g = torch.Generator().manual_seed(args.seed)
-    waves = [0.1 * torch.randn(samples, generator=g) for _ in range(args.songs)]
+    waves = song_waves(samples, args.songs, args.seed)
     runs = [(args.sampler, args.steps)] + also
     warm_up(runner, conditions, waves[0], runs, args)
     if device.type == "cuda":
@@ -322,18 +436,30 @@ def main(argv: list[str] | None = None) -> dict:
     windows = windows_per_song(runner, samples, args.overlap)
     results, sequential = time_runs(runner, model.model_dit, conditions, waves, runs, args, costs)
     peak_mem = peak_memory_bytes(device)
-    return emit("infer_source_extract", {
-        "model": "full" if args.full else "small", "weights": "random", "clap": clap_size if clap else "none",
-        "compile": args.compile, "precision": precision, "audio_seconds": args.seconds, "prompts": args.prompts,
-        "songs": args.songs, "cfg_scale": args.cfg_scale, "overlap_s": args.overlap, "windows_per_song": windows,
-        **costs,
-        "bound_formulas": {"weight_read": "dit_weight_bytes * dit_forwards / bandwidth",
-                           "flops": "dit_forwards * (2*P_tok*B*N + 4*L*B*N^2*D) / peak, B = CFG x prompts x songs"},
-        "runs": results, "sequential": sequential,
-        "peak_memory_bytes": peak_mem,
-        "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
-        "build_s": round(build_s, 2),
-    }, device)
+    return emit(
+        "infer_source_extract",
+        {
+            "model": "full" if args.full else "small",
+            "weights": "random",
+            "clap": clap_size if clap else "none",
+            "compile": args.compile,
+            "precision": precision,
+            "audio_seconds": args.seconds,
+            "prompts": args.prompts,
+            "songs": args.songs,
+            "cfg_scale": args.cfg_scale,
+            "overlap_s": args.overlap,
+            "windows_per_song": windows,
+            **costs,
+            "bound_formulas": dict(BOUND_FORMULAS),
+            "runs": results,
+            "sequential": sequential,
+            "peak_memory_bytes": peak_mem,
+            "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
+            "build_s": round(build_s, 2),
+        },
+        device,
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from benchlib import add_common_args, apply_threads, emit, fixture_dir, tiny_clap_config  # noqa: E402
-
 from mgeldm.data.corpora.base import Track  # noqa: E402
 from mgeldm.data.pre_encode.encoder import TrackEncoder  # noqa: E402
 from mgeldm.data.pre_encode.settings import EncodeSettings  # noqa: E402
@@ -83,12 +82,17 @@ def random_songs(args: argparse.Namespace) -> list[Track]:
     """``--songs`` songs of ``--stems`` stems of noise (seed 0)."""
     gen = torch.Generator().manual_seed(0)
     n = int(args.seconds * args.sample_rate)
-    return [Track(f"song{i}", args.sample_rate, {f"stem{k}": 0.1 * torch.randn(n, generator=gen)
-                                                  for k in range(args.stems)}) for i in range(args.songs)]
+    return [
+        Track(
+            f"song{i}", args.sample_rate, {f"stem{k}": 0.1 * torch.randn(n, generator=gen) for k in range(args.stems)}
+        )
+        for i in range(args.songs)
+    ]
 
 
 def timed(name: str, fn, timers: dict[str, float], device: str):
     """``fn``, adding its wall time (device synced) to ``timers[name]`` at every call."""
+
     def run(*a, **kw):
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -98,6 +102,7 @@ def timed(name: str, fn, timers: dict[str, float], device: str):
             torch.cuda.synchronize()
         timers[name] += time.perf_counter() - t
         return out
+
     return run
 
 
@@ -119,21 +124,32 @@ def main(argv: list[str] | None = None) -> dict:
     apply_threads(args.threads)
     resampler = choose_resampler()
     ae, clap = build_models(args.full, args.device)
-    settings = EncodeSettings.from_mapping({"batch_size": args.batch_size, "clap_batch_size": args.clap_batch_size,
-                                             "progress": False})
+    settings = EncodeSettings.from_mapping(
+        {"batch_size": args.batch_size, "clap_batch_size": args.clap_batch_size, "progress": False}
+    )
     enc = TrackEncoder(ae, clap, settings, device=args.device)
     songs = random_songs(args)
     wall, timers = time_songs(enc, songs, args.device)
     song_hours = args.songs * args.seconds / 3600.0
     signals = args.songs * (2 * args.stems + 1)
-    return emit("pre_encode", {
-        "size": "full" if args.full else "tiny", "resampler": resampler,
-        "songs": args.songs, "stems": args.stems, "seconds_per_song": args.seconds, "signals": signals,
-        "wall_s": round(wall, 3), "ae_s": round(timers["ae"], 3), "clap_s": round(timers["clap"], 3),
-        "song_hours_per_minute": round(song_hours / (wall / 60.0), 4),
-        "signal_hours_per_minute": round(signals * args.seconds / 3600.0 / (wall / 60.0), 4),
-        "clap_windows": signals * max(1, int(args.seconds - 10)),
-    }, args.device)
+    return emit(
+        "pre_encode",
+        {
+            "size": "full" if args.full else "tiny",
+            "resampler": resampler,
+            "songs": args.songs,
+            "stems": args.stems,
+            "seconds_per_song": args.seconds,
+            "signals": signals,
+            "wall_s": round(wall, 3),
+            "ae_s": round(timers["ae"], 3),
+            "clap_s": round(timers["clap"], 3),
+            "song_hours_per_minute": round(song_hours / (wall / 60.0), 4),
+            "signal_hours_per_minute": round(signals * args.seconds / 3600.0 / (wall / 60.0), 4),
+            "clap_windows": signals * max(1, int(args.seconds - 10)),
+        },
+        args.device,
+    )
 
 
 if __name__ == "__main__":

@@ -33,15 +33,21 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchlib import add_common_args, apply_threads, emit  # noqa: E402
-
-from mgeldm.inputs import compute_dtype  # noqa: E402
 from mgeldm.diffusion.samplers import SAMPLERS, Known, denoiser_calls  # noqa: E402
 from mgeldm.diffusion.schedule import sampling_times  # noqa: E402
+from mgeldm.inputs import compute_dtype  # noqa: E402
 from mgeldm.models.dit import build_dit  # noqa: E402
 
 # The released geometry (channels, tracks, condition width) with a narrow, shallow transformer.
-REDUCED = {"io_channels": 64, "num_tracks": 3, "embed_dim": 64, "global_cond_dim": 512,
-           "timestep_features_dim": 256, "depth": 2, "num_heads": 6}
+REDUCED = {
+    "io_channels": 64,
+    "num_tracks": 3,
+    "embed_dim": 64,
+    "global_cond_dim": 512,
+    "timestep_features_dim": 256,
+    "depth": 2,
+    "num_heads": 6,
+}
 STEPS = "5,10,20,30,40,50,100,200"
 MATCH_DDIM_STEPS = 200
 
@@ -82,8 +88,11 @@ def solve(denoiser, noise: torch.Tensor, given: torch.Tensor | None, sampler: st
 def errors(x0: torch.Tensor, ref: torch.Tensor, rows: slice) -> dict[str, float]:
     diff = (x0[:, rows] - ref[:, rows]).double()
     rms = diff.square().mean().sqrt().item()
-    return {"rms_error": rms, "relative_rms_error": rms / ref[:, rows].double().square().mean().sqrt().item(),
-            "max_abs_error": diff.abs().max().item()}
+    return {
+        "rms_error": rms,
+        "relative_rms_error": rms / ref[:, rows].double().square().mean().sqrt().item(),
+        "max_abs_error": diff.abs().max().item(),
+    }
 
 
 def matching_steps(table: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -129,8 +138,9 @@ def parse_lists(args: argparse.Namespace) -> tuple[list[int], list[str]]:
     return steps_list, samplers
 
 
-def random_inputs(model, args: argparse.Namespace,
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def random_inputs(
+    model, args: argparse.Namespace, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The noise, the text embedding (a unit vector on the conditioned track) and, for source extraction, the
     given mix track, drawn in that order from seed ``--seed`` + 1."""
     k, c = model.num_tracks, model.io_channels
@@ -140,14 +150,23 @@ def random_inputs(model, args: argparse.Namespace,
     embed = torch.zeros(b, k, model.global_cond_dim, device=device)
     cond_track = 2 if args.task == "source_extract" else 0
     embed[:, cond_track] = torch.nn.functional.normalize(
-        torch.randn(b, model.global_cond_dim, generator=g, device=device), dim=-1)
+        torch.randn(b, model.global_cond_dim, generator=g, device=device), dim=-1
+    )
     given = torch.randn(b, c, args.frames, generator=g, device=device) if args.task == "source_extract" else None
     return noise, embed, given
 
 
-def error_table(denoiser, calls: list[int], noise: torch.Tensor, given: torch.Tensor | None, rows: slice,
-                samplers: list[str], steps_list: list[int], reference_steps: int,
-                num_tracks: int) -> tuple[torch.Tensor, dict[str, list[dict[str, Any]]]]:
+def error_table(
+    denoiser,
+    calls: list[int],
+    noise: torch.Tensor,
+    given: torch.Tensor | None,
+    rows: slice,
+    samplers: list[str],
+    steps_list: list[int],
+    reference_steps: int,
+    num_tracks: int,
+) -> tuple[torch.Tensor, dict[str, list[dict[str, Any]]]]:
     """The DDIM reference solution and, per sampler, one row per step count: its DiT calls and its errors."""
     with torch.inference_mode():
         reference = solve(denoiser, noise, given, "ddim", reference_steps, num_tracks)
@@ -158,8 +177,12 @@ def error_table(denoiser, calls: list[int], noise: torch.Tensor, given: torch.Te
                 x0 = solve(denoiser, noise, given, sampler, steps, num_tracks)
                 assert calls[0] == denoiser_calls(sampler, steps)
                 table.setdefault(sampler, []).append(
-                    {"steps": steps, "dit_calls": calls[0], **{n: float(f"{v:.4g}") for n, v in
-                                                                errors(x0, reference, rows).items()}})
+                    {
+                        "steps": steps,
+                        "dit_calls": calls[0],
+                        **{n: float(f"{v:.4g}") for n, v in errors(x0, reference, rows).items()},
+                    }
+                )
     return reference, table
 
 
@@ -185,16 +208,30 @@ def main(argv: list[str] | None = None) -> dict:
     ref_rms = reference[:, rows].double().square().mean().sqrt().item()
     if not math.isfinite(ref_rms):
         raise SystemExit("the reference solution is not finite")
-    return emit("samplers", {
-        "task": args.task, "cfg_scale": args.cfg_scale, "precision": args.precision,
-        "dit": {**cfg, "weights": "random (initialisation + N(0, 0.02^2))",
-                "size": "released" if args.full and args.depth is None and args.embed_dim is None
-                else "reduced depth/width, released geometry"},
-        "windows": args.windows, "frames": args.frames,
-        "reference": f"ddim, {args.reference_steps} steps, same noise",
-        "reference_rms": ref_rms, "error_over": "generated tracks' x0" if given is not None else "all tracks' x0",
-        "errors": table, "matching_steps": matching_steps(table), "seconds": round(elapsed, 2),
-    }, device)
+    return emit(
+        "samplers",
+        {
+            "task": args.task,
+            "cfg_scale": args.cfg_scale,
+            "precision": args.precision,
+            "dit": {
+                **cfg,
+                "weights": "random (initialisation + N(0, 0.02^2))",
+                "size": "released"
+                if args.full and args.depth is None and args.embed_dim is None
+                else "reduced depth/width, released geometry",
+            },
+            "windows": args.windows,
+            "frames": args.frames,
+            "reference": f"ddim, {args.reference_steps} steps, same noise",
+            "reference_rms": ref_rms,
+            "error_over": "generated tracks' x0" if given is not None else "all tracks' x0",
+            "errors": table,
+            "matching_steps": matching_steps(table),
+            "seconds": round(elapsed, 2),
+        },
+        device,
+    )
 
 
 if __name__ == "__main__":

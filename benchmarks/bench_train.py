@@ -29,10 +29,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_dit import (SMALL, add_dit_args, device_peak, forward_flops, peak_memory_mb, run_settings,  # noqa: E402
-                       sync, timed)
+from bench_dit import (
+    SMALL,
+    add_dit_args,
+    device_peak,
+    forward_flops,
+    peak_memory_mb,
+    run_settings,  # noqa: E402
+    sync,
+    timed,
+)
 from benchlib import emit  # noqa: E402
-
 from mgeldm.training.dit_module import DiTTrainingModule  # noqa: E402
 from mgeldm.training.fake_data import FakeLatentDataset  # noqa: E402
 
@@ -72,8 +79,15 @@ class _StepTimer(pl.Callback):
         self.t1, self.s1 = time.perf_counter(), trainer.global_step
 
 
-def _plain_loop(module: DiTTrainingModule, loader, device: torch.device, dtype: torch.dtype, warmup: int,
-                steps: int, profile_steps: int = 0) -> tuple[float, list[dict] | None]:
+def _plain_loop(
+    module: DiTTrainingModule,
+    loader,
+    device: torch.device,
+    dtype: torch.dtype,
+    warmup: int,
+    steps: int,
+    profile_steps: int = 0,
+) -> tuple[float, list[dict] | None]:
     """Seconds per step of what ``training_step`` does, without Lightning (bf16/fp32 autocast, no scaler),
     and the per-op profile of ``profile_steps`` more steps (None when 0)."""
     import itertools
@@ -119,8 +133,15 @@ def profile_ops(step, device: torch.device, steps: int, top: int = 25) -> list[d
     key = next((k for k in names if events and hasattr(events[0], k)), "self_cpu_time_total")  # older torch: cuda
     rows = sorted(events, key=lambda e: getattr(e, key, 0.0), reverse=True)[:top]
     total = sum(getattr(e, key, 0.0) for e in events) or 1.0
-    return [{"op": e.key, "calls": e.count, "self_ms_per_step": round(getattr(e, key, 0.0) / 1e3 / steps, 4),
-             "share": round(getattr(e, key, 0.0) / total, 4)} for e in rows]
+    return [
+        {
+            "op": e.key,
+            "calls": e.count,
+            "self_ms_per_step": round(getattr(e, key, 0.0) / 1e3 / steps, 4),
+            "share": round(getattr(e, key, 0.0) / total, 4),
+        }
+        for e in rows
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,34 +153,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_module(cfg: dict, args: argparse.Namespace, batch: int, workers: int,
-                 device: torch.device) -> tuple[DiTTrainingModule, torch.utils.data.DataLoader]:
+def build_module(
+    cfg: dict, args: argparse.Namespace, batch: int, workers: int, device: torch.device
+) -> tuple[DiTTrainingModule, torch.utils.data.DataLoader]:
     """The training module (seed 0) and a loader of fake latents the size of ``args``."""
     torch.manual_seed(0)
     module = DiTTrainingModule(_Holder(cfg), {"compile": args.compile, "activation_checkpointing": args.checkpointing})
     dit = module.diffusion.model_dit
-    data = FakeLatentDataset(max(batch * 8, 64), channels=dit.io_channels, frames=args.frames,
-                             clap_dim=dit.global_cond_dim)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch, drop_last=True, num_workers=workers,
-                                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    data = FakeLatentDataset(
+        max(batch * 8, 64), channels=dit.io_channels, frames=args.frames, clap_dim=dit.global_cond_dim
+    )
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=batch,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
     return module, loader
 
 
-def _lightning_loop(module: DiTTrainingModule, loader, device: torch.device, dtype: torch.dtype, warmup: int,
-                    steps: int) -> float:
+def _lightning_loop(
+    module: DiTTrainingModule, loader, device: torch.device, dtype: torch.dtype, warmup: int, steps: int
+) -> float:
     """Seconds per optimizer step of train_dit.py's Lightning loop (its precision plugin), after ``warmup``."""
     timer = _StepTimer(warmup, device)
     precision = {torch.float32: "32-true", torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed"}[dtype]
-    trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, precision=precision,
-                         max_steps=warmup + steps, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
-                         log_every_n_steps=50, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        precision=precision,
+        max_steps=warmup + steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        log_every_n_steps=50,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, loader)
     return (timer.t1 - timer.t0) / max(1, timer.s1 - timer.s0)
 
 
-def report(args: argparse.Namespace, cfg: dict, dit, device: torch.device, dtype: torch.dtype, batch: int,
-           workers: int, t_step: float, ops: list[dict] | None, peak_mb: float) -> dict:
+def report(
+    args: argparse.Namespace,
+    cfg: dict,
+    dit,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch: int,
+    workers: int,
+    t_step: float,
+    ops: list[dict] | None,
+    peak_mb: float,
+) -> dict:
     """The JSON object's numbers: the settings, the step time, the throughput, TFLOP/s, MFU and the memory."""
     train_flops = 3 * forward_flops(dit, batch, args.frames)
     _, peak = device_peak(device, dtype)
@@ -175,8 +224,17 @@ def report(args: argparse.Namespace, cfg: dict, dit, device: torch.device, dtype
         "activation_checkpointing": args.checkpointing,
         "data_workers": workers,
         "loop": "lightning" if args.lightning else "plain",
-        "step_includes": ["data", "sobol+dropout+noise", "loss", "backward", "finite check",
-                          "clip", "adamw", "inverse_lr", "ema"],
+        "step_includes": [
+            "data",
+            "sobol+dropout+noise",
+            "loss",
+            "backward",
+            "finite check",
+            "clip",
+            "adamw",
+            "inverse_lr",
+            "ema",
+        ],
         "step_s": round(t_step, 6),
         "samples_per_s": round(batch / t_step, 3),
         "train_flops_per_sample": train_flops / batch,

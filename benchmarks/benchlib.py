@@ -25,10 +25,16 @@ def fixture_dir(env_var: str, name: str) -> Path:
 def tiny_clap_config(root: Path) -> dict[str, Any]:
     """The laion_clap conditioner config of the tiny CLAP fixture set at ``root``, from its README.json."""
     r = json.loads((root / "README.json").read_text())
-    return {"clap_ckpt_path": str(root / r["checkpoint"]["file"]), "tokenizer_path": str(root / r["tokenizer"]["dir"]),
-            "audio": r["audio_cfg"], "htsat": r["htsat_tiny_used"], "text": r["text_config_tiny_used"],
-            "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"], "joint_embed_dim": r["joint_embed_shape"],
-            "max_text_length": int(re.search(r"max_length=(\d+)", r["tokenizer"]["call"]).group(1))}
+    return {
+        "clap_ckpt_path": str(root / r["checkpoint"]["file"]),
+        "tokenizer_path": str(root / r["tokenizer"]["dir"]),
+        "audio": r["audio_cfg"],
+        "htsat": r["htsat_tiny_used"],
+        "text": r["text_config_tiny_used"],
+        "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"],
+        "joint_embed_dim": r["joint_embed_shape"],
+        "max_text_length": int(re.search(r"max_length=(\d+)", r["tokenizer"]["call"]).group(1)),
+    }
 
 
 def add_common_args(parser: argparse.ArgumentParser, device: str = "cpu") -> None:
@@ -63,9 +69,16 @@ def device_name(device: torch.device | str) -> str:
 
 def hardware(device: torch.device | str) -> dict[str, Any]:
     """CPU model and cores, torch threads, torch / CUDA versions and the device the benchmark ran on."""
-    return {"device": str(device), "device_name": device_name(device), "cpu": cpu_model(),
-            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "python": platform.python_version()}
+    return {
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+    }
 
 
 def emit(name: str, result: dict[str, Any], device: torch.device | str) -> dict[str, Any]:

@@ -28,46 +28,78 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchlib import hardware  # noqa: E402
-
 from mgeldm.files import write_text_atomic  # noqa: E402
 
-# DPM-Solver++(2M) steps whose solver error matched DDIM-200's in the CPU run of bench_samplers.py (docs/benchmarks.md#fast-samplers).
+# DPM-Solver++(2M) steps whose solver error matched DDIM-200's in the CPU run of bench_samplers.py
+# (docs/benchmarks.md#fast-samplers).
 FAST_STEPS = 30
 PACKAGES = ("torch", "yaml", "numpy", "tqdm", "safetensors", "transformers", "pytorch_lightning", "triton")
 
 
 def plan(smoke: bool, device: str, fast_steps: int) -> list[dict[str, Any]]:
     """The measurements in priority order: name, script, arguments, time cap (s), eager fallback arguments."""
-    if smoke:
-        infer = ["--device", device, "--seconds", "14", "--steps", "3", "--also", "dpmpp_2m:2", "--clap", "small"]
-        return [
-            {"name": "infer", "script": "bench_infer.py", "args": infer, "cap": 120},
-            {"name": "train", "script": "bench_train.py", "cap": 120,
-             "args": ["--device", device, "--batch", "2", "--warmup", "0", "--steps", "1", "--profile", "1"]},
-            {"name": "samplers", "script": "bench_samplers.py", "cap": 120,
-             "args": ["--device", device, "--windows", "1", "--steps", "2,4", "--reference-steps", "8"]},
-            {"name": "throughput", "script": "bench_infer.py", "cap": 120,
-             "args": ["--device", device, "--seconds", "14", "--steps", "2", "--songs", "2", "--clap", "none"]},
-        ]
-    infer = ["--full", "--device", device, "--precision", "bf16", "--seconds", "180", "--steps", "200",
-             "--also", f"dpmpp_2m:{fast_steps}"]
-    songs = ["--full", "--device", device, "--precision", "bf16", "--seconds", "180", "--steps", "200",
-             "--songs", "4", "--clap", "none"]
+    return smoke_plan(device) if smoke else full_plan(device, fast_steps)
+
+
+def smoke_plan(device: str) -> list[dict[str, Any]]:
+    """The four steps at tiny sizes (a CPU can run them all within the smoke budget); no eager fallbacks."""
+    infer = ["--device", device, "--seconds", "14", "--steps", "3", "--also", "dpmpp_2m:2", "--clap", "small"]
+    return [
+        {"name": "infer", "script": "bench_infer.py", "args": infer, "cap": 120},
+        {
+            "name": "train",
+            "script": "bench_train.py",
+            "cap": 120,
+            "args": ["--device", device, "--batch", "2", "--warmup", "0", "--steps", "1", "--profile", "1"],
+        },
+        {
+            "name": "samplers",
+            "script": "bench_samplers.py",
+            "cap": 120,
+            "args": ["--device", device, "--windows", "1", "--steps", "2,4", "--reference-steps", "8"],
+        },
+        {
+            "name": "throughput",
+            "script": "bench_infer.py",
+            "cap": 120,
+            "args": ["--device", device, "--seconds", "14", "--steps", "2", "--songs", "2", "--clap", "none"],
+        },
+    ]
+
+
+def full_song_args(device: str, *extra: str) -> list[str]:
+    """bench_infer.py's arguments for 3-minute songs with the full-size model, bf16, 200 DDIM steps, then ``extra``."""
+    return ["--full", "--device", device, "--precision", "bf16", "--seconds", "180", "--steps", "200", *extra]
+
+
+def full_plan(device: str, fast_steps: int) -> list[dict[str, Any]]:
+    """The four steps at paper size, compiled first, each compiled run with its eager fallback where it has one."""
+    infer = full_song_args(device, "--also", f"dpmpp_2m:{fast_steps}")
+    songs = full_song_args(device, "--songs", "4", "--clap", "none")
     train = ["--config", "full", "--device", device, "--dtype", "bf16", "--profile", "3"]
     return [
         {"name": "infer", "script": "bench_infer.py", "args": infer + ["--compile"], "fallback": infer, "cap": 120},
         {"name": "train", "script": "bench_train.py", "args": train + ["--compile"], "fallback": train, "cap": 120},
-        {"name": "samplers", "script": "bench_samplers.py", "cap": 90,
-         "args": ["--full", "--device", device, "--windows", "4"]},
-        {"name": "throughput", "script": "bench_infer.py", "args": songs + ["--compile"], "fallback": songs,
-         "cap": 150},
+        {
+            "name": "samplers",
+            "script": "bench_samplers.py",
+            "cap": 90,
+            "args": ["--full", "--device", device, "--windows", "4"],
+        },
+        {
+            "name": "throughput",
+            "script": "bench_infer.py",
+            "args": songs + ["--compile"],
+            "fallback": songs,
+            "cap": 150,
+        },
     ]
 
 
@@ -99,8 +131,9 @@ def run_step(script: str, args: list[str], timeout: float) -> dict[str, Any]:
     """Run one benchmark in its own process group (killed whole at the timeout); its JSON, or why there is none."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
         status = None
@@ -111,14 +144,18 @@ def run_step(script: str, args: list[str], timeout: float) -> dict[str, Any]:
     result = last_json(stdout)
     if status is None:
         status = "ok" if proc.returncode == 0 and result is not None else "failed"
-    out = {"command": " ".join(cmd[1:]), "status": status, "wall_s": round(time.perf_counter() - start, 1),
-           "result": result}
+    out = {
+        "command": " ".join(cmd[1:]),
+        "status": status,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "result": result,
+    }
     if status != "ok":
         out.update(returncode=proc.returncode, stderr_tail=stderr[-2000:])
     return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="gpu_suite.json", help="the JSON file, rewritten after every measurement")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, on the CPU unless --device says otherwise")
@@ -126,24 +163,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--budget-s", type=float, default=None, help="total seconds (default 290; smoke 110)")
     p.add_argument("--fast-steps", type=int, default=FAST_STEPS, help="DPM-Solver++(2M) steps of the fast run")
     p.add_argument("--only", default=None, help="comma-separated step names to run (default: all)")
-    args = p.parse_args(argv)
+    return p
 
-    device = args.device or ("cpu" if args.smoke else "cuda")
-    budget = args.budget_s or (110.0 if args.smoke else 290.0)
-    steps = plan(args.smoke, device, args.fast_steps)
-    if args.only:
-        wanted = {s.strip() for s in args.only.split(",")}
-        steps = [s for s in steps if s["name"] in wanted]
-    start = time.perf_counter()
-    report: dict[str, Any] = {"benchmark": "gpu_suite", "smoke": args.smoke, "budget_s": budget,
-                              "packages": packages(), "hardware": hardware(device), "steps": {}}
-    out = Path(args.out)
 
-    def save() -> None:
-        report["elapsed_s"] = round(time.perf_counter() - start, 1)
-        write_text_atomic(out, json.dumps(report, indent=1) + "\n")
-
-    save()
+def run_plan(
+    steps: list[dict[str, Any]], report: dict[str, Any], budget: float, start: float, save: Callable[[], None]
+) -> None:
+    """Run each step (then its fallback if it failed) while the budget allows, saving the report after each run."""
     for step in steps:
         attempts = [step["args"]] + ([step["fallback"]] if "fallback" in step else [])
         for args_ in attempts:
@@ -157,9 +183,45 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             save()
             if done["status"] == "ok":
                 break
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+
+    device = args.device or ("cpu" if args.smoke else "cuda")
+    budget = args.budget_s or (110.0 if args.smoke else 290.0)
+    steps = plan(args.smoke, device, args.fast_steps)
+    if args.only:
+        wanted = {s.strip() for s in args.only.split(",")}
+        steps = [s for s in steps if s["name"] in wanted]
+    start = time.perf_counter()
+    report: dict[str, Any] = {
+        "benchmark": "gpu_suite",
+        "smoke": args.smoke,
+        "budget_s": budget,
+        "packages": packages(),
+        "hardware": hardware(device),
+        "steps": {},
+    }
+    out = Path(args.out)
+
+    def save() -> None:
+        report["elapsed_s"] = round(time.perf_counter() - start, 1)
+        write_text_atomic(out, json.dumps(report, indent=1) + "\n")
+
     save()
-    print(json.dumps({"benchmark": "gpu_suite", "out": str(out),
-                      "steps": {k: v.get("status") for k, v in report["steps"].items()}}), flush=True)
+    run_plan(steps, report, budget, start, save)
+    save()
+    print(
+        json.dumps(
+            {
+                "benchmark": "gpu_suite",
+                "out": str(out),
+                "steps": {k: v.get("status") for k, v in report["steps"].items()},
+            }
+        ),
+        flush=True,
+    )
     return report
 
 

@@ -30,16 +30,38 @@ from torch import Tensor
 
 from mgeldm import checks
 from mgeldm.errors import OptionError, UserError
-from mgeldm.inputs import Prompts, as_mono, check_chunked, check_query, compute_dtype, prepare_audio, prompt_list, \
-    resolve_device
-from mgeldm.model_config import conditioner_ckpt, conditioner_node, inference_model_config, plain_model_config, \
-    takes_clap_ckpt
-from mgeldm.tasks.tasks import SamplingSettings, TaskRunner, Timings, check_settings, check_task, extract_latents_songs, \
-    run_task, sampling_settings
+from mgeldm.inputs import (
+    Prompts,
+    as_mono,
+    check_chunked,
+    check_query,
+    compute_dtype,
+    prepare_audio,
+    prompt_list,
+    resolve_device,
+)
+from mgeldm.model_config import (
+    conditioner_ckpt,
+    conditioner_node,
+    inference_model_config,
+    plain_model_config,
+    takes_clap_ckpt,
+)
+from mgeldm.tasks.tasks import (
+    SamplingSettings,
+    TaskRunner,
+    Timings,
+    check_settings,
+    check_task,
+    extract_latents_songs,
+    run_task,
+    sampling_settings,
+)
 from mgeldm.tasks.windowing import check_gen_duration
 from mgeldm.weights import CLAP_FILE
 
 __all__ = ["MGELDM", "Autoencoder", "SamplingSettings"]
+
 
 def _build_conditioner(model_cfg: Mapping[str, Any], device: torch.device) -> Any:
     """Build the conditioner of ``model_cfg`` (on ``device``); its errors are UserErrors."""
@@ -57,9 +79,18 @@ def _build_conditioner(model_cfg: Mapping[str, Any], device: torch.device) -> An
 class MGELDM:
     """A loaded MGE-LDM (DiT + VAE) with its conditioner, ready for the five tasks."""
 
-    def __init__(self, model: torch.nn.Module, conditioner: Any = None, *, device: str | torch.device = "auto",
-                 precision: str = "fp32", model_config: Mapping[str, Any] | None = None,
-                 progress: bool = False, compile: bool = False, chunked: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        conditioner: Any = None,
+        *,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        model_config: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        compile: bool = False,
+        chunked: bool | None = None,
+    ) -> None:
         self.device = resolve_device(device)
         self.precision = str(precision)
         dtype = compute_dtype(precision)
@@ -70,20 +101,37 @@ class MGELDM:
             self.model.model_dit.to(dtype)
         self.conditioner = conditioner.to(self.device) if conditioner is not None else None
         self.model_config = dict(model_config) if model_config is not None else None
-        self.runner = TaskRunner(self.model, device=self.device, autocast_dtype=dtype, progress=progress,
-                                 compile=checks.boolean("compile", compile), chunked=check_chunked(chunked))
+        self.runner = TaskRunner(
+            self.model,
+            device=self.device,
+            autocast_dtype=dtype,
+            progress=progress,
+            compile=checks.boolean("compile", compile),
+            chunked=check_chunked(chunked),
+        )
         self.last_seed: int | None = None
         self.last_seeds: list[int] = []
         if self.conditioner is not None and int(self.conditioner.dim) != self.model.cond_dim:
-            raise UserError(f"conditioner width {self.conditioner.dim} does not match the DiT's global_cond_dim "
-                            f"{self.model.cond_dim}")
+            raise UserError(
+                f"conditioner width {self.conditioner.dim} does not match the DiT's global_cond_dim "
+                f"{self.model.cond_dim}"
+            )
 
     # -- loading --------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, ckpt: str | os.PathLike, clap_ckpt: str | os.PathLike | None = None, *,
-                        conditioner: Any = None, device: str | torch.device = "auto", precision: str = "fp32",
-                        model_config: Mapping[str, Any] | str | os.PathLike | None = None,
-                        progress: bool = False, compile: bool = False, chunked: bool | None = None) -> MGELDM:
+    def from_pretrained(
+        cls,
+        ckpt: str | os.PathLike,
+        clap_ckpt: str | os.PathLike | None = None,
+        *,
+        conditioner: Any = None,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        model_config: Mapping[str, Any] | str | os.PathLike | None = None,
+        progress: bool = False,
+        compile: bool = False,
+        chunked: bool | None = None,
+    ) -> MGELDM:
         """Load an unwrapped MGE-LDM checkpoint (.ckpt / .safetensors).
 
         The model is built from the config the checkpoint carries (``unwrap_model.py`` writes it beside
@@ -108,12 +156,26 @@ class MGELDM:
             if conditioner_ckpt(cfg) or not takes_clap_ckpt(cfg):
                 conditioner = _build_conditioner(cfg, dev)
         model = load_mgeldm(ckpt, cfg)
-        return cls(model, conditioner, device=dev, precision=precision, model_config=cfg, progress=progress,
-                   compile=compile, chunked=chunked)
+        return cls(
+            model,
+            conditioner,
+            device=dev,
+            precision=precision,
+            model_config=cfg,
+            progress=progress,
+            compile=compile,
+            chunked=chunked,
+        )
 
     @classmethod
-    def untrained(cls, model_config: Mapping[str, Any], autoencoder_ckpt: str | os.PathLike, *, seed: int = 0,
-                  device: str | torch.device = "cpu") -> MGELDM:
+    def untrained(
+        cls,
+        model_config: Mapping[str, Any],
+        autoencoder_ckpt: str | os.PathLike,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> MGELDM:
         """The model of ``model_config`` with the DiT as initialised (seeded) and the trained VAE of
         ``autoencoder_ckpt`` (an unwrapped AE): the "untrained" baseline of a recipe, no conditioner."""
         from mgeldm.checkpoints import load_weights, read_state_dict
@@ -122,8 +184,12 @@ class MGELDM:
         cfg = plain_model_config(model_config)
         torch.manual_seed(checks.seed(seed))
         model = build_mgeldm(cfg)
-        load_weights(model.pretransform.model, read_state_dict(autoencoder_ckpt), what="an autoencoder checkpoint",
-                     path=autoencoder_ckpt)
+        load_weights(
+            model.pretransform.model,
+            read_state_dict(autoencoder_ckpt),
+            what="an autoencoder checkpoint",
+            path=autoencoder_ckpt,
+        )
         return cls(model, device=device, model_config=cfg)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -167,8 +233,11 @@ class MGELDM:
         if self.conditioner is not None:
             return
         if self.model_config is not None and conditioner_node(self.model_config) is None:
-            raise OptionError(name, f"this model has no conditioner (its config has no model.conditioner): {what} "
-                                    "cannot be used; it generates without prompts (None)")
+            raise OptionError(
+                name,
+                f"this model has no conditioner (its config has no model.conditioner): {what} "
+                "cannot be used; it generates without prompts (None)",
+            )
         raise OptionError("clap_ckpt", f"not set; {what} need the CLAP checkpoint {CLAP_FILE}")
 
     def _cond(self, prompts: list[str | None], query: tuple[Tensor | np.ndarray, int] | None) -> Tensor:
@@ -207,10 +276,21 @@ class MGELDM:
             raise TypeError(f"give settings= or sampling parameters ({', '.join(sampling)}), not both")
         return check_settings(settings, self.runner.facts)
 
-    def run(self, task: str, *, prompts: Prompts = None, audio: Tensor | np.ndarray | None = None,
-            sr: int | None = None, seconds: float | None = None, query: tuple[Tensor | np.ndarray, int] | None = None,
-            encode_sample: bool = False, seed: int | None = None, generator: torch.Generator | None = None,
-            settings: SamplingSettings | None = None, **sampling: Any) -> dict[str, Tensor]:
+    def run(
+        self,
+        task: str,
+        *,
+        prompts: Prompts = None,
+        audio: Tensor | np.ndarray | None = None,
+        sr: int | None = None,
+        seconds: float | None = None,
+        query: tuple[Tensor | np.ndarray, int] | None = None,
+        encode_sample: bool = False,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        settings: SamplingSettings | None = None,
+        **sampling: Any,
+    ) -> dict[str, Tensor]:
         """Run one task by name (what the CLI calls). The sampling settings: ``settings`` (from :meth:`settings`),
         or the parameters of :meth:`settings` (steps, cfg_scale, overlap, repaint_n, eta, t_min, sampler:
         ``"ddim"``, the default and the original's, ``"dpmpp_2m"`` or ``"heun"``) over the task's defaults."""
@@ -231,10 +311,20 @@ class MGELDM:
         wave = prepare_audio(audio, sr, self.sample_rate)
         return run_task(self.runner, row, cond, settings, [gen], waves=[wave])[0]
 
-    def run_songs(self, task: str, songs: Sequence[Tensor | np.ndarray], sr: int, *, prompts: Prompts = None,
-                  query: tuple[Tensor | np.ndarray, int] | None = None, encode_sample: bool = False,
-                  seeds: Sequence[int] | None = None, generators: Sequence[torch.Generator] | None = None,
-                  settings: SamplingSettings | None = None, **sampling: Any) -> list[dict[str, Tensor]]:
+    def run_songs(
+        self,
+        task: str,
+        songs: Sequence[Tensor | np.ndarray],
+        sr: int,
+        *,
+        prompts: Prompts = None,
+        query: tuple[Tensor | np.ndarray, int] | None = None,
+        encode_sample: bool = False,
+        seeds: Sequence[int] | None = None,
+        generators: Sequence[torch.Generator] | None = None,
+        settings: SamplingSettings | None = None,
+        **sampling: Any,
+    ) -> list[dict[str, Tensor]]:
         """Run a given-track task (source_extract, partial_gen, accomp_gen) on several songs in shared DiT
         batches: one result dict per song, each what :meth:`run` returns for that song alone with its seed
         (up to float round-off). ``seeds`` (one per song; fresh ones when None, kept in ``last_seeds``) or
@@ -252,8 +342,9 @@ class MGELDM:
         waves = [prepare_audio(a, sr, self.sample_rate, f"songs[{i}]") for i, a in enumerate(songs)]
         return run_task(self.runner, row, cond, settings, gens, waves=waves)
 
-    def extract_songs(self, songs: Sequence[Tensor | np.ndarray], sr: int, prompts: Prompts,
-                      **kw: Any) -> list[dict[str, Tensor]]:
+    def extract_songs(
+        self, songs: Sequence[Tensor | np.ndarray], sr: int, prompts: Prompts, **kw: Any
+    ) -> list[dict[str, Tensor]]:
         """Source extraction of several songs (all at rate ``sr``) in shared batches: one :meth:`extract`
         result per song (``seeds=[...]`` one per song)."""
         return self.run_songs("source_extract", songs, sr, prompts=prompts, **kw)
@@ -274,8 +365,9 @@ class MGELDM:
         """Accompaniment generation: ``gen_submix``, ``gen_mix`` (N, L), ``given_wav`` (1, L)."""
         return self.run("accomp_gen", prompts=prompt, audio=audio, sr=sr, **kw)
 
-    def add_parts_iteratively(self, audio: Tensor | np.ndarray, sr: int, prompts: str | Sequence[str],
-                              **kw: Any) -> dict[str, Tensor]:
+    def add_parts_iteratively(
+        self, audio: Tensor | np.ndarray, sr: int, prompts: str | Sequence[str], **kw: Any
+    ) -> dict[str, Tensor]:
         """Iterative partial generation: ``gen_src_<k>`` per prompt, ``gen_mix``, ``given_wav``."""
         return self.run("partial_gen_iter", prompts=prompts, audio=audio, sr=sr, **kw)
 
@@ -288,8 +380,15 @@ class MGELDM:
         frames = -(-wave.shape[-1] // self.runner.facts.ratio)
         return z[0, :, :frames].float().cpu()
 
-    def extract_latents(self, mix_latent: Tensor, prompts: Prompts, *, seed: int | None = None,
-                        generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
+    def extract_latents(
+        self,
+        mix_latent: Tensor,
+        prompts: Prompts,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        **sampling: Any,
+    ) -> Tensor:
         """Source extraction on AE latents: mix (C, F) -> one source latent (N, C, F) per prompt.
 
         ``sampling`` as for :meth:`extract` (steps, cfg_scale, overlap, ...); the defaults are the task's.
@@ -297,25 +396,31 @@ class MGELDM:
         gen = generator if generator is not None else self.generator(seed)
         return self._extract_latents([mix_latent], prompts, [gen], sampling)[0]
 
-    def extract_latents_songs(self, mix_latents: Sequence[Tensor], prompts: Prompts, *,
-                              seeds: Sequence[int] | None = None, **sampling: Any) -> list[Tensor]:
+    def extract_latents_songs(
+        self, mix_latents: Sequence[Tensor], prompts: Prompts, *, seeds: Sequence[int] | None = None, **sampling: Any
+    ) -> list[Tensor]:
         """:meth:`extract_latents` of several mixes (C, F_s) in shared batches, one seed per mix."""
         return self._extract_latents(mix_latents, prompts, self._song_generators(seeds, len(mix_latents)), sampling)
 
-    def _extract_latents(self, mix_latents: Sequence[Tensor], prompts: Prompts, gens: list[torch.Generator],
-                         sampling: Mapping[str, Any]) -> list[Tensor]:
+    def _extract_latents(
+        self, mix_latents: Sequence[Tensor], prompts: Prompts, gens: list[torch.Generator], sampling: Mapping[str, Any]
+    ) -> list[Tensor]:
         settings = self.settings("source_extract", **sampling)
         window, channels = self.runner.facts.window, self.model.io_channels
         zs = [torch.as_tensor(z) for z in mix_latents]
         for i, z in enumerate(zs):
             if z.dim() != 2 or z.shape[0] != channels or z.shape[-1] < window:
-                raise OptionError("mix_latent", f"expected (C={channels}, F >= {window} frames, one window); got "
-                                                f"{tuple(z.shape)}" + (f" (mix {i})" if len(zs) > 1 else ""))
+                raise OptionError(
+                    "mix_latent",
+                    f"expected (C={channels}, F >= {window} frames, one window); got "
+                    f"{tuple(z.shape)}" + (f" (mix {i})" if len(zs) > 1 else ""),
+                )
         return extract_latents_songs(self.runner, zs, self.embed_prompts(prompts), settings, gens)
 
     @torch.inference_mode()
-    def predict_x0(self, clean: Tensor, t: Tensor, cond: Tensor, generator: torch.Generator | None = None,
-                   cfg_scale: float = 1.0) -> Tensor:
+    def predict_x0(
+        self, clean: Tensor, t: Tensor, cond: Tensor, generator: torch.Generator | None = None, cfg_scale: float = 1.0
+    ) -> Tensor:
         """One denoiser call: the DiT's clean estimate of every track from a noised input.
 
         ``clean`` (B, K, C, T) AE latents of the tracks, ``t`` (B, K) per-track diffusion time (0 = given
@@ -333,8 +438,13 @@ class Autoencoder:
         self.model = model.to(self.device).eval().requires_grad_(False)
 
     @classmethod
-    def from_pretrained(cls, ckpt: str | os.PathLike, model_config: Mapping[str, Any] | str | os.PathLike, *,
-                        device: str | torch.device = "cpu") -> Autoencoder:
+    def from_pretrained(
+        cls,
+        ckpt: str | os.PathLike,
+        model_config: Mapping[str, Any] | str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+    ) -> Autoencoder:
         """Build the VAE of ``model_config`` (the ``model`` node of an AE config, e.g. ``configs/default_ae.yaml``'s,
         or a yaml file of it) and load ``ckpt`` into it, strictly."""
         from mgeldm.checkpoints import load_weights, read_state_dict

@@ -74,8 +74,10 @@ def _warn_if_truncated(path: Path, frames: int, read: int, sr: int) -> None:
     declared = declared if exact else frames
     if declared <= 0 or read >= declared - (0 if exact else declared // 100):
         return
-    log.warning(f"warning: audio file {path}: truncated: its header declares {declared / sr:.2f} s but the file "
-                f"holds {read / sr:.2f} s; using the {read / sr:.2f} s")
+    log.warning(
+        f"warning: audio file {path}: truncated: its header declares {declared / sr:.2f} s but the file "
+        f"holds {read / sr:.2f} s; using the {read / sr:.2f} s"
+    )
 
 
 def check_audio(wave: torch.Tensor, name: str) -> None:
@@ -148,8 +150,9 @@ def save_spectrogram_png(
     db = 20 * torch.log10(spec.clamp_min(1e-10) / spec.max().clamp_min(1e-10))
     fig, ax = plt.subplots(figsize=(10, 4))
     dur = mono.numel() / sample_rate
-    img = ax.imshow(db.clamp_min(-80).numpy(), origin="lower", aspect="auto", cmap="magma",
-                    extent=(0, dur, 0, sample_rate / 2))
+    img = ax.imshow(
+        db.clamp_min(-80).numpy(), origin="lower", aspect="auto", cmap="magma", extent=(0, dur, 0, sample_rate / 2)
+    )
     ax.set_xlabel("time (s)")
     ax.set_ylabel("frequency (Hz)")
     fig.colorbar(img, ax=ax, format="%+2.0f dB", fraction=0.05, pad=0.015)

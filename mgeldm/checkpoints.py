@@ -30,13 +30,13 @@ from mgeldm.errors import UserError
 
 _SHOW = 4  # how many key names a mismatch message lists per kind
 
-DIT_PREFIX = "model_dit."                # an unwrapped MGE-LDM: the DiT ...
-AE_PREFIX = "pretransform.model."        # ... and the VAE it works in
-AE_ONLINE, AE_EMA = "autoencoder.", "autoencoder_ema.ema_model."       # AE training checkpoints
-DIT_ONLINE, DIT_EMA = "diffusion.", "diffusion_ema.ema_model."         # DiT training checkpoints
-STEP_NAME = "step{step:08d}"             # a periodic training checkpoint: step00001400.ckpt
-BEST_NAME = "best-step{step:08d}"        # a best-scoring one (trainer.monitor): best-step00001400.ckpt
-BEST_JSON = "best.json"                  # beside them: which one is the best (path, step, metric, value)
+DIT_PREFIX = "model_dit."  # an unwrapped MGE-LDM: the DiT ...
+AE_PREFIX = "pretransform.model."  # ... and the VAE it works in
+AE_ONLINE, AE_EMA = "autoencoder.", "autoencoder_ema.ema_model."  # AE training checkpoints
+DIT_ONLINE, DIT_EMA = "diffusion.", "diffusion_ema.ema_model."  # DiT training checkpoints
+STEP_NAME = "step{step:08d}"  # a periodic training checkpoint: step00001400.ckpt
+BEST_NAME = "best-step{step:08d}"  # a best-scoring one (trainer.monitor): best-step00001400.ckpt
+BEST_JSON = "best.json"  # beside them: which one is the best (path, step, metric, value)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -58,8 +58,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except UserError:
         raise
     except Exception as exc:  # unreadable, truncated, foreign pickle, ...
-        raise UserError(f"checkpoint {path}: {load_failure(exc)}; expected an unwrapped .ckpt "
-                        "({'state_dict': tensors}, as unwrap_model.py writes) or .safetensors file") from None
+        raise UserError(
+            f"checkpoint {path}: {load_failure(exc)}; expected an unwrapped .ckpt "
+            "({'state_dict': tensors}, as unwrap_model.py writes) or .safetensors file"
+        ) from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -110,8 +112,10 @@ def load_failure(exc: BaseException) -> str:
         detail = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
         found = re.search(r"GLOBAL (\S+)", detail)
         if found:
-            return (f"refused: besides tensors it holds Python objects ({found.group(1)}), and unpickling those "
-                    "could run code (never done here)")
+            return (
+                f"refused: besides tensors it holds Python objects ({found.group(1)}), and unpickling those "
+                "could run code (never done here)"
+            )
         return f"not a checkpoint the safe (weights-only) loader can read ({_first_sentence(detail) or 'a pickle'})"
     return f"not a readable checkpoint ({_first_sentence(text.splitlines()[0]) if text else type(exc).__name__})"
 
@@ -123,8 +127,9 @@ def _can_mmap(path: Path) -> bool:
     return zipfile.is_zipfile(path)
 
 
-def write_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike,
-                     model_config: Mapping | None = None) -> Path:
+def write_state_dict(
+    state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, model_config: Mapping | None = None
+) -> Path:
     """Write ``state_dict`` (and the ``model_config`` it belongs to, if given) atomically
     (``mgeldm.files.atomic_path``: temporary name beside ``path``, renamed)."""
     import json
@@ -158,7 +163,7 @@ def _unshare(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries whose name starts with ``prefix``, with the prefix removed."""
-    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
 def add_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -71,8 +71,9 @@ def number(name: str, value: Any, minimum: float | None = None, what: str = "a n
     ``expected a number of seconds >= 0``)."""
     expected = f"expected {what}" + (f" >= {minimum:g}" if minimum is not None else "")
     if not is_number(value):
-        raise OptionError(name, "expected a finite number" if minimum is None and what == "a number" else expected,
-                          _shown(value))
+        raise OptionError(
+            name, "expected a finite number" if minimum is None and what == "a number" else expected, _shown(value)
+        )
     if minimum is not None and float(value) < minimum:
         raise OptionError(name, expected, value)
     return float(value)

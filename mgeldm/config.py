@@ -14,6 +14,7 @@ from typing import Any
 from mgeldm.errors import UserError
 from mgeldm.files import PACKAGE_PARENT
 
+
 def _config_dir() -> Path:
     shipped = Path(__file__).resolve().parent / "configs"
     return shipped if shipped.is_dir() else PACKAGE_PARENT / "configs"

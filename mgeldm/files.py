@@ -45,8 +45,9 @@ def _process_start() -> float:
     """When this process started (wall clock), from /proc; the import time of this module elsewhere."""
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return time.time()
@@ -77,8 +78,14 @@ def is_stale_temporary(path: Path, target: str | None = None, *, folder: bool = 
     name = path.name
     match = _TEMP.match(name)
     if folder:
-        return (match is not None and match["host"] == host_name() and not pid_alive(int(match["pid"]))
-                and (target is None or match["name"] == target) and path.is_dir() and not path.is_symlink())
+        return (
+            match is not None
+            and match["host"] == host_name()
+            and not pid_alive(int(match["pid"]))
+            and (target is None or match["name"] == target)
+            and path.is_dir()
+            and not path.is_symlink()
+        )
     if match:
         stale = match["host"] == host_name() and not pid_alive(int(match["pid"]))
     elif (match := _OLD_PID_TEMP.match(name)) is not None:
@@ -93,8 +100,9 @@ def is_stale_temporary(path: Path, target: str | None = None, *, folder: bool = 
     return stale and (target is None or match["name"] == target) and path.is_file() and not path.is_symlink()
 
 
-def remove_stale_temporaries(parent: str | os.PathLike, target: str | None = None, *,
-                             folders: bool = False) -> list[Path]:
+def remove_stale_temporaries(
+    parent: str | os.PathLike, target: str | None = None, *, folders: bool = False
+) -> list[Path]:
     """Delete the stale temporary files (or, with ``folders``, folders; see :func:`is_stale_temporary`)
     directly in ``parent``; returns them."""
     import shutil

@@ -103,8 +103,11 @@ def channels_first(wave: Tensor, name: str = "audio") -> Tensor:
         return wave
     if cols <= MAX_CHANNELS < rows:
         return wave.T
-    raise OptionError(name, f"shape {tuple(wave.shape)} is ambiguous; expected (channels, samples) or "
-                            f"(samples, channels) with at most {MAX_CHANNELS} channels and more samples than that")
+    raise OptionError(
+        name,
+        f"shape {tuple(wave.shape)} is ambiguous; expected (channels, samples) or "
+        f"(samples, channels) with at most {MAX_CHANNELS} channels and more samples than that",
+    )
 
 
 def as_mono(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "audio") -> Tensor:
@@ -114,8 +117,9 @@ def as_mono(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "au
 
     wave = torch.as_tensor(np.asarray(audio) if not isinstance(audio, Tensor) else audio).detach().float().cpu()
     if wave.dim() not in (1, 2):
-        raise OptionError(name, f"expected (channels, samples), (samples, channels) or (samples,); got "
-                                f"{tuple(wave.shape)}")
+        raise OptionError(
+            name, f"expected (channels, samples), (samples, channels) or (samples,); got {tuple(wave.shape)}"
+        )
     if not checks.is_integer(sr) or isinstance(sr, float) or sr <= 0:
         raise OptionError("sr", "expected a positive integer", repr(sr))
     wave = channels_first(wave, name) if wave.dim() == 2 else wave

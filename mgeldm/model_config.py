@@ -17,9 +17,19 @@ from mgeldm.errors import UserError
 from mgeldm.models.mgeldm import ModelFacts, model_facts
 from mgeldm.weights import CLAP_FILE, DIT_FILE, Missing, file_problem, raise_if_missing
 
-__all__ = ["ModelFacts", "model_facts", "default_model_config", "plain_model_config", "conditioner_node",
-           "conditioner_ckpt", "takes_clap_ckpt", "with_conditioner_ckpt", "checkpoint_model_config",
-           "missing_inference_files", "inference_model_config"]
+__all__ = [
+    "ModelFacts",
+    "model_facts",
+    "default_model_config",
+    "plain_model_config",
+    "conditioner_node",
+    "conditioner_ckpt",
+    "takes_clap_ckpt",
+    "with_conditioner_ckpt",
+    "checkpoint_model_config",
+    "missing_inference_files",
+    "inference_model_config",
+]
 
 
 def default_model_config(config_name: str = "dit", overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -45,7 +55,7 @@ def plain_model_config(cfg: Any) -> dict[str, Any]:
 
 def conditioner_node(model_cfg: Mapping[str, Any]) -> dict[str, Any] | None:
     """The conditioner node (``model.conditioner.clap_text``), or None when the config has none."""
-    node = (model_cfg.get("conditioner") or {})
+    node = model_cfg.get("conditioner") or {}
     node = node.get("clap_text", node) if isinstance(node, Mapping) else None
     return dict(node) if node else None
 
@@ -88,8 +98,9 @@ def checkpoint_model_config(ckpt: str | os.PathLike, fallback: Mapping[str, Any]
     return with_conditioner_ckpt(carried, clap) if clap else carried
 
 
-def missing_inference_files(ckpt: str | os.PathLike | None, model_cfg: Mapping[str, Any], *,
-                            text: bool = False, conditioner: bool = True) -> list[Missing]:
+def missing_inference_files(
+    ckpt: str | os.PathLike | None, model_cfg: Mapping[str, Any], *, text: bool = False, conditioner: bool = True
+) -> list[Missing]:
     """Every file that loading ``ckpt`` with ``model_cfg`` needs and that is not there (see :mod:`mgeldm.weights`).
 
     The checkpoint always; with ``conditioner`` (it is built from the config) and a CLAP conditioner, its
@@ -114,9 +125,14 @@ def missing_inference_files(ckpt: str | os.PathLike | None, model_cfg: Mapping[s
     return missing
 
 
-def inference_model_config(ckpt: str | os.PathLike | None, fallback: Mapping[str, Any] | None,
-                           clap_ckpt: str | os.PathLike | None = None, *, text: bool = False,
-                           conditioner: bool = True) -> dict[str, Any]:
+def inference_model_config(
+    ckpt: str | os.PathLike | None,
+    fallback: Mapping[str, Any] | None,
+    clap_ckpt: str | os.PathLike | None = None,
+    *,
+    text: bool = False,
+    conditioner: bool = True,
+) -> dict[str, Any]:
     """The model config to load ``ckpt`` with (:func:`checkpoint_model_config`, with ``clap_ckpt`` applied),
     after checking that every file it needs is there (:func:`missing_inference_files`): one UserError names
     all missing ones, before any weights are read."""

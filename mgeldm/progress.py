@@ -32,9 +32,17 @@ def on_terminal(stream: IO | None = None) -> bool:
 class LineProgress:
     """The small part of tqdm's interface the project uses, writing whole lines to ``file``."""
 
-    def __init__(self, iterable: Iterable | None = None, *, desc: str = "", total: int | None = None,
-                 unit: str = "it", disable: bool = False, file: IO | None = None,
-                 line_seconds: float = LINE_SECONDS) -> None:
+    def __init__(
+        self,
+        iterable: Iterable | None = None,
+        *,
+        desc: str = "",
+        total: int | None = None,
+        unit: str = "it",
+        disable: bool = False,
+        file: IO | None = None,
+        line_seconds: float = LINE_SECONDS,
+    ) -> None:
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
@@ -84,12 +92,28 @@ class LineProgress:
         print(text, file=self.file if self.file is not None else sys.stderr, flush=True)
 
 
-def progress_bar(iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, unit: str = "it",
-                 disable: bool = False, nested: bool = False, file: IO | None = None) -> Any:
+def progress_bar(
+    iterable: Iterable | None = None,
+    *,
+    desc: str = "",
+    total: int | None = None,
+    unit: str = "it",
+    disable: bool = False,
+    nested: bool = False,
+    file: IO | None = None,
+) -> Any:
     """A tqdm bar on a terminal, else a :class:`LineProgress` (silent when ``nested``); see the module docstring."""
     if on_terminal(file):
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, leave=not nested,
-                    dynamic_ncols=True, file=file)
+        return tqdm(
+            iterable,
+            desc=desc,
+            total=total,
+            unit=unit,
+            disable=disable,
+            leave=not nested,
+            dynamic_ncols=True,
+            file=file,
+        )
     return LineProgress(iterable, desc=desc, total=total, unit=unit, disable=disable or nested, file=file)

@@ -46,12 +46,17 @@ class FixtureSet:
         """The laion_clap conditioner config of the tiny CLAP set (every size, the checkpoint and the tokenizer
         from its README.json); ``overrides`` replace keys."""
         r = self.readme
-        return {"clap_ckpt_path": str(self.path(r["checkpoint"]["file"])),
-                "tokenizer_path": str(self.path(r["tokenizer"]["dir"])),
-                "audio": r["audio_cfg"], "htsat": r["htsat_tiny_used"], "text": r["text_config_tiny_used"],
-                "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"], "joint_embed_dim": r["joint_embed_shape"],
-                "max_text_length": int(re.search(r"max_length=(\d+)", r["tokenizer"]["call"]).group(1)),
-                **overrides}
+        return {
+            "clap_ckpt_path": str(self.path(r["checkpoint"]["file"])),
+            "tokenizer_path": str(self.path(r["tokenizer"]["dir"])),
+            "audio": r["audio_cfg"],
+            "htsat": r["htsat_tiny_used"],
+            "text": r["text_config_tiny_used"],
+            "audio_embed_dim": r["clap_embed_dim_config"]["tiny_used"],
+            "joint_embed_dim": r["joint_embed_shape"],
+            "max_text_length": int(re.search(r"max_length=(\d+)", r["tokenizer"]["call"]).group(1)),
+            **overrides,
+        }
 
 
 def _missing(reason: str) -> NoReturn:
@@ -138,13 +143,20 @@ def _killed_writer(target: Path) -> int:
     import subprocess
     import sys
 
-    code = ("import os, signal, sys\n"
-            "from mgeldm.files import atomic_path\n"
-            "with atomic_path(sys.argv[1]) as tmp:\n"
-            "    tmp.write_bytes(b'half a checkpoint')\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(target)], cwd=REPO_ROOT,
-                            env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), stderr=subprocess.PIPE, text=True)
+    code = (
+        "import os, signal, sys\n"
+        "from mgeldm.files import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'half a checkpoint')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(target)],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, err[-2000:]
     return proc.pid

@@ -41,8 +41,16 @@ def _check_report(report: dict, name: str, threads: int | None = 1) -> None:
 
 
 def test_benchmarks_are_the_known_set():
-    assert BENCHMARKS == ["bench_ae.py", "bench_clap.py", "bench_dit.py", "bench_grouped_conv.py", "bench_infer.py",
-                          "bench_pre_encode.py", "bench_samplers.py", "bench_train.py"]
+    assert BENCHMARKS == [
+        "bench_ae.py",
+        "bench_clap.py",
+        "bench_dit.py",
+        "bench_grouped_conv.py",
+        "bench_infer.py",
+        "bench_pre_encode.py",
+        "bench_samplers.py",
+        "bench_train.py",
+    ]
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
@@ -68,9 +76,14 @@ TINY_RUNS = {
 @pytest.mark.parametrize("name", sorted(TINY_RUNS))
 def test_benchmark_prints_one_json_object_with_the_hardware(name):
     key, args = TINY_RUNS[name]
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / name), "--threads", "1", "--device", "cpu", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / name), "--threads", "1", "--device", "cpu", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     reports = _json_lines(proc.stdout)
     assert len(reports) == 1, proc.stdout
@@ -87,12 +100,18 @@ def test_bench_infer_full_config_is_what_hydra_composes():
 
 
 def test_matching_steps_is_the_fewest_steps_at_ddim_200s_error():
-    table = {"ddim": [{"steps": 100, "dit_calls": 100, "relative_rms_error": 0.02},
-                      {"steps": 200, "dit_calls": 200, "relative_rms_error": 0.01}],
-             "heun": [{"steps": 20, "dit_calls": 39, "relative_rms_error": 0.02},
-                      {"steps": 50, "dit_calls": 99, "relative_rms_error": 0.009},
-                      {"steps": 100, "dit_calls": 199, "relative_rms_error": 0.001}],
-             "dpmpp_2m": [{"steps": 200, "dit_calls": 200, "relative_rms_error": 0.011}]}
+    table = {
+        "ddim": [
+            {"steps": 100, "dit_calls": 100, "relative_rms_error": 0.02},
+            {"steps": 200, "dit_calls": 200, "relative_rms_error": 0.01},
+        ],
+        "heun": [
+            {"steps": 20, "dit_calls": 39, "relative_rms_error": 0.02},
+            {"steps": 50, "dit_calls": 99, "relative_rms_error": 0.009},
+            {"steps": 100, "dit_calls": 199, "relative_rms_error": 0.001},
+        ],
+        "dpmpp_2m": [{"steps": 200, "dit_calls": 200, "relative_rms_error": 0.011}],
+    }
     match = _load("bench_samplers.py").matching_steps(table)
     assert match["ddim_steps"] == 200 and match["ddim"] == {"steps": 200, "dit_calls": 200}
     assert match["heun"] == {"steps": 50, "dit_calls": 99}
@@ -144,9 +163,14 @@ def test_gpu_suite_command_lines_parse(smoke):
 @pytest.mark.slow
 def test_gpu_suite_smoke_runs_every_step_on_the_cpu(tmp_path):
     out = tmp_path / "suite.json"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_suite.py"), "--smoke", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_suite.py"), "--smoke", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["smoke"] and list(report["steps"]) == ["infer", "train", "samplers", "throughput"]

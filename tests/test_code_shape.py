@@ -9,14 +9,25 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_FUNCTION_LINES = 50
-ENTRY_SCRIPTS = ("infer.py", "train_ae.py", "train_dit.py", "pre_encode.py", "unwrap_model.py", "evaluate.py",
-                 "diagnose.py")
+ENTRY_SCRIPTS = (
+    "infer.py",
+    "train_ae.py",
+    "train_dit.py",
+    "pre_encode.py",
+    "unwrap_model.py",
+    "evaluate.py",
+    "diagnose.py",
+)
 TEXT_SUFFIXES = {".py", ".md", ".yaml", ".sh", ".toml", ".txt", ".cfg"}
 
 
 def _python_files() -> list[Path]:
-    return [*sorted((REPO / "mgeldm").rglob("*.py")), *sorted((REPO / "recipes").rglob("*.py")),
-            *sorted((REPO / "benchmarks").glob("*.py")), *(REPO / name for name in ENTRY_SCRIPTS)]
+    return [
+        *sorted((REPO / "mgeldm").rglob("*.py")),
+        *sorted((REPO / "recipes").rglob("*.py")),
+        *sorted((REPO / "benchmarks").glob("*.py")),
+        *(REPO / name for name in ENTRY_SCRIPTS),
+    ]
 
 
 def test_no_function_over_50_lines():
@@ -33,14 +44,21 @@ def test_no_function_over_50_lines():
 def test_every_root_script_has_one_shape():
     for name in ENTRY_SCRIPTS:
         code = [line for line in (REPO / name).read_text().split('"""')[-1].splitlines() if line.strip()]
-        assert code == [f"from mgeldm.cli.{name[:-3]} import main", 'if __name__ == "__main__":',
-                        "    raise SystemExit(main())"], name
+        assert code == [
+            f"from mgeldm.cli.{name[:-3]} import main",
+            'if __name__ == "__main__":',
+            "    raise SystemExit(main())",
+        ], name
 
 
 def _project_text_files() -> list[Path]:
     folders = ("mgeldm", "recipes", "configs", "scripts", "tests", "benchmarks", "docs")
-    files = [p for folder in folders for p in (REPO / folder).rglob("*")
-             if p.is_file() and p.suffix in TEXT_SUFFIXES and "fixtures" not in p.parts]
+    files = [
+        p
+        for folder in folders
+        for p in (REPO / folder).rglob("*")
+        if p.is_file() and p.suffix in TEXT_SUFFIXES and "fixtures" not in p.parts
+    ]
     return files + [p for p in REPO.iterdir() if p.is_file() and p.suffix in TEXT_SUFFIXES]
 
 
@@ -51,8 +69,9 @@ def test_references_resolve_inside_the_repository():
     assert [str(p.relative_to(REPO)) for p in _project_text_files() if outside in p.read_text()] == []
     doc = (REPO / "docs" / "compatibility.md").read_text()
     anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", doc, re.M)}
-    cited = {m for p in _project_text_files() for m in re.findall(r"docs/compatibility\.md#([a-z0-9-]+)",
-                                                                   p.read_text())}
+    cited = {
+        m for p in _project_text_files() for m in re.findall(r"docs/compatibility\.md#([a-z0-9-]+)", p.read_text())
+    }
     assert cited and cited <= anchors, cited - anchors
 
 
@@ -66,11 +85,19 @@ def test_readme_layout_names_the_tree():
     it names exists."""
     block = _layout_block()
     named = set(re.findall(r"([A-Za-z_][A-Za-z0-9_.]*(?:\.py|/))", block))
-    package = {p.name + ("/" if p.is_dir() else "") for p in (REPO / "mgeldm").iterdir()
-               if not p.name.startswith((".", "__")) and (p.is_dir() or p.suffix == ".py")}
-    top = {p.name + "/" for p in REPO.iterdir() if p.is_dir() and not p.name.startswith(".")
-           and p.name not in ("mgeldm", "build", "dist", "runs", "checkpoints", "quickstart_out", "outputs")
-           and not p.name.endswith(".egg-info")}
+    package = {
+        p.name + ("/" if p.is_dir() else "")
+        for p in (REPO / "mgeldm").iterdir()
+        if not p.name.startswith((".", "__")) and (p.is_dir() or p.suffix == ".py")
+    }
+    top = {
+        p.name + "/"
+        for p in REPO.iterdir()
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and p.name not in ("mgeldm", "build", "dist", "runs", "checkpoints", "quickstart_out", "outputs")
+        and not p.name.endswith(".egg-info")
+    }
     assert package - named == set() and top - named == set() and set(ENTRY_SCRIPTS) - named == set()
     everything = {p.name + ("/" if p.is_dir() else "") for p in REPO.rglob("*") if ".git" not in p.parts}
     assert named - everything == set()
@@ -119,8 +146,10 @@ def _prose(path: Path) -> str:
 
 def _anchors(path: Path) -> set[str]:
     """The section anchors of a markdown file, as GitHub writes them."""
-    return {re.sub(r"[^a-z0-9_ -]", "", h.strip().lower()).replace(" ", "-")
-            for h in re.findall(r"^#+ (.+)$", _prose(path), re.M)}
+    return {
+        re.sub(r"[^a-z0-9_ -]", "", h.strip().lower()).replace(" ", "-")
+        for h in re.findall(r"^#+ (.+)$", _prose(path), re.M)
+    }
 
 
 def test_readme_is_short():

@@ -21,12 +21,26 @@ from typing import NamedTuple
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ENTRY_SCRIPTS = ("infer.py", "train_ae.py", "train_dit.py", "pre_encode.py", "unwrap_model.py", "evaluate.py",
-                 "diagnose.py")
-INFER_ARGS = ["--config-name", "default_dit_tiny", "+task=total_gen", "+gen_audio_dur=0.2", "+num_steps=1",
-              "+save_png=false", "++seed=0"]
+ENTRY_SCRIPTS = (
+    "infer.py",
+    "train_ae.py",
+    "train_dit.py",
+    "pre_encode.py",
+    "unwrap_model.py",
+    "evaluate.py",
+    "diagnose.py",
+)
+INFER_ARGS = [
+    "--config-name",
+    "default_dit_tiny",
+    "+task=total_gen",
+    "+gen_audio_dur=0.2",
+    "+num_steps=1",
+    "+save_png=false",
+    "++seed=0",
+]
 
-SCRIPT = r'''
+SCRIPT = r"""
 import json, runpy, sys
 from pathlib import Path
 
@@ -55,12 +69,12 @@ except SystemExit as exc:
     assert exc.code in (0, None), exc.code
 print(json.dumps({"package": mgeldm.__file__, "config_dir": str(mgeldm.config.CONFIG_DIR), "opened": opened,
                   "samples": int(song.shape[-1])}))
-'''
+"""
 
 # Runs each file named on the command line (a console script in the environment's bin/, or a root script of the
 # repository) as ``<file> --help``, in this one process (one import of torch for all), and prints, as JSON, each
 # one's exit code and what it wrote.
-HELP_SCRIPT = r'''
+HELP_SCRIPT = r"""
 import contextlib, io, json, runpy, sys
 
 pages = {}
@@ -74,7 +88,7 @@ for path in sys.argv[1:]:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     pages[path] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
 print(json.dumps(pages))
-'''
+"""
 
 
 def console_script(root_script: str) -> str:
@@ -98,8 +112,24 @@ def _wheel(tmp_path: Path) -> Path:
         shutil.copytree(REPO / folder, src / folder, ignore=ignore)
     for name in ("setup.py", "pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--no-index", "-q",
-                    "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-build-isolation",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = (tmp_path / "dist").glob("mgeldm-*.whl")
     return wheel
 
@@ -121,8 +151,12 @@ def installed(tmp_path_factory) -> Installed:
     env_dir = tmp_path / "env"
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(_wheel(tmp_path))],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(_wheel(tmp_path))],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     ckpt = _checkpoint(elsewhere / "tiny.ckpt")
@@ -133,8 +167,14 @@ def installed(tmp_path_factory) -> Installed:
 @pytest.mark.slow
 def test_a_wheel_runs_from_pretrained_and_infer_outside_the_repository(installed):
     env_dir, python, elsewhere, ckpt, env = installed
-    proc = subprocess.run([str(python), "-c", SCRIPT, str(ckpt), str(elsewhere / "out")], cwd=elsewhere, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(python), "-c", SCRIPT, str(ckpt), str(elsewhere / "out")],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     inside = str(env_dir.resolve())
@@ -144,14 +184,22 @@ def test_a_wheel_runs_from_pretrained_and_infer_outside_the_repository(installed
     assert any(p.endswith("mgeldm/configs/default_dit_tiny.yaml") for p in ours)
     assert info["samples"] == round(0.2 * 16000)
     assert [p.name for p in (elsewhere / "out" / "total_gen").iterdir()] == ["output_0000"]
-    shipped = {p.relative_to(env_dir).as_posix().split("mgeldm/configs/", 1)[1]
-               for p in env_dir.rglob("mgeldm/configs/**/*.yaml")}
+    shipped = {
+        p.relative_to(env_dir).as_posix().split("mgeldm/configs/", 1)[1]
+        for p in env_dir.rglob("mgeldm/configs/**/*.yaml")
+    }
     assert shipped == {p.relative_to(REPO / "configs").as_posix() for p in (REPO / "configs").rglob("*.yaml")}
 
 
 def _help_pages(python: Path | str, scripts: list[Path], cwd: Path, env: dict[str, str]) -> dict[str, dict]:
-    proc = subprocess.run([str(python), "-c", HELP_SCRIPT, *map(str, scripts)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(python), "-c", HELP_SCRIPT, *map(str, scripts)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -171,8 +219,14 @@ def test_every_console_script_is_installed_and_prints_its_root_scripts_help(inst
         assert (ours["code"], theirs["code"]) == (0, 0), (name, ours["stderr"][-2000:], theirs["stderr"][-2000:])
         assert _prog_neutral(ours["stdout"], name) == _prog_neutral(theirs["stdout"], name), name
         assert ours["stdout"].strip(), name
-    real = subprocess.run([str(scripts[0]), "--help"], cwd=installed.elsewhere, env=installed.env,
-                          capture_output=True, text=True, timeout=300)
+    real = subprocess.run(
+        [str(scripts[0]), "--help"],
+        cwd=installed.elsewhere,
+        env=installed.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert real.returncode == 0, real.stderr[-2000:]
     assert real.stdout == cli[str(scripts[0])]["stdout"]
 
@@ -208,11 +262,21 @@ def test_mgeldm_infer_writes_what_infer_py_writes(installed):
     the same report (both run at once)."""
     args = [*INFER_ARGS, f"ckpt_path={installed.ckpt}"]
     outs = {"cli": installed.elsewhere / "cli_out", "root": installed.elsewhere / "root_out"}
-    commands = {"cli": [str(installed.env_dir / "bin" / "mgeldm-infer")],
-                "root": [sys.executable, str(REPO / "infer.py")]}
-    procs = {k: subprocess.Popen([*commands[k], *args, f"+output_dir={outs[k]}"], cwd=installed.elsewhere,
-                                 env=installed.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for k in commands}
+    commands = {
+        "cli": [str(installed.env_dir / "bin" / "mgeldm-infer")],
+        "root": [sys.executable, str(REPO / "infer.py")],
+    }
+    procs = {
+        k: subprocess.Popen(
+            [*commands[k], *args, f"+output_dir={outs[k]}"],
+            cwd=installed.elsewhere,
+            env=installed.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in commands
+    }
     done = {k: (proc.communicate(timeout=600), proc.returncode) for k, proc in procs.items()}
     for k, ((_, stderr), code) in done.items():
         assert code == 0, (k, stderr[-3000:])

@@ -108,8 +108,7 @@ def _exit(prog: str, message: str, code: int = 2) -> None:
 
 
 @contextlib.contextmanager
-def user_boundary(prog: str, messages: Messages = Messages(), *,
-                  config_dirs: Iterable[Path] = ()) -> Iterator[None]:
+def user_boundary(prog: str, messages: Messages = Messages(), *, config_dirs: Iterable[Path] = ()) -> Iterator[None]:
     """Run the body as ``prog`` behind the boundary of the module docstring (raises SystemExit on a failure)."""
     with logging_configured(), _boundary(prog, messages, config_dirs):
         yield

@@ -6,7 +6,8 @@ on the first ``--songs`` songs of a pre-encoded corpus, then scores every checkp
 (:mod:`mgeldm.evaluation.baseline`), trained on the same batches, is scored at the same steps: the bar a
 recipe has to beat. ``latents`` scores unwrapped or training checkpoints on a pre-encoded split.
 
-    python diagnose.py overfit --config-name quickstart_dit --latents OUT/latents --ae OUT/checkpoints/autoencoder.ckpt \\
+    python diagnose.py overfit --config-name quickstart_dit --latents OUT/latents --ae OUT/checkpoints/autoencoder.ckpt
+    \\
         --songs 2 --steps 1500 --every 250 --out runs/overfit [-- Hydra overrides of the recipe]
     python diagnose.py latents OUT/checkpoints/mgeldm.ckpt --latents OUT/latents --split valid
     python diagnose.py regressor --config-name quickstart_dit --latents OUT/latents --steps 1500 --out regressor.pt
@@ -29,15 +30,24 @@ from typing import Any
 
 import torch
 
-from mgeldm.data.prompts import canonical_prompt
 from mgeldm.checkpoints import checkpoint_step
 from mgeldm.cli.boundary import run_tool
+from mgeldm.data.prompts import canonical_prompt
 from mgeldm.errors import UserError
 
 PROG = "diagnose.py"
-REPORT_KEYS = ("latent_prompt_accuracy", "latent_rel_mse", "x0_error_t0.05", "x0_error_t0.05_uncond",
-               "x0_error_t0.4", "x0_error_t0.4_uncond", "x0_error_t0.8", "x0_error_t0.8_uncond",
-               "x0_error_t1", "x0_error_t1_uncond")
+REPORT_KEYS = (
+    "latent_prompt_accuracy",
+    "latent_rel_mse",
+    "x0_error_t0.05",
+    "x0_error_t0.05_uncond",
+    "x0_error_t0.4",
+    "x0_error_t0.4_uncond",
+    "x0_error_t0.8",
+    "x0_error_t0.8_uncond",
+    "x0_error_t1",
+    "x0_error_t1_uncond",
+)
 
 
 def compose(config_name: str, overrides: Sequence[str]) -> dict[str, Any]:
@@ -65,9 +75,15 @@ def eval_songs(cfg: Mapping[str, Any], latents: Path, split: str | None, count: 
     name, entry = next(iter(_train_entries(cfg).items()))
     folder = Path(entry.get("data_dir") or latents / entry.get("subdir", name))
     split = entry.get("split", "train") if split is None else split
-    ds = MixSubmixSourceLatentDataset(data_dir=folder, split=split, segment_length=model_facts(cfg["model"]).window,
-                                      num_examples=1, zero_diff_threshold=None, num_tracks_debug=count,
-                                      zero_latent_path=str(latents / "zero_latent.npy"))
+    ds = MixSubmixSourceLatentDataset(
+        data_dir=folder,
+        split=split,
+        segment_length=model_facts(cfg["model"]).window,
+        num_examples=1,
+        zero_diff_threshold=None,
+        num_tracks_debug=count,
+        zero_latent_path=str(latents / "zero_latent.npy"),
+    )
     return songs_from_corpus(ds.tracks)
 
 
@@ -101,10 +117,12 @@ def checkpoint_models(path: Path, conditioner: Any, fallback_cfg: Mapping[str, A
         pass
     if ckpt is not None and checkpoint_kind(ckpt["state_dict"]) == "mgeldm" and "loops" in ckpt:
         cfg = ckpt.get("model_config") if isinstance(ckpt.get("model_config"), dict) else fallback_cfg
-        return [(w, api_model(unwrap_state(ckpt, "mgeldm", use_ema=w == "ema", path=path), cfg, conditioner, path))
-                for w in weights]
-    from mgeldm.model_config import checkpoint_model_config
+        return [
+            (w, api_model(unwrap_state(ckpt, "mgeldm", use_ema=w == "ema", path=path), cfg, conditioner, path))
+            for w in weights
+        ]
     from mgeldm.checkpoints import read_state_dict
+    from mgeldm.model_config import checkpoint_model_config
 
     cfg = checkpoint_model_config(path, fallback_cfg)
     return [("file", api_model(read_state_dict(path), cfg, conditioner, path))]
@@ -123,8 +141,16 @@ def build_conditioner(model_cfg: Mapping[str, Any]):
 def score_row(model: Any, songs, silence: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
     from mgeldm.evaluation.latent import latent_scores
 
-    scores = latent_scores(model, songs, canonical_prompt, steps=args.sample_steps, cfg_scale=args.cfg_scale,
-                           overlap=args.overlap, seed=args.seed, silence=silence)
+    scores = latent_scores(
+        model,
+        songs,
+        canonical_prompt,
+        steps=args.sample_steps,
+        cfg_scale=args.cfg_scale,
+        overlap=args.overlap,
+        seed=args.seed,
+        silence=silence,
+    )
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
 
 
@@ -133,13 +159,23 @@ def score_row(model: Any, songs, silence: torch.Tensor, args: argparse.Namespace
 
 def overfit_config(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
-    overrides = [f"save_dir={out / 'run'}", f"data.data_dir={args.latents}", f"autoencoder_ckpt_path={args.ae}",
-                 f"trainer.batch_size={args.batch}", f"trainer.pl_trainer.max_steps={args.steps}",
-                 "trainer.pl_trainer.max_time=null", "trainer.pl_trainer.max_epochs=-1",
-                 f"trainer.checkpoint_every_n_steps={args.every}", "trainer.save_top_k=-1",
-                 "trainer.demo.every_n_steps=0", "trainer.monitor.every_n_steps=0", "logger=csv", f"++seed={args.seed}",
-                 "ckpt_path=null",
-                 *args.overrides]
+    overrides = [
+        f"save_dir={out / 'run'}",
+        f"data.data_dir={args.latents}",
+        f"autoencoder_ckpt_path={args.ae}",
+        f"trainer.batch_size={args.batch}",
+        f"trainer.pl_trainer.max_steps={args.steps}",
+        "trainer.pl_trainer.max_time=null",
+        "trainer.pl_trainer.max_epochs=-1",
+        f"trainer.checkpoint_every_n_steps={args.every}",
+        "trainer.save_top_k=-1",
+        "trainer.demo.every_n_steps=0",
+        "trainer.monitor.every_n_steps=0",
+        "logger=csv",
+        f"++seed={args.seed}",
+        "ckpt_path=null",
+        *args.overrides,
+    ]
     cfg = compose(args.config_name, overrides)
     for entry in cfg["data"]["train"].values():
         if entry is not None:
@@ -172,9 +208,15 @@ def run_baseline(cfg: Mapping[str, Any], conditioner: Any, songs, silence, stats
         scores = score_estimates(songs, est, silence)
         rows[step] = {k: round(scores[k], 4) for k in ("latent_prompt_accuracy", "latent_rel_mse")}
 
-    train_regressor(baseline_batches(cfg, args.steps), stats, conditioner,
-                    cond_dim=int(cfg["model"]["MGELDM"]["global_cond_dim"]), seed=args.seed, every=args.every,
-                    on_checkpoint=score)
+    train_regressor(
+        baseline_batches(cfg, args.steps),
+        stats,
+        conditioner,
+        cond_dim=int(cfg["model"]["MGELDM"]["global_cond_dim"]),
+        seed=args.seed,
+        every=args.every,
+        on_checkpoint=score,
+    )
     return rows
 
 
@@ -197,9 +239,16 @@ def regressor_cmd(args: argparse.Namespace) -> None:
         rate = step / max(time.perf_counter() - start, 1e-9)
         write_line(PROG, f"regressor step {step:,}/{steps:,} | {rate:.2f} steps/s")
 
-    net, _ = train_regressor(baseline_batches(cfg, steps), stats, conditioner,
-                             cond_dim=int(cfg["model"]["MGELDM"]["global_cond_dim"]), seed=args.seed,
-                             every=max(1, steps // 10), on_checkpoint=progress, device=args.device)
+    net, _ = train_regressor(
+        baseline_batches(cfg, steps),
+        stats,
+        conditioner,
+        cond_dim=int(cfg["model"]["MGELDM"]["global_cond_dim"]),
+        seed=args.seed,
+        every=max(1, steps // 10),
+        on_checkpoint=progress,
+        device=args.device,
+    )
     save_regressor(args.out, net, stats, steps=steps)
     write_line(PROG, f"regressor: {steps:,} steps in {time.perf_counter() - start:.1f} s -> {args.out}")
 
@@ -226,8 +275,8 @@ def overfit(args: argparse.Namespace) -> list[dict[str, Any]]:
             print(json.dumps({k: v for k, v in row.items() if k != "per_stem"}), flush=True)
             rows.append(row)
     if args.baseline:
-        from mgeldm.data.latent_stats import measure_track_stats
         from mgeldm.cli.train_dit import build_datasets
+        from mgeldm.data.latent_stats import measure_track_stats
 
         train_set, _ = build_datasets(cfg, mix_only=False, seed=int(cfg["seed"]), ae_hash=None)
         stats = measure_track_stats(train_set, 256)
@@ -235,9 +284,17 @@ def overfit(args: argparse.Namespace) -> list[dict[str, Any]]:
             row = {"step": step, "weights": "baseline", **scores}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    summary = {"config_name": args.config_name, "overrides": args.overrides, "songs": args.songs, "steps": args.steps,
-               "batch": args.batch, "seed": args.seed, "eval_split": args.eval_split, "rows": rows,
-               "wall_seconds": round(time.perf_counter() - start, 1)}
+    summary = {
+        "config_name": args.config_name,
+        "overrides": args.overrides,
+        "songs": args.songs,
+        "steps": args.steps,
+        "batch": args.batch,
+        "seed": args.seed,
+        "eval_split": args.eval_split,
+        "rows": rows,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
     from mgeldm.files import write_text_atomic
 
     write_text_atomic(Path(args.out) / "overfit.json", json.dumps(summary, indent=1) + "\n")
@@ -262,9 +319,12 @@ def latents_cmd(args: argparse.Namespace) -> list[dict[str, Any]]:
             if conditioner is None:
                 conditioner = build_conditioner(model.model_config)
             model.conditioner = conditioner
-            rows.append(_print_row(args, {"checkpoint": str(path), "weights": weights,
-                                          **score_row(model, songs, silence, args)}))
-    embed = build_conditioner(cfg["model"]).embed_text if args.regressor else None   # the config's text encoder
+            rows.append(
+                _print_row(
+                    args, {"checkpoint": str(path), "weights": weights, **score_row(model, songs, silence, args)}
+                )
+            )
+    embed = build_conditioner(cfg["model"]).embed_text if args.regressor else None  # the config's text encoder
     for file in args.regressor:
         rows.append(_print_row(args, {"regressor": str(file), **regressor_row(file, embed, songs, silence)}))
     return rows
@@ -295,14 +355,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance (default 2)")
     p.add_argument("--overlap", type=float, default=0.128, help="seconds of window overlap (default 0.128)")
     p.add_argument("--seed", type=int, default=0, help="training and sampling seed (default 0)")
-    p.add_argument("--weights", nargs="+", default=["ema"], choices=["ema", "online"],
-                   help="which weights of a training checkpoint to score (default ema)")
+    p.add_argument(
+        "--weights",
+        nargs="+",
+        default=["ema"],
+        choices=["ema", "online"],
+        help="which weights of a training checkpoint to score (default ema)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+    )
     sub = p.add_subparsers(dest="command", required=True)
     o = sub.add_parser("overfit", help="train a recipe on a few songs and score every checkpoint")
     _common(o)
@@ -318,8 +386,12 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("overrides", nargs="*", help="Hydra overrides of the recipe (after --)")
     r = sub.add_parser("regressor", help="train the regressor alone on a DiT run's batches and save it")
     _common(r)
-    r.add_argument("--steps", type=int, default=None,
-                   help="optimizer steps = batches of the DiT run (default: the config's trainer.pl_trainer.max_steps)")
+    r.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimizer steps = batches of the DiT run (default: the config's trainer.pl_trainer.max_steps)",
+    )
     r.add_argument("--batch", type=int, default=None, help="batch size (default: the config's trainer.batch_size)")
     r.add_argument("--out", required=True, help="the file to write (torch, weights only)")
     r.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -330,8 +402,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="valid", help="the split to score (default valid)")
     s.add_argument("--songs", type=int, default=None, help="its first N songs (default all)")
     s.add_argument("--per-stem", action="store_true", help="print the scores of every stem class too")
-    s.add_argument("--regressor", action="append", default=[], metavar="FILE",
-                   help="a file of `diagnose.py regressor` to score too (the bar; repeatable)")
+    s.add_argument(
+        "--regressor",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file of `diagnose.py regressor` to score too (the bar; repeatable)",
+    )
     return p
 
 

@@ -36,10 +36,38 @@ AE_ALIAS = ("model.pretransform.ae_config", "model.pretransform.autoencoder")
 # Hydra's own flags (hydra-core 1.3, as ``--hydra-help`` lists them) and what each takes: 0 nothing, 1 a value,
 # a tuple an optional value among these. tests/cli/test_hydra_args.py checks the table against Hydra's parser.
 HYDRA_FLAGS: dict[str, int | tuple[str, ...]] = {
-    **dict.fromkeys(("-h", "--help", "--hydra-help", "--version", "--resolve", "-r", "--run", "-m", "--multirun",
-                     "-sc", "--shell-completion"), 0),
-    **dict.fromkeys(("-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd",
-                     "--config-dir", "--experimental-rerun"), 1),
+    **dict.fromkeys(
+        (
+            "-h",
+            "--help",
+            "--hydra-help",
+            "--version",
+            "--resolve",
+            "-r",
+            "--run",
+            "-m",
+            "--multirun",
+            "-sc",
+            "--shell-completion",
+        ),
+        0,
+    ),
+    **dict.fromkeys(
+        (
+            "-c",
+            "--cfg",
+            "-p",
+            "--package",
+            "-cp",
+            "--config-path",
+            "-cn",
+            "--config-name",
+            "-cd",
+            "--config-dir",
+            "--experimental-rerun",
+        ),
+        1,
+    ),
     **dict.fromkeys(("-i", "--info"), ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")),
 }
 
@@ -73,8 +101,10 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
             overrides.append(arg)
             continue
         if name not in HYDRA_FLAGS:
-            raise UserError(f"{arg}: unknown flag; expected key=value overrides or Hydra's flags "
-                            "(--config-name NAME, --config-dir DIR, --cfg job, --help, ...)")
+            raise UserError(
+                f"{arg}: unknown flag; expected key=value overrides or Hydra's flags "
+                "(--config-name NAME, --config-dir DIR, --cfg job, --help, ...)"
+            )
         takes = HYDRA_FLAGS[name]
         if isinstance(takes, tuple):  # --info [WHAT]: the next argument only when it is one of the choices
             takes = int(bool(items) and items[0] in takes)
@@ -92,17 +122,26 @@ def config_dirs(argv: Sequence[str], config_dir: str | os.PathLike = CONFIG_DIR)
         front, _ = split_argv(argv)
     except UserError:  # a malformed flag, which prepare_argv refuses
         front = []
-    named = [value if eq else following for arg, following in zip(front, [*front[1:], ""])
-             for name, eq, value in [arg.partition("=")] if name in ("--config-dir", "-cd")]
+    named = [
+        value if eq else following
+        for arg, following in zip(front, [*front[1:], ""])
+        for name, eq, value in [arg.partition("=")]
+        if name in ("--config-dir", "-cd")
+    ]
     return [Path(config_dir), *(Path(d).expanduser() for d in named)]
 
 
-def prepare_argv(argv: Sequence[str], *, options: Iterable[str] = (),
-                 config_dir: str | os.PathLike = CONFIG_DIR) -> list[str]:
+def prepare_argv(
+    argv: Sequence[str], *, options: Iterable[str] = (), config_dir: str | os.PathLike = CONFIG_DIR
+) -> list[str]:
     """``argv`` (without the program) as Hydra should see it: flags first, overrides checked and rewritten."""
     front, overrides = split_argv(argv)
-    return front + prepare_overrides(overrides, options=options, config_dirs=config_dirs(argv, config_dir),
-                                     multirun=bool({"-m", "--multirun"} & set(front)))
+    return front + prepare_overrides(
+        overrides,
+        options=options,
+        config_dirs=config_dirs(argv, config_dir),
+        multirun=bool({"-m", "--multirun"} & set(front)),
+    )
 
 
 def _parse(override: str, multirun: bool):
@@ -115,11 +154,15 @@ def _parse(override: str, multirun: bool):
     except OverrideParseException:
         if "=" not in override:
             raise UserError(f"{override}: cannot be read as an override; expected key=value") from None
-        raise UserError(f"{override}: Hydra cannot read this value; quote it for Hydra, e.g. {quoting_hint(override)} "
-                        "(see https://hydra.cc/docs/advanced/override_grammar/basic)") from None
+        raise UserError(
+            f"{override}: Hydra cannot read this value; quote it for Hydra, e.g. {quoting_hint(override)} "
+            "(see https://hydra.cc/docs/advanced/override_grammar/basic)"
+        ) from None
     if parsed.is_sweep_override() and not multirun:
-        raise UserError(f"{override}: a comma makes this a list of runs; quote a value that holds a comma, "
-                        f"e.g. {quoting_hint(override)}, or write a list as key=[a,b]")
+        raise UserError(
+            f"{override}: a comma makes this a list of runs; quote a value that holds a comma, "
+            f"e.g. {quoting_hint(override)}, or write a list as key=[a,b]"
+        )
     return parsed
 
 
@@ -127,11 +170,12 @@ def _searchpath_dirs(parsed) -> list[Path]:
     """The folders a ``hydra.searchpath=[file://...]`` override adds (they may hold config groups too)."""
     value = parsed.value() if parsed.key_or_group == "hydra.searchpath" else []
     entries = value if isinstance(value, list) else [value]
-    return [Path(str(e)[len("file://"):]) for e in entries if str(e).startswith("file://")]
+    return [Path(str(e)[len("file://") :]) for e in entries if str(e).startswith("file://")]
 
 
-def prepare_overrides(overrides: Sequence[str], *, options: Iterable[str], config_dirs: Iterable[Path],
-                      multirun: bool = False) -> list[str]:
+def prepare_overrides(
+    overrides: Sequence[str], *, options: Iterable[str], config_dirs: Iterable[Path], multirun: bool = False
+) -> list[str]:
     """Check the syntax of every override and rewrite them for Hydra (see the module docstring)."""
     options = set(options)
     parsed = [_parse(o, multirun) for o in overrides]
@@ -147,8 +191,10 @@ def prepare_overrides(overrides: Sequence[str], *, options: Iterable[str], confi
             if top in options:
                 text = "++" + text.lstrip("+")
             elif p.is_add() and "." not in key:
-                raise UserError(f"+{key}: unknown option; expected one of {', '.join(sorted(options)) or 'none'} "
-                                f"(a key the config already has is set without +: {key}=VALUE)")
+                raise UserError(
+                    f"+{key}: unknown option; expected one of {', '.join(sorted(options)) or 'none'} "
+                    f"(a key the config already has is set without +: {key}=VALUE)"
+                )
         out.append(text)
     return out
 
@@ -160,8 +206,10 @@ def describe_hydra_error(exc: BaseException, *, config_dirs: Iterable[Path] = (C
         text += "\n" + str(exc.__cause__)
     if primary := re.search(r"Cannot find primary config '([^']*)'", text):
         names = sorted({p.stem for d in map(Path, config_dirs) if d.is_dir() for p in d.glob("*.yaml")})
-        return (f"--config-name {primary.group(1)}: no such config; expected one of {', '.join(names)} "
-                "(or a .yaml in --config-dir DIR)")
+        return (
+            f"--config-name {primary.group(1)}: no such config; expected one of {', '.join(names)} "
+            "(or a .yaml in --config-dir DIR)"
+        )
     if key := re.search(r"Could not override '([^']*)'", text):
         return f"{key[1]}: no such key in this config; check the spelling (or add a new key with +{key[1]}=VALUE)"
     if key := re.search(r"An item is already at '([^']*)'", text):
@@ -175,22 +223,35 @@ def plain_config(cfg) -> dict:
     from omegaconf import OmegaConf
 
     # Expected with our setup: the frozen AE is in eval mode; checkpoints hold post-step weights.
-    for message in (".*module\\(s\\) in eval mode.*", ".*pre-optimization state.*", ".*set_vital.*", ".*LeafSpec.*",
-                    ".*litlogger.*"):
+    for message in (
+        ".*module\\(s\\) in eval mode.*",
+        ".*pre-optimization state.*",
+        ".*set_vital.*",
+        ".*LeafSpec.*",
+        ".*litlogger.*",
+    ):
         warnings.filterwarnings("ignore", message=message)
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def usage_text(synopsis: str, summary: str, options: Sequence[tuple[str, str]], examples: Sequence[str],
-               notes: Sequence[str] = ()) -> str:
+def usage_text(
+    synopsis: str, summary: str, options: Sequence[tuple[str, str]], examples: Sequence[str], notes: Sequence[str] = ()
+) -> str:
     """A short --help page: the synopsis, what the program does, one line per option, notes, examples."""
     width = min(30, max(len(name) for name, _ in options) + 2)
     lines = [f"usage: {synopsis}", "", summary, "", "options (key=value, +key=value and ++key=value are the same):"]
     for name, text in options:
         pad = name.ljust(width) if len(name) < width else name + "\n" + " " * (width + 2)
         lines.append(f"  {pad}{text}")
-    lines += ["", *notes, "Hydra flags: --config-name NAME (a configs/NAME.yaml), --config-dir DIR, --cfg job (print "
-              "the composed config), --hydra-help.", "", "examples:", *(f"  {e}" for e in examples)]
+    lines += [
+        "",
+        *notes,
+        "Hydra flags: --config-name NAME (a configs/NAME.yaml), --config-dir DIR, --cfg job (print "
+        "the composed config), --hydra-help.",
+        "",
+        "examples:",
+        *(f"  {e}" for e in examples),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -209,9 +270,15 @@ def _as_hydra_reads_it(argv: list[str]):
             os.environ["HYDRA_FULL_ERROR"] = saved_env
 
 
-def run_app(app: Callable[[], None], prog: str, *, options: Iterable[str] = (),
-            config_dir: str | os.PathLike = CONFIG_DIR, usage: str | Callable[[], str] | None = None,
-            messages: Messages = Messages()) -> None:
+def run_app(
+    app: Callable[[], None],
+    prog: str,
+    *,
+    options: Iterable[str] = (),
+    config_dir: str | os.PathLike = CONFIG_DIR,
+    usage: str | Callable[[], str] | None = None,
+    messages: Messages = Messages(),
+) -> None:
     """Run the ``@hydra.main`` function ``app`` on ``sys.argv`` behind :func:`mgeldm.cli.boundary.user_boundary`;
     ``-h``/``--help`` prints ``usage`` (text, or a function returning it) and exits 0."""
     argv = sys.argv[1:]
@@ -230,8 +297,15 @@ class HydraCli(NamedTuple):
     run_config: Callable[[Any], None]
 
 
-def hydra_cli(prog: str, run: Callable[[dict], Any], *, config_name: str, options: Iterable[str],
-              usage: Callable[[], str], messages: Messages = Messages()) -> HydraCli:
+def hydra_cli(
+    prog: str,
+    run: Callable[[dict], Any],
+    *,
+    config_name: str,
+    options: Iterable[str],
+    usage: Callable[[], str],
+    messages: Messages = Messages(),
+) -> HydraCli:
     """The entry point of a tool that runs ``run(plain config)`` on ``configs/<config_name>.yaml`` composed with
     the command line (``--config-name`` picks another config, ``--config-dir`` adds a folder of them)."""
     import hydra

@@ -57,12 +57,20 @@ OPTIONS = tuple(name for name, _ in OPTION_HELP)
 # The one table from the API's parameter names (and this tool's own) to the flags a user types.
 FLAGS: dict[str, str] = {
     **{name: f"+{name}" for name in OPTIONS},
-    "steps": "+num_steps", "overlap": "+overlap_dur", "seconds": "+gen_audio_dur", "prompts": "+text_prompt",
-    "audio": "+given_wav_path", "query": "+query_wav_path", "ckpt": "ckpt_path", "clap_ckpt": "clap_ckpt_path",
+    "steps": "+num_steps",
+    "overlap": "+overlap_dur",
+    "seconds": "+gen_audio_dur",
+    "prompts": "+text_prompt",
+    "audio": "+given_wav_path",
+    "query": "+query_wav_path",
+    "ckpt": "ckpt_path",
+    "clap_ckpt": "clap_ckpt_path",
 }
-MESSAGES = Messages(FLAGS, interrupted="; no output folder was written",
-                    out_of_memory="try +precision=bf16, fewer prompts in one call, +chunked=true (the VAE in chunks) "
-                                  "or +device=cpu")
+MESSAGES = Messages(
+    FLAGS,
+    interrupted="; no output folder was written",
+    out_of_memory="try +precision=bf16, fewer prompts in one call, +chunked=true (the VAE in chunks) or +device=cpu",
+)
 # Tests only: the name of a signal (KILL, TERM, INT) that a run sends itself once its hidden output
 # folder exists, a deterministic point at which to interrupt it.
 SIGNAL_TEST_ENV = "MGELDM_TEST_SIGNAL_IN_OUTPUT"
@@ -110,7 +118,9 @@ def _audio_files(folder: Path) -> list[Path]:
     import soundfile as sf
 
     exts = {f".{e.lower()}" for e in sf.available_formats()} | {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts)
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts
+    )
     if not files:
         raise OptionError("audio", f"the folder holds no audio files ({', '.join(sorted(exts)[:6])}, ...)", folder)
     return files
@@ -156,8 +166,11 @@ def _clap_path(model_cfg: Mapping, text: bool) -> Path | None:
     from mgeldm.model_config import conditioner_ckpt, conditioner_node, takes_clap_ckpt
 
     if text and conditioner_node(model_cfg) is None:
-        raise OptionError("prompts", "this model has no conditioner (its config has no model.conditioner); it "
-                                     "generates without prompts: leave +text_prompt and +query_wav_path out")
+        raise OptionError(
+            "prompts",
+            "this model has no conditioner (its config has no model.conditioner); it "
+            "generates without prompts: leave +text_prompt and +query_wav_path out",
+        )
     clap = conditioner_ckpt(model_cfg)
     return Path(str(clap)).expanduser() if takes_clap_ckpt(model_cfg) and not checks.is_null(clap) else None
 
@@ -183,23 +196,40 @@ def usage() -> str:
     from mgeldm.tasks.tasks import RELEASED_WINDOW_SECONDS, TASKS
     from mgeldm.weights import CLAP_FILE, DIT_FILE, WEIGHTS_DIR
 
-    options = [("ckpt_path=FILE", f"the unwrapped MGE-LDM checkpoint (the released one: {WEIGHTS_DIR}/{DIT_FILE})"),
-               ("clap_ckpt_path=FILE", f"LAION's music CLAP (default {WEIGHTS_DIR}/{CLAP_FILE}; a model with "
-                                       "another conditioner, e.g. the quickstart's, needs none)"),
-               *((f"+{name}=", text) for name, text in OPTION_HELP)]
-    defaults = [f"  {task:<17} {d.steps} / {d.cfg_scale:g} / {d.overlap:g} / {d.repaint_n}"
-                for task, d in ((name, row.defaults) for name, row in TASKS.items())]
-    notes = [f"task defaults, steps / cfg_scale / overlap_dur s / repaint_n (for the released {RELEASED_WINDOW_SECONDS:g} s "
-             "window; the overlap is scaled to another model's window: overlap x window / "
-             f"{RELEASED_WINDOW_SECONDS:g} s):", *defaults,
-             "A checkpoint written by unwrap_model.py carries its model config: no --config-name needed."]
-    examples = [f"python infer.py ckpt_path={WEIGHTS_DIR}/{DIT_FILE} +task=source_extract +given_wav_path=song.wav "
-                "\"+text_prompt='The sound of vocals'\"",
-                "python infer.py ckpt_path=quickstart_out/checkpoints/mgeldm.ckpt +task=source_extract "
-                "+given_wav_path=my_song.wav \"+text_prompt='The sound of bass.'\" +num_steps=4 +cfg_scale=2"]
-    return usage_text("python infer.py ckpt_path=FILE +task=TASK [+key=value ...]",
-                      "Runs one of MGE-LDM's five tasks; each run writes a new <output_dir>/<task>/output_NNNN/ "
-                      "(wavs, pngs, prompt.txt, run.json).", options, examples, notes)
+    options = [
+        ("ckpt_path=FILE", f"the unwrapped MGE-LDM checkpoint (the released one: {WEIGHTS_DIR}/{DIT_FILE})"),
+        (
+            "clap_ckpt_path=FILE",
+            f"LAION's music CLAP (default {WEIGHTS_DIR}/{CLAP_FILE}; a model with "
+            "another conditioner, e.g. the quickstart's, needs none)",
+        ),
+        *((f"+{name}=", text) for name, text in OPTION_HELP),
+    ]
+    defaults = [
+        f"  {task:<17} {d.steps} / {d.cfg_scale:g} / {d.overlap:g} / {d.repaint_n}"
+        for task, d in ((name, row.defaults) for name, row in TASKS.items())
+    ]
+    notes = [
+        f"task defaults, steps / cfg_scale / overlap_dur s / repaint_n (for the released {RELEASED_WINDOW_SECONDS:g} s "
+        "window; the overlap is scaled to another model's window: overlap x window / "
+        f"{RELEASED_WINDOW_SECONDS:g} s):",
+        *defaults,
+        "A checkpoint written by unwrap_model.py carries its model config: no --config-name needed.",
+    ]
+    examples = [
+        f"python infer.py ckpt_path={WEIGHTS_DIR}/{DIT_FILE} +task=source_extract +given_wav_path=song.wav "
+        "\"+text_prompt='The sound of vocals'\"",
+        "python infer.py ckpt_path=quickstart_out/checkpoints/mgeldm.ckpt +task=source_extract "
+        "+given_wav_path=my_song.wav \"+text_prompt='The sound of bass.'\" +num_steps=4 +cfg_scale=2",
+    ]
+    return usage_text(
+        "python infer.py ckpt_path=FILE +task=TASK [+key=value ...]",
+        "Runs one of MGE-LDM's five tasks; each run writes a new <output_dir>/<task>/output_NNNN/ "
+        "(wavs, pngs, prompt.txt, run.json).",
+        options,
+        examples,
+        notes,
+    )
 
 
 def _model_config(cfg: Mapping, text: bool) -> dict[str, Any]:
@@ -221,9 +251,16 @@ def _sampling(cfg: Mapping, task: str, model_cfg: Mapping) -> tuple[Any, float |
     from mgeldm.tasks.windowing import check_gen_duration
 
     facts = model_facts(model_cfg)
-    settings = sampling_settings(task, facts, steps=cfg.get("num_steps"), cfg_scale=cfg.get("cfg_scale"),
-                                 overlap=cfg.get("overlap_dur"), repaint_n=cfg.get("repaint_n"), eta=cfg.get("eta"),
-                                 sampler=cfg.get("sampler"))
+    settings = sampling_settings(
+        task,
+        facts,
+        steps=cfg.get("num_steps"),
+        cfg_scale=cfg.get("cfg_scale"),
+        overlap=cfg.get("overlap_dur"),
+        repaint_n=cfg.get("repaint_n"),
+        eta=cfg.get("eta"),
+        sampler=cfg.get("sampler"),
+    )
     if task != "total_gen":
         return settings, None
     seconds = checks.number("seconds", _value(cfg, "gen_audio_dur", DEFAULT_GEN_DUR))
@@ -245,12 +282,16 @@ def _runtime(cfg: Mapping) -> dict[str, Any]:
     precision = str(cfg.get("precision", None) or "fp32")
     resolve_device(device)
     compute_dtype(precision)
-    return dict(seed=None if seed is None else checks.seed(seed), device=device, precision=precision,
-                output_sr=None if output_sr is None else checks.integer("output_sr", output_sr, 1),
-                encode_sample=checks.boolean("encode_sample", _value(cfg, "encode_sample", False)),
-                compile=checks.boolean("compile", _value(cfg, "compile", False)),
-                save_png=checks.boolean("save_png", _value(cfg, "save_png", True)),
-                chunked=check_chunked(cfg.get("chunked", None)))
+    return dict(
+        seed=None if seed is None else checks.seed(seed),
+        device=device,
+        precision=precision,
+        output_sr=None if output_sr is None else checks.integer("output_sr", output_sr, 1),
+        encode_sample=checks.boolean("encode_sample", _value(cfg, "encode_sample", False)),
+        compile=checks.boolean("compile", _value(cfg, "compile", False)),
+        save_png=checks.boolean("save_png", _value(cfg, "save_png", True)),
+        chunked=check_chunked(cfg.get("chunked", None)),
+    )
 
 
 def parse_options(cfg: Mapping) -> InferOptions:
@@ -274,11 +315,23 @@ def parse_options(cfg: Mapping) -> InferOptions:
     (settings, seconds), runtime = _sampling(cfg, task, model_cfg), _runtime(cfg)
     given, inputs, is_folder = _given_inputs(cfg, task, model_facts(model_cfg).sample_rate)
     output_dir = check_output_dir(str(cfg.get("output_dir", None) or DEFAULT_OUTPUT_DIR), TASK_SUBDIRS[task])
-    return InferOptions(task=task, ckpt_path=Path(str(cfg.get("ckpt_path"))).expanduser(), clap_ckpt_path=clap_path,
-                        prompts=prompts, several_prompts=isinstance(value, list) and len(prompts) > 1 and
-                        task != "partial_gen_iter", inputs=inputs, input_is_folder=is_folder, given_wav_path=given,
-                        query_wav_path=query_path, query=query, output_dir=output_dir, model_cfg=model_cfg,
-                        settings=settings, gen_audio_dur=seconds, **runtime)
+    return InferOptions(
+        task=task,
+        ckpt_path=Path(str(cfg.get("ckpt_path"))).expanduser(),
+        clap_ckpt_path=clap_path,
+        prompts=prompts,
+        several_prompts=isinstance(value, list) and len(prompts) > 1 and task != "partial_gen_iter",
+        inputs=inputs,
+        input_is_folder=is_folder,
+        given_wav_path=given,
+        query_wav_path=query_path,
+        query=query,
+        output_dir=output_dir,
+        model_cfg=model_cfg,
+        settings=settings,
+        gen_audio_dur=seconds,
+        **runtime,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,8 +344,12 @@ def _versions() -> dict[str, str]:
 
     import mgeldm
 
-    out = {"mgeldm": mgeldm.__version__, "python": platform.python_version(), "torch": torch.__version__,
-           "numpy": numpy.__version__}
+    out = {
+        "mgeldm": mgeldm.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+    }
     for name in ("hydra", "omegaconf", "soundfile", "soxr"):
         try:
             out[name] = str(__import__(name).__version__)
@@ -314,8 +371,15 @@ def _prompt_txt(opts: InferOptions, seed: int, folders: list[str] | None) -> str
     if opts.task == "total_gen":
         lines.append(f"gen_audio_dur: {opts.gen_audio_dur}")
     s = opts.settings
-    lines += [f"overlap_dur: {s.overlap}", f"cfg_scale: {s.cfg_scale}", f"num_steps: {s.steps}",
-              f"repaint_n: {s.repaint_n}", f"eta: {s.eta}", f"sampler: {s.sampler}", f"seed: {seed}"]
+    lines += [
+        f"overlap_dur: {s.overlap}",
+        f"cfg_scale: {s.cfg_scale}",
+        f"num_steps: {s.steps}",
+        f"repaint_n: {s.repaint_n}",
+        f"eta: {s.eta}",
+        f"sampler: {s.sampler}",
+        f"seed: {seed}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -326,9 +390,16 @@ def _load_model(opts: InferOptions):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # legacy weight_norm deprecation in the VAE
-        return MGELDM.from_pretrained(opts.ckpt_path, opts.clap_ckpt_path, device=opts.device,
-                                      precision=opts.precision, model_config=opts.model_cfg, progress=True,
-                                      compile=opts.compile, chunked=opts.chunked)
+        return MGELDM.from_pretrained(
+            opts.ckpt_path,
+            opts.clap_ckpt_path,
+            device=opts.device,
+            precision=opts.precision,
+            model_config=opts.model_cfg,
+            progress=True,
+            compile=opts.compile,
+            chunked=opts.chunked,
+        )
 
 
 @dataclass
@@ -342,8 +413,9 @@ class _Writer:
     written: list[str] = field(default_factory=list)
 
     def _save(self, parts: tuple[str, ...], key: str, wave) -> None:
-        for p in self.folder.write_audio(parts, key, wave, self.sample_rate, extra_sample_rate=self.opts.output_sr,
-                                         png=self.opts.save_png):
+        for p in self.folder.write_audio(
+            parts, key, wave, self.sample_rate, extra_sample_rate=self.opts.output_sr, png=self.opts.save_png
+        ):
             self.written.append(str(p.relative_to(self.folder.tmp)))
 
     def text(self, parts: tuple[str, ...], text: str) -> None:
@@ -371,14 +443,18 @@ def _folders(opts: InferOptions) -> tuple[list[str] | None, list[str] | None]:
     """(one folder per prompt, one folder per input file), each only when there are several."""
     from mgeldm.tasks.outputs import unique_slugs
 
-    prompts = ([f"{i:02d}_{s}" for i, s in enumerate(unique_slugs([str(p) for p in opts.prompts], fallback="prompt"))]
-               if opts.several_prompts else None)
+    prompts = (
+        [f"{i:02d}_{s}" for i, s in enumerate(unique_slugs([str(p) for p in opts.prompts], fallback="prompt"))]
+        if opts.several_prompts
+        else None
+    )
     inputs = unique_slugs([i.path.stem for i in opts.inputs], fallback="input") if opts.input_is_folder else None
     return prompts, inputs
 
 
-def _run_info(opts: InferOptions, model, seed: int, times: dict[str, float], audio_seconds: float,
-              written: list[str]) -> dict[str, Any]:
+def _run_info(
+    opts: InferOptions, model, seed: int, times: dict[str, float], audio_seconds: float, written: list[str]
+) -> dict[str, Any]:
     import torch
 
     sr = model.sample_rate
@@ -386,10 +462,17 @@ def _run_info(opts: InferOptions, model, seed: int, times: dict[str, float], aud
         "task": opts.task,
         "settings": _settings_info(opts),
         "seed": seed,
-        "inputs": [{"path": str(i.path), "sample_rate": i.sample_rate, "channels": i.channels,
-                    "seconds": round(i.wave.shape[-1] / sr, 4)} for i in opts.inputs],
-        "device": str(model.device) + (f" ({torch.cuda.get_device_name(model.device)})"
-                                       if model.device.type == "cuda" else ""),
+        "inputs": [
+            {
+                "path": str(i.path),
+                "sample_rate": i.sample_rate,
+                "channels": i.channels,
+                "seconds": round(i.wave.shape[-1] / sr, 4),
+            }
+            for i in opts.inputs
+        ],
+        "device": str(model.device)
+        + (f" ({torch.cuda.get_device_name(model.device)})" if model.device.type == "cuda" else ""),
         "precision": opts.precision,
         "sample_rate": sr,
         "timings": {"load_s": round(times["load_s"], 4), "run_s": round(times["run_s"], 4), **model.timings.as_dict()},
@@ -404,11 +487,22 @@ def _run_info(opts: InferOptions, model, seed: int, times: dict[str, float], aud
 
 def _settings_info(opts: InferOptions) -> dict[str, Any]:
     """The options of the run, by their command-line names (run.json's ``settings``)."""
-    out = {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(opts)
-           if f.name not in ("inputs", "query", "model_cfg", "settings") for v in [getattr(opts, f.name)]}
+    out = {
+        f.name: (str(v) if isinstance(v, Path) else v)
+        for f in fields(opts)
+        if f.name not in ("inputs", "query", "model_cfg", "settings")
+        for v in [getattr(opts, f.name)]
+    }
     s = opts.settings
-    return {**out, "num_steps": s.steps, "cfg_scale": s.cfg_scale, "overlap_dur": s.overlap, "repaint_n": s.repaint_n,
-            "eta": s.eta, "sampler": s.sampler}
+    return {
+        **out,
+        "num_steps": s.steps,
+        "cfg_scale": s.cfg_scale,
+        "overlap_dur": s.overlap,
+        "repaint_n": s.repaint_n,
+        "eta": s.eta,
+        "sampler": s.sampler,
+    }
 
 
 def run(opts: InferOptions) -> Path:
@@ -424,14 +518,21 @@ def run(opts: InferOptions) -> Path:
         _test_signal_point()
         writer = _Writer(folder, opts, model.sample_rate, prompt_folders)
         t_run, audio_seconds = time.perf_counter(), 0.0
-        kw = dict(prompts=opts.prompts, query=opts.query, encode_sample=opts.encode_sample,
-                  generator=model.generator(seed), settings=opts.settings)
+        kw = dict(
+            prompts=opts.prompts,
+            query=opts.query,
+            encode_sample=opts.encode_sample,
+            generator=model.generator(seed),
+            settings=opts.settings,
+        )
         if opts.task == "total_gen":
             writer.results((), model.run(opts.task, seconds=opts.gen_audio_dur, **kw))
             audio_seconds = opts.gen_audio_dur * len(opts.prompts)
         for n, given in enumerate(opts.inputs):  # one song at a time, all drawing from one generator
-            writer.results((input_folders[n],) if input_folders else (),
-                           model.run(opts.task, audio=given.wave, sr=model.sample_rate, **kw))
+            writer.results(
+                (input_folders[n],) if input_folders else (),
+                model.run(opts.task, audio=given.wave, sr=model.sample_rate, **kw),
+            )
             audio_seconds += given.wave.shape[-1] / model.sample_rate
         times["run_s"] = time.perf_counter() - t_run
         folder.write_text(("prompt.txt",), _prompt_txt(opts, seed, prompt_folders))
@@ -439,9 +540,12 @@ def run(opts: InferOptions) -> Path:
         folder.write_json(("run.json",), _run_info(opts, model, seed, times, audio_seconds, writer.written))
         final = folder.commit()
     rtf = times["run_s"] / audio_seconds if audio_seconds else float("nan")
-    print(f"{opts.task}: wrote {len(writer.written)} files to {final} | {audio_seconds:.1f} s of audio in "
-          f"{times['run_s']:.1f} s (real-time factor {rtf:.3f}, model load {times['load_s']:.1f} s) on {model.device}, "
-          f"seed {seed}", flush=True)
+    print(
+        f"{opts.task}: wrote {len(writer.written)} files to {final} | {audio_seconds:.1f} s of audio in "
+        f"{times['run_s']:.1f} s (real-time factor {rtf:.3f}, model load {times['load_s']:.1f} s) on {model.device}, "
+        f"seed {seed}",
+        flush=True,
+    )
     return final
 
 
@@ -451,8 +555,14 @@ def _test_signal_point() -> None:
         os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
 
 
-CLI = hydra_cli(PROG, lambda cfg: run(parse_options(cfg)), config_name="dit",
-                options=(*OPTIONS, "ckpt_path", "clap_ckpt_path"), usage=usage, messages=MESSAGES)
+CLI = hydra_cli(
+    PROG,
+    lambda cfg: run(parse_options(cfg)),
+    config_name="dit",
+    options=(*OPTIONS, "ckpt_path", "clap_ckpt_path"),
+    usage=usage,
+    messages=MESSAGES,
+)
 main, run_config = CLI.main, CLI.run_config
 
 if __name__ == "__main__":

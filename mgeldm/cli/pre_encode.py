@@ -1,5 +1,6 @@
 """``python pre_encode.py --config-name default_ae ckpt_path=<AE> +clap_ckpt_path=… +save_root_dir=…
-+extract_dataset=[slakh2100,…] +data_dirs.slakh2100=/path …``: corpora -> latents + CLAP (docs/compatibility.md#pre-encoding)."""
++extract_dataset=[slakh2100,…] +data_dirs.slakh2100=/path …``: corpora -> latents + CLAP
+(docs/compatibility.md#pre-encoding)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,17 @@ from mgeldm.files import check_readable_file, check_writable_dir
 
 PROG = "pre_encode.py"
 # Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
-OPTIONS = ("ckpt_path", "clap_ckpt_path", "save_root_dir", "extract_dataset", "data_dirs", "num_shards", "shard_id",
-           "device", "dry_run")
+OPTIONS = (
+    "ckpt_path",
+    "clap_ckpt_path",
+    "save_root_dir",
+    "extract_dataset",
+    "data_dirs",
+    "num_shards",
+    "shard_id",
+    "device",
+    "dry_run",
+)
 
 RULES = {
     "ckpt_path": optional(text()),
@@ -25,11 +35,19 @@ RULES = {
     "device": optional(text()),
     "dry_run": boolean(),
     "data_dirs.*": optional(text()),
-    **prefixed("pre_encode", {
-        "batch_size": integer(1), "clap_batch_size": integer(1), "clap_window_seconds": number(above=0),
-        "chunk_min_seconds": number(above=0), "chunk_size": integer(1), "chunk_overlap": integer(0),
-        "progress": boolean(), "label_template": text(),
-    }),
+    **prefixed(
+        "pre_encode",
+        {
+            "batch_size": integer(1),
+            "clap_batch_size": integer(1),
+            "clap_window_seconds": number(above=0),
+            "chunk_min_seconds": number(above=0),
+            "chunk_size": integer(1),
+            "chunk_overlap": integer(0),
+            "progress": boolean(),
+            "label_template": text(),
+        },
+    ),
 }
 
 
@@ -112,29 +130,41 @@ def usage() -> str:
     """The text of ``python pre_encode.py --help``."""
     from mgeldm.cli.hydra_args import usage_text
 
-    options = [("--config-name NAME", "default_ae (the released AE's sizes, default) | quickstart_ae"),
-               ("ckpt_path=FILE", "the unwrapped AE (.ckpt or .safetensors)"),
-               ("+clap_ckpt_path=FILE", "LAION's music CLAP (per-second audio embeddings)"),
-               ("+save_root_dir=DIR", "where the latents go (required)"),
-               ("+extract_dataset=[a,b]", "corpus keys: slakh2100, musdb18hq, moisesdb, medleydbV2, mtgjamendo, "
-                                          "mixtures, other_tracks"),
-               ("+data_dirs.<key>=DIR", "the root of each corpus"),
-               ("+num_shards=N +shard_id=I", "split the work over processes or machines (default 1, 0)"),
-               ("+device=DEV", "cuda:0 when available, else cpu (default)"),
-               ("+dry_run=true", "list what would be encoded, write nothing"),
-               ("pre_encode.<key>=V", "batch sizes, chunking, progress: the pre_encode node of configs/default_ae.yaml")]
-    examples = ["python pre_encode.py --config-name default_ae ckpt_path=unwrapped_AE.ckpt "
-                "+clap_ckpt_path=music_audioset_epoch_15_esc_90.14.pt +save_root_dir=pre_extracted_latents "
-                "+extract_dataset=[slakh2100] +data_dirs.slakh2100=/data/slakh2100_flac_redux",
-                "python pre_encode.py ... +num_shards=4 +shard_id=0   # one of 4 processes; reruns skip finished tracks"]
-    return usage_text("python pre_encode.py [--config-name NAME] ckpt_path=AE +save_root_dir=DIR "
-                      "+extract_dataset=[...] +data_dirs.<key>=DIR [key=value ...]",
-                      "Encodes multitrack corpora into AE latents and per-second CLAP embeddings for train_dit.py "
-                      "(resumable).", options, examples)
+    options = [
+        ("--config-name NAME", "default_ae (the released AE's sizes, default) | quickstart_ae"),
+        ("ckpt_path=FILE", "the unwrapped AE (.ckpt or .safetensors)"),
+        ("+clap_ckpt_path=FILE", "LAION's music CLAP (per-second audio embeddings)"),
+        ("+save_root_dir=DIR", "where the latents go (required)"),
+        (
+            "+extract_dataset=[a,b]",
+            "corpus keys: slakh2100, musdb18hq, moisesdb, medleydbV2, mtgjamendo, mixtures, other_tracks",
+        ),
+        ("+data_dirs.<key>=DIR", "the root of each corpus"),
+        ("+num_shards=N +shard_id=I", "split the work over processes or machines (default 1, 0)"),
+        ("+device=DEV", "cuda:0 when available, else cpu (default)"),
+        ("+dry_run=true", "list what would be encoded, write nothing"),
+        ("pre_encode.<key>=V", "batch sizes, chunking, progress: the pre_encode node of configs/default_ae.yaml"),
+    ]
+    examples = [
+        "python pre_encode.py --config-name default_ae ckpt_path=unwrapped_AE.ckpt "
+        "+clap_ckpt_path=music_audioset_epoch_15_esc_90.14.pt +save_root_dir=pre_extracted_latents "
+        "+extract_dataset=[slakh2100] +data_dirs.slakh2100=/data/slakh2100_flac_redux",
+        "python pre_encode.py ... +num_shards=4 +shard_id=0   # one of 4 processes; reruns skip finished tracks",
+    ]
+    return usage_text(
+        "python pre_encode.py [--config-name NAME] ckpt_path=AE +save_root_dir=DIR "
+        "+extract_dataset=[...] +data_dirs.<key>=DIR [key=value ...]",
+        "Encodes multitrack corpora into AE latents and per-second CLAP embeddings for train_dit.py (resumable).",
+        options,
+        examples,
+    )
 
 
-MESSAGES = Messages({"device": "+device"}, interrupted="; the tracks written are kept: rerun to finish",
-                    out_of_memory="try a smaller pre_encode.batch_size or pre_encode.clap_batch_size, or +device=cpu")
+MESSAGES = Messages(
+    {"device": "+device"},
+    interrupted="; the tracks written are kept: rerun to finish",
+    out_of_memory="try a smaller pre_encode.batch_size or pre_encode.clap_batch_size, or +device=cpu",
+)
 CLI = hydra_cli(PROG, run, config_name="default_ae", options=OPTIONS, usage=usage, messages=MESSAGES)
 main, run_config = CLI.main, CLI.run_config
 

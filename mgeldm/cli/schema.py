@@ -40,14 +40,22 @@ def show(value: Any) -> str:
 
 
 def _bounds(lo: float | None, hi: float | None, above: float | None, below: float | None) -> str:
-    parts = [f">= {lo:g}" if lo is not None else "", f"> {above:g}" if above is not None else "",
-             f"<= {hi:g}" if hi is not None else "", f"< {below:g}" if below is not None else ""]
+    parts = [
+        f">= {lo:g}" if lo is not None else "",
+        f"> {above:g}" if above is not None else "",
+        f"<= {hi:g}" if hi is not None else "",
+        f"< {below:g}" if below is not None else "",
+    ]
     return " and ".join(p for p in parts if p)
 
 
 def _in_bounds(x: float, lo, hi, above, below) -> bool:
-    return ((lo is None or x >= lo) and (hi is None or x <= hi) and (above is None or x > above)
-            and (below is None or x < below))
+    return (
+        (lo is None or x >= lo)
+        and (hi is None or x <= hi)
+        and (above is None or x > above)
+        and (below is None or x < below)
+    )
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Rule:
@@ -61,8 +69,9 @@ def integer(lo: int | None = None, hi: int | None = None) -> Rule:
     return Rule("an integer" + (f" {bounds}" if bounds else ""), accepts)
 
 
-def number(lo: float | None = None, hi: float | None = None, *, above: float | None = None,
-           below: float | None = None) -> Rule:
+def number(
+    lo: float | None = None, hi: float | None = None, *, above: float | None = None, below: float | None = None
+) -> Rule:
     def accepts(v: Any) -> bool:
         x = checks.parse_number(v)
         return x is not None and _in_bounds(x, lo, hi, above, below)
@@ -96,8 +105,7 @@ def list_of(rule: Rule, length: int | None = None) -> Rule:
     what = f"a list of {length}" if length else "a list"
 
     def accepts(v: Any) -> bool:
-        return (isinstance(v, (list, tuple)) and (length is None or len(v) == length)
-                and all(rule.accepts(x) for x in v))
+        return isinstance(v, (list, tuple)) and (length is None or len(v) == length) and all(rule.accepts(x) for x in v)
 
     return Rule(f"{what} ({rule.expected} each)", accepts)
 

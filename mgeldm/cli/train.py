@@ -22,10 +22,22 @@ from typing import Any
 
 import torch
 
-from mgeldm.cli.boundary import Messages
 from mgeldm.checkpoints import STEP_NAME
-from mgeldm.cli.schema import (Rule, boolean, check_config, choice, integer, list_of, mapping, number, one_of,
-                               optional, prefixed, text)
+from mgeldm.cli.boundary import Messages
+from mgeldm.cli.schema import (
+    Rule,
+    boolean,
+    check_config,
+    choice,
+    integer,
+    list_of,
+    mapping,
+    number,
+    one_of,
+    optional,
+    prefixed,
+    text,
+)
 from mgeldm.errors import UserError
 from mgeldm.files import check_readable_file, check_writable_dir
 
@@ -48,9 +60,11 @@ TRAINING_HELP: tuple[tuple[str, str], ...] = (
     ("trainer.recipe.optimizer.lr=X", "and the other trainer.recipe.* keys of configs/trainer/*.yaml"),
 )
 
-TRAINING_MESSAGES = Messages(interrupted="; ckpt_path=last resumes from the last checkpoint written",
-                             out_of_memory="try a smaller trainer.batch_size, trainer.pl_trainer.precision=bf16-mixed "
-                                           "or trainer.recipe.activation_checkpointing=true")
+TRAINING_MESSAGES = Messages(
+    interrupted="; ckpt_path=last resumes from the last checkpoint written",
+    out_of_memory="try a smaller trainer.batch_size, trainer.pl_trainer.precision=bf16-mixed "
+    "or trainer.recipe.activation_checkpointing=true",
+)
 
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -58,10 +72,13 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 OWN_TRAINER_ARGS = ("default_root_dir", "callbacks", "plugins", "logger")
 
 _LOGGER = optional(one_of(choice(*LOGGERS), Rule("false", lambda v: v is False)))
-_GPU_IDS = Rule("GPU ids like '0,1'", lambda v: isinstance(v, str) and all(
-    p.strip().isdigit() for p in v.strip(",").split(",")))
-_DURATION = Rule("a duration DD:HH:MM:SS", lambda v: isinstance(v, str) and len(v.split(":")) == 4 and all(
-    p.isdigit() for p in v.split(":")))
+_GPU_IDS = Rule(
+    "GPU ids like '0,1'", lambda v: isinstance(v, str) and all(p.strip().isdigit() for p in v.strip(",").split(","))
+)
+_DURATION = Rule(
+    "a duration DD:HH:MM:SS",
+    lambda v: isinstance(v, str) and len(v.split(":")) == 4 and all(p.isdigit() for p in v.split(":")),
+)
 
 # The keys both training CLIs read at the top level and in `trainer` (configs/trainer/*.yaml).
 TRAINING_RULES: dict[str, Rule] = {
@@ -111,17 +128,28 @@ TRAINING_RULES: dict[str, Rule] = {
 }
 
 # The optimiser, schedule and EMA of both recipes (mgeldm.training.schedulers), under trainer.recipe.
-OPTIMIZER_RULES = {"lr": number(above=0), "betas": list_of(number(0, below=1), 2), "weight_decay": number(0),
-                   "fused": optional(boolean())}
-SCHEDULER_RULES = {"inv_gamma": number(above=0), "power": number(0), "warmup": number(0, below=1),
-                   "final_lr": number(0)}
+OPTIMIZER_RULES = {
+    "lr": number(above=0),
+    "betas": list_of(number(0, below=1), 2),
+    "weight_decay": number(0),
+    "fused": optional(boolean()),
+}
+SCHEDULER_RULES = {
+    "inv_gamma": number(above=0),
+    "power": number(0),
+    "warmup": number(0, below=1),
+    "final_lr": number(0),
+}
 RECIPE_RULES: dict[str, Rule] = {
     "seed": integer(),
     "max_nonfinite_steps": integer(1),
     **prefixed("optimizer", OPTIMIZER_RULES),
     **prefixed("scheduler", SCHEDULER_RULES),
-    "ema.beta": number(0, 1), "ema.power": number(above=0), "ema.inv_gamma": number(above=0),
-    "ema.update_every": integer(1), "ema.update_after_step": integer(0),
+    "ema.beta": number(0, 1),
+    "ema.power": number(above=0),
+    "ema.inv_gamma": number(above=0),
+    "ema.update_every": integer(1),
+    "ema.update_after_step": integer(0),
 }
 
 
@@ -129,11 +157,20 @@ def precisions() -> tuple[str, ...]:
     """``auto`` (ours) and every precision Lightning's Trainer accepts, as text (16 and "16" are the same)."""
     import typing
 
-    from lightning_fabric.plugins.precision.precision import (_PRECISION_INPUT_INT, _PRECISION_INPUT_STR,
-                                                              _PRECISION_INPUT_STR_ALIAS)
+    from lightning_fabric.plugins.precision.precision import (
+        _PRECISION_INPUT_INT,
+        _PRECISION_INPUT_STR,
+        _PRECISION_INPUT_STR_ALIAS,
+    )
 
-    names = ["auto", *(str(v) for t in (_PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS, _PRECISION_INPUT_INT)
-                       for v in typing.get_args(t))]
+    names = [
+        "auto",
+        *(
+            str(v)
+            for t in (_PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS, _PRECISION_INPUT_INT)
+            for v in typing.get_args(t)
+        ),
+    ]
     return tuple(dict.fromkeys(names))
 
 
@@ -147,8 +184,7 @@ def lightning_precision(value: Any) -> str:
     return "32-true"
 
 
-def resolve_resume(resume: Any, save_dir: Path, kind: str,
-                   model_cfg: Mapping[str, Any] | None = None) -> str | None:
+def resolve_resume(resume: Any, save_dir: Path, kind: str, model_cfg: Mapping[str, Any] | None = None) -> str | None:
     """The training checkpoint to resume, from the option ``ckpt_path`` (``resume``): null (fresh), ``last``
     (``<save_dir>/checkpoints/last.ckpt`` if present), or a training checkpoint of ``kind`` (``autoencoder`` /
     ``mgeldm``); anything else is a one-line error. With ``model_cfg`` the checkpoint's weights must have the
@@ -208,8 +244,10 @@ def check_trainer_args(pl_cfg: Mapping[str, Any]) -> None:
     known = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", *OWN_TRAINER_ARGS}
     for key in pl_cfg:
         if key not in known:
-            raise UserError(f"trainer.pl_trainer.{key}: not an argument of Lightning's Trainer "
-                            f"(or one this CLI sets itself); expected some of {', '.join(sorted(known))}")
+            raise UserError(
+                f"trainer.pl_trainer.{key}: not an argument of Lightning's Trainer "
+                f"(or one this CLI sets itself); expected some of {', '.join(sorted(known))}"
+            )
 
 
 def check_training_config(cfg: Mapping[str, Any], rules: Mapping[str, Rule]) -> None:
@@ -218,13 +256,15 @@ def check_training_config(cfg: Mapping[str, Any], rules: Mapping[str, Rule]) -> 
     check_config(cfg, {**TRAINING_RULES, **prefixed("trainer.recipe", RECIPE_RULES), **rules})
     pl_cfg = dict((cfg.get("trainer") or {}).get("pl_trainer") or {})
     if str(pl_cfg.get("precision", "auto")) not in precisions():
-        raise UserError(f"trainer.pl_trainer.precision={pl_cfg['precision']}: expected one of "
-                        f"{', '.join(precisions())}")
+        raise UserError(
+            f"trainer.pl_trainer.precision={pl_cfg['precision']}: expected one of {', '.join(precisions())}"
+        )
     check_trainer_args(pl_cfg)
 
 
-def check_training_options(cfg: Mapping[str, Any], rules: Mapping[str, Rule], *, kind: str,
-                           default_save_dir: str) -> Path:
+def check_training_options(
+    cfg: Mapping[str, Any], rules: Mapping[str, Rule], *, kind: str, default_save_dir: str
+) -> Path:
     """Every option of a training run, checked before anything is read or written; returns save_dir."""
     from mgeldm.training.unwrap import build_on_meta
 
@@ -258,8 +298,14 @@ def build_logger(kind: Any, save_dir: Path, cfg: Mapping[str, Any]):
 
 # Lightning's info lines that say nothing about this run (banners, advertisements) or that the progress
 # lines say better (why the run stopped).
-_LIGHTNING_CHATTER = ("💡 Tip", "GPU available", "TPU available", "HPU available", "`Trainer.fit` stopped",
-                      "Time limit reached")
+_LIGHTNING_CHATTER = (
+    "💡 Tip",
+    "GPU available",
+    "TPU available",
+    "HPU available",
+    "`Trainer.fit` stopped",
+    "Time limit reached",
+)
 
 
 class _DropChatter(logging.Filter):
@@ -276,38 +322,73 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
 
 
-def build_trainer(tcfg: Mapping[str, Any], save_dir: Path, callbacks: list, *, unused_params: bool = False,
-                  datasets: list | None = None, prog: str = "training"):
+def _several_devices(pl_cfg: Mapping[str, Any]) -> bool:
+    """Whether the ``pl_trainer`` settings ask for more than one device or node (a DDP run)."""
+    devices, nodes = pl_cfg.get("devices", 1), int(pl_cfg.get("num_nodes", 1))
+    return (
+        nodes > 1
+        or (isinstance(devices, int) and devices > 1)
+        or (isinstance(devices, (list, tuple)) and len(devices) > 1)
+    )
+
+
+def _checkpoint_callback(tcfg: Mapping[str, Any], save_dir: Path):
+    """The run's checkpoint callback (every N steps + last) under ``save_dir/checkpoints``, after removing the
+    temporaries of checkpoint writes killed in earlier runs."""
+    from mgeldm.files import remove_stale_temporaries
+    from mgeldm.training.callbacks import RunCheckpoint
+
+    remove_stale_temporaries(save_dir / "checkpoints")  # of checkpoint writes killed in earlier runs
+    return RunCheckpoint(
+        dirpath=str(save_dir / "checkpoints"),
+        every_n_train_steps=int(tcfg.get("checkpoint_every_n_steps", 10000)),
+        save_last=True,
+        save_top_k=int(tcfg.get("save_top_k", 1)),
+        filename=STEP_NAME,
+        auto_insert_metric_name=False,
+    )
+
+
+def build_trainer(
+    tcfg: Mapping[str, Any],
+    save_dir: Path,
+    callbacks: list,
+    *,
+    unused_params: bool = False,
+    datasets: list | None = None,
+    prog: str = "training",
+):
     """A Lightning Trainer with atomic checkpoints (every N steps + last), the configured logger and progress
     lines naming ``prog``. A checkpoint callback among ``callbacks`` (the monitor's best checkpoint) saves before
     ``last.ckpt`` of the same step (Lightning keeps their order), so ``last.ckpt`` holds its state."""
     import pytorch_lightning as pl
 
-    from mgeldm.files import remove_stale_temporaries
     from mgeldm.progress import on_terminal
-    from mgeldm.training.callbacks import (SUMMARY_NAME, AtomicCheckpointIO, DatasetEpochCallback, ProgressLines,
-                                          RunCheckpoint)
+    from mgeldm.training.callbacks import SUMMARY_NAME, AtomicCheckpointIO, DatasetEpochCallback, ProgressLines
 
     quiet_lightning()
     pl_cfg = dict(tcfg.get("pl_trainer") or {})
     if not on_terminal(sys.stdout):  # Lightning's bar draws on stdout
         pl_cfg["enable_progress_bar"] = False
     if tcfg.get("progress", True):
-        callbacks = [*callbacks, ProgressLines(prog, int(pl_cfg.get("log_every_n_steps", 50)),
-                                               summary_path=save_dir / SUMMARY_NAME)]
+        callbacks = [
+            *callbacks,
+            ProgressLines(prog, int(pl_cfg.get("log_every_n_steps", 50)), summary_path=save_dir / SUMMARY_NAME),
+        ]
     pl_cfg["precision"] = lightning_precision(pl_cfg.get("precision", "auto"))
-    devices, nodes = pl_cfg.get("devices", 1), int(pl_cfg.get("num_nodes", 1))
-    multi = nodes > 1 or (isinstance(devices, int) and devices > 1) or (isinstance(devices, (list, tuple)) and len(devices) > 1)
+    multi = _several_devices(pl_cfg)
     if pl_cfg.get("strategy", "auto") == "auto" and multi:
         pl_cfg["strategy"] = "ddp_find_unused_parameters_true" if unused_params else "ddp"
     if pl_cfg.get("gradient_clip_val"):
         raise UserError("trainer.pl_trainer.gradient_clip_val: not used; set the clip in trainer.recipe instead")
-    remove_stale_temporaries(save_dir / "checkpoints")  # of checkpoint writes killed in earlier runs
-    ckpt = RunCheckpoint(dirpath=str(save_dir / "checkpoints"), every_n_train_steps=int(tcfg.get("checkpoint_every_n_steps", 10000)),
-                           save_last=True, save_top_k=int(tcfg.get("save_top_k", 1)),
-                           filename=STEP_NAME, auto_insert_metric_name=False)
-    return pl.Trainer(**pl_cfg, default_root_dir=str(save_dir), callbacks=[DatasetEpochCallback(datasets), *callbacks, ckpt],
-                      plugins=[AtomicCheckpointIO(kill_at_step=kill_step_for_tests())], logger=build_logger(tcfg.get("logger", "csv"), save_dir, tcfg))
+    ckpt = _checkpoint_callback(tcfg, save_dir)
+    return pl.Trainer(
+        **pl_cfg,
+        default_root_dir=str(save_dir),
+        callbacks=[DatasetEpochCallback(datasets), *callbacks, ckpt],
+        plugins=[AtomicCheckpointIO(kill_at_step=kill_step_for_tests())],
+        logger=build_logger(tcfg.get("logger", "csv"), save_dir, tcfg),
+    )
 
 
 TEST_KILL_ENV = "MGELDM_TEST_KILL_AT_STEP"
@@ -334,9 +415,15 @@ def make_loader(dataset, tcfg: Mapping[str, Any], *, train: bool = True):
     from torchdata.stateful_dataloader import StatefulDataLoader
 
     workers = int(tcfg.get("num_workers", 0))
-    return StatefulDataLoader(dataset, batch_size=int(tcfg.get("batch_size", 1)), shuffle=False, drop_last=train,
-                              num_workers=workers, pin_memory=bool(tcfg.get("pin_memory", False)) and torch.cuda.is_available(),
-                              persistent_workers=False)
+    return StatefulDataLoader(
+        dataset,
+        batch_size=int(tcfg.get("batch_size", 1)),
+        shuffle=False,
+        drop_last=train,
+        num_workers=workers,
+        pin_memory=bool(tcfg.get("pin_memory", False)) and torch.cuda.is_available(),
+        persistent_workers=False,
+    )
 
 
 def run_seed(cfg: Mapping[str, Any], recipe: Mapping[str, Any], trainer: str) -> int:

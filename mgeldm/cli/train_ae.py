@@ -1,4 +1,5 @@
-"""``python train_ae.py --config-name default_ae [ckpt_path=last]``: the VAE with the adversarial recipe (docs/compatibility.md#autoencoder-training).
+"""``python train_ae.py --config-name default_ae [ckpt_path=last]``: the VAE with the adversarial recipe
+(docs/compatibility.md#autoencoder-training).
 
 ``data`` is a ``configs/data/single.yaml``-style node (raw corpora) or ``fake`` (synthetic notes).
 """
@@ -10,8 +11,19 @@ from typing import Any
 
 from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import boolean, integer, list_of, number, optional, prefixed
-from mgeldm.cli.train import (OPTIMIZER_RULES, SCHEDULER_RULES, TRAINING_HELP, TRAINING_MESSAGES, TRAINING_NOTES,
-                              build_trainer, check_training_options, make_loader, resolve_resume, run_seed, seed_all)
+from mgeldm.cli.train import (
+    OPTIMIZER_RULES,
+    SCHEDULER_RULES,
+    TRAINING_HELP,
+    TRAINING_MESSAGES,
+    TRAINING_NOTES,
+    build_trainer,
+    check_training_options,
+    make_loader,
+    resolve_resume,
+    run_seed,
+    seed_all,
+)
 from mgeldm.errors import UserError
 
 PROG = "train_ae.py"
@@ -27,17 +39,25 @@ AE_RULES = {
     "data.*.*.mixture_prob": number(0, 1),
     "data.*.*.loudness_cutoff": optional(number()),
     "data.*.*.split_seed": integer(),
-    **prefixed("trainer.recipe", {
-        "use_discriminator": boolean(),
-        **{k: number(0) for k in ("mrstft_weight", "adversarial_weight", "feature_matching_weight", "kl_weight",
-                                  "l1_weight")},
-        "gen_grad_clip": optional(number(0)), "disc_grad_clip": optional(number(0)),
-        **prefixed("disc_optimizer", OPTIMIZER_RULES),
-        **prefixed("disc_scheduler", SCHEDULER_RULES),
-        **prefixed("mrstft", {**_FFT_LISTS, "perceptual_weighting": boolean()}),
-        "discriminator.n_ffts": list_of(integer(1)), "discriminator.hop_lengths": list_of(integer(1)),
-        "discriminator.win_lengths": list_of(integer(1)), "discriminator.filters": integer(1),
-    }),
+    **prefixed(
+        "trainer.recipe",
+        {
+            "use_discriminator": boolean(),
+            **{
+                k: number(0)
+                for k in ("mrstft_weight", "adversarial_weight", "feature_matching_weight", "kl_weight", "l1_weight")
+            },
+            "gen_grad_clip": optional(number(0)),
+            "disc_grad_clip": optional(number(0)),
+            **prefixed("disc_optimizer", OPTIMIZER_RULES),
+            **prefixed("disc_scheduler", SCHEDULER_RULES),
+            **prefixed("mrstft", {**_FFT_LISTS, "perceptual_weighting": boolean()}),
+            "discriminator.n_ffts": list_of(integer(1)),
+            "discriminator.hop_lengths": list_of(integer(1)),
+            "discriminator.win_lengths": list_of(integer(1)),
+            "discriminator.filters": integer(1),
+        },
+    ),
 }
 
 
@@ -47,8 +67,12 @@ def build_datasets(cfg: Mapping[str, Any], *, seed: int, sample_rate: int, segme
         from mgeldm.training.fake_data import FakeAudioDataset
 
         fake = dict(data["fake"])
-        return FakeAudioDataset(int(fake.get("num_examples", 64)), length=segment_length, sample_rate=sample_rate,
-                                seed=int(fake.get("seed", seed))), None
+        return FakeAudioDataset(
+            int(fake.get("num_examples", 64)),
+            length=segment_length,
+            sample_rate=sample_rate,
+            seed=int(fake.get("seed", seed)),
+        ), None
     if not data.get("train"):
         raise UserError("data.train: missing; use data=single and set data.train.<corpus>.data_dir")
     from mgeldm.data.audio_datasets import build_audio_datasets
@@ -72,8 +96,10 @@ def run(cfg: dict) -> None:
     if cfg.get("logger"):
         tcfg["logger"] = cfg["logger"]  # top-level `logger=wandb` wins over trainer.logger
     if not tcfg.get("recipe"):
-        raise UserError("trainer: missing; AE training needs `- trainer: autoencoder` (and `- data: single`) "
-                        "in the config's defaults, or trainer=autoencoder on the command line")
+        raise UserError(
+            "trainer: missing; AE training needs `- trainer: autoencoder` (and `- data: single`) "
+            "in the config's defaults, or trainer=autoencoder on the command line"
+        )
     recipe = dict(tcfg["recipe"])
     recipe["seed"] = run_seed(cfg, recipe, "autoencoder")
     # In default_ae.yaml `ckpt_path` is also the unwrapped AE of pre-encoding; here it resumes a run
@@ -87,7 +113,9 @@ def run(cfg: dict) -> None:
     sample_size = int(tcfg.get("sample_size", 32768))
     if sample_size % ae.downsampling_ratio:
         raise UserError(f"trainer.sample_size: {sample_size} is not a multiple of the AE ratio {ae.downsampling_ratio}")
-    train_set, valid_set = build_datasets(cfg, seed=recipe["seed"], sample_rate=ae.sample_rate, segment_length=sample_size)
+    train_set, valid_set = build_datasets(
+        cfg, seed=recipe["seed"], sample_rate=ae.sample_rate, segment_length=sample_size
+    )
     module = AETrainingModule(ae, recipe)
     module.model_config = cfg["model"]
     callbacks = []
@@ -107,16 +135,25 @@ def usage() -> str:
     """The text of ``python train_ae.py --help``."""
     from mgeldm.cli.hydra_args import usage_text
 
-    options = [("--config-name NAME", "default_ae (the VAE recipe, default) | quickstart_ae | default_ae_tiny"),
-               *TRAINING_HELP,
-               ("data.train.<corpus>.data_dir=DIR", "a raw corpus root (slakh2100, musdb18hq, moisesdb, ...)"),
-               ("pretrained_ckpt_path=FILE", "start from an unwrapped AE")]
-    examples = ["python train_ae.py --config-name default_ae save_dir=runs/autoencoder "
-                "data.train.slakh2100.data_dir=/data/slakh2100_flac_redux",
-                "python train_ae.py --config-name default_ae save_dir=runs/autoencoder ckpt_path=last   # resume"]
-    return usage_text("python train_ae.py [--config-name NAME] [key=value ...]",
-                      "Trains the VAE (MR-STFT, adversarial and KL losses, EMA) with Lightning; then unwrap_model.py "
-                      "+type=autoencoder.", options, examples, TRAINING_NOTES)
+    options = [
+        ("--config-name NAME", "default_ae (the VAE recipe, default) | quickstart_ae | default_ae_tiny"),
+        *TRAINING_HELP,
+        ("data.train.<corpus>.data_dir=DIR", "a raw corpus root (slakh2100, musdb18hq, moisesdb, ...)"),
+        ("pretrained_ckpt_path=FILE", "start from an unwrapped AE"),
+    ]
+    examples = [
+        "python train_ae.py --config-name default_ae save_dir=runs/autoencoder "
+        "data.train.slakh2100.data_dir=/data/slakh2100_flac_redux",
+        "python train_ae.py --config-name default_ae save_dir=runs/autoencoder ckpt_path=last   # resume",
+    ]
+    return usage_text(
+        "python train_ae.py [--config-name NAME] [key=value ...]",
+        "Trains the VAE (MR-STFT, adversarial and KL losses, EMA) with Lightning; then unwrap_model.py "
+        "+type=autoencoder.",
+        options,
+        examples,
+        TRAINING_NOTES,
+    )
 
 
 CLI = hydra_cli(PROG, run, config_name="default_ae", options=OPTIONS, usage=usage, messages=TRAINING_MESSAGES)

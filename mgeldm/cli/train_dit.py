@@ -18,8 +18,17 @@ from typing import Any
 from mgeldm.audio import SAMPLE_RATE
 from mgeldm.cli.hydra_args import hydra_cli
 from mgeldm.cli.schema import boolean, choice, integer, list_of, number, optional, prefixed, text
-from mgeldm.cli.train import (TRAINING_HELP, TRAINING_MESSAGES, TRAINING_NOTES, build_trainer, check_training_options,
-                              make_loader, resolve_resume, run_seed, seed_all)
+from mgeldm.cli.train import (
+    TRAINING_HELP,
+    TRAINING_MESSAGES,
+    TRAINING_NOTES,
+    build_trainer,
+    check_training_options,
+    make_loader,
+    resolve_resume,
+    run_seed,
+    seed_all,
+)
 from mgeldm.errors import OptionError, UserError
 from mgeldm.evaluation.latent import BETTER
 from mgeldm.files import check_readable_file
@@ -28,18 +37,37 @@ log = logging.getLogger(__name__)
 
 PROG = "train_dit.py"
 # Top-level keys this CLI reads: `key=`, `+key=` and `++key=` all set them.
-MEASURE = "measure"   # model.track_norm: measure the per-track statistics from the training data
+MEASURE = "measure"  # model.track_norm: measure the per-track statistics from the training data
 STATS_WINDOWS = 1024  # training windows the statistics are measured on
 
 # trainer.monitor (configs/trainer/dit.yaml; mgeldm.evaluation.monitor): every key it has, and the sampler options
 # it hands to the API under their Python names.
-MONITOR_KEYS = ("every_n_steps", "split", "data_dir", "songs", "steps", "cfg_scale", "overlap_seconds", "seed",
-                "x0_times", "metric", "save_top_k")
+MONITOR_KEYS = (
+    "every_n_steps",
+    "split",
+    "data_dir",
+    "songs",
+    "steps",
+    "cfg_scale",
+    "overlap_seconds",
+    "seed",
+    "x0_times",
+    "metric",
+    "save_top_k",
+)
 MONITOR_SAMPLING = {"steps": "steps", "cfg_scale": "cfg_scale", "overlap": "overlap_seconds"}
 MONITOR_TEXT = ("the monitor", "or turn it off: trainer.monitor.every_n_steps=0")  # who needs the text encoder
 
-OPTIONS = ("seed", "ckpt_path", "save_dir", "logger", "pretrained_ckpt_path", "autoencoder_ckpt_path",
-           "clap_ckpt_path", "require_autoencoder")
+OPTIONS = (
+    "seed",
+    "ckpt_path",
+    "save_dir",
+    "logger",
+    "pretrained_ckpt_path",
+    "autoencoder_ckpt_path",
+    "clap_ckpt_path",
+    "require_autoencoder",
+)
 
 # What DiT training reads besides the shared keys (mgeldm.cli.train.TRAINING_RULES).
 DIT_RULES = {
@@ -60,20 +88,42 @@ DIT_RULES = {
     "data.*.*.subdir": text(),
     "data.*.*.split": optional(text()),
     "data.*.*.zero_diff_threshold": number(0),
-    **prefixed("trainer.monitor", {
-        "every_n_steps": integer(0), "split": text(), "data_dir": optional(text()), "songs": optional(integer(1)),
-        "steps": integer(1), "cfg_scale": number(), "overlap_seconds": optional(number(0)), "seed": integer(0),
-        "x0_times": list_of(number(hi=1, above=0)), "metric": choice(*BETTER), "save_top_k": integer(-1),
-    }),
-    **prefixed("trainer.recipe", {
-        "timestep_eps": number(0, below=1),
-        "timestep_shift": number(above=0),
-        "timestep_dropout_prob": number(0, 1),
-        "cfg_dropout_prob": number(0, 1),
-        "grad_clip_norm": optional(number(0)),
-        **{k: boolean() for k in ("mixture_only_pretraining", "blend_per_batch", "text_conditioning", "compile",
-                                  "activation_checkpointing")},
-    }),
+    **prefixed(
+        "trainer.monitor",
+        {
+            "every_n_steps": integer(0),
+            "split": text(),
+            "data_dir": optional(text()),
+            "songs": optional(integer(1)),
+            "steps": integer(1),
+            "cfg_scale": number(),
+            "overlap_seconds": optional(number(0)),
+            "seed": integer(0),
+            "x0_times": list_of(number(hi=1, above=0)),
+            "metric": choice(*BETTER),
+            "save_top_k": integer(-1),
+        },
+    ),
+    **prefixed(
+        "trainer.recipe",
+        {
+            "timestep_eps": number(0, below=1),
+            "timestep_shift": number(above=0),
+            "timestep_dropout_prob": number(0, 1),
+            "cfg_dropout_prob": number(0, 1),
+            "grad_clip_norm": optional(number(0)),
+            **{
+                k: boolean()
+                for k in (
+                    "mixture_only_pretraining",
+                    "blend_per_batch",
+                    "text_conditioning",
+                    "compile",
+                    "activation_checkpointing",
+                )
+            },
+        },
+    ),
 }
 
 
@@ -125,8 +175,10 @@ def monitor_corpus(cfg: Mapping[str, Any], node: Mapping[str, Any]) -> Path:
         if folder and Path(folder).is_dir():
             return Path(folder)
     where = "data.fake has no songs" if data.get("fake") else f"no corpus of data.train is under data.data_dir={root}"
-    raise UserError(f"trainer.monitor.data_dir: null and {where}; set it to a pre-encoded corpus folder "
-                    "(<corpus>/<split>/<song>/, as pre_encode.py writes)")
+    raise UserError(
+        f"trainer.monitor.data_dir: null and {where}; set it to a pre-encoded corpus folder "
+        "(<corpus>/<split>/<song>/, as pre_encode.py writes)"
+    )
 
 
 def monitor_silence(cfg: Mapping[str, Any], corpus: Path) -> Path:
@@ -157,12 +209,16 @@ def check_monitor(cfg: Mapping[str, Any]) -> None:
     corpus = monitor_corpus(cfg, node)
     split = corpus / str(node.get("split"))
     if not split.is_dir():
-        raise UserError(f"trainer.monitor.split={node.get('split')!r}: {split} is not a folder (expected "
-                        "<corpus>/<split>/<song>/, as pre_encode.py writes)")
+        raise UserError(
+            f"trainer.monitor.split={node.get('split')!r}: {split} is not a folder (expected "
+            "<corpus>/<split>/<song>/, as pre_encode.py writes)"
+        )
     silence = monitor_silence(cfg, corpus)
     if not silence.is_file():
-        raise UserError(f"trainer.monitor: no latent of silence at {silence} (pre_encode.py writes zero_latent.npy "
-                        "beside the corpus folders)")
+        raise UserError(
+            f"trainer.monitor: no latent of silence at {silence} (pre_encode.py writes zero_latent.npy "
+            "beside the corpus folders)"
+        )
 
 
 def read_weights(cfg: Mapping[str, Any]) -> tuple[dict | None, dict | None]:
@@ -174,16 +230,20 @@ def read_weights(cfg: Mapping[str, Any]) -> tuple[dict | None, dict | None]:
     if pretrained:
         full = read_state_dict(pretrained)
         if unwrapped_kind(full) != "mgeldm":
-            raise UserError(f"pretrained_ckpt_path: {pretrained} is not an unwrapped MGE-LDM checkpoint "
-                            f"(no {DIT_PREFIX}* keys; unwrap_model.py +type=mgeldm writes one)")
+            raise UserError(
+                f"pretrained_ckpt_path: {pretrained} is not an unwrapped MGE-LDM checkpoint "
+                f"(no {DIT_PREFIX}* keys; unwrap_model.py +type=mgeldm writes one)"
+            )
         ae = strip_prefix(full, AE_PREFIX)
     if ae_path:
         ae = read_state_dict(ae_path)
         if unwrapped_kind(ae) == "mgeldm":
             ae = strip_prefix(ae, AE_PREFIX)  # an unwrapped MGE-LDM file also holds the AE
     elif not pretrained and cfg.get("require_autoencoder", True):
-        raise UserError("autoencoder_ckpt_path: missing; pass autoencoder_ckpt_path=<unwrapped AE .ckpt/.safetensors> "
-                        "(the AE that encoded the latents)")
+        raise UserError(
+            "autoencoder_ckpt_path: missing; pass autoencoder_ckpt_path=<unwrapped AE .ckpt/.safetensors> "
+            "(the AE that encoded the latents)"
+        )
     return full, ae
 
 
@@ -212,8 +272,9 @@ def text_conditioner_node(cfg: Mapping[str, Any], user: str, instead: str, *, re
     if cfg.get("clap_ckpt_path"):
         config["clap_ckpt_path"] = cfg["clap_ckpt_path"]
     if node.get("type", "laion_clap") == "laion_clap" and not config.get("clap_ckpt_path"):
-        raise UserError(f"clap_ckpt_path: missing; {user} needs the CLAP checkpoint "
-                        f"(pass clap_ckpt_path=..., {instead})")
+        raise UserError(
+            f"clap_ckpt_path: missing; {user} needs the CLAP checkpoint (pass clap_ckpt_path=..., {instead})"
+        )
     return {**node, "config": config}
 
 
@@ -257,17 +318,30 @@ def build_monitor(cfg: Mapping[str, Any], conditioner: Any, ae_hash: str | None,
 
     corpus = monitor_corpus(cfg, node)
     silence = monitor_silence(cfg, corpus)
-    songs = read_songs(corpus, str(node["split"]), node.get("songs"), model_facts(cfg["model"]).window, silence,
-                       ae_hash)
+    songs = read_songs(
+        corpus, str(node["split"]), node.get("songs"), model_facts(cfg["model"]).window, silence, ae_hash
+    )
     prompts = monitor_prompts(cfg, conditioner, songs)
     settings = MonitorSettings(
-        every_n_steps=int(node["every_n_steps"]), steps=int(node["steps"]), cfg_scale=float(node["cfg_scale"]),
+        every_n_steps=int(node["every_n_steps"]),
+        steps=int(node["steps"]),
+        cfg_scale=float(node["cfg_scale"]),
         overlap=None if node.get("overlap_seconds") is None else float(node["overlap_seconds"]),
-        seed=int(node["seed"]), x0_times=tuple(float(t) for t in node.get("x0_times") or ()),
-        metric=str(node["metric"]), save_top_k=int(node["save_top_k"]))
+        seed=int(node["seed"]),
+        x0_times=tuple(float(t) for t in node.get("x0_times") or ()),
+        metric=str(node["metric"]),
+        save_top_k=int(node["save_top_k"]),
+    )
     log.info(f"{PROG}: monitor on {len(songs)} songs of {corpus / str(node['split'])}")
-    return LatentMonitor(settings, songs, read_silence(silence), prompts, dirpath=save_dir / "checkpoints",
-                         model_config=cfg["model"], prog=PROG)
+    return LatentMonitor(
+        settings,
+        songs,
+        read_silence(silence),
+        prompts,
+        dirpath=save_dir / "checkpoints",
+        model_config=cfg["model"],
+        prog=PROG,
+    )
 
 
 def build_datasets(cfg: Mapping[str, Any], *, mix_only: bool, seed: int, ae_hash: str | None):
@@ -282,18 +356,26 @@ def build_datasets(cfg: Mapping[str, Any], *, mix_only: bool, seed: int, ae_hash
 
         fake = dict(data["fake"])
         dit = model["MGELDM"]
-        kw = dict(channels=int(dit["io_channels"]), frames=window,
-                  clap_dim=int(dit["global_cond_dim"]), mix_only=mix_only)
+        kw = dict(
+            channels=int(dit["io_channels"]), frames=window, clap_dim=int(dit["global_cond_dim"]), mix_only=mix_only
+        )
         return FakeLatentDataset(int(fake.get("num_examples", 64)), seed=int(fake.get("seed", seed)), **kw), None
     if not data.get("train"):
-        raise UserError("data.train: missing; choose a data config (e.g. data=multi_latent_pretrain_nomix) "
-                        "and set data.data_dir to the pre-encoded latents")
+        raise UserError(
+            "data.train: missing; choose a data config (e.g. data=multi_latent_pretrain_nomix) "
+            "and set data.data_dir to the pre-encoded latents"
+        )
     from mgeldm.data.latent_datasets import build_latent_datasets
 
     ae = model["pretransform"]["autoencoder"]
-    kw = dict(segment_length=window, mix_only=mix_only, expected_ae_hash=ae_hash,
-              ae_comp_ratio=int(ae["downsampling_ratio"]), ae_sample_rate=int(ae.get("sample_rate", SAMPLE_RATE)),
-              mmap=bool(data.get("mmap", False)))
+    kw = dict(
+        segment_length=window,
+        mix_only=mix_only,
+        expected_ae_hash=ae_hash,
+        ae_comp_ratio=int(ae["downsampling_ratio"]),
+        ae_sample_rate=int(ae.get("sample_rate", SAMPLE_RATE)),
+        mmap=bool(data.get("mmap", False)),
+    )
     train = build_latent_datasets(data, part="train", seed=seed, **kw)
     if len(train) == 0:
         raise UserError("data.train: the datasets hold no examples (num_examples is 0)")
@@ -349,8 +431,9 @@ def run(cfg: dict) -> None:
 
     ae_hash = state_dict_sha256(ae_state) if ae_state is not None else None
     # data first: a wrong root or latents of another AE fail before the (large) model is built
-    train_set, valid_set = build_datasets(cfg, mix_only=bool(recipe.get("mixture_only_pretraining", False)),
-                                          seed=int(recipe["seed"]), ae_hash=ae_hash)
+    train_set, valid_set = build_datasets(
+        cfg, mix_only=bool(recipe.get("mixture_only_pretraining", False)), seed=int(recipe["seed"]), ae_hash=ae_hash
+    )
     resolve_track_norm(cfg, train_set, resume)
     model = build_model(cfg, full, ae_state)
     del full, ae_state
@@ -359,12 +442,18 @@ def run(cfg: dict) -> None:
 
     from mgeldm.training.dit_module import DiTTrainingModule
 
-    module = DiTTrainingModule(model, recipe, conditioner=conditioner,
-                               flops_per_sample=tcfg.get("flops_per_sample"),
-                               peak_flops=float(tcfg["peak_tflops"]) * 1e12 if tcfg.get("peak_tflops") else None)
+    module = DiTTrainingModule(
+        model,
+        recipe,
+        conditioner=conditioner,
+        flops_per_sample=tcfg.get("flops_per_sample"),
+        peak_flops=float(tcfg["peak_tflops"]) * 1e12 if tcfg.get("peak_tflops") else None,
+    )
     module.model_config = cfg["model"]
-    callbacks = [*demo_callbacks(tcfg, save_dir, valid_set if valid_set is not None else train_set),
-                 *([monitor] if monitor is not None else [])]
+    callbacks = [
+        *demo_callbacks(tcfg, save_dir, valid_set if valid_set is not None else train_set),
+        *([monitor] if monitor is not None else []),
+    ]
     trainer = build_trainer(tcfg, save_dir, callbacks, datasets=[train_set], prog="train_dit.py")
     val_loader = make_loader(valid_set, tcfg, train=False) if valid_set is not None else None
     trainer.fit(module, train_dataloaders=make_loader(train_set, tcfg), val_dataloaders=val_loader, ckpt_path=resume)
@@ -374,21 +463,34 @@ def usage() -> str:
     """The text of ``python train_dit.py --help``."""
     from mgeldm.cli.hydra_args import usage_text
 
-    options = [("--config-name NAME", "default_dit (default) | dit (2 GPUs) | default_dit_mix_pretrain | "
-                                      "default_dit_scratch | quickstart_dit | default_dit_tiny"),
-               ("autoencoder_ckpt_path=FILE", "the unwrapped AE that encoded the latents"),
-               ("clap_ckpt_path=FILE", "LAION's music CLAP, for the text side of the conditioning"),
-               ("data.data_dir=DIR", "the pre-encoded latents (pre_encode.py's +save_root_dir)"),
-               ("pretrained_ckpt_path=FILE", "start from an unwrapped MGE-LDM (e.g. the mix-pretrained one)"),
-               ("trainer.monitor.every_n_steps=N", "held-out scores of the EMA weights every N steps; the best "
-                                                   "checkpoint is named in checkpoints/best.json"),
-               *TRAINING_HELP]
-    examples = ["python train_dit.py --config-name dit save_dir=runs/dit autoencoder_ckpt_path=unwrapped_AE.ckpt "
-                "clap_ckpt_path=music_audioset_epoch_15_esc_90.14.pt data.data_dir=pre_extracted_latents",
-                "python train_dit.py --config-name default_dit_tiny save_dir=runs/tiny_dit   # a one-minute CPU check"]
-    return usage_text("python train_dit.py [--config-name NAME] [key=value ...]",
-                      "Trains the three-track DiT on pre-encoded latents with Lightning; then unwrap_model.py "
-                      "+type=mgeldm.", options, examples, TRAINING_NOTES)
+    options = [
+        (
+            "--config-name NAME",
+            "default_dit (default) | dit (2 GPUs) | default_dit_mix_pretrain | "
+            "default_dit_scratch | quickstart_dit | default_dit_tiny",
+        ),
+        ("autoencoder_ckpt_path=FILE", "the unwrapped AE that encoded the latents"),
+        ("clap_ckpt_path=FILE", "LAION's music CLAP, for the text side of the conditioning"),
+        ("data.data_dir=DIR", "the pre-encoded latents (pre_encode.py's +save_root_dir)"),
+        ("pretrained_ckpt_path=FILE", "start from an unwrapped MGE-LDM (e.g. the mix-pretrained one)"),
+        (
+            "trainer.monitor.every_n_steps=N",
+            "held-out scores of the EMA weights every N steps; the best checkpoint is named in checkpoints/best.json",
+        ),
+        *TRAINING_HELP,
+    ]
+    examples = [
+        "python train_dit.py --config-name dit save_dir=runs/dit autoencoder_ckpt_path=unwrapped_AE.ckpt "
+        "clap_ckpt_path=music_audioset_epoch_15_esc_90.14.pt data.data_dir=pre_extracted_latents",
+        "python train_dit.py --config-name default_dit_tiny save_dir=runs/tiny_dit   # a one-minute CPU check",
+    ]
+    return usage_text(
+        "python train_dit.py [--config-name NAME] [key=value ...]",
+        "Trains the three-track DiT on pre-encoded latents with Lightning; then unwrap_model.py +type=mgeldm.",
+        options,
+        examples,
+        TRAINING_NOTES,
+    )
 
 
 CLI = hydra_cli(PROG, run, config_name="default_dit", options=OPTIONS, usage=usage, messages=TRAINING_MESSAGES)

@@ -1,4 +1,5 @@
-"""Waveform excerpts for AE training (docs/compatibility.md#training-data): ``{"mix_wav": (1, segment_length)}`` at the AE rate.
+"""Waveform excerpts for AE training (docs/compatibility.md#training-data): ``{"mix_wav": (1, segment_length)}`` at the
+AE rate.
 
 Each item is a loud-enough excerpt of a song: with probability ``mixture_prob`` the song's mixture (or, for
 corpora without a mixture file, the sum of all its stems), otherwise the sum of a random subset of
@@ -19,7 +20,7 @@ import soundfile as sf
 import torch
 
 from mgeldm.audio import resample
-from mgeldm.data.corpora.base import BrokenSong, CorpusReader
+from mgeldm.data.corpora.base import BrokenSong, CorpusReader, TrackRef
 from mgeldm.data.corpora.medleydb import MedleyReader
 from mgeldm.data.corpora.mixtures import MTGJamendoReader
 from mgeldm.data.corpora.moisesdb import MoisesReader
@@ -36,8 +37,12 @@ MAX_SONG_RETRIES = 5
 
 # configs/data/single.yaml names -> readers
 READERS: dict[str, type[CorpusReader]] = {
-    "slakh2100": SlakhReader, "musdb18": MusdbReader, "moisesdb": MoisesReader, "medleydb2": MedleyReader,
-    "mtg_jamendo": MTGJamendoReader, "others": OtherTracksReader,
+    "slakh2100": SlakhReader,
+    "musdb18": MusdbReader,
+    "moisesdb": MoisesReader,
+    "medleydb2": MedleyReader,
+    "mtg_jamendo": MTGJamendoReader,
+    "others": OtherTracksReader,
 }
 NO_SPLIT = {"medleydb2", "others"}  # one folder of songs: train only, as the original
 
@@ -70,8 +75,9 @@ def read_excerpt(path: Path, offset_s: float, duration_s: float) -> tuple[np.nda
     return data.mean(axis=1), int(sr)
 
 
-def salient_excerpt(path: Path, duration_s: float, loudness_cutoff: float | None, rng: np.random.Generator,
-                    num_tries: int = NUM_TRIES) -> tuple[np.ndarray, int, float]:
+def salient_excerpt(
+    path: Path, duration_s: float, loudness_cutoff: float | None, rng: np.random.Generator, num_tries: int = NUM_TRIES
+) -> tuple[np.ndarray, int, float]:
     """An excerpt whose loudness exceeds ``loudness_cutoff``: uniform offsets, at most ``num_tries``, last kept."""
     info = sf.info(str(path))
     total_s = info.frames / info.samplerate
@@ -84,13 +90,42 @@ def salient_excerpt(path: Path, duration_s: float, loudness_cutoff: float | None
     return wave, sr, offset
 
 
+def _split_refs(name: str, refs: list[TrackRef], split: str, num_valid_subdirs: int) -> list[TrackRef]:
+    """The song refs of corpus ``name`` in ``split``: the corpus's own split, MTG-Jamendo's last
+    ``num_valid_subdirs`` subfolders as validation, or all of a train-only corpus."""
+    if name in NO_SPLIT:
+        if split != "train":
+            raise UserError(f"data.{name}: has no {split!r} split (train only)")
+    elif name == "mtg_jamendo":
+        subdirs = sorted({Path(r.source_id).parts[0] for r in refs if len(Path(r.source_id).parts) > 1})
+        keep = set(subdirs[:-num_valid_subdirs] if split == "train" else subdirs[-num_valid_subdirs:])
+        refs = [r for r in refs if Path(r.source_id).parts[0] in keep]
+    else:
+        refs = [r for r in refs if r.split == ("valid" if split == "validation" else split)]
+    return refs
+
+
 class AudioExcerptDataset(SeededDataset):
     """AE training excerpts of one corpus (``name`` = a ``configs/data/single.yaml`` key)."""
 
-    def __init__(self, *, name: str, data_dir, sample_rate: int, segment_length: int, split: str = "train",
-                 num_examples: int = 10000, loudness_cutoff: float | None = -40.0, mixture_prob: float = 0.5,
-                 seed: int = 0, state_id: int | None = None, num_tracks_debug: int | None = None,
-                 num_tries: int = NUM_TRIES, num_valid_subdirs: int = 2, split_seed: int = 42) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        data_dir,
+        sample_rate: int,
+        segment_length: int,
+        split: str = "train",
+        num_examples: int = 10000,
+        loudness_cutoff: float | None = -40.0,
+        mixture_prob: float = 0.5,
+        seed: int = 0,
+        state_id: int | None = None,
+        num_tracks_debug: int | None = None,
+        num_tries: int = NUM_TRIES,
+        num_valid_subdirs: int = 2,
+        split_seed: int = 42,
+    ) -> None:
         super().__init__(num_examples, seed if state_id is None else state_id)
         if name not in READERS:
             raise UserError(f"data: unknown corpus '{name}'; expected one of {sorted(READERS)}")
@@ -104,34 +139,30 @@ class AudioExcerptDataset(SeededDataset):
         self.mixture_prob = float(mixture_prob)
         self.num_tries = int(num_tries)
         reader = READERS[name](data_dir, split_seed=split_seed) if name == "moisesdb" else READERS[name](data_dir)
-        refs = reader.refs()
-        if name in NO_SPLIT:
-            if split != "train":
-                raise UserError(f"data.{name}: has no {split!r} split (train only)")
-        elif name == "mtg_jamendo":
-            subdirs = sorted({Path(r.source_id).parts[0] for r in refs if len(Path(r.source_id).parts) > 1})
-            keep = set(subdirs[:-num_valid_subdirs] if split == "train" else subdirs[-num_valid_subdirs:])
-            refs = [r for r in refs if Path(r.source_id).parts[0] in keep]
-        else:
-            refs = [r for r in refs if r.split == ("valid" if split == "validation" else split)]
+        refs = _split_refs(name, reader.refs(), split, num_valid_subdirs)
         if num_tracks_debug is not None:
             refs = refs[:num_tracks_debug]
-        self.songs: list[Song] = []
+        self.songs: list[Song] = self._read_songs(reader, refs)
+        if not self.songs:
+            raise UserError(f"data.{name}: no songs found under {data_dir} (split {split})")
+
+    def _read_songs(self, reader: CorpusReader, refs: list[TrackRef]) -> list[Song]:
+        """The songs of ``refs`` with a mixture or stems; songs whose files cannot be listed are skipped."""
+        songs = []
         for ref in refs:
             try:
                 mix, stems = reader.files(ref)
             except (BrokenSong, OSError, KeyError, TypeError) as exc:
-                log.warning(f"skip {name}/{ref.source_id}: {exc}")
+                log.warning(f"skip {self.name}/{ref.source_id}: {exc}")
                 continue
             if mix is None and not stems:
                 continue
-            self.songs.append(Song(ref.source_id, mix, tuple(stems)))
-        if not self.songs:
-            raise UserError(f"data.{name}: no songs found under {data_dir} (split {split})")
+            songs.append(Song(ref.source_id, mix, tuple(stems)))
+        return songs
 
     def _finish(self, wave: np.ndarray, sr: int) -> torch.Tensor:
         x = resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None], sr, self.sample_rate)
-        x = x[:, :self.segment_length]
+        x = x[:, : self.segment_length]
         return torch.nn.functional.pad(x, (0, self.segment_length - x.shape[-1]))
 
     def _stem_sum(self, song: Song, chosen: list[Path], rng: np.random.Generator) -> torch.Tensor:
@@ -165,8 +196,9 @@ class AudioExcerptDataset(SeededDataset):
         raise UserError(f"data.{self.name}: {MAX_SONG_RETRIES} songs in a row could not be read; check the corpus")
 
 
-def build_audio_datasets(node: Mapping, *, sample_rate: int, segment_length: int, split: str = "train",
-                         seed: int = 0, shuffle: bool = True) -> WeightedConcatDataset:
+def build_audio_datasets(
+    node: Mapping, *, sample_rate: int, segment_length: int, split: str = "train", seed: int = 0, shuffle: bool = True
+) -> WeightedConcatDataset:
     """The weighted concatenation of a ``configs/data/single.yaml`` ``train`` or ``valid`` node.
 
     Entries whose ``data_dir`` is null are left out; ``state_id`` (the original's fixed-RNG switch) sets the

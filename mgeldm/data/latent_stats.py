@@ -31,9 +31,9 @@ def measure_track_stats(dataset, num_windows: int = 1024, *, scale: float = 1.0)
         item = dataset.sample(rng)
         z = np.stack([np.asarray(item[k], dtype=np.float64) for k in LATENT_KEYS]) / float(scale)  # (K, C, T)
         sums = z.sum(-1) if sums is None else sums + z.sum(-1)
-        sq = (z ** 2).sum(-1) if sq is None else sq + (z ** 2).sum(-1)
+        sq = (z**2).sum(-1) if sq is None else sq + (z**2).sum(-1)
         count += z.shape[-1]
     mean = sums / count
-    std = np.sqrt(np.maximum(sq / count - mean ** 2, 0.0))
+    std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
     std = np.where(std > 1e-6, std, 1.0)
     return {"mean": np.round(mean, 6).tolist(), "std": np.round(std, 6).tolist()}

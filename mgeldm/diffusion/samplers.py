@@ -65,18 +65,30 @@ class SamplingSettings:
     sampler: str = "ddim"
 
     def check(self) -> SamplingSettings:
-        """These settings with plain int / float values (``self`` when they are already so), or an :class:`mgeldm.errors.OptionError` naming the
+        """These settings with plain int / float values (``self`` when they are already so), or an
+        :class:`mgeldm.errors.OptionError` naming the
         parameter that is wrong."""
-        out = replace(self, steps=checks.count("steps", self.steps), repaint_n=checks.count("repaint_n", self.repaint_n),
-                      cfg_scale=checks.number("cfg_scale", self.cfg_scale),
-                      overlap=checks.number("overlap", self.overlap, 0.0, "a number of seconds"),
-                      eta=checks.number("eta", self.eta, 0.0), sampler=checks.choice("sampler", self.sampler, SAMPLERS))
+        out = replace(
+            self,
+            steps=checks.count("steps", self.steps),
+            repaint_n=checks.count("repaint_n", self.repaint_n),
+            cfg_scale=checks.number("cfg_scale", self.cfg_scale),
+            overlap=checks.number("overlap", self.overlap, 0.0, "a number of seconds"),
+            eta=checks.number("eta", self.eta, 0.0),
+            sampler=checks.choice("sampler", self.sampler, SAMPLERS),
+        )
         if out.sampler != "ddim" and out.repaint_n != 1:
-            raise OptionError("repaint_n", f"RePaint re-corruption runs only with sampler=ddim; use repaint_n=1 with "
-                                           f"sampler={out.sampler}", out.repaint_n)
+            raise OptionError(
+                "repaint_n",
+                f"RePaint re-corruption runs only with sampler=ddim; use repaint_n=1 with sampler={out.sampler}",
+                out.repaint_n,
+            )
         if out.sampler != "ddim" and out.eta != 0:
-            raise OptionError("eta", f"stochastic sampling runs only with sampler=ddim; sampler={out.sampler} solves "
-                                     "the ODE (eta=0)", self.eta)
+            raise OptionError(
+                "eta",
+                f"stochastic sampling runs only with sampler=ddim; sampler={out.sampler} solves the ODE (eta=0)",
+                self.eta,
+            )
         same = [(type(v), v) for v in astuple(out)] == [(type(v), v) for v in astuple(self)]
         return self if same else out
 
@@ -111,8 +123,14 @@ class Known:
     track covers the first T1); it is reset before every denoiser call, with time 0.
     """
 
-    def __init__(self, num_tracks: int, *, context: Tensor | None = None, given_track: int | None = None,
-                 given_z: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        num_tracks: int,
+        *,
+        context: Tensor | None = None,
+        given_track: int | None = None,
+        given_z: Tensor | None = None,
+    ) -> None:
         self.num_tracks, self.context = num_tracks, context
         self.width = 0 if context is None else context.shape[-1]
         self.track, self.clean, self.rows = given_track, None, slice(0, 0)
@@ -144,7 +162,7 @@ class Known:
     def put(self, x: Tensor, renoised: Tensor | None) -> Tensor:
         """``x`` with its context frames replaced by ``renoised`` (in place)."""
         if renoised is not None:
-            x[..., :self.width] = renoised
+            x[..., : self.width] = renoised
         return x
 
     def finish(self, x0: Tensor) -> Tensor:
@@ -167,8 +185,17 @@ def ddim_noise_scale(alpha: Tensor, sigma: Tensor, alpha_next: Tensor, sigma_nex
     return eta * (sigma_next**2 / sigma**2).sqrt() * (1 - alpha**2 / alpha_next**2).sqrt()
 
 
-def ddim_v_step(x: Tensor, v: Tensor, alpha: Tensor, sigma: Tensor, alpha_next: Tensor, sigma_next: Tensor, *,
-                eta: float = 0.0, generator: Generators = None) -> tuple[Tensor, Tensor]:
+def ddim_v_step(
+    x: Tensor,
+    v: Tensor,
+    alpha: Tensor,
+    sigma: Tensor,
+    alpha_next: Tensor,
+    sigma_next: Tensor,
+    *,
+    eta: float = 0.0,
+    generator: Generators = None,
+) -> tuple[Tensor, Tensor]:
     """One DDIM step (Song et al. 2021) of a v-prediction model from level (alpha, sigma) to (alpha', sigma'):
     x0 = alpha x - sigma v, eps = sigma x + alpha v, x' = alpha' x0 + sqrt(sigma'^2 - sigma_eta^2) eps +
     sigma_eta N(0, I); with eta = 0 the deterministic alpha' x0 + sigma' eps, drawing nothing. -> (x', x0)."""
@@ -188,9 +215,18 @@ def recorrupt(x: Tensor, alpha: Tensor, alpha_next: Tensor, generator: Generator
     return x * r + _randn(x, generator) * (1 - r**2).sqrt()
 
 
-def sample_ddim(denoiser: Denoiser, x: Tensor, times: Tensor, known: Known, *, eta: float = 0.0,
-                repaint_n: int = 1, generator: Generators = None, callback: Callback | None = None,
-                disable: bool = True) -> Tensor:
+def sample_ddim(
+    denoiser: Denoiser,
+    x: Tensor,
+    times: Tensor,
+    known: Known,
+    *,
+    eta: float = 0.0,
+    repaint_n: int = 1,
+    generator: Generators = None,
+    callback: Callback | None = None,
+    disable: bool = True,
+) -> Tensor:
     """DDIM-v (Song et al. 2021), the original's sampler, with RePaint (Lugmayr et al. 2022): every step but the
     last runs ``repaint_n`` times, re-corrupting x back to the step's level in between (its last step's repeats
     would feed the same x again, so they are skipped). Denoiser calls: (steps - 1) * repaint_n + 1."""
@@ -204,8 +240,9 @@ def sample_ddim(denoiser: Denoiser, x: Tensor, times: Tensor, known: Known, *, e
                 x0 = x0_from_v(x, v, alphas[i], sigmas[i])
                 _report(callback, i, j, times[i], x, x0)
                 break
-            x_next, x0 = ddim_v_step(x, v, alphas[i], sigmas[i], alphas[i + 1], sigmas[i + 1], eta=eta,
-                                     generator=generator)
+            x_next, x0 = ddim_v_step(
+                x, v, alphas[i], sigmas[i], alphas[i + 1], sigmas[i + 1], eta=eta, generator=generator
+            )
             _report(callback, i, j, times[i], x, x0)
             x = known.put(x_next, known.renoised(alphas[i + 1], sigmas[i + 1], generator))
             if j < repaint_n - 1:
@@ -232,9 +269,18 @@ def _ode_coefficients(times: Tensor) -> list[tuple[float, float, float]]:
     return out
 
 
-def sample_dpmpp_2m(denoiser: Denoiser, x: Tensor, times: Tensor, known: Known, *, eta: float = 0.0,
-                    repaint_n: int = 1, generator: Generators = None, callback: Callback | None = None,
-                    disable: bool = True) -> Tensor:
+def sample_dpmpp_2m(
+    denoiser: Denoiser,
+    x: Tensor,
+    times: Tensor,
+    known: Known,
+    *,
+    eta: float = 0.0,
+    repaint_n: int = 1,
+    generator: Generators = None,
+    callback: Callback | None = None,
+    disable: bool = True,
+) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022), the second-order multistep solver of the probability-flow ODE in its
     data-prediction form: x' = (sigma'/sigma) x + (alpha' - alpha sigma'/sigma) D with D = (1 + c) x0_i - c x0_{i-1},
     c = h / (2 h_prev); the first update is DDIM's. One denoiser call per step."""
@@ -254,9 +300,18 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: Tensor, times: Tensor, known: Known, 
     return known.finish(x0)
 
 
-def sample_heun(denoiser: Denoiser, x: Tensor, times: Tensor, known: Known, *, eta: float = 0.0,
-                repaint_n: int = 1, generator: Generators = None, callback: Callback | None = None,
-                disable: bool = True) -> Tensor:
+def sample_heun(
+    denoiser: Denoiser,
+    x: Tensor,
+    times: Tensor,
+    known: Known,
+    *,
+    eta: float = 0.0,
+    repaint_n: int = 1,
+    generator: Generators = None,
+    callback: Callback | None = None,
+    disable: bool = True,
+) -> Tensor:
     """Heun's second-order method on the ODE written as d(x / sigma) / d(alpha / sigma) = x0(x): the DDIM step
     x_p as predictor, then x' = (sigma'/sigma) x + (alpha' - alpha sigma'/sigma) (x0_i + x0(x_p)) / 2. x_p and x'
     share one re-noised context per update. Denoiser calls: 2 (steps - 1) + 1."""

@@ -101,10 +101,23 @@ class _Song:
     given_z: Tensor | None
 
 
-def sample_windows(make_denoiser: Callable[[int], Denoiser], settings: SamplingSettings, frames: Sequence[int],
-                   generators: Sequence[torch.Generator | None], *, rows: int, channels: int, num_tracks: int,
-                   window: int, overlap: int, given_track: int | None = None, given_z: Sequence[Tensor] | None = None,
-                   device: torch.device | str = "cpu", progress: bool = False, desc: str = "windows") -> list[Tensor]:
+def sample_windows(
+    make_denoiser: Callable[[int], Denoiser],
+    settings: SamplingSettings,
+    frames: Sequence[int],
+    generators: Sequence[torch.Generator | None],
+    *,
+    rows: int,
+    channels: int,
+    num_tracks: int,
+    window: int,
+    overlap: int,
+    given_track: int | None = None,
+    given_z: Sequence[Tensor] | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    desc: str = "windows",
+) -> list[Tensor]:
     """Sample songs of ``frames`` latent frames window by window with the sampler ``settings`` name: one
     (rows, K*C, max(frames_s, window)) per song, song s drawing from ``generators[s]``.
 
@@ -114,25 +127,47 @@ def sample_windows(make_denoiser: Callable[[int], Denoiser], settings: SamplingS
     known, so the first window of joint generation runs with ``repaint_n = 1``.
     """
     assert len(generators) == len(frames) and (given_z is None or len(given_z) == len(frames))
-    songs = []
-    for s, count in enumerate(frames):
-        plan = plan_windows(count, window, overlap)
-        out = torch.zeros(rows, num_tracks * channels, plan[-1].end, device=device)
-        given = None if given_z is None else given_z[s].to(device).float().expand(rows, -1, -1)
-        songs.append(_Song(plan, out, generators[s], given))
+    shape, givens = (rows, num_tracks * channels), [None] * len(frames) if given_z is None else list(given_z)
+    songs = [_start_song(n, window, overlap, shape, g, z, device) for n, g, z in zip(frames, generators, givens)]
     times = sampling_times(settings.steps, settings.t_min)
     for group in _window_groups(songs, desc, progress):
         noise, known = _window_inputs(group, num_tracks, given_track, device)
         repaint_n = settings.repaint_n if known.context is not None or known.clean is not None else 1
         gens = [song.generator for song, _ in group]
-        with progress_bar(total=denoiser_calls(settings.sampler, settings.steps, repaint_n), unit="step",
-                          desc=f"window {group[0][1].index + 1}", nested=True, disable=not progress) as bar:
-            x0 = SAMPLERS[settings.sampler](make_denoiser(len(group)), noise, times, known, eta=settings.eta,
-                                            repaint_n=repaint_n, generator=gens[0] if len(gens) == 1 else gens,
-                                            callback=lambda _info: bar.update(1))
+        gen, denoise = gens[0] if len(gens) == 1 else gens, make_denoiser(len(group))
+        calls = denoiser_calls(settings.sampler, settings.steps, repaint_n)
+        label = f"window {group[0][1].index + 1}"
+        with progress_bar(total=calls, unit="step", desc=label, nested=True, disable=not progress) as bar:
+            x0 = SAMPLERS[settings.sampler](
+                denoise,
+                noise,
+                times,
+                known,
+                eta=settings.eta,
+                repaint_n=repaint_n,
+                generator=gen,
+                callback=lambda _: bar.update(1),
+            )
         for (song, w), part in zip(group, x0.float().split(noise.shape[0] // len(group))):
-            song.out[..., w.new_start:w.end] = part[..., w.overlap:]
+            song.out[..., w.new_start : w.end] = part[..., w.overlap :]
     return [song.out for song in songs]
+
+
+def _start_song(
+    frames: int,
+    window: int,
+    overlap: int,
+    shape: tuple[int, int],
+    generator: torch.Generator | None,
+    given_z: Tensor | None,
+    device: torch.device | str,
+) -> _Song:
+    """A song of ``frames`` frames before sampling: its windows, zero latents (rows, K*C, covered frames), its
+    given track's latents on the device, one row each."""
+    plan = plan_windows(frames, window, overlap)
+    out = torch.zeros(*shape, plan[-1].end, device=device)
+    given = None if given_z is None else given_z.to(device).float().expand(shape[0], -1, -1)
+    return _Song(plan, out, generator, given)
 
 
 def _window_groups(songs: list[_Song], desc: str, progress: bool) -> Iterator[list[tuple[_Song, Window]]]:
@@ -146,8 +181,9 @@ def _window_groups(songs: list[_Song], desc: str, progress: bool) -> Iterator[li
         yield from groups.values()
 
 
-def _window_inputs(group: list[tuple[_Song, Window]], num_tracks: int, given_track: int | None,
-                   device: torch.device | str) -> tuple[Tensor, Known]:
+def _window_inputs(
+    group: list[tuple[_Song, Window]], num_tracks: int, given_track: int | None, device: torch.device | str
+) -> tuple[Tensor, Known]:
     """The starting noise of one window of each song of ``group`` (from each song's generator) and what the
     window knows: the context from the song's earlier windows and its given track."""
     noise = []
@@ -155,6 +191,6 @@ def _window_inputs(group: list[tuple[_Song, Window]], num_tracks: int, given_tra
         g = song.generator
         shape = (song.out.shape[0], song.out.shape[1], w.new)
         noise.append(torch.randn(shape, generator=g, device=g.device if g is not None else device).to(device))
-    context = torch.cat([song.out[..., w.start:w.new_start] for song, w in group]) if group[0][1].overlap else None
-    given = None if group[0][0].given_z is None else torch.cat([s.given_z[..., w.new_start:w.end] for s, w in group])
+    context = torch.cat([song.out[..., w.start : w.new_start] for song, w in group]) if group[0][1].overlap else None
+    given = None if group[0][0].given_z is None else torch.cat([s.given_z[..., w.new_start : w.end] for s, w in group])
     return torch.cat(noise), Known(num_tracks, context=context, given_track=given_track, given_z=given)

@@ -51,10 +51,18 @@ class Standardizer:
         return z * self.std + self.mean
 
 
-def train_regressor(batches: Iterable[Mapping[str, Any]], stats: Mapping[str, Any], conditioner: Any, *,
-                    cond_dim: int, seed: int = 0, lr: float = 1e-3, every: int = 0,
-                    on_checkpoint: Callable[[int, FiLMConvRegressor], None] | None = None,
-                    device: str | torch.device = "cpu") -> tuple[FiLMConvRegressor, list[float]]:
+def train_regressor(
+    batches: Iterable[Mapping[str, Any]],
+    stats: Mapping[str, Any],
+    conditioner: Any,
+    *,
+    cond_dim: int,
+    seed: int = 0,
+    lr: float = 1e-3,
+    every: int = 0,
+    on_checkpoint: Callable[[int, FiLMConvRegressor], None] | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[FiLMConvRegressor, list[float]]:
     """Fit the regressor on ``batches`` (collated latent-dataset items; one optimizer step each) on ``device``.
 
     Returns the model (on the CPU) and its training losses; ``on_checkpoint(step, model)`` is called every
@@ -72,7 +80,9 @@ def train_regressor(batches: Iterable[Mapping[str, Any]], stats: Mapping[str, An
         src_audio = batch[CLAP_KEYS[SRC]].float()
         u = torch.rand(src_audio.shape[0], 2, generator=gen) + 1e-6
         with torch.no_grad():
-            cond = blend_source_condition(src_audio, list(batch["src_prompt"]), conditioner, u / u.sum(-1, keepdim=True))
+            cond = blend_source_condition(
+                src_audio, list(batch["src_prompt"]), conditioner, u / u.sum(-1, keepdim=True)
+            )
         pred = net(mix_norm.fwd(batch[LATENT_KEYS[MIX]].float().to(device)), cond.to(device))
         loss = F.mse_loss(pred, src_norm.fwd(batch[LATENT_KEYS[SRC]].float().to(device)))
         opt.zero_grad(set_to_none=True)
@@ -94,11 +104,19 @@ def save_regressor(path: Any, net: FiLMConvRegressor, stats: Mapping[str, Any], 
     """The regressor, its latent statistics and its training steps in one file (written atomically)."""
     from mgeldm.files import atomic_path
 
-    info = {"format": REGRESSOR_FORMAT, "channels": net.inp.in_channels, "cond_dim": net.films[0].in_features,
-            "width": net.inp.out_channels, "depth": len(net.convs), "steps": int(steps),
-            "stats": {"mean": [list(map(float, r)) for r in stats["mean"]],
-                      "std": [list(map(float, r)) for r in stats["std"]]},
-            "state_dict": net.state_dict()}
+    info = {
+        "format": REGRESSOR_FORMAT,
+        "channels": net.inp.in_channels,
+        "cond_dim": net.films[0].in_features,
+        "width": net.inp.out_channels,
+        "depth": len(net.convs),
+        "steps": int(steps),
+        "stats": {
+            "mean": [list(map(float, r)) for r in stats["mean"]],
+            "std": [list(map(float, r)) for r in stats["std"]],
+        },
+        "state_dict": net.state_dict(),
+    }
     with atomic_path(path) as tmp:
         torch.save(info, tmp)
 
@@ -112,14 +130,16 @@ def load_regressor(path: Any) -> tuple[FiLMConvRegressor, dict[str, Any], int]:
         net = FiLMConvRegressor(int(info["channels"]), int(info["cond_dim"]), int(info["width"]), int(info["depth"]))
         net.load_state_dict(info["state_dict"])
     except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{path}: not a regressor file written by `diagnose.py regressor` "
-                        f"({str(exc).splitlines()[0][:80]})") from None
+        raise UserError(
+            f"{path}: not a regressor file written by `diagnose.py regressor` ({str(exc).splitlines()[0][:80]})"
+        ) from None
     return net.eval(), info["stats"], int(info["steps"])
 
 
 @torch.no_grad()
-def regressor_estimates(net: FiLMConvRegressor, stats: Mapping[str, Any], songs: Sequence[LatentSong],
-                        embed: Any, prompt: Any) -> dict[str, dict[str, Tensor]]:
+def regressor_estimates(
+    net: FiLMConvRegressor, stats: Mapping[str, Any], songs: Sequence[LatentSong], embed: Any, prompt: Any
+) -> dict[str, dict[str, Tensor]]:
     """{song: {label: estimated source latent (C, F)}} for every stem of every song."""
     mix_norm, src_norm = Standardizer(stats, MIX), Standardizer(stats, SRC)
     out = {}

@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mgeldm.diffusion.windows import plan_windows
 from mgeldm.metrics.closest import closest_stem, share
 from mgeldm.metrics.logmel import ratio_to_baseline
 from mgeldm.models.tracks import SRC
-from mgeldm.diffusion.windows import plan_windows
 
 PROBE_TIMES = (0.05, 0.4, 0.8, 1.0)
 # Which way each overall score is better (a best checkpoint is chosen by one of them).
@@ -49,21 +49,32 @@ def songs_from_corpus(tracks: Sequence[Any]) -> list[LatentSong]:
     """Songs from the tracks a latent dataset read (``MixSubmixSourceLatentDataset.tracks``)."""
     songs = []
     for track in tracks:
-        songs.append(LatentSong(
-            name=track.name, mix=torch.as_tensor(track.mix[:], dtype=torch.float32),
-            sources={c.src_label: torch.as_tensor(c.src[:], dtype=torch.float32) for c in track.combs},
-            submixes={c.src_label: torch.as_tensor(c.submix[:], dtype=torch.float32) for c in track.combs}))
+        songs.append(
+            LatentSong(
+                name=track.name,
+                mix=torch.as_tensor(track.mix[:], dtype=torch.float32),
+                sources={c.src_label: torch.as_tensor(c.src[:], dtype=torch.float32) for c in track.combs},
+                submixes={c.src_label: torch.as_tensor(c.submix[:], dtype=torch.float32) for c in track.combs},
+            )
+        )
     return songs
 
 
-def songs_from_audio(model: Any, songs: Mapping[str, tuple[Tensor, Mapping[str, Tensor]]],
-                     sample_rate: int) -> list[LatentSong]:
+def songs_from_audio(
+    model: Any, songs: Mapping[str, tuple[Tensor, Mapping[str, Tensor]]], sample_rate: int
+) -> list[LatentSong]:
     """Encode ``{song: (mix (L,), {label: stem (L,)})}`` with the model's AE (the submix is mix - stem)."""
     out = []
     for name, (mix, stems) in songs.items():
         enc = lambda wave: model.encode_latents(wave[None], sample_rate)  # noqa: E731
-        out.append(LatentSong(name=name, mix=enc(mix), sources={label: enc(s) for label, s in stems.items()},
-                              submixes={label: enc(mix[: s.shape[-1]] - s) for label, s in stems.items()}))
+        out.append(
+            LatentSong(
+                name=name,
+                mix=enc(mix),
+                sources={label: enc(s) for label, s in stems.items()},
+                submixes={label: enc(mix[: s.shape[-1]] - s) for label, s in stems.items()},
+            )
+        )
     return out
 
 
@@ -72,7 +83,7 @@ def silence_latent(model: Any) -> Tensor:
     runner = model.runner
     samples = 2 * runner.facts.window * runner.facts.ratio
     z = runner.encode(torch.zeros(samples), None)[0].cpu() * float(model.model.pretransform.scale)
-    return z[:, z.shape[-1] // 4: -(z.shape[-1] // 4) or None].mean(-1, keepdim=True)
+    return z[:, z.shape[-1] // 4 : -(z.shape[-1] // 4) or None].mean(-1, keepdim=True)
 
 
 def _sq(a: Tensor, b: Tensor) -> float:
@@ -83,11 +94,12 @@ def _sq(a: Tensor, b: Tensor) -> float:
 def _windows(z: Tensor, width: int) -> Tensor:
     """The DiT windows (W, C, width) of ``z`` (C, F) without overlap (:func:`plan_windows`: the last one
     right-aligned)."""
-    return torch.stack([z[:, w.start:w.end] for w in plan_windows(z.shape[-1], width, 0)])
+    return torch.stack([z[:, w.start : w.end] for w in plan_windows(z.shape[-1], width, 0)])
 
 
-def _x0_errors(model: Any, song: LatentSong, label: str, emb: Tensor, silence: Tensor,
-               times: Sequence[float], seed: int) -> dict[str, tuple[float, float, float]]:
+def _x0_errors(
+    model: Any, song: LatentSong, label: str, emb: Tensor, silence: Tensor, times: Sequence[float], seed: int
+) -> dict[str, tuple[float, float, float]]:
     """{t: (error with the prompt, error unconditioned, silence's error)} summed over the song's windows."""
     w = model.runner.facts.window
     clean = torch.stack([_windows(song.mix, w), _windows(song.submixes[label], w), _windows(song.sources[label], w)], 1)
@@ -97,14 +109,17 @@ def _x0_errors(model: Any, song: LatentSong, label: str, emb: Tensor, silence: T
     out = {}
     for t in times:
         tt = torch.tensor([0.0, t, t]).expand(b, k)
-        x0 = [model.predict_x0(clean, tt, c, torch.Generator().manual_seed(seed)) for c in (cond, torch.zeros_like(cond))]
+        x0 = [
+            model.predict_x0(clean, tt, c, torch.Generator().manual_seed(seed)) for c in (cond, torch.zeros_like(cond))
+        ]
         target = clean[:, SRC]
         out[f"{t:g}"] = (_sq(x0[0][:, SRC], target), _sq(x0[1][:, SRC], target), _sq(silence.expand_as(target), target))
     return out
 
 
-def score_estimates(songs: Sequence[LatentSong], estimates: Mapping[str, Mapping[str, Tensor]],
-                    silence: Tensor) -> dict[str, Any]:
+def score_estimates(
+    songs: Sequence[LatentSong], estimates: Mapping[str, Mapping[str, Tensor]], silence: Tensor
+) -> dict[str, Any]:
     """``latent_prompt_accuracy`` and ``latent_rel_mse`` (overall, per stem) of ``{song: {label: estimate}}``."""
     hits: dict[str, list[bool]] = {}
     rels: dict[str, list[float]] = {}
@@ -121,15 +136,27 @@ def score_estimates(songs: Sequence[LatentSong], estimates: Mapping[str, Mapping
     return {
         "latent_prompt_accuracy": share(pairs),
         "latent_rel_mse": sum(every_rel) / len(every_rel),
-        "n_songs": len(songs), "n_pairs": len(pairs),
-        "per_stem": {label: {"latent_prompt_accuracy": share(hits[label]),
-                             "latent_rel_mse": sum(rels[label]) / len(rels[label])} for label in sorted(hits)},
+        "n_songs": len(songs),
+        "n_pairs": len(pairs),
+        "per_stem": {
+            label: {"latent_prompt_accuracy": share(hits[label]), "latent_rel_mse": sum(rels[label]) / len(rels[label])}
+            for label in sorted(hits)
+        },
     }
 
 
-def latent_scores(model: Any, songs: Sequence[LatentSong], prompt: Callable[[str], str], *, steps: int = 4,
-                  cfg_scale: float = 2.0, overlap: float = 0.0, seed: int = 0, times: Sequence[float] = PROBE_TIMES,
-                  silence: Tensor | None = None) -> dict[str, Any]:
+def latent_scores(
+    model: Any,
+    songs: Sequence[LatentSong],
+    prompt: Callable[[str], str],
+    *,
+    steps: int = 4,
+    cfg_scale: float = 2.0,
+    overlap: float = 0.0,
+    seed: int = 0,
+    times: Sequence[float] = PROBE_TIMES,
+    silence: Tensor | None = None,
+) -> dict[str, Any]:
     """The scores of the module docstring for ``model`` (a loaded :class:`mgeldm.api.MGELDM`); ``times=()``
     skips the x0 probes (and their model calls).
 
@@ -142,8 +169,14 @@ def latent_scores(model: Any, songs: Sequence[LatentSong], prompt: Callable[[str
     for n, song in enumerate(songs):
         labels = sorted(song.sources)
         prompts = [prompt(label) for label in labels]
-        est = model.extract_latents(song.mix, prompts, steps=steps, cfg_scale=cfg_scale, overlap=overlap,
-                                    generator=torch.Generator().manual_seed(seed + n))
+        est = model.extract_latents(
+            song.mix,
+            prompts,
+            steps=steps,
+            cfg_scale=cfg_scale,
+            overlap=overlap,
+            generator=torch.Generator().manual_seed(seed + n),
+        )
         estimates[song.name] = {label: est[i] for i, label in enumerate(labels)}
         if not times:
             continue  # no probes: no more model calls

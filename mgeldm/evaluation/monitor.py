@@ -81,14 +81,22 @@ class PromptTable:
         return self
 
 
-def read_songs(corpus: Path, split: str, count: int | None, window: int, zero_latent: Path,
-               ae_hash: str | None = None) -> list[LatentSong]:
+def read_songs(
+    corpus: Path, split: str, count: int | None, window: int, zero_latent: Path, ae_hash: str | None = None
+) -> list[LatentSong]:
     """The first ``count`` (None: all) usable songs of ``<corpus>/<split>``, as pre_encode.py wrote them."""
     from mgeldm.data.latent_datasets import MixSubmixSourceLatentDataset
 
-    ds = MixSubmixSourceLatentDataset(data_dir=corpus, split=split, segment_length=window, num_examples=1,
-                                      zero_diff_threshold=None, num_tracks_debug=count,
-                                      zero_latent_path=str(zero_latent), expected_ae_hash=ae_hash)
+    ds = MixSubmixSourceLatentDataset(
+        data_dir=corpus,
+        split=split,
+        segment_length=window,
+        num_examples=1,
+        zero_diff_threshold=None,
+        num_tracks_debug=count,
+        zero_latent_path=str(zero_latent),
+        expected_ae_hash=ae_hash,
+    )
     return songs_from_corpus(ds.tracks)
 
 
@@ -101,8 +109,7 @@ def read_silence(path: Path) -> Tensor:
 
 def metric_values(scores: Mapping[str, Any]) -> dict[str, float]:
     """``latent_scores``' numbers as logged names: ``val/<score>`` and ``val/<score>_<stem>`` per stem class."""
-    out = {PREFIX + k: float(v) for k, v in scores.items()
-           if isinstance(v, (int, float)) and not k.startswith("n_")}
+    out = {PREFIX + k: float(v) for k, v in scores.items() if isinstance(v, (int, float)) and not k.startswith("n_")}
     for label, per in sorted(scores.get("per_stem", {}).items()):
         for key, value in per.items():
             out[f"{PREFIX}{key}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}"] = float(value)
@@ -122,8 +129,9 @@ def left_as_found(module: torch.nn.Module, device: torch.device) -> Iterator[Non
     """Restores the train/eval modes and ``requires_grad`` flags of ``module``'s parts and the global RNGs."""
     modes = [(m, m.training) for m in module.modules()]
     flags = [(p, p.requires_grad) for p in module.parameters()]
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    )
     with torch.random.fork_rng(devices=devices):
         try:
             yield
@@ -137,14 +145,31 @@ def left_as_found(module: torch.nn.Module, device: torch.device) -> Iterator[Non
 class LatentMonitor(ModelCheckpoint):
     """The held-out monitor and its best checkpoints (the module docstring); attached by ``train_dit.py``."""
 
-    def __init__(self, settings: MonitorSettings, songs: Sequence[LatentSong], silence: Tensor, prompts: PromptTable,
-                 *, dirpath: str | os.PathLike, model_config: Mapping[str, Any] | None = None,
-                 prog: str = "train_dit.py", file=None) -> None:
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        songs: Sequence[LatentSong],
+        silence: Tensor,
+        prompts: PromptTable,
+        *,
+        dirpath: str | os.PathLike,
+        model_config: Mapping[str, Any] | None = None,
+        prog: str = "train_dit.py",
+        file=None,
+    ) -> None:
         if settings.metric not in BETTER or settings.every_n_steps < 1:
             raise ValueError(f"monitor settings: {settings}")
-        super().__init__(dirpath=str(dirpath), filename=BEST_NAME, monitor=PREFIX + settings.metric,
-                         mode=BETTER[settings.metric], save_top_k=settings.save_top_k, save_last=False,
-                         auto_insert_metric_name=False, enable_version_counter=False, save_on_train_epoch_end=False)
+        super().__init__(
+            dirpath=str(dirpath),
+            filename=BEST_NAME,
+            monitor=PREFIX + settings.metric,
+            mode=BETTER[settings.metric],
+            save_top_k=settings.save_top_k,
+            save_last=False,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+            save_on_train_epoch_end=False,
+        )
         self.settings, self.songs, self.silence, self.prompts = settings, list(songs), silence, prompts
         self.model_config = dict(model_config) if model_config is not None else None
         self.prog, self.file = prog, file
@@ -174,12 +199,26 @@ class LatentMonitor(ModelCheckpoint):
 
         net, s = pl_module.diffusion, self.settings
         with left_as_found(pl_module, pl_module.device):
-            ema = MGELDMNet(pl_module.ema_model_dit(), net.pretransform, sample_rate=net.sample_rate,
-                            segment_length=net.segment_length, track_norm=net.track_norm)
+            ema = MGELDMNet(
+                pl_module.ema_model_dit(),
+                net.pretransform,
+                sample_rate=net.sample_rate,
+                segment_length=net.segment_length,
+                track_norm=net.track_norm,
+            )
             model = MGELDM(ema, self.prompts, device=pl_module.device, model_config=self.model_config)
             with torch.inference_mode():
-                return latent_scores(model, self.songs, canonical_prompt, steps=s.steps, cfg_scale=s.cfg_scale,
-                                     overlap=s.overlap, seed=s.seed, times=s.x0_times, silence=self.silence)
+                return latent_scores(
+                    model,
+                    self.songs,
+                    canonical_prompt,
+                    steps=s.steps,
+                    cfg_scale=s.cfg_scale,
+                    overlap=s.overlap,
+                    seed=s.seed,
+                    times=s.x0_times,
+                    silence=self.silence,
+                )
 
     def score(self, trainer: pl.Trainer, pl_module) -> None:
         """Score this step (rank 0, broadcast), log, keep the checkpoint if it ranks, print the line."""
@@ -209,19 +248,30 @@ class LatentMonitor(ModelCheckpoint):
     # -- reports
     def best_record(self) -> dict[str, Any]:
         """What ``best.json`` holds (the module docstring)."""
+
         def entry(path: str, value: Tensor) -> dict[str, Any]:
             return {"file": Path(path).name, "step": checkpoint_step(path), "value": float(value)}
 
         ranked = sorted(self.best_k_models.items(), key=lambda kv: float(kv[1]), reverse=self.mode == "max")
-        return {"path": os.path.abspath(self.best_model_path), **entry(self.best_model_path, self.best_model_score),
-                "metric": self.monitor, "mode": self.mode, "top_k": [entry(p, v) for p, v in ranked]}
+        return {
+            "path": os.path.abspath(self.best_model_path),
+            **entry(self.best_model_path, self.best_model_score),
+            "metric": self.monitor,
+            "mode": self.mode,
+            "top_k": [entry(p, v) for p, v in ranked],
+        }
 
     def line(self, step: int, scores: Mapping[str, Any], seconds: float) -> str:
         """``monitor at step 2,000 | latent_prompt_accuracy 0.750 | latent_rel_mse 0.612 | best ... | ...``."""
-        parts = [f"monitor at step {step:,}", f"latent_prompt_accuracy {scores['latent_prompt_accuracy']:.3f}",
-                 f"latent_rel_mse {scores['latent_rel_mse']:.4f}"]
+        parts = [
+            f"monitor at step {step:,}",
+            f"latent_prompt_accuracy {scores['latent_prompt_accuracy']:.3f}",
+            f"latent_rel_mse {scores['latent_rel_mse']:.4f}",
+        ]
         if self.best_model_path:
-            parts.append(f"best {self.settings.metric} {float(self.best_model_score):.4f} at step "
-                         f"{checkpoint_step(self.best_model_path):,}")
+            parts.append(
+                f"best {self.settings.metric} {float(self.best_model_score):.4f} at step "
+                f"{checkpoint_step(self.best_model_path):,}"
+            )
         parts.append(f"{scores['n_pairs']} pairs of {scores['n_songs']} songs in {seconds:.1f} s")
         return " | ".join(parts)

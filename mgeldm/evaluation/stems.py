@@ -48,7 +48,9 @@ MEL_METRICS = ("logmel_l1", "logmel_l1_ratio_vs_mix")
 
 def reported_metrics(metrics: Sequence[str]) -> list[str]:
     """The per-file figures of the requested ``metrics``: each Log-Mel one followed by its ``_absfloor`` twin."""
-    return [name for m in metrics if m in PER_FILE_METRICS for name in ((m, m + ABSFLOOR) if m in MEL_METRICS else (m,))]
+    return [
+        name for m in metrics if m in PER_FILE_METRICS for name in ((m, m + ABSFLOOR) if m in MEL_METRICS else (m,))
+    ]
 
 
 @dataclass
@@ -65,8 +67,11 @@ class Pair:
 
 
 def _audio_files(root: Path) -> dict[str, Path]:
-    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
-            if p.is_file() and p.suffix.lower() in AUDIO_EXTS and not p.name.startswith(".")}
+    return {
+        p.relative_to(root).as_posix(): p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix.lower() in AUDIO_EXTS and not p.name.startswith(".")
+    }
 
 
 def _require_dir(path: str | None, option: str) -> Path:
@@ -94,8 +99,7 @@ def _baselines(pair: Pair, mix_root: Path | None, oracle_root: Path | None) -> P
     if mix_root is not None:
         pair.mix = next((c for c in (mix_root / pair.rel, mix_root / parts[-1]) if c.is_file()), None)
         if pair.mix is None:
-            raise OptionError("mix_dir", f"no mixture for {pair.rel} (looked for {pair.rel} and {parts[-1]})",
-                              mix_root)
+            raise OptionError("mix_dir", f"no mixture for {pair.rel} (looked for {pair.rel} and {parts[-1]})", mix_root)
     if oracle_root is not None:
         pair.oracle = oracle_root / pair.rel
         if not pair.oracle.is_file():
@@ -103,8 +107,7 @@ def _baselines(pair: Pair, mix_root: Path | None, oracle_root: Path | None) -> P
     return pair
 
 
-def pair_files(pred_dir: str, ref_dir: str, mix_dir: str | None = None,
-               oracle_dir: str | None = None) -> list[Pair]:
+def pair_files(pred_dir: str, ref_dir: str, mix_dir: str | None = None, oracle_dir: str | None = None) -> list[Pair]:
     """Match predictions and references by relative path; one-line UserError on any unpaired file."""
     pred_root, ref_root = _require_dir(pred_dir, "pred_dir"), _require_dir(ref_dir, "ref_dir")
     preds, refs = _audio_files(pred_root), _audio_files(ref_root)
@@ -116,8 +119,9 @@ def pair_files(pred_dir: str, ref_dir: str, mix_dir: str | None = None,
     pairs = []
     for rel in sorted(preds):
         parts = rel.split("/")
-        pairs.append(_baselines(Pair(rel, parts[0] if len(parts) > 1 else "all", preds[rel], refs[rel]),
-                                mix_root, oracle_root))
+        pairs.append(
+            _baselines(Pair(rel, parts[0] if len(parts) > 1 else "all", preds[rel], refs[rel]), mix_root, oracle_root)
+        )
     return pairs
 
 
@@ -144,13 +148,15 @@ def _museval_sdr(est: torch.Tensor, ref: torch.Tensor, sample_rate: int) -> floa
         import museval
     except ImportError:
         raise UserError("metric museval_sdr: the museval package is not installed (pip install museval)") from None
-    sdr, _, _, _ = museval.evaluate(ref.numpy()[None, :, None], est.numpy()[None, :, None], win=sample_rate,
-                                    hop=sample_rate)
+    sdr, _, _, _ = museval.evaluate(
+        ref.numpy()[None, :, None], est.numpy()[None, :, None], win=sample_rate, hop=sample_rate
+    )
     return float(np.nanmedian(sdr))
 
 
-def _mel_metrics(metrics: Sequence[str], mels: Mapping[str, torch.Tensor], floors: Mapping[str, torch.Tensor],
-                 row: str) -> dict[str, float]:
+def _mel_metrics(
+    metrics: Sequence[str], mels: Mapping[str, torch.Tensor], floors: Mapping[str, torch.Tensor], row: str
+) -> dict[str, float]:
     """Log-Mel L1 of ``row`` and its ratio to the mixture's, from mel spectrograms computed once per signal, under
     each floor of ``floors`` (suffix of the figure's name -> floor)."""
     out = {}
@@ -160,7 +166,8 @@ def _mel_metrics(metrics: Sequence[str], mels: Mapping[str, torch.Tensor], floor
             out["logmel_l1" + suffix] = l1
         if "logmel_l1_ratio_vs_mix" in metrics and "mixture" in mels:
             out["logmel_l1_ratio_vs_mix" + suffix] = ratio_to_baseline(
-                l1, float(mel_l1(mels["mixture"], mels["ref"], floor)))
+                l1, float(mel_l1(mels["mixture"], mels["ref"], floor))
+            )
     return out
 
 
@@ -171,8 +178,14 @@ def excerpt_floors(mels: Mapping[str, torch.Tensor], cfg: LogMelConfig) -> dict[
     return {"": excerpt_floor(base, cfg), ABSFLOOR: excerpt_floor(base, cfg.absolute())}
 
 
-def file_metrics(metrics: Sequence[str], sig: Mapping[str, torch.Tensor], row: str, sample_rate: int,
-                 mels: Mapping[str, torch.Tensor], floors: Mapping[str, torch.Tensor]) -> dict[str, float]:
+def file_metrics(
+    metrics: Sequence[str],
+    sig: Mapping[str, torch.Tensor],
+    row: str,
+    sample_rate: int,
+    mels: Mapping[str, torch.Tensor],
+    floors: Mapping[str, torch.Tensor],
+) -> dict[str, float]:
     """Per-file metrics of the estimate ``sig[row]``; ``mels`` holds the mel spectrograms of the signals and
     ``floors`` the file's floors (:func:`excerpt_floors`)."""
     est, ref, mix = sig[row], sig["ref"], sig.get("mixture")
@@ -203,8 +216,11 @@ class Settings:
 
     def mel_config(self) -> LogMelConfig:
         cfg = self.logmel or LogMelConfig(sample_rate=self.sample_rate)
-        return cfg if cfg.sample_rate == self.sample_rate else LogMelConfig(**{**cfg.as_dict(),
-                                                                               "sample_rate": self.sample_rate})
+        return (
+            cfg
+            if cfg.sample_rate == self.sample_rate
+            else LogMelConfig(**{**cfg.as_dict(), "sample_rate": self.sample_rate})
+        )
 
 
 @dataclass
@@ -271,8 +287,9 @@ def _fad_block(emb: _Embeddings, groups: Sequence[str], rows: Sequence[str]) -> 
         vals = [v for v in per_group.values() if v is not None]
         per_group["mean"] = float(np.mean(vals)) if vals else None
         out["sub_fad"][row] = per_group
-        out["fad"][row] = safe_fad([e for g in groups for e in emb.rows.get((row, g), [])],
-                                   [e for g in groups for e in emb.refs[g]])
+        out["fad"][row] = safe_fad(
+            [e for g in groups for e in emb.rows.get((row, g), [])], [e for g in groups for e in emb.refs[g]]
+        )
     return out
 
 
@@ -290,9 +307,11 @@ def _floor_rule(cfg: LogMelConfig) -> str:
     absolute = f"log10(max(mel, {cfg.floor:g}))"
     if cfg.floor_db_below_mix_peak is None:
         return f"{absolute}, the absolute floor alone (the _absfloor figures too)"
-    return (f"log10(max(mel, F)), F = max({cfg.floor:g}, the mel peak of the file's mixture (of its reference "
-            f"without mix_dir) - {cfg.floor_db_below_mix_peak:g} dB), one F for every row of the file; "
-            f"the _absfloor figures: {absolute}")
+    return (
+        f"log10(max(mel, F)), F = max({cfg.floor:g}, the mel peak of the file's mixture (of its reference "
+        f"without mix_dir) - {cfg.floor_db_below_mix_peak:g} dB), one F for every row of the file; "
+        f"the _absfloor figures: {absolute}"
+    )
 
 
 def _result(per_file: list[dict], pairs: Sequence[Pair], settings: Settings) -> dict:
@@ -306,22 +325,33 @@ def _result(per_file: list[dict], pairs: Sequence[Pair], settings: Settings) -> 
             "logmel": settings.mel_config().as_dict(),
             "logmel_floor": _floor_rule(settings.mel_config()),
             "si_sdr": "zero-mean SI-SDR in dB; undefined (null) for silent estimates or references",
-            "bootstrap": {"n_boot": settings.n_boot, "confidence": 0.95, "seed": settings.seed,
-                          "method": "percentile"},
+            "bootstrap": {"n_boot": settings.n_boot, "confidence": 0.95, "seed": settings.seed, "method": "percentile"},
             "metrics": list(settings.metrics),
         },
         "n_files": len(per_file),
-        "groups": {g: {"n_files": sum(e["group"] == g for e in per_file),
-                       "rows": _table([e for e in per_file if e["group"] == g], rows, settings)} for g in groups},
+        "groups": {
+            g: {
+                "n_files": sum(e["group"] == g for e in per_file),
+                "rows": _table([e for e in per_file if e["group"] == g], rows, settings),
+            }
+            for g in groups
+        },
         "overall": {"n_files": len(per_file), "rows": _table(per_file, rows, settings)},
         "per_file": per_file,
     }
 
 
-def evaluate_pairs(pairs: Sequence[Pair], *, metrics: Sequence[str] = DEFAULT_METRICS,
-                   sample_rate: int = SAMPLE_RATE, logmel: LogMelConfig | None = None, n_boot: int = 1000,
-                   seed: int = 0, embedder_factory: Callable[[], object] | None = None,
-                   progress: bool = False) -> dict:
+def evaluate_pairs(
+    pairs: Sequence[Pair],
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    sample_rate: int = SAMPLE_RATE,
+    logmel: LogMelConfig | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    embedder_factory: Callable[[], object] | None = None,
+    progress: bool = False,
+) -> dict:
     """Compute every metric for every pair and row; returns the JSON-ready result."""
     from mgeldm.progress import progress_bar
 
@@ -331,12 +361,15 @@ def evaluate_pairs(pairs: Sequence[Pair], *, metrics: Sequence[str] = DEFAULT_ME
     if "fad" in metrics and embedder is None:
         raise OptionError("metrics", "fad needs an embedder: fad.embedder=vggish|clap|melstats")
     embeddings = _Embeddings(embedder) if embedder is not None else None
-    per_file = [_score_pair(pair, settings, embeddings)
-                for pair in progress_bar(pairs, desc="evaluate", unit="file", disable=not progress)]
+    per_file = [
+        _score_pair(pair, settings, embeddings)
+        for pair in progress_bar(pairs, desc="evaluate", unit="file", disable=not progress)
+    ]
     result = _result(per_file, pairs, settings)
     if embeddings is not None:
-        result["fad"] = _fad_block(embeddings, sorted({p.group for p in pairs}),
-                                   [r for r in ROWS if any(r in e for e in per_file)])
+        result["fad"] = _fad_block(
+            embeddings, sorted({p.group for p in pairs}), [r for r in ROWS if any(r in e for e in per_file)]
+        )
     return _clean(result)
 
 
@@ -352,25 +385,35 @@ def _fmt(s: dict | None) -> str:
 def _fad_markdown(result: dict) -> list[str]:
     f = result["fad"]
     groups = list(result["groups"])
-    lines = [f"## FAD ({f['embedder']} embeddings)", "",
-             "| row | " + " | ".join(f"sub-FAD {g}" for g in groups) + " | sub-FAD mean | FAD all |",
-             "|---|" + "---|" * (len(groups) + 2)]
+    lines = [
+        f"## FAD ({f['embedder']} embeddings)",
+        "",
+        "| row | " + " | ".join(f"sub-FAD {g}" for g in groups) + " | sub-FAD mean | FAD all |",
+        "|---|" + "---|" * (len(groups) + 2),
+    ]
 
     def num(v: float | None) -> str:
         return "—" if v is None else f"{v:.4f}"
 
     for row, per in f["sub_fad"].items():
-        lines.append(f"| {row} | " + " | ".join(num(per.get(g)) for g in groups)
-                     + f" | {num(per.get('mean'))} | {num(f['fad'].get(row))} |")
+        lines.append(
+            f"| {row} | "
+            + " | ".join(num(per.get(g)) for g in groups)
+            + f" | {num(per.get('mean'))} | {num(f['fad'].get(row))} |"
+        )
     return lines + [""]
 
 
 def markdown(result: dict) -> str:
     """One table per group (and overall): rows = model/baselines, columns = metrics."""
     metrics = reported_metrics(result["settings"]["metrics"])
-    lines = ["# Evaluation", "",
-             f"{result['n_files']} files at {result['settings']['sample_rate']} Hz; "
-             f"{result['settings']['alignment']}. Cells: mean ± std [bootstrap 95 % CI] (n).", ""]
+    lines = [
+        "# Evaluation",
+        "",
+        f"{result['n_files']} files at {result['settings']['sample_rate']} Hz; "
+        f"{result['settings']['alignment']}. Cells: mean ± std [bootstrap 95 % CI] (n).",
+        "",
+    ]
     if any(m in MEL_METRICS for m in metrics):
         lines += [f"Log-Mel floor: {result['settings']['logmel_floor']}.", ""]
     sections = [(f"Stem / prompt: {g}", b) for g, b in result["groups"].items()] + [("Overall", result["overall"])]

@@ -7,8 +7,7 @@ from typing import Sequence
 import numpy as np
 
 
-def summarize(values: Sequence[float], *, n_boot: int = 1000, confidence: float = 0.95,
-              seed: int = 0) -> dict:
+def summarize(values: Sequence[float], *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
     """{mean, std, ci_low, ci_high, n} over the finite values (NaN = undefined, skipped).
 
     std is the sample standard deviation (ddof 1; 0 for one value). The interval is the percentile

@@ -26,7 +26,6 @@ from mgeldm.audio import SAMPLE_RATE, resample
 from mgeldm.errors import UserError
 from mgeldm.metrics.logmel import LogMelConfig, log_mel, mel_filterbank
 
-
 VGGISH_RATE = 16000  # VGGish's own input rate (its front end is defined at 16 kHz)
 
 
@@ -61,13 +60,18 @@ class VGGishNet(nn.Module):
                 layers += [nn.Conv2d(c_in, int(item), 3, padding=1), nn.ReLU(inplace=True)]
                 c_in = int(item)
         self.features = nn.Sequential(*layers)
-        self.embeddings = nn.Sequential(nn.Linear(512 * 4 * 6, 4096), nn.ReLU(inplace=True),
-                                        nn.Linear(4096, 4096), nn.ReLU(inplace=True),
-                                        nn.Linear(4096, 128), nn.ReLU(inplace=True))
+        self.embeddings = nn.Sequential(
+            nn.Linear(512 * 4 * 6, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, 128),
+            nn.ReLU(inplace=True),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)                     # (N, 512, 6, 4)
-        x = x.permute(0, 2, 3, 1).contiguous()   # channels last, as the TensorFlow original flattens
+        x = self.features(x)  # (N, 512, 6, 4)
+        x = x.permute(0, 2, 3, 1).contiguous()  # channels last, as the TensorFlow original flattens
         return self.embeddings(x.flatten(1))
 
 
@@ -77,8 +81,8 @@ def vggish_log_mel(audio16k: torch.Tensor) -> torch.Tensor:
     if audio16k.numel() < win + 95 * hop:
         audio16k = torch.nn.functional.pad(audio16k, (0, win + 95 * hop - audio16k.numel()))
     frames = audio16k.float().unfold(0, win, hop) * torch.hann_window(win, periodic=True)
-    spec = torch.fft.rfft(frames, n=n_fft).abs()                                   # (F, 257)
-    mel = spec @ mel_filterbank(VGGISH_RATE, n_fft, 64, 125.0, 7500.0).T          # (F, 64)
+    spec = torch.fft.rfft(frames, n=n_fft).abs()  # (F, 257)
+    mel = spec @ mel_filterbank(VGGISH_RATE, n_fft, 64, 125.0, 7500.0).T  # (F, 64)
     logmel = torch.log(mel + 0.01)
     m = logmel.shape[0] // 96
     return logmel[: m * 96].reshape(m, 1, 96, 64)
@@ -91,8 +95,10 @@ class VGGishEmbedder:
 
     def __init__(self, weights_path: str | None, *, device: str = "cpu") -> None:
         if not weights_path or not os.path.isfile(str(weights_path)):
-            raise UserError(f"VGGish weights file {weights_path!r} not found: give a local torch state-dict "
-                            "with +vggish_weights=PATH (nothing is downloaded)")
+            raise UserError(
+                f"VGGish weights file {weights_path!r} not found: give a local torch state-dict "
+                "with +vggish_weights=PATH (nothing is downloaded)"
+            )
         from mgeldm.checkpoints import load_weights, read_state_dict  # .safetensors or torch files
 
         sd = {k: v for k, v in read_state_dict(weights_path).items() if not k.startswith("pproc")}
@@ -135,15 +141,16 @@ class MelStatsEmbedder:
     sample_rate = SAMPLE_RATE
 
     def __init__(self, *, n_mels: int = 32, segment_seconds: float = 1.0) -> None:
-        self.cfg = LogMelConfig(sample_rate=self.sample_rate, n_fft=512, hop_length=160, win_length=400,
-                                n_mels=n_mels, f_min=30.0)
+        self.cfg = LogMelConfig(
+            sample_rate=self.sample_rate, n_fft=512, hop_length=160, win_length=400, n_mels=n_mels, f_min=30.0
+        )
         self.dim = 2 * n_mels
         self.segment = int(segment_seconds * self.sample_rate)
 
     @torch.no_grad()
     def embed(self, audio: torch.Tensor, sample_rate: int) -> np.ndarray:
         segs = _segments(resample(audio.reshape(-1).float(), sample_rate, self.sample_rate), self.segment)
-        lm = log_mel(segs, self.cfg)                                      # (M, n_mels, frames)
+        lm = log_mel(segs, self.cfg)  # (M, n_mels, frames)
         return torch.cat([lm.mean(-1), lm.std(-1)], dim=-1).numpy().astype(np.float32)
 
 
@@ -155,8 +162,10 @@ def build_fad_embedder(name: str, options: Mapping | None = None) -> Embedder:
     if name == "clap":
         node = options.get("conditioner")
         if not node:
-            raise UserError("FAD embedder clap: give the conditioner node (+fad.clap_conditioner=... or "
-                            "the configs/model/conditioner/laion_clap.yaml block)")
+            raise UserError(
+                "FAD embedder clap: give the conditioner node (+fad.clap_conditioner=... or "
+                "the configs/model/conditioner/laion_clap.yaml block)"
+            )
         return ClapEmbedder(node, device=options.get("device", "cpu"))
     if name == "melstats":
         return MelStatsEmbedder()

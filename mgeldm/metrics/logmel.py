@@ -20,7 +20,7 @@ mixture itself scores 1, lower is better.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Mapping
 
 import torch
@@ -39,9 +39,9 @@ class LogMelConfig:
     win_length: int = 1024
     n_mels: int = 80
     f_min: float = 0.0
-    f_max: float | None = None      # None: sample_rate / 2
+    f_max: float | None = None  # None: sample_rate / 2
     power: float = 1.0
-    floor: float = 1e-5             # the absolute floor: log10(max(mel, floor))
+    floor: float = 1e-5  # the absolute floor: log10(max(mel, floor))
     # the excerpt's floor: this many dB under its mixture's mel peak (never under ``floor``); None: ``floor`` alone
     floor_db_below_mix_peak: float | None = 60.0
 
@@ -72,8 +72,14 @@ def mel_to_hz(m: torch.Tensor) -> torch.Tensor:
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
     """Triangular filters on the HTK mel scale, (n_mels, n_fft // 2 + 1), peak value 1."""
     freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    edges = mel_to_hz(torch.linspace(float(hz_to_mel(torch.tensor(f_min))),
-                                     float(hz_to_mel(torch.tensor(f_max))), n_mels + 2, dtype=torch.float64))
+    edges = mel_to_hz(
+        torch.linspace(
+            float(hz_to_mel(torch.tensor(f_min))),
+            float(hz_to_mel(torch.tensor(f_max))),
+            n_mels + 2,
+            dtype=torch.float64,
+        )
+    )
     lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     up = (freqs[None] - lower) / (center - lower)
     down = (upper - freqs[None]) / (upper - center)
@@ -85,12 +91,25 @@ def mel_magnitudes(audio: torch.Tensor, cfg: LogMelConfig = LogMelConfig()) -> t
     shape = audio.shape[:-1]
     x = audio.reshape(-1, audio.shape[-1]).float()
     window = torch.hann_window(cfg.win_length, periodic=True, device=x.device)
-    spec = torch.stft(x, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length, window=window,
-                      center=True, pad_mode="reflect", return_complex=True).abs()
+    spec = torch.stft(
+        x,
+        cfg.n_fft,
+        hop_length=cfg.hop_length,
+        win_length=cfg.win_length,
+        window=window,
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    ).abs()
     if cfg.power != 1.0:
-        spec = spec ** cfg.power
-    fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.f_min),
-                        float(cfg.f_max if cfg.f_max is not None else cfg.sample_rate / 2)).to(x.device)
+        spec = spec**cfg.power
+    fb = mel_filterbank(
+        cfg.sample_rate,
+        cfg.n_fft,
+        cfg.n_mels,
+        float(cfg.f_min),
+        float(cfg.f_max if cfg.f_max is not None else cfg.sample_rate / 2),
+    ).to(x.device)
     mel = torch.einsum("mf,bft->bmt", fb, spec)
     return mel.reshape(*shape, *mel.shape[-2:])
 
@@ -111,8 +130,9 @@ def floored_log(mel: torch.Tensor, floor: torch.Tensor | float) -> torch.Tensor:
     return torch.log10(torch.maximum(mel, torch.as_tensor(floor, dtype=mel.dtype, device=mel.device)))
 
 
-def log_mel(audio: torch.Tensor, cfg: LogMelConfig = LogMelConfig(), floor: torch.Tensor | float | None = None
-            ) -> torch.Tensor:
+def log_mel(
+    audio: torch.Tensor, cfg: LogMelConfig = LogMelConfig(), floor: torch.Tensor | float | None = None
+) -> torch.Tensor:
     """(..., T) float audio -> (..., n_mels, frames) log10 mel spectrogram, floored at ``floor`` (an excerpt's,
     :func:`excerpt_floor`) or, when None, at the absolute ``cfg.floor`` (a signal alone knows no excerpt)."""
     return floored_log(mel_magnitudes(audio, cfg), cfg.floor if floor is None else floor)
@@ -124,8 +144,12 @@ def mel_l1(estimate_mel: torch.Tensor, reference_mel: torch.Tensor, floor: torch
     return (floored_log(estimate_mel, floor) - floored_log(reference_mel, floor)).abs().mean(dim=(-2, -1))
 
 
-def logmel_l1(estimate: torch.Tensor, reference: torch.Tensor, cfg: LogMelConfig = LogMelConfig(),
-              mixture: torch.Tensor | None = None) -> torch.Tensor:
+def logmel_l1(
+    estimate: torch.Tensor,
+    reference: torch.Tensor,
+    cfg: LogMelConfig = LogMelConfig(),
+    mixture: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean |log_mel(estimate) - log_mel(reference)| over bands and frames; (..., T) -> (...).
 
     Both are floored at the excerpt's floor: that of ``mixture`` (same shape), else of ``reference``."""
@@ -142,8 +166,9 @@ def ratio_to_baseline(distance: float, baseline_distance: float) -> float:
     return float(distance) / max(float(baseline_distance), RATIO_FLOOR)
 
 
-def logmel_l1_ratio_vs_mix(estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Tensor,
-                           cfg: LogMelConfig = LogMelConfig()) -> float:
+def logmel_l1_ratio_vs_mix(
+    estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Tensor, cfg: LogMelConfig = LogMelConfig()
+) -> float:
     """Log-Mel L1(estimate, reference) / Log-Mel L1(mixture, reference), the three trimmed to the shortest and
     floored at the mixture's floor."""
     n = min(estimate.shape[-1], reference.shape[-1], mixture.shape[-1])

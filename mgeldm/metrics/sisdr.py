@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-SILENCE_ENERGY = 1e-10   # signals with less total energy than this are treated as silent
+SILENCE_ENERGY = 1e-10  # signals with less total energy than this are treated as silent
 
 
 def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, *, zero_mean: bool = True) -> torch.Tensor:
@@ -31,7 +31,8 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, *, zero_mean: bool =
     return torch.where(undefined, torch.full_like(out, float("nan")), out).to(estimate.dtype)
 
 
-def si_sdr_improvement(estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Tensor,
-                       *, zero_mean: bool = True) -> torch.Tensor:
+def si_sdr_improvement(
+    estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Tensor, *, zero_mean: bool = True
+) -> torch.Tensor:
     """SI-SDRi = SI-SDR(estimate, reference) - SI-SDR(mixture, reference), in dB."""
     return si_sdr(estimate, reference, zero_mean=zero_mean) - si_sdr(mixture, reference, zero_mean=zero_mean)

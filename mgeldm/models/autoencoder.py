@@ -1,4 +1,5 @@
-"""The Oobleck-style VAE (docs/compatibility.md#the-autoencoder): encoder, VAE bottleneck, decoder, and the frozen pretransform.
+"""The Oobleck-style VAE (docs/compatibility.md#the-autoencoder): encoder, VAE bottleneck, decoder, and the frozen
+pretransform.
 
 State-dict keys are those of the original (``encoder.layers.i...``, ``decoder.layers.i...``, with
 ``weight_g`` / ``weight_v`` for every convolution), so its checkpoints load strictly.
@@ -90,8 +91,7 @@ class EncoderBlock(nn.Module):
             ResidualUnit(in_channels, 3, use_snake),
             ResidualUnit(in_channels, 9, use_snake),
             _activation(use_snake, in_channels),
-            WNConv1d(in_channels, out_channels, kernel_size=2 * stride, stride=stride,
-                     padding=math.ceil(stride / 2)),
+            WNConv1d(in_channels, out_channels, kernel_size=2 * stride, stride=stride, padding=math.ceil(stride / 2)),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -105,8 +105,9 @@ class DecoderBlock(nn.Module):
         super().__init__()
         self.layers = nn.Sequential(
             _activation(use_snake, in_channels),
-            WNConvTranspose1d(in_channels, out_channels, kernel_size=2 * stride, stride=stride,
-                              padding=math.ceil(stride / 2)),
+            WNConvTranspose1d(
+                in_channels, out_channels, kernel_size=2 * stride, stride=stride, padding=math.ceil(stride / 2)
+            ),
             ResidualUnit(out_channels, 1, use_snake),
             ResidualUnit(out_channels, 3, use_snake),
             ResidualUnit(out_channels, 9, use_snake),
@@ -119,14 +120,20 @@ class DecoderBlock(nn.Module):
 class OobleckEncoder(nn.Module):
     """``layers``: WNConv1d(k7) · EncoderBlock × len(strides) · act · WNConv1d(k3) → ``latent_dim`` channels."""
 
-    def __init__(self, in_channels: int, channels: int, latent_dim: int, c_mults: Sequence[int],
-                 strides: Sequence[int], use_snake: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        latent_dim: int,
+        c_mults: Sequence[int],
+        strides: Sequence[int],
+        use_snake: bool = True,
+    ) -> None:
         super().__init__()
         widths = [channels * m for m in [1, *c_mults]]
         layers: list[nn.Module] = [WNConv1d(in_channels, widths[0], kernel_size=7, padding=3)]
         layers += [EncoderBlock(widths[i], widths[i + 1], strides[i], use_snake) for i in range(len(strides))]
-        layers += [_activation(use_snake, widths[-1]),
-                   WNConv1d(widths[-1], latent_dim, kernel_size=3, padding=1)]
+        layers += [_activation(use_snake, widths[-1]), WNConv1d(widths[-1], latent_dim, kernel_size=3, padding=1)]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -136,16 +143,27 @@ class OobleckEncoder(nn.Module):
 class OobleckDecoder(nn.Module):
     """``layers``: WNConv1d(k7) · DecoderBlock × len(strides) · act · WNConv1d(k7, no bias) · Tanh/Identity."""
 
-    def __init__(self, out_channels: int, channels: int, latent_dim: int, c_mults: Sequence[int],
-                 strides: Sequence[int], use_snake: bool = True, final_tanh: bool = False) -> None:
+    def __init__(
+        self,
+        out_channels: int,
+        channels: int,
+        latent_dim: int,
+        c_mults: Sequence[int],
+        strides: Sequence[int],
+        use_snake: bool = True,
+        final_tanh: bool = False,
+    ) -> None:
         super().__init__()
         widths = [channels * m for m in [1, *c_mults]]
         layers: list[nn.Module] = [WNConv1d(latent_dim, widths[-1], kernel_size=7, padding=3)]
-        layers += [DecoderBlock(widths[i], widths[i - 1], strides[i - 1], use_snake)
-                   for i in range(len(strides), 0, -1)]
-        layers += [_activation(use_snake, widths[0]),
-                   WNConv1d(widths[0], out_channels, kernel_size=7, padding=3, bias=False),
-                   nn.Tanh() if final_tanh else nn.Identity()]
+        layers += [
+            DecoderBlock(widths[i], widths[i - 1], strides[i - 1], use_snake) for i in range(len(strides), 0, -1)
+        ]
+        layers += [
+            _activation(use_snake, widths[0]),
+            WNConv1d(widths[0], out_channels, kernel_size=7, padding=3, bias=False),
+            nn.Tanh() if final_tanh else nn.Identity(),
+        ]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -164,8 +182,9 @@ def vae_kl(mean: Tensor, std: Tensor) -> Tensor:
 class VAEBottleneck(nn.Module):
     """Splits ``2C`` channels into mean μ and scale s; σ = softplus(s) + 1e-4; z = μ + σ·ε (or μ)."""
 
-    def encode(self, x: Tensor, return_info: bool = False, sample: bool = True,
-               generator: torch.Generator | None = None) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    def encode(
+        self, x: Tensor, return_info: bool = False, sample: bool = True, generator: torch.Generator | None = None
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         mean, scale = x.chunk(2, dim=1)
         std = F.softplus(scale) + _STD_FLOOR
         if sample:
@@ -194,9 +213,18 @@ def _sub_batches(x: Tensor, size: int | bool | None) -> Iterator[Tensor]:
 class AudioAutoencoder(nn.Module):
     """Encoder + VAE bottleneck + decoder with the original's module names."""
 
-    def __init__(self, encoder: OobleckEncoder, decoder: OobleckDecoder, bottleneck: VAEBottleneck, *,
-                 latent_dim: int, downsampling_ratio: int, io_channels: int,
-                 sample_rate: int = DEFAULT_SAMPLE_RATE, soft_clip: bool = False) -> None:
+    def __init__(
+        self,
+        encoder: OobleckEncoder,
+        decoder: OobleckDecoder,
+        bottleneck: VAEBottleneck,
+        *,
+        latent_dim: int,
+        downsampling_ratio: int,
+        io_channels: int,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
+        soft_clip: bool = False,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -210,40 +238,60 @@ class AudioAutoencoder(nn.Module):
     # -- checks ------------------------------------------------------------------------------
     def _check_audio(self, audio: Tensor, what: str) -> None:
         if audio.dim() != 3 or audio.shape[1] != self.io_channels:
-            raise ValueError(f"{what}: expected audio of shape (batch, {self.io_channels}, samples), "
-                             f"got {tuple(audio.shape)}")
+            raise ValueError(
+                f"{what}: expected audio of shape (batch, {self.io_channels}, samples), got {tuple(audio.shape)}"
+            )
         if audio.shape[-1] == 0 or audio.shape[-1] % self.downsampling_ratio:
-            raise ValueError(f"{what}: audio length {audio.shape[-1]} is not a positive multiple of the "
-                             f"autoencoder's downsampling ratio {self.downsampling_ratio}; pad it first")
+            raise ValueError(
+                f"{what}: audio length {audio.shape[-1]} is not a positive multiple of the "
+                f"autoencoder's downsampling ratio {self.downsampling_ratio}; pad it first"
+            )
 
     def _check_latents(self, z: Tensor, what: str) -> None:
         if z.dim() != 3 or z.shape[1] != self.latent_dim or z.shape[-1] == 0:
-            raise ValueError(f"{what}: expected latents of shape (batch, {self.latent_dim}, frames), "
-                             f"got {tuple(z.shape)}")
+            raise ValueError(
+                f"{what}: expected latents of shape (batch, {self.latent_dim}, frames), got {tuple(z.shape)}"
+            )
 
     # -- one pass ----------------------------------------------------------------------------
-    def encode(self, audio: Tensor, return_info: bool = False, sample: bool = True,
-               generator: torch.Generator | None = None, iterate_batch: int | bool | None = None
-               ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    def encode(
+        self,
+        audio: Tensor,
+        return_info: bool = False,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+        iterate_batch: int | bool | None = None,
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """Audio → latents (a VAE sample, or the mean with ``sample=False``), plus
         ``{"kl", "mean", "std"}`` with ``return_info``. ``iterate_batch=n`` runs the encoder n items at a time."""
         self._check_audio(audio, "AudioAutoencoder.encode")
-        raw = torch.cat([self.encoder(a) for a in _sub_batches(audio, iterate_batch)]) if iterate_batch \
+        raw = (
+            torch.cat([self.encoder(a) for a in _sub_batches(audio, iterate_batch)])
+            if iterate_batch
             else self.encoder(audio)
+        )
         return self.bottleneck.encode(raw, return_info=return_info, sample=sample, generator=generator)
 
     def decode(self, z: Tensor, iterate_batch: int | bool | None = None) -> Tensor:
         """Latents ``(B, latent_dim, T)`` → audio ``(B, io_channels, T * ratio)``."""
         self._check_latents(z, "AudioAutoencoder.decode")
         z = self.bottleneck.decode(z)
-        out = torch.cat([self.decoder(b) for b in _sub_batches(z, iterate_batch)]) if iterate_batch \
-            else self.decoder(z)
+        out = torch.cat([self.decoder(b) for b in _sub_batches(z, iterate_batch)]) if iterate_batch else self.decoder(z)
         return torch.tanh(out) if self.soft_clip else out
 
     # -- long inputs -------------------------------------------------------------------------
-    def encode_audio(self, audio: Tensor, *, sample: bool = False, generator: torch.Generator | None = None,
-                     chunked: bool = False, chunk_size: int = 128, overlap: int = 4, max_batch_size: int = 1,
-                     iterate_batch: int | bool | None = None) -> Tensor:
+    def encode_audio(
+        self,
+        audio: Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        chunked: bool = False,
+        chunk_size: int = 128,
+        overlap: int = 4,
+        max_batch_size: int = 1,
+        iterate_batch: int | bool | None = None,
+    ) -> Tensor:
         """Encode audio of any length that is a multiple of the ratio, optionally in cross-faded chunks.
 
         ``chunk_size`` / ``overlap`` are in latent frames. Returns the mean unless ``sample=True``.
@@ -256,18 +304,46 @@ class AudioAutoencoder(nn.Module):
         def encode_chunks(chunks: Tensor) -> Tensor:
             return self.encode(chunks, sample=sample, generator=generator)
 
-        return _chunked(audio, audio.shape[-1] // r, chunk_size, overlap, r, 1, encode_chunks, max_batch_size,
-                        pad_mode="constant", whole=lambda: encode_chunks(audio))
+        return _chunked(
+            audio,
+            audio.shape[-1] // r,
+            chunk_size,
+            overlap,
+            r,
+            1,
+            encode_chunks,
+            max_batch_size,
+            pad_mode="constant",
+            whole=lambda: encode_chunks(audio),
+        )
 
-    def decode_audio(self, z: Tensor, *, chunked: bool = False, chunk_size: int = 128, overlap: int = 4,
-                     max_batch_size: int = 1, iterate_batch: int | bool | None = None) -> Tensor:
+    def decode_audio(
+        self,
+        z: Tensor,
+        *,
+        chunked: bool = False,
+        chunk_size: int = 128,
+        overlap: int = 4,
+        max_batch_size: int = 1,
+        iterate_batch: int | bool | None = None,
+    ) -> Tensor:
         """Decode latents, optionally in cross-faded chunks (memory bounded by ``chunk_size``)."""
         self._check_latents(z, "AudioAutoencoder.decode_audio")
         if not chunked:
             return self.decode(z, iterate_batch=iterate_batch)
         r = self.downsampling_ratio
-        return _chunked(z, z.shape[-1], chunk_size, overlap, 1, r, self.decode, max_batch_size,
-                        pad_mode="reflect", whole=lambda: self.decode(z))
+        return _chunked(
+            z,
+            z.shape[-1],
+            chunk_size,
+            overlap,
+            1,
+            r,
+            self.decode,
+            max_batch_size,
+            pad_mode="reflect",
+            whole=lambda: self.decode(z),
+        )
 
     # -- inference helpers -------------------------------------------------------------------
     def fold_weight_norm(self) -> AudioAutoencoder:
@@ -287,9 +363,19 @@ class AudioAutoencoder(nn.Module):
         return self
 
 
-def _chunked(x: Tensor, frames: int, chunk_size: int, overlap: int, in_per_frame: int, out_per_frame: int,
-             fn: Callable[[Tensor], Tensor], max_batch_size: int, *, pad_mode: str,
-             whole: Callable[[], Tensor]) -> Tensor:
+def _chunked(
+    x: Tensor,
+    frames: int,
+    chunk_size: int,
+    overlap: int,
+    in_per_frame: int,
+    out_per_frame: int,
+    fn: Callable[[Tensor], Tensor],
+    max_batch_size: int,
+    *,
+    pad_mode: str,
+    whole: Callable[[], Tensor],
+) -> Tensor:
     """Run ``fn`` over windows of ``chunk_size`` frames of ``x`` and overlap-add the cross-faded results.
 
     ``x`` holds ``frames * in_per_frame`` steps on its last axis, ``fn`` maps ``n`` frames of input to
@@ -297,12 +383,7 @@ def _chunked(x: Tensor, frames: int, chunk_size: int, overlap: int, in_per_frame
     output is cut back to ``frames * out_per_frame``. With a single window, ``whole()`` is used instead:
     one window needs as much memory as one pass, and this avoids decoding artificial padding.
     """
-    if chunk_size < 1 or not 0 <= 2 * overlap <= chunk_size:
-        # With 2 * overlap > chunk_size a frame lies under three windows and the fades no longer sum to 1.
-        raise ValueError(f"chunked AE: need chunk_size >= 1 and 0 <= 2 * overlap <= chunk_size, "
-                         f"got chunk_size={chunk_size}, overlap={overlap}")
-    if max_batch_size < 1:
-        raise ValueError(f"chunked AE: max_batch_size must be >= 1, got {max_batch_size}")
+    _check_chunking(chunk_size, overlap, max_batch_size)
     hop = chunk_size - overlap
     n_chunks = max(1, math.ceil((frames - chunk_size) / hop) + 1)
     if n_chunks == 1:
@@ -312,14 +393,15 @@ def _chunked(x: Tensor, frames: int, chunk_size: int, overlap: int, in_per_frame
         x = F.pad(x, (0, pad), mode=pad_mode)
 
     bsz = x.shape[0]
-    layout = _ChunkLayout(n_chunks, frames * out_per_frame, chunk_size * out_per_frame, hop * out_per_frame,
-                          overlap * out_per_frame)
+    layout = _ChunkLayout(
+        n_chunks, frames * out_per_frame, chunk_size * out_per_frame, hop * out_per_frame, overlap * out_per_frame
+    )
     out: Tensor | None = None
     # Each forward sees at most max_batch_size windows: whole chunks across the batch when they fit.
     chunks_per_call = max(1, max_batch_size // bsz)
     for first in range(0, n_chunks, chunks_per_call):
         group = range(first, min(first + chunks_per_call, n_chunks))
-        stacked = torch.cat([x[..., i * hop * in_per_frame:(i * hop + chunk_size) * in_per_frame] for i in group])
+        stacked = torch.cat([x[..., i * hop * in_per_frame : (i * hop + chunk_size) * in_per_frame] for i in group])
         if stacked.shape[0] <= max_batch_size:
             y = fn(stacked)  # (len(group) * B, C, span), chunk-major
         else:
@@ -329,6 +411,18 @@ def _chunked(x: Tensor, frames: int, chunk_size: int, overlap: int, in_per_frame
         layout.add(out, y, group)
     assert out is not None
     return out
+
+
+def _check_chunking(chunk_size: int, overlap: int, max_batch_size: int) -> None:
+    """Reject window settings :func:`_chunked` cannot tile and cross-fade."""
+    if chunk_size < 1 or not 0 <= 2 * overlap <= chunk_size:
+        # With 2 * overlap > chunk_size a frame lies under three windows and the fades no longer sum to 1.
+        raise ValueError(
+            f"chunked AE: need chunk_size >= 1 and 0 <= 2 * overlap <= chunk_size, "
+            f"got chunk_size={chunk_size}, overlap={overlap}"
+        )
+    if max_batch_size < 1:
+        raise ValueError(f"chunked AE: max_batch_size must be >= 1, got {max_batch_size}")
 
 
 class _ChunkLayout:
@@ -341,7 +435,7 @@ class _ChunkLayout:
     def _fade(self, y: Tensor) -> tuple[Tensor, Tensor]:
         if self.fades is None:
             win = torch.bartlett_window(2 * self.ramp, device=y.device, dtype=torch.float32).to(y.dtype)
-            self.fades = (win[:self.ramp], win[self.ramp:])
+            self.fades = (win[: self.ramp], win[self.ramp :])
         return self.fades
 
     def add(self, out: Tensor, y: Tensor, group: range) -> None:
@@ -349,14 +443,14 @@ class _ChunkLayout:
         bsz, ramp, span = out.shape[0], self.ramp, self.span
         fade_in, fade_out = self._fade(y) if ramp else (y.new_ones(0), y.new_ones(0))
         for k, i in enumerate(group):
-            yi, head = y[k * bsz:(k + 1) * bsz], i * self.step
+            yi, head = y[k * bsz : (k + 1) * bsz], i * self.step
             lo = ramp if i > 0 else 0
             hi = span - ramp if i < self.n_chunks - 1 else self.total - head  # only the last window can stick out
             if lo:
-                out[..., head:head + lo] += yi[..., :lo] * fade_in
-            out[..., head + lo:head + hi] += yi[..., lo:hi]
+                out[..., head : head + lo] += yi[..., :lo] * fade_in
+            out[..., head + lo : head + hi] += yi[..., lo:hi]
             if i < self.n_chunks - 1 and ramp:
-                out[..., head + hi:head + span] += yi[..., hi:] * fade_out
+                out[..., head + hi : head + span] += yi[..., hi:] * fade_out
 
 
 # ----------------------------------------------------------------------------- pretransform
@@ -370,9 +464,18 @@ class AutoencoderPretransform(nn.Module):
     The inner model stays in eval mode even when the parent is put in training mode.
     """
 
-    def __init__(self, model: AudioAutoencoder, *, scale: float = 1.0, model_half: bool = False,
-                 iterate_batch: int | bool = False, chunked: bool = False, enable_grad: bool = False,
-                 fold: bool = True, fuse: bool = False) -> None:
+    def __init__(
+        self,
+        model: AudioAutoencoder,
+        *,
+        scale: float = 1.0,
+        model_half: bool = False,
+        iterate_batch: int | bool = False,
+        chunked: bool = False,
+        enable_grad: bool = False,
+        fold: bool = True,
+        fuse: bool = False,
+    ) -> None:
         super().__init__()
         self.model = model
         self.scale = float(scale)
@@ -401,13 +504,26 @@ class AutoencoderPretransform(nn.Module):
     def _grad(self) -> Any:
         return nullcontext() if self.enable_grad else torch.no_grad()
 
-    def encode(self, audio: Tensor, *, sample: bool = False, generator: torch.Generator | None = None,
-               chunked: bool | None = None, **chunk_kwargs: Any) -> Tensor:
+    def encode(
+        self,
+        audio: Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        chunked: bool | None = None,
+        **chunk_kwargs: Any,
+    ) -> Tensor:
         """Audio ``(B, io_channels, L)`` → latents ``(B, C, L / ratio)`` divided by ``scale``."""
         chunked = self.chunked if chunked is None else chunked
         with self._grad():
-            z = self.model.encode_audio(audio.to(self._dtype()), sample=sample, generator=generator,
-                                        chunked=chunked, iterate_batch=self.iterate_batch, **chunk_kwargs)
+            z = self.model.encode_audio(
+                audio.to(self._dtype()),
+                sample=sample,
+                generator=generator,
+                chunked=chunked,
+                iterate_batch=self.iterate_batch,
+                **chunk_kwargs,
+            )
         z = z.to(audio.dtype) if audio.is_floating_point() else z.float()
         return z / self.scale if self.scale != 1.0 else z
 
@@ -416,8 +532,9 @@ class AutoencoderPretransform(nn.Module):
         chunked = self.chunked if chunked is None else chunked
         x = z * self.scale if self.scale != 1.0 else z
         with self._grad():
-            out = self.model.decode_audio(x.to(self._dtype()), chunked=chunked, iterate_batch=self.iterate_batch,
-                                          **chunk_kwargs)
+            out = self.model.decode_audio(
+                x.to(self._dtype()), chunked=chunked, iterate_batch=self.iterate_batch, **chunk_kwargs
+            )
         return out.to(z.dtype)
 
 
@@ -435,8 +552,9 @@ def _node(cfg: Mapping[str, Any], key: str, where: str) -> Any:
 def _check_keys(cfg: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(cfg) - allowed)
     if unknown:
-        raise UserError(f"autoencoder config: unknown key(s) {unknown} in `{where}` "
-                        f"(expected some of {sorted(allowed)})")
+        raise UserError(
+            f"autoencoder config: unknown key(s) {unknown} in `{where}` (expected some of {sorted(allowed)})"
+        )
 
 
 def _int_list(value: Any, where: str) -> list[int]:
@@ -449,12 +567,21 @@ def _int_list(value: Any, where: str) -> list[int]:
     return out
 
 
-_NET_KEYS = {"channels", "c_mults", "strides", "latent_dim", "use_snake", "requires_grad",
-             "antialias_activation"}
+_NET_KEYS = {"channels", "c_mults", "strides", "latent_dim", "use_snake", "requires_grad", "antialias_activation"}
 _ENC_KEYS = _NET_KEYS | {"in_channels"}
 _DEC_KEYS = _NET_KEYS | {"out_channels", "final_tanh", "soft_clip", "use_nearest_upsample"}
-_AE_KEYS = {"encoder", "decoder", "bottleneck", "latent_dim", "downsampling_ratio", "io_channels", "sample_rate",
-            "in_channels", "out_channels", "pretransform"}
+_AE_KEYS = {
+    "encoder",
+    "decoder",
+    "bottleneck",
+    "latent_dim",
+    "downsampling_ratio",
+    "io_channels",
+    "sample_rate",
+    "in_channels",
+    "out_channels",
+    "pretransform",
+}
 
 
 def _net_args(cfg: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -463,13 +590,39 @@ def _net_args(cfg: Mapping[str, Any], where: str) -> dict[str, Any]:
     if len(c_mults) != len(strides):
         raise UserError(f"autoencoder config: `{where}.c_mults` and `{where}.strides` must have the same length")
     if any(s % 2 for s in strides):
-        raise UserError(f"autoencoder config: `{where}.strides` must all be even (got {strides}); odd strides "
-                        "do not divide/multiply lengths exactly")
+        raise UserError(
+            f"autoencoder config: `{where}.strides` must all be even (got {strides}); odd strides "
+            "do not divide/multiply lengths exactly"
+        )
     for flag in ("antialias_activation", "use_nearest_upsample"):
         if cfg.get(flag, False):
             raise UserError(f"autoencoder config: `{where}.{flag}: true` is not supported (the original never uses it)")
-    return {"channels": int(_node(cfg, "channels", where)), "latent_dim": int(_node(cfg, "latent_dim", where)),
-            "c_mults": c_mults, "strides": strides, "use_snake": bool(cfg.get("use_snake", False))}
+    return {
+        "channels": int(_node(cfg, "channels", where)),
+        "latent_dim": int(_node(cfg, "latent_dim", where)),
+        "c_mults": c_mults,
+        "strides": strides,
+        "use_snake": bool(cfg.get("use_snake", False)),
+    }
+
+
+def _check_latent_shape(enc: Mapping[str, Any], dec: Mapping[str, Any], latent_dim: int, ratio: int) -> None:
+    """Check the encoder/decoder arguments (from :func:`_net_args`) against ``latent_dim`` and
+    ``downsampling_ratio``."""
+    if enc["latent_dim"] != 2 * latent_dim:
+        raise UserError(
+            f"autoencoder config: `encoder.latent_dim` must be 2 * latent_dim = {2 * latent_dim} "
+            f"(mean and scale), got {enc['latent_dim']}"
+        )
+    if dec["latent_dim"] != latent_dim:
+        raise UserError(
+            f"autoencoder config: `decoder.latent_dim` must equal latent_dim = {latent_dim}, got {dec['latent_dim']}"
+        )
+    if math.prod(enc["strides"]) != ratio or math.prod(dec["strides"]) != ratio:
+        raise UserError(
+            f"autoencoder config: `downsampling_ratio` {ratio} must equal the product of the "
+            f"encoder strides {enc['strides']} and of the decoder strides {dec['strides']}"
+        )
 
 
 def build_autoencoder(cfg: Mapping[str, Any]) -> AudioAutoencoder:
@@ -490,26 +643,27 @@ def build_autoencoder(cfg: Mapping[str, Any]) -> AudioAutoencoder:
     io_channels = int(_node(cfg, "io_channels", "autoencoder"))
     ratio = int(_node(cfg, "downsampling_ratio", "autoencoder"))
     enc, dec = _net_args(enc_cfg, "autoencoder.encoder"), _net_args(dec_cfg, "autoencoder.decoder")
-    if enc["latent_dim"] != 2 * latent_dim:
-        raise UserError(f"autoencoder config: `encoder.latent_dim` must be 2 * latent_dim = {2 * latent_dim} "
-                        f"(mean and scale), got {enc['latent_dim']}")
-    if dec["latent_dim"] != latent_dim:
-        raise UserError(f"autoencoder config: `decoder.latent_dim` must equal latent_dim = {latent_dim}, "
-                        f"got {dec['latent_dim']}")
-    if math.prod(enc["strides"]) != ratio or math.prod(dec["strides"]) != ratio:
-        raise UserError(f"autoencoder config: `downsampling_ratio` {ratio} must equal the product of the "
-                        f"encoder strides {enc['strides']} and of the decoder strides {dec['strides']}")
+    _check_latent_shape(enc, dec, latent_dim, ratio)
     in_channels = int(enc_cfg.get("in_channels", io_channels))
     out_channels = int(dec_cfg.get("out_channels", io_channels))
     if in_channels != io_channels or out_channels != io_channels:
-        raise UserError(f"autoencoder config: encoder.in_channels ({in_channels}) and decoder.out_channels "
-                        f"({out_channels}) must equal io_channels ({io_channels})")
+        raise UserError(
+            f"autoencoder config: encoder.in_channels ({in_channels}) and decoder.out_channels "
+            f"({out_channels}) must equal io_channels ({io_channels})"
+        )
 
     encoder = OobleckEncoder(in_channels=in_channels, **enc)
     decoder = OobleckDecoder(out_channels=out_channels, final_tanh=bool(dec_cfg.get("final_tanh", False)), **dec)
-    model = AudioAutoencoder(encoder, decoder, VAEBottleneck(), latent_dim=latent_dim, downsampling_ratio=ratio,
-                             io_channels=io_channels, sample_rate=int(cfg.get("sample_rate", DEFAULT_SAMPLE_RATE)),
-                             soft_clip=bool(dec_cfg.get("soft_clip", False)))
+    model = AudioAutoencoder(
+        encoder,
+        decoder,
+        VAEBottleneck(),
+        latent_dim=latent_dim,
+        downsampling_ratio=ratio,
+        io_channels=io_channels,
+        sample_rate=int(cfg.get("sample_rate", DEFAULT_SAMPLE_RATE)),
+        soft_clip=bool(dec_cfg.get("soft_clip", False)),
+    )
     for part, part_cfg in ((encoder, enc_cfg), (decoder, dec_cfg)):
         if not part_cfg.get("requires_grad", True):
             part.requires_grad_(False)
@@ -519,8 +673,9 @@ def build_autoencoder(cfg: Mapping[str, Any]) -> AudioAutoencoder:
 _PRE_KEYS = {"iterate_batch", "scale", "model_half", "chunked", "enable_grad", "autoencoder", "ae_config", "type"}
 
 
-def build_pretransform(cfg: Mapping[str, Any], ae_cfg: Mapping[str, Any], *, fold: bool = True,
-                       fuse: bool = False) -> AutoencoderPretransform:
+def build_pretransform(
+    cfg: Mapping[str, Any], ae_cfg: Mapping[str, Any], *, fold: bool = True, fuse: bool = False
+) -> AutoencoderPretransform:
     """Build the frozen pretransform: ``cfg`` = the ``pretransform`` block (scale, model_half,
     iterate_batch, chunked, enable_grad; a nested ``autoencoder``/``ae_config`` is ignored here),
     ``ae_cfg`` = the autoencoder block. ``fold`` caches the weight-normed weights; ``fuse`` compiles
@@ -534,7 +689,12 @@ def build_pretransform(cfg: Mapping[str, Any], ae_cfg: Mapping[str, Any], *, fol
     if iterate_batch and int(iterate_batch) < 1:
         raise UserError("pretransform config: `iterate_batch` must be false, true or a positive sub-batch size")
     return AutoencoderPretransform(
-        build_autoencoder(ae_cfg), scale=float(cfg.get("scale", 1.0)), model_half=bool(cfg.get("model_half", False)),
-        iterate_batch=int(iterate_batch) if iterate_batch else False, chunked=bool(cfg.get("chunked", False)),
-        enable_grad=bool(cfg.get("enable_grad", False)), fold=fold, fuse=fuse,
+        build_autoencoder(ae_cfg),
+        scale=float(cfg.get("scale", 1.0)),
+        model_half=bool(cfg.get("model_half", False)),
+        iterate_batch=int(iterate_batch) if iterate_batch else False,
+        chunked=bool(cfg.get("chunked", False)),
+        enable_grad=bool(cfg.get("enable_grad", False)),
+        fold=fold,
+        fuse=fuse,
     )

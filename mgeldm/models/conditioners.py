@@ -38,13 +38,13 @@ class Conditioner(Protocol):
         """(N, dim), L2-normalised (a conditioner may scale it by a constant), cached per prompt."""
         ...
 
-    def embed_audio(self, audio: torch.Tensor, sample_rate: int, *, generator: torch.Generator | None = None
-                    ) -> torch.Tensor:
+    def embed_audio(
+        self, audio: torch.Tensor, sample_rate: int, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """(N, L) or (L,) waveform at ``sample_rate`` -> (N, dim)."""
         ...
 
-    def to(self, device=None, dtype=None) -> "Conditioner":
-        ...
+    def to(self, device=None, dtype=None) -> "Conditioner": ...
 
 
 class PromptEmbeddingCache:
@@ -164,9 +164,15 @@ class SentenceEncoder:
 
     sample_rate = None
 
-    def __init__(self, model_path: str | os.PathLike | None = None, *, max_length: int = 256,
-                 text_cache_size: int = 4096, output_scale: float = 1.0,
-                 device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        *,
+        max_length: int = 256,
+        text_cache_size: int = 4096,
+        output_scale: float = 1.0,
+        device: str | torch.device = "cpu",
+    ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         if not output_scale > 0:
@@ -275,8 +281,10 @@ class EmbeddingTable:
 
         self.path = table_file(path)
         if not self.path.is_file():
-            raise UserError(f"embedding_table {path}: no such file (a relative path is read from the current "
-                            f"folder or from {PACKAGE_PARENT})")
+            raise UserError(
+                f"embedding_table {path}: no such file (a relative path is read from the current "
+                f"folder or from {PACKAGE_PARENT})"
+            )
         try:
             with np.load(self.path, allow_pickle=False) as f:
                 fmt, texts, emb = str(f["format"]), [str(t) for t in f["texts"]], f["embeddings"]
@@ -294,8 +302,10 @@ class EmbeddingTable:
             raise TypeError("embed_text expects a list of prompts, got a single string")
         missing = [t for t in texts if t not in self.rows]
         if missing:
-            raise UserError(f"embedding_table {self.path}: no embedding for {missing[0]!r} "
-                            f"({len(missing)} missing); rebuild the table with this text")
+            raise UserError(
+                f"embedding_table {self.path}: no embedding for {missing[0]!r} "
+                f"({len(missing)} missing); rebuild the table with this text"
+            )
         if not texts:
             return self.table.new_zeros(0, self.dim)
         return self.table[[self.rows[t] for t in texts]]

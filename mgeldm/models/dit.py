@@ -187,8 +187,9 @@ class TransformerBlock(nn.Module):
 class ContinuousTransformer(nn.Module):
     """project_in -> prepend tokens -> blocks -> project_out (keys ``transformer.*``)."""
 
-    def __init__(self, dim_in: int, dim: int, depth: int, num_heads: int, num_groups: int,
-                 conv_kernel: int = 0) -> None:
+    def __init__(
+        self, dim_in: int, dim: int, depth: int, num_heads: int, num_groups: int, conv_kernel: int = 0
+    ) -> None:
         super().__init__()
         head_dim = dim // num_heads
         rot_dim = max(head_dim // 2, 32)
@@ -227,13 +228,15 @@ def _checked_options(patch_size: int, cond_token: bool, conv_kernel: int) -> tup
     if not checks.is_integer(patch_size) or patch_size < 1:
         raise UserError(f"DiT config (MGELDM node): patch_size={patch_size!r}; expected an integer >= 1")
     if not checks.is_integer(conv_kernel) or conv_kernel < 0 or (conv_kernel and conv_kernel % 2 == 0):
-        raise UserError(f"DiT config (MGELDM node): conv_kernel={conv_kernel!r}; expected 0 (off) or an odd "
-                        "integer >= 1")
+        raise UserError(
+            f"DiT config (MGELDM node): conv_kernel={conv_kernel!r}; expected 0 (off) or an odd integer >= 1"
+        )
     return int(patch_size), bool(cond_token), int(conv_kernel)
 
 
 class MGEDiT(nn.Module):
-    """The three-track DiT. See the module docstring; docs/compatibility.md#the-diffusion-transformer for every detail."""
+    """The three-track DiT. See the module docstring; docs/compatibility.md#the-diffusion-transformer for every
+    detail."""
 
     def __init__(
         self,
@@ -274,8 +277,9 @@ class MGEDiT(nn.Module):
         self.timestep_features = FourierFeatures(timestep_features_dim)
         self.to_timestep_embed = _grouped_mlp(k, k * timestep_features_dim, dim, dim, bias=True)
         self.to_global_embed = _grouped_mlp(k, k * global_cond_dim, k * global_cond_dim, dim, bias=False)
-        self.transformer = ContinuousTransformer(c_in * self.patch_size, dim, depth, num_heads, num_groups=k,
-                                                 conv_kernel=self.conv_kernel)
+        self.transformer = ContinuousTransformer(
+            c_in * self.patch_size, dim, depth, num_heads, num_groups=k, conv_kernel=self.conv_kernel
+        )
         self.preprocess_conv = nn.Conv1d(c_in, c_in, 1, bias=False)
         self.postprocess_conv = nn.Conv1d(c_in, c_in, 1, bias=False)
         self.gradient_checkpointing = gradient_checkpointing
@@ -292,7 +296,8 @@ class MGEDiT(nn.Module):
 
     @torch.no_grad()
     def _init_weights(self) -> None:
-        """Zero-init the branch outputs and pre/post convs, then halve every parameter (docs/compatibility.md#the-diffusion-transformer)."""
+        """Zero-init the branch outputs and pre/post convs, then halve every parameter
+        (docs/compatibility.md#the-diffusion-transformer)."""
         zero = [self.preprocess_conv.weight, self.postprocess_conv.weight]
         for layer in self.transformer.layers:
             zero += [layer.self_attn.to_out.weight, layer.ff.ff[2].weight, layer.ff.ff[2].bias]
@@ -341,7 +346,7 @@ class MGEDiT(nn.Module):
         frames, p = xt.shape[1], self.patch_size
         tokens = xt.reshape(b, frames // p, p * xt.shape[2]) if p > 1 else xt  # p frames per token
         prepend = torch.stack((temb, cond.to(temb.dtype)), 1) if self.cond_token else temb[:, None, :]
-        out = self.transformer(tokens, prepend, cond)[:, prepend.shape[1]:]  # drop the prepended tokens
+        out = self.transformer(tokens, prepend, cond)[:, prepend.shape[1] :]  # drop the prepended tokens
         out = out.reshape(b, frames, -1) if p > 1 else out
         out = out + F.linear(out, self.postprocess_conv.weight[:, :, 0])
         return out.transpose(1, 2).to(out_dtype).contiguous()
@@ -372,8 +377,10 @@ class MGEDiT(nn.Module):
         b = x.shape[0]
         expected_c = self.io_channels * self.num_tracks
         if x.dim() != 3 or x.shape[1] != expected_c or x.shape[2] % self.patch_size:
-            raise ValueError(f"x must be (B, {expected_c}, T) with T a multiple of patch_size={self.patch_size}, "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"x must be (B, {expected_c}, T) with T a multiple of patch_size={self.patch_size}, "
+                f"got {tuple(x.shape)}"
+            )
         t = self._expand_t(t, b, x.device)
         if global_embed is None:
             global_embed = x.new_zeros(b, self.num_tracks, self.global_cond_dim)
@@ -386,7 +393,11 @@ class MGEDiT(nn.Module):
 
         if cfg_scale == 1.0:
             return self._forward(x, t, global_embed)
+        return self._forward_cfg(x, t, global_embed, cfg_scale, scale_phi)
 
+    def _forward_cfg(self, x: Tensor, t: Tensor, global_embed: Tensor, cfg_scale: float, scale_phi: float) -> Tensor:
+        """Classifier-free guidance: one pass on the doubled batch (second half unconditional), then
+        ``v_u + s (v_c - v_u)`` in float32, CFG-rescaled when ``scale_phi`` != 0 (see :meth:`forward`)."""
         both = self._forward(
             torch.cat((x, x)), torch.cat((t, t)), torch.cat((global_embed, torch.zeros_like(global_embed)))
         )
@@ -430,7 +441,8 @@ def build_dit(cfg: Mapping[str, Any]) -> MGEDiT:
     missing = [k for k in _REQUIRED if k not in cfg]
     if missing:
         raise UserError(f"DiT config (MGELDM node): missing keys {missing}")
-    # Only the variants the original can actually run are supported (docs/compatibility.md#the-diffusion-transformer, difference 5).
+    # Only the variants the original can actually run are supported (docs/compatibility.md#the-diffusion-transformer,
+    # difference 5).
     if not cfg.get("global_cond_grouped", True):
         raise UserError("DiT config: global_cond_grouped must be true (the ungrouped path is broken in the original)")
     if cfg.get("norm_type", "groupnorm") != "groupnorm":

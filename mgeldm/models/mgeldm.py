@@ -1,6 +1,7 @@
 """The MGE-LDM network (:class:`MGELDMNet`): the three-track DiT (``model_dit``) over the frozen VAE (``pretransform``).
 
-Its state dict is the unwrapped checkpoint layout of docs/compatibility.md#checkpoints: ``model_dit.*`` + ``pretransform.model.*``.
+Its state dict is the unwrapped checkpoint layout of docs/compatibility.md#checkpoints: ``model_dit.*`` +
+``pretransform.model.*``.
 The conditioner (CLAP or another embedder) is not part of it: it has its own checkpoint and is built
 by ``mgeldm.models.conditioners.build_conditioner``.
 """
@@ -22,7 +23,7 @@ from mgeldm.errors import UserError
 from mgeldm.models.autoencoder import AutoencoderPretransform, build_pretransform
 from mgeldm.models.dit import MGEDiT, build_dit
 
-SEGMENT_LENGTH = 100   # latent frames per DiT window of the released model (12.8 s), for a config without one
+SEGMENT_LENGTH = 100  # latent frames per DiT window of the released model (12.8 s), for a config without one
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ class ModelFacts:
     """What inference needs to know of a model before building it."""
 
     sample_rate: int
-    window: int        # latent frames per DiT window
-    ratio: int         # audio samples per latent frame
+    window: int  # latent frames per DiT window
+    ratio: int  # audio samples per latent frame
 
     @property
     def frame_rate(self) -> float:
@@ -47,11 +48,13 @@ def model_facts(model_cfg: Mapping[str, Any]) -> ModelFacts:
     defaults of a config that names no rate or window."""
     try:
         ratio = int(model_cfg["pretransform"]["autoencoder"]["downsampling_ratio"])
-        return ModelFacts(int(model_cfg.get("sample_rate", SAMPLE_RATE)),
-                          int(model_cfg.get("segment_length", SEGMENT_LENGTH)), ratio)
+        return ModelFacts(
+            int(model_cfg.get("sample_rate", SAMPLE_RATE)), int(model_cfg.get("segment_length", SEGMENT_LENGTH)), ratio
+        )
     except (KeyError, TypeError, ValueError):
-        raise UserError("model config: expected sample_rate, segment_length and "
-                        "pretransform.autoencoder.downsampling_ratio") from None
+        raise UserError(
+            "model config: expected sample_rate, segment_length and pretransform.autoencoder.downsampling_ratio"
+        ) from None
 
 
 class TrackNorm:
@@ -70,8 +73,10 @@ class TrackNorm:
         shape = (num_tracks, channels)
         for name, value in (("mean", self.mean), ("std", self.std)):
             if tuple(value.shape) != shape:
-                raise UserError(f"model.track_norm.{name}: shape {tuple(value.shape)}; expected {list(shape)} "
-                                "(tracks x latent channels)")
+                raise UserError(
+                    f"model.track_norm.{name}: shape {tuple(value.shape)}; expected {list(shape)} "
+                    "(tracks x latent channels)"
+                )
             if not torch.isfinite(value).all():
                 raise UserError(f"model.track_norm.{name}: holds non-finite numbers")
         if not (self.std > 0).all():
@@ -82,15 +87,19 @@ class TrackNorm:
         if node is None:
             return None
         if not isinstance(node, Mapping) or not {"mean", "std"} <= set(node):
-            raise UserError(f"model.track_norm: {str(node)[:60]!r}; expected null, or mean/std lists per track "
-                            "(train_dit.py writes them when given `measure`)")
+            raise UserError(
+                f"model.track_norm: {str(node)[:60]!r}; expected null, or mean/std lists per track "
+                "(train_dit.py writes them when given `measure`)"
+            )
         return cls(node["mean"], node["std"], num_tracks=num_tracks, channels=channels)
 
     def as_config(self) -> dict[str, list[list[float]]]:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     def _affine(self, z: Tensor, track: int | None) -> tuple[Tensor, Tensor]:
-        mean, std = (self.mean.reshape(-1), self.std.reshape(-1)) if track is None else (self.mean[track], self.std[track])
+        mean, std = (
+            (self.mean.reshape(-1), self.std.reshape(-1)) if track is None else (self.mean[track], self.std[track])
+        )
         return mean.to(z.device, z.dtype)[:, None], std.to(z.device, z.dtype)[:, None]
 
     def normalize(self, z: Tensor, track: int | None = None) -> Tensor:
@@ -106,8 +115,15 @@ class TrackNorm:
 class MGELDMNet(nn.Module):
     """The DiT and the VAE it works in; tensors in, tensors out."""
 
-    def __init__(self, model_dit: MGEDiT, pretransform: AutoencoderPretransform, *, sample_rate: int,
-                 segment_length: int, track_norm: TrackNorm | None = None) -> None:
+    def __init__(
+        self,
+        model_dit: MGEDiT,
+        pretransform: AutoencoderPretransform,
+        *,
+        sample_rate: int,
+        segment_length: int,
+        track_norm: TrackNorm | None = None,
+    ) -> None:
         super().__init__()
         self.model_dit = model_dit
         self.pretransform = pretransform
@@ -179,8 +195,9 @@ def build_mgeldm(model_cfg: Mapping[str, Any]) -> MGELDMNet:
     norm = TrackNorm.from_config(model_cfg.get("track_norm"), num_tracks=dit.num_tracks, channels=dit.io_channels)
     facts = model_facts(model_cfg)
     if facts.window % dit.patch_size:
-        raise UserError(f"model config: segment_length={facts.window} is not a multiple of "
-                        f"MGELDM.patch_size={dit.patch_size}")
+        raise UserError(
+            f"model config: segment_length={facts.window} is not a multiple of MGELDM.patch_size={dit.patch_size}"
+        )
     return MGELDMNet(dit, pretransform, sample_rate=facts.sample_rate, segment_length=facts.window, track_norm=norm)
 
 
@@ -193,7 +210,9 @@ def load_mgeldm(path: str | os.PathLike, model_cfg: Mapping[str, Any]) -> MGELDM
     return mgeldm_from_state(read_state_dict(path), model_cfg, path)
 
 
-def mgeldm_from_state(state: Mapping[str, torch.Tensor], model_cfg: Mapping[str, Any], where: Any = "state dict") -> MGELDMNet:
+def mgeldm_from_state(
+    state: Mapping[str, torch.Tensor], model_cfg: Mapping[str, Any], where: Any = "state dict"
+) -> MGELDMNet:
     """Build the model of ``model_cfg`` with the unwrapped ``state`` (``model_dit.*`` + ``pretransform.model.*``)."""
     found = unwrapped_kind(state)
     if found != "mgeldm":

@@ -104,8 +104,11 @@ def _fused_snake(x: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
             return _fused_kernel(x, a, inv_b)
         except Exception as exc:  # no Triton / compiler: stay correct, just slower
             _fused_broken = True
-            warnings.warn(f"fused SnakeBeta unavailable ({type(exc).__name__}); using the eager path",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"fused SnakeBeta unavailable ({type(exc).__name__}); using the eager path",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return _forward_inplace(x, a, inv_b)
 
 
@@ -126,7 +129,12 @@ class SnakeBeta(nn.Module):
         return f"{self.channels}" + (", fused" if self.fused else "")
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.fused and x.is_cuda and not (torch.is_grad_enabled() and (
-                x.requires_grad or self.alpha.requires_grad or self.beta.requires_grad)):
+        if (
+            self.fused
+            and x.is_cuda
+            and not (
+                torch.is_grad_enabled() and (x.requires_grad or self.alpha.requires_grad or self.beta.requires_grad)
+            )
+        ):
             return _fused_snake(x, self.alpha, self.beta)
         return snake_beta(x, self.alpha, self.beta)

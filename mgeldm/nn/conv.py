@@ -99,7 +99,13 @@ class WNConvTranspose1d(_WeightNorm, nn.ConvTranspose1d):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv_transpose1d(
-            x, self._weight(), self.bias, self.stride, self.padding, self.output_padding, self.groups,
+            x,
+            self._weight(),
+            self.bias,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.groups,
             self.dilation,
         )
 

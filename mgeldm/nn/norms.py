@@ -2,7 +2,8 @@
 
 Works on the (B, N, D) token layout but computes exactly ``F.group_norm`` on (B, D, N): the mean
 and variance are taken per sample and per channel group over the group's channels **and all N
-tokens** (timestep token included), as the original does (docs/compatibility.md#the-diffusion-transformer, difference 6). It is therefore not a
+tokens** (timestep token included), as the original does (docs/compatibility.md#the-diffusion-transformer, difference
+6). It is therefore not a
 per-token norm, and the result depends on the whole window.
 
 Parameters: learned ``gamma`` (D,) and a zero ``beta`` (D,) that is a persistent buffer (in the

@@ -1,4 +1,5 @@
-"""Where inference results go: ``<output_dir>/<sub>/output_NNNN/`` as in the original (docs/compatibility.md#sampling-and-the-five-tasks).
+"""Where inference results go: ``<output_dir>/<sub>/output_NNNN/`` as in the original
+(docs/compatibility.md#sampling-and-the-five-tasks).
 
 A run writes everything into a hidden temporary folder beside its final place and renames it to
 the next free ``output_NNNN`` only when complete, so a failed or interrupted run leaves no
@@ -104,8 +105,11 @@ def _make_folders(path: Path, option: str) -> list[Path]:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         _remove_empty(missing)
-        raise OptionError("output_dir", f"cannot create {exc.filename or path} ({exc.strerror or type(exc).__name__}); "
-                                        "expected a writable folder", option) from None
+        raise OptionError(
+            "output_dir",
+            f"cannot create {exc.filename or path} ({exc.strerror or type(exc).__name__}); expected a writable folder",
+            option,
+        ) from None
     return missing
 
 
@@ -120,8 +124,11 @@ def check_output_dir(output_dir: str | os.PathLike, sub: str | None = None) -> P
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OptionError("output_dir", f"{target} is not writable ({exc.strerror or type(exc).__name__}); "
-                                        "expected a writable folder", output_dir) from None
+        raise OptionError(
+            "output_dir",
+            f"{target} is not writable ({exc.strerror or type(exc).__name__}); expected a writable folder",
+            output_dir,
+        ) from None
     finally:
         _remove_empty(created)
     return path
@@ -141,8 +148,12 @@ def remove_stale_partials(parent: Path) -> list[Path]:
     host = host_name()
     for entry in os.scandir(parent):
         match = _PARTIAL_NAME.match(entry.name)
-        if (match and match.group(2) == host and entry.is_dir(follow_symlinks=False)
-                and not pid_alive(int(match.group(1)))):
+        if (
+            match
+            and match.group(2) == host
+            and entry.is_dir(follow_symlinks=False)
+            and not pid_alive(int(match.group(1)))
+        ):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(Path(entry.path))
     return removed
@@ -192,8 +203,11 @@ class RunFolder:
             self.tmp = _new_folder(self.parent, _partial_prefix())
         except OSError as exc:
             _remove_empty(self._created)
-            raise OptionError("output_dir", f"cannot create a folder in {self.parent} "
-                                            f"({exc.strerror or type(exc).__name__})", self.option) from None
+            raise OptionError(
+                "output_dir",
+                f"cannot create a folder in {self.parent} ({exc.strerror or type(exc).__name__})",
+                self.option,
+            ) from None
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -220,8 +234,16 @@ class RunFolder:
     def write_json(self, parts: tuple[str, ...], obj: Mapping[str, Any]) -> Path:
         return self.write_text(parts, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
-    def write_audio(self, parts: tuple[str, ...], key: str, wave: torch.Tensor, sample_rate: int,
-                    *, extra_sample_rate: int | None = None, png: bool = True) -> list[Path]:
+    def write_audio(
+        self,
+        parts: tuple[str, ...],
+        key: str,
+        wave: torch.Tensor,
+        sample_rate: int,
+        *,
+        extra_sample_rate: int | None = None,
+        png: bool = True,
+    ) -> list[Path]:
         """``<key>.wav`` (+ ``<key>.png``) at ``sample_rate``; with ``extra_sample_rate`` also
         ``<key>_<sr>hz.wav`` resampled to that rate."""
         from mgeldm.audio import resample, save_spectrogram_png, write_wav

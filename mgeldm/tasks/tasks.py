@@ -62,22 +62,59 @@ class Task:
     iterative: bool = False
 
 
-TASKS: dict[str, Task] = {task.name: task for task in (
-    Task("total_gen", None, MIX, (("gen_mix", MIX), ("gen_submix", SUBMIX), ("gen_src", SRC)), None,
-         SamplingSettings(250, 10.0, 7.0, 1)),
-    Task("source_extract", MIX, SRC, (("gen_src", SRC), ("gen_submix", SUBMIX)), "given_mix",
-         SamplingSettings(250, 10.0, 3.0, 1)),
-    Task("partial_gen", SUBMIX, SRC, (("gen_src", SRC), ("gen_mix", MIX)), "given_wav",
-         SamplingSettings(100, 10.0, 6.0, 1), sum_key="gen_mix_sum"),
-    Task("accomp_gen", SRC, SUBMIX, (("gen_submix", SUBMIX), ("gen_mix", MIX)), "given_wav",
-         SamplingSettings(100, 4.0, 5.0, 2)),
-    Task("partial_gen_iter", SUBMIX, SRC, (("gen_src", SRC),), "given_wav", SamplingSettings(20, 2.0, 3.0, 2),
-         iterative=True),
-)}
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task(
+            "total_gen",
+            None,
+            MIX,
+            (("gen_mix", MIX), ("gen_submix", SUBMIX), ("gen_src", SRC)),
+            None,
+            SamplingSettings(250, 10.0, 7.0, 1),
+        ),
+        Task(
+            "source_extract",
+            MIX,
+            SRC,
+            (("gen_src", SRC), ("gen_submix", SUBMIX)),
+            "given_mix",
+            SamplingSettings(250, 10.0, 3.0, 1),
+        ),
+        Task(
+            "partial_gen",
+            SUBMIX,
+            SRC,
+            (("gen_src", SRC), ("gen_mix", MIX)),
+            "given_wav",
+            SamplingSettings(100, 10.0, 6.0, 1),
+            sum_key="gen_mix_sum",
+        ),
+        Task(
+            "accomp_gen",
+            SRC,
+            SUBMIX,
+            (("gen_submix", SUBMIX), ("gen_mix", MIX)),
+            "given_wav",
+            SamplingSettings(100, 4.0, 5.0, 2),
+        ),
+        Task(
+            "partial_gen_iter",
+            SUBMIX,
+            SRC,
+            (("gen_src", SRC),),
+            "given_wav",
+            SamplingSettings(20, 2.0, 3.0, 2),
+            iterative=True,
+        ),
+    )
+}
 SAMPLING_PARAMETERS = ("steps", "cfg_scale", "overlap", "repaint_n", "eta", "t_min", "sampler")
 
 
-def check_task(task: Any, allowed: Sequence[str] = tuple(TASKS), problem: str = "unknown task; expected one of") -> Task:
+def check_task(
+    task: Any, allowed: Sequence[str] = tuple(TASKS), problem: str = "unknown task; expected one of"
+) -> Task:
     """The row of ``task`` when it is one of ``allowed``, else an OptionError (``task``)."""
     return TASKS[checks.choice("task", task, tuple(allowed), problem)]
 
@@ -89,8 +126,10 @@ def sampling_settings(task: str, facts: ModelFacts, **sampling: Any) -> Sampling
     if unknown:
         raise TypeError(f"unknown sampling parameters {unknown}; expected some of {list(SAMPLING_PARAMETERS)}")
     check_task(task)
-    return check_settings(replace(task_defaults(task, facts.window_seconds),
-                                  **{k: v for k, v in sampling.items() if v is not None}), facts)
+    return check_settings(
+        replace(task_defaults(task, facts.window_seconds), **{k: v for k, v in sampling.items() if v is not None}),
+        facts,
+    )
 
 
 def check_settings(settings: SamplingSettings, facts: ModelFacts) -> SamplingSettings:
@@ -125,8 +164,13 @@ class Timings:
     model_calls: int = 0
 
     def as_dict(self) -> dict[str, float]:
-        return {"encode_s": round(self.encode, 4), "sample_s": round(self.sample, 4),
-                "decode_s": round(self.decode, 4), "windows": self.windows, "model_calls": self.model_calls}
+        return {
+            "encode_s": round(self.encode, 4),
+            "sample_s": round(self.sample, 4),
+            "decode_s": round(self.decode, 4),
+            "windows": self.windows,
+            "model_calls": self.model_calls,
+        }
 
 
 @dataclass
@@ -201,8 +245,9 @@ class TaskRunner:
         wave = wave.reshape(1, 1, -1).float()
         padded = torch.nn.functional.pad(wave, (0, self.padded_length(wave.shape[-1]) - wave.shape[-1]))
         frames = padded.shape[-1] // self.facts.ratio
-        z = self.model.pretransform.encode(padded.to(self.device), sample=self.encode_sample,
-                                           generator=generator, **self._chunking(frames))
+        z = self.model.pretransform.encode(
+            padded.to(self.device), sample=self.encode_sample, generator=generator, **self._chunking(frames)
+        )
         self.sync()
         self.timings.encode += time.perf_counter() - start
         return z.float() if track is None else self.model.to_dit_space(z.float(), track)
@@ -225,8 +270,10 @@ class TaskRunner:
     def global_embed(self, cond: Tensor, track: int) -> Tensor:
         """(N, G) condition vectors -> (N, K, G) with ``cond`` on ``track`` and zeros elsewhere."""
         if cond.ndim != 2 or cond.shape[1] != self.model.cond_dim:
-            raise ValueError(f"condition vectors are {tuple(cond.shape)}; the model expects (N, {self.model.cond_dim}) "
-                             "(is the conditioner's width the DiT's global_cond_dim?)")
+            raise ValueError(
+                f"condition vectors are {tuple(cond.shape)}; the model expects (N, {self.model.cond_dim}) "
+                "(is the conditioner's width the DiT's global_cond_dim?)"
+            )
         return track_conditions(cond.to(self.device, torch.float32), track, self.model.num_tracks)
 
     def _dit(self) -> Callable:
@@ -250,8 +297,9 @@ class TaskRunner:
         return call
 
     @torch.inference_mode()
-    def predict_x0(self, clean: Tensor, t: Tensor, cond: Tensor, generator: torch.Generator | None = None,
-                   cfg_scale: float = 1.0) -> Tensor:
+    def predict_x0(
+        self, clean: Tensor, t: Tensor, cond: Tensor, generator: torch.Generator | None = None, cfg_scale: float = 1.0
+    ) -> Tensor:
         """One denoiser call: the DiT's clean estimate of every track (B, K, C, T), from AE latents ``clean``
         noised in the DiT's space at per-track times ``t`` (B, K) with noise from ``generator``; ``cond``
         (B, K, G) condition vectors. Returned in the AE's space."""
@@ -268,7 +316,6 @@ class TaskRunner:
         return self.model.dit_to_ae(x0_from_v(zt, v, alpha, sigma)).reshape(b, k, c, frames).cpu()
 
 
-
 # ---------------------------------------------------------------------------------------------
 # The tasks
 
@@ -281,9 +328,17 @@ def _as_wave(wave: Tensor) -> Tensor:
     return wave
 
 
-def run_task(runner: TaskRunner, task: Task, cond: Tensor, settings: SamplingSettings,
-             generators: Sequence[torch.Generator | None], *, waves: Sequence[Tensor] = (),
-             seconds: float | None = None, desc: str | None = None) -> list[dict[str, Tensor]]:
+def run_task(
+    runner: TaskRunner,
+    task: Task,
+    cond: Tensor,
+    settings: SamplingSettings,
+    generators: Sequence[torch.Generator | None],
+    *,
+    waves: Sequence[Tensor] = (),
+    seconds: float | None = None,
+    desc: str | None = None,
+) -> list[dict[str, Tensor]]:
     """Run ``task`` on several songs at once (their windows share the DiT's batches, each song drawing from its
     own generator, so each gets what it gets alone up to float round-off), or once for ``seconds`` of total
     generation: one result dict per song, each (N, L) per result name for the N rows of ``cond``."""
@@ -291,8 +346,11 @@ def run_task(runner: TaskRunner, task: Task, cond: Tensor, settings: SamplingSet
         return [_iterate(runner, task, wave, cond, settings, gen) for wave, gen in zip(waves, generators)]
     facts = runner.facts
     if task.given is None:
-        frames, lengths, given = [seconds_to_frames(seconds, facts.frame_rate)], [
-            seconds_to_samples(seconds, facts.sample_rate)], None
+        frames, lengths, given = (
+            [seconds_to_frames(seconds, facts.frame_rate)],
+            [seconds_to_samples(seconds, facts.sample_rate)],
+            None,
+        )
         waves = [None]
     else:
         waves = [_as_wave(w) for w in waves]
@@ -302,7 +360,10 @@ def run_task(runner: TaskRunner, task: Task, cond: Tensor, settings: SamplingSet
     zs = sample_latents(runner, task, cond, settings, generators, frames, given, desc or task.name)
     results = []
     for z, n, wave in zip(zs, lengths, waves):
-        out = {key: runner.decode(track_channels(z, track, runner.model.io_channels), n, track) for key, track in task.outputs}
+        out = {
+            key: runner.decode(track_channels(z, track, runner.model.io_channels), n, track)
+            for key, track in task.outputs
+        }
         if task.sum_key is not None:
             out[task.sum_key] = wave[None] + out[task.outputs[0][0]]
         if task.given_key is not None:
@@ -311,41 +372,78 @@ def run_task(runner: TaskRunner, task: Task, cond: Tensor, settings: SamplingSet
     return results
 
 
-def _iterate(runner: TaskRunner, task: Task, wave: Tensor, cond: Tensor, settings: SamplingSettings,
-             generator: torch.Generator | None) -> dict[str, Tensor]:
+def _iterate(
+    runner: TaskRunner,
+    task: Task,
+    wave: Tensor,
+    cond: Tensor,
+    settings: SamplingSettings,
+    generator: torch.Generator | None,
+) -> dict[str, Tensor]:
     """Partial generation once per row of ``cond``, in order, each adding its source to the previous result:
     ``gen_src_<k>`` (1, L) for k = 0..N-1, ``gen_mix`` = given + the sources and the given wave (1, L)."""
     step = replace(task, iterative=False, given_key=None)
     original = current = _as_wave(wave)
     out: dict[str, Tensor] = {}
     for k in range(cond.shape[0]):
-        src = run_task(runner, step, cond[k:k + 1], settings, [generator], waves=[current],
-                       desc=f"{task.name} {k + 1}/{cond.shape[0]}")[0]["gen_src"]
+        src = run_task(
+            runner,
+            step,
+            cond[k : k + 1],
+            settings,
+            [generator],
+            waves=[current],
+            desc=f"{task.name} {k + 1}/{cond.shape[0]}",
+        )[0]["gen_src"]
         out[f"gen_src_{k}"] = src
         current = current + src[0]
     return {**out, "gen_mix": current[None], task.given_key: original[None]}
 
 
-def sample_latents(runner: TaskRunner, task: Task, cond: Tensor, settings: SamplingSettings,
-                   generators: Sequence[torch.Generator | None], frames: Sequence[int],
-                   given: Sequence[Tensor] | None = None, desc: str = "windows") -> list[Tensor]:
+def sample_latents(
+    runner: TaskRunner,
+    task: Task,
+    cond: Tensor,
+    settings: SamplingSettings,
+    generators: Sequence[torch.Generator | None],
+    frames: Sequence[int],
+    given: Sequence[Tensor] | None = None,
+    desc: str = "windows",
+) -> list[Tensor]:
     """The songs' latents in the DiT's space (N, K*C, max(frames_s, window)), ``cond`` (N, G) on the task's text
     track; around the clean ``given[s]`` (1 or N, C, >= frames_s) in the DiT's space of the task's given track."""
     start, facts = time.perf_counter(), runner.facts
     embed = runner.global_embed(cond, task.text)
     overlap = overlap_frames(settings.overlap, facts.frame_rate, facts.window)
-    zs = sample_windows(lambda n: runner.denoiser(embed.repeat(n, 1, 1), settings.cfg_scale), settings, frames,
-                        generators, rows=cond.shape[0], channels=runner.model.io_channels, num_tracks=runner.model.num_tracks,
-                        window=facts.window, overlap=overlap, given_track=task.given, given_z=given,
-                        device=runner.device, progress=runner.progress, desc=desc)
+    zs = sample_windows(
+        lambda n: runner.denoiser(embed.repeat(n, 1, 1), settings.cfg_scale),
+        settings,
+        frames,
+        generators,
+        rows=cond.shape[0],
+        channels=runner.model.io_channels,
+        num_tracks=runner.model.num_tracks,
+        window=facts.window,
+        overlap=overlap,
+        given_track=task.given,
+        given_z=given,
+        device=runner.device,
+        progress=runner.progress,
+        desc=desc,
+    )
     runner.timings.windows += sum(len(plan_windows(f, facts.window, overlap)) for f in frames)
     runner.sync()
     runner.timings.sample += time.perf_counter() - start
     return zs
 
 
-def extract_latents_songs(runner: TaskRunner, mix_zs: Sequence[Tensor], cond: Tensor, settings: SamplingSettings,
-                          generators: Sequence[torch.Generator | None]) -> list[Tensor]:
+def extract_latents_songs(
+    runner: TaskRunner,
+    mix_zs: Sequence[Tensor],
+    cond: Tensor,
+    settings: SamplingSettings,
+    generators: Sequence[torch.Generator | None],
+) -> list[Tensor]:
     """Source extraction in latent space: AE latents of each mix (C, F) -> AE latents of each source (N, C, F).
 
     The same windows and sampler as ``source_extract``, without the VAE: for scores that the decoder cannot cap
@@ -355,5 +453,6 @@ def extract_latents_songs(runner: TaskRunner, mix_zs: Sequence[Tensor], cond: Te
     given = [runner.model.ae_to_dit(mix_z.float()[None].to(runner.device), MIX) for mix_z in mix_zs]
     frames = [mix_z.shape[-1] for mix_z in mix_zs]
     zs = sample_latents(runner, TASKS["source_extract"], cond, settings, generators, frames, given, "extract_latents")
-    return [runner.model.dit_to_ae(track_channels(z, SRC, channels)[..., :f], SRC).float().cpu()
-            for z, f in zip(zs, frames)]
+    return [
+        runner.model.dit_to_ae(track_channels(z, SRC, channels)[..., :f], SRC).float().cpu() for z, f in zip(zs, frames)
+    ]

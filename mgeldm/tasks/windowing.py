@@ -24,8 +24,11 @@ def seconds_to_samples(seconds: float, sample_rate: int) -> int:
 def check_gen_duration(seconds: float, sample_rate: int, ratio: int) -> None:
     """Refuse a generation length below one latent frame (``ratio`` samples, 0.128 s for the full VAE)."""
     if not math.isfinite(seconds) or seconds_to_samples(seconds, sample_rate) < ratio:
-        raise OptionError("seconds", f"expected a duration in seconds of at least one latent frame "
-                          f"({ratio / sample_rate:g} s)", seconds)
+        raise OptionError(
+            "seconds",
+            f"expected a duration in seconds of at least one latent frame ({ratio / sample_rate:g} s)",
+            seconds,
+        )
 
 
 def overlap_frames(overlap: float, frame_rate: float, window: int) -> int:
@@ -36,6 +39,10 @@ def overlap_frames(overlap: float, frame_rate: float, window: int) -> int:
         raise OptionError("overlap", "expected a number of seconds >= 0", overlap)
     frames = seconds_to_frames(overlap, frame_rate)
     if frames >= window:
-        raise OptionError("overlap", f"{frames} frames is not shorter than one window ({window} frames = "
-                          f"{window / frame_rate:g} s); expected less than {window / frame_rate:g} s", overlap)
+        raise OptionError(
+            "overlap",
+            f"{frames} frames is not shorter than one window ({window} frames = "
+            f"{window / frame_rate:g} s); expected less than {window / frame_rate:g} s",
+            overlap,
+        )
     return frames

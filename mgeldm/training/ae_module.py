@@ -36,9 +36,11 @@ class AETrainingModule(SeededTrainingModule):
         self.recipe = merged_recipe(recipe, recipe_defaults("autoencoder"))
         self.autoencoder = autoencoder
         self.autoencoder_ema = build_ema(autoencoder, self.recipe["ema"])
-        self.discriminator = (MultiScaleSTFTDiscriminator(in_channels=int(autoencoder.io_channels),
-                                                          **self.recipe["discriminator"])
-                              if self.recipe["use_discriminator"] else None)
+        self.discriminator = (
+            MultiScaleSTFTDiscriminator(in_channels=int(autoencoder.io_channels), **self.recipe["discriminator"])
+            if self.recipe["use_discriminator"]
+            else None
+        )
         self.mrstft = MultiResolutionSTFTLoss(**self.recipe["mrstft"], sample_rate=int(autoencoder.sample_rate))
 
     def configure_optimizers(self):
@@ -134,8 +136,15 @@ class AETrainingModule(SeededTrainingModule):
         stats.update(self.throughput(batch_size))
         self.log_dict(stats, on_step=True, on_epoch=False, batch_size=batch_size)
         if gen_step:
-            self.log("mrstft", stats["train/mrstft_loss"], prog_bar=True, logger=False, on_step=True,
-                     on_epoch=False, batch_size=batch_size)
+            self.log(
+                "mrstft",
+                stats["train/mrstft_loss"],
+                prog_bar=True,
+                logger=False,
+                on_step=True,
+                on_epoch=False,
+                batch_size=batch_size,
+            )
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         reals = batch["mix_wav"] if isinstance(batch, Mapping) else batch

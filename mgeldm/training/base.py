@@ -42,7 +42,8 @@ def merged_recipe(recipe: Mapping[str, Any] | None, defaults: Mapping[str, Any])
 
 
 class SeededTrainingModule(pl.LightningModule):
-    """Base class: ``self.generator`` (one per rank, seed + 1000·rank, difference 10 of docs/compatibility.md) and the guards.
+    """Base class: ``self.generator`` (one per rank, seed + 1000·rank, difference 10 of docs/compatibility.md) and the
+    guards.
 
     Subclasses set ``self.recipe`` (with ``seed`` and ``max_nonfinite_steps``), may override
     :meth:`extra_rng_state` / :meth:`load_extra_rng_state` (e.g. the Sobol engine) and
@@ -60,7 +61,9 @@ class SeededTrainingModule(pl.LightningModule):
         self.nonfinite_total = 0
         self.last_grad_norms: dict[int, Tensor] = {}
         self._t_last: tuple[float, int] | None = None
-        self.model_config: dict | None = None  # stored in checkpoints as plain containers (docs/compatibility.md#checkpoints)
+        self.model_config: dict | None = (
+            None  # stored in checkpoints as plain containers (docs/compatibility.md#checkpoints)
+        )
 
     # -------------------------------------------------------------- random streams
 
@@ -128,8 +131,10 @@ class SeededTrainingModule(pl.LightningModule):
         rank = self.trainer.global_rank if self._trainer is not None else 0
         world = self.trainer.world_size if self._trainer is not None else 1
         per_rank = rng.get("per_rank", [])
-        pending = {"nonfinite_in_a_row": rng.get("nonfinite_in_a_row", 0),
-                   "nonfinite_total": rng.get("nonfinite_total", 0)}
+        pending = {
+            "nonfinite_in_a_row": rng.get("nonfinite_in_a_row", 0),
+            "nonfinite_total": rng.get("nonfinite_total", 0),
+        }
         if len(per_rank) == world:
             pending.update(per_rank[rank])
         else:
@@ -172,7 +177,8 @@ class SeededTrainingModule(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         # Lightning un-scales fp16 gradients before this hook, except for optimizers that un-scale
         # inside their step (fused AdamW): those are un-scaled here, so the clip always sees the true
-        # norm (the original clipped scaled gradients, docs/compatibility.md#autoencoder-training). GradScaler.step accepts that order.
+        # norm (the original clipped scaled gradients, docs/compatibility.md#autoencoder-training). GradScaler.step
+        # accepts that order.
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         if scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
             try:
@@ -191,8 +197,9 @@ class SeededTrainingModule(pl.LightningModule):
         every = max(1, int(getattr(self.trainer, "log_every_n_steps", 1) or 1))
         return self.global_step % every == 0 or self.global_step == 1
 
-    def throughput(self, batch_size: int, flops_per_sample: float | None = None,
-                   peak_flops: float | None = None) -> dict[str, float]:
+    def throughput(
+        self, batch_size: int, flops_per_sample: float | None = None, peak_flops: float | None = None
+    ) -> dict[str, float]:
         """samples/s (all ranks) since the previous call, and MFU when FLOPs are known."""
         world = max(1, self.trainer.world_size)
         now, stats = time.perf_counter(), {}

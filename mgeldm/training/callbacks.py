@@ -1,6 +1,7 @@
 """Lightning plumbing: atomic checkpoint writes, per-epoch dataset seeding, progress lines and demo rendering.
 
-The demo renders with the **EMA** weights (the original used the online model, difference 11 of docs/compatibility.md) and
+The demo renders with the **EMA** weights (the original used the online model, difference 11 of docs/compatibility.md)
+and
 writes wavs + spectrogram pngs under ``<demo_dir>/<step>/``.
 """
 
@@ -42,8 +43,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
-        if self.kill_at_step is not None and path.name == "last.ckpt" \
-                and checkpoint.get("global_step") == self.kill_at_step:
+        if (
+            self.kill_at_step is not None
+            and path.name == "last.ckpt"
+            and checkpoint.get("global_step") == self.kill_at_step
+        ):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -57,8 +61,9 @@ class RunCheckpoint(ModelCheckpoint):
     is saved at its end as before.
     """
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if self.save_last and stops_after_this_batch(trainer) and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
@@ -140,8 +145,14 @@ class ProgressLines(pl.Callback):
 
     LOSS_KEYS = ("train/loss", "loss")
 
-    def __init__(self, prog: str, every_n_steps: int = 50, min_seconds: float = 10.0, file=None,
-                 summary_path: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        prog: str,
+        every_n_steps: int = 50,
+        min_seconds: float = 10.0,
+        file=None,
+        summary_path: str | os.PathLike | None = None,
+    ) -> None:
         self.prog, self.every, self.min_seconds = prog, max(1, int(every_n_steps)), float(min_seconds)
         self.file = file
         self.summary_path = summary_path  # the run's numbers as JSON when it stops (``SUMMARY_NAME``)
@@ -240,8 +251,13 @@ class ProgressLines(pl.Callback):
 
         seconds = now - self._first[1]
         rate = self._rate(step, now)
-        summary = {"steps": int(step), "first_step": int(self._first[0]), "seconds": round(seconds, 3),
-                   "steps_per_second": None if rate is None else round(rate, 4), "stopped": why}
+        summary = {
+            "steps": int(step),
+            "first_step": int(self._first[0]),
+            "seconds": round(seconds, 3),
+            "steps_per_second": None if rate is None else round(rate, 4),
+            "stopped": why,
+        }
         write_text_atomic(self.summary_path, json.dumps(summary, indent=1) + "\n")
 
 
@@ -275,9 +291,19 @@ class DiTDemoCallback(_EveryNSteps):
     as the given mix. Needs the module's ``conditioner`` for text, else renders unconditionally.
     """
 
-    def __init__(self, out_dir: str | os.PathLike, every_n_steps: int = 10000, *, prompts: list[str] | None = None,
-                 num_demos: int = 2, steps: int = 100, cfg_scale: float = 3.0, t_min: float = 0.02,
-                 seed: int = 0, demo_batch: dict | None = None) -> None:
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        every_n_steps: int = 10000,
+        *,
+        prompts: list[str] | None = None,
+        num_demos: int = 2,
+        steps: int = 100,
+        cfg_scale: float = 3.0,
+        t_min: float = 0.02,
+        seed: int = 0,
+        demo_batch: dict | None = None,
+    ) -> None:
         self.out_dir, self.every = Path(out_dir), int(every_n_steps)
         self.prompts = list(prompts or ["The sound of piano."])
         self.num_demos, self.steps, self.cfg_scale, self.t_min, self.seed = num_demos, steps, cfg_scale, t_min, seed
@@ -306,12 +332,24 @@ class DiTDemoCallback(_EveryNSteps):
         def run(rows: int, length: int, **given):
             def make(songs: int):
                 return lambda x, t: dit(x, t, embed[:rows].repeat(songs, 1, 1), cfg_scale=self.cfg_scale)
-            return sample_windows(make, settings, [length], [gen], rows=rows, channels=c, num_tracks=k, window=frames,
-                                  overlap=0, device=pl_module.device, **given)[0]
+
+            return sample_windows(
+                make,
+                settings,
+                [length],
+                [gen],
+                rows=rows,
+                channels=c,
+                num_tracks=k,
+                window=frames,
+                overlap=0,
+                device=pl_module.device,
+                **given,
+            )[0]
 
         out = {"total_gen": run(self.num_demos, frames)}
         if self.demo_batch is not None:
-            given = pl_module.latents(self.demo_batch)[:self.num_demos, :c]  # the DiT's space, as in training
+            given = pl_module.latents(self.demo_batch)[: self.num_demos, :c]  # the DiT's space, as in training
             out["extraction"] = run(given.shape[0], given.shape[-1], given_z=[given], given_track=MIX)
         return out
 
@@ -335,8 +373,8 @@ class DiTDemoCallback(_EveryNSteps):
         c = diffusion.io_channels
         folder = self.out_dir / f"{step:08d}" / task / f"cfg_{self.cfg_scale:g}"
         for i in range(z.shape[0]):
-            for j, name in enumerate(TRACK_NAMES[:diffusion.num_tracks]):
-                wav = diffusion.decode_track(track_channels(z[i:i + 1].float(), j, c), j)[0]
+            for j, name in enumerate(TRACK_NAMES[: diffusion.num_tracks]):
+                wav = diffusion.decode_track(track_channels(z[i : i + 1].float(), j, c), j)[0]
                 out.append(write_wav(folder / f"{i:02d}_{name}.wav", wav, diffusion.sample_rate))
                 save_spectrogram_png(folder / f"{i:02d}_{name}.png", wav, diffusion.sample_rate)
         return out
@@ -345,9 +383,19 @@ class DiTDemoCallback(_EveryNSteps):
 class AEDemoCallback(_EveryNSteps):
     """Every ``every_n_steps`` steps: reconstruct ``demo_audio`` with the EMA AE; write wavs + pngs."""
 
-    def __init__(self, out_dir: str | os.PathLike, demo_audio: torch.Tensor, every_n_steps: int = 10000,
-                 sample_rate: int = SAMPLE_RATE) -> None:
-        self.out_dir, self.audio, self.every, self.sample_rate = Path(out_dir), demo_audio, int(every_n_steps), sample_rate
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        demo_audio: torch.Tensor,
+        every_n_steps: int = 10000,
+        sample_rate: int = SAMPLE_RATE,
+    ) -> None:
+        self.out_dir, self.audio, self.every, self.sample_rate = (
+            Path(out_dir),
+            demo_audio,
+            int(every_n_steps),
+            sample_rate,
+        )
 
     @torch.no_grad()
     def render(self, pl_module, step: int) -> list[Path]:

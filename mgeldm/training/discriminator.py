@@ -1,4 +1,5 @@
-"""EnCodec-style multi-scale STFT discriminator and its hinge / feature-matching losses (docs/compatibility.md#autoencoder-training).
+"""EnCodec-style multi-scale STFT discriminator and its hinge / feature-matching losses
+(docs/compatibility.md#autoencoder-training).
 
 Key names follow the original (``discriminators.{i}.convs.{j}.conv.weight_g`` ...), so an original
 AE training checkpoint's discriminator could be loaded. The spectrogram is the torchaudio
@@ -42,10 +43,22 @@ class NormConv2d(nn.Module):
 class STFTDiscriminator(nn.Module):
     """One scale: complex STFT → (B, 2C, frames, freq) → 5 convs (+LeakyReLU) → conv_post logits."""
 
-    def __init__(self, n_fft: int, hop_length: int, win_length: int, *, filters: int = 64, in_channels: int = 1,
-                 out_channels: int = 1, kernel_size: tuple[int, int] = (3, 9), dilations: Sequence[int] = (1, 2, 4),
-                 stride: tuple[int, int] = (1, 2), filters_scale: int = 1, max_filters: int = 1024,
-                 negative_slope: float = 0.2) -> None:
+    def __init__(
+        self,
+        n_fft: int,
+        hop_length: int,
+        win_length: int,
+        *,
+        filters: int = 64,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        kernel_size: tuple[int, int] = (3, 9),
+        dilations: Sequence[int] = (1, 2, 4),
+        stride: tuple[int, int] = (1, 2),
+        filters_scale: int = 1,
+        max_filters: int = 1024,
+        negative_slope: float = 0.2,
+    ) -> None:
         super().__init__()
         self.n_fft, self.hop_length, self.win_length = int(n_fft), int(hop_length), int(win_length)
         self.negative_slope = negative_slope
@@ -57,8 +70,16 @@ class STFTDiscriminator(nn.Module):
         in_chs = filters
         for i, d in enumerate(dilations):
             out_chs = min(filters_scale ** (i + 1) * filters, max_filters)
-            convs.append(NormConv2d(in_chs, out_chs, kernel_size, stride=stride, dilation=(d, 1),
-                                    padding=_same_padding(kernel_size, (d, 1))))
+            convs.append(
+                NormConv2d(
+                    in_chs,
+                    out_chs,
+                    kernel_size,
+                    stride=stride,
+                    dilation=(d, 1),
+                    padding=_same_padding(kernel_size, (d, 1)),
+                )
+            )
             in_chs = out_chs
         out_chs = min(filters_scale ** (len(dilations) + 1) * filters, max_filters)
         square = (kernel_size[0], kernel_size[0])
@@ -69,8 +90,16 @@ class STFTDiscriminator(nn.Module):
     def spectrogram(self, x: Tensor) -> Tensor:
         """(B, C, L) → (B, 2C, frames, freq): [real ‖ imag], window-normalised like torchaudio."""
         b, c, n = x.shape
-        spec = torch.stft(x.reshape(b * c, n), self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
-                          window=self.window.to(x), center=False, normalized=False, return_complex=True)
+        spec = torch.stft(
+            x.reshape(b * c, n),
+            self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window.to(x),
+            center=False,
+            normalized=False,
+            return_complex=True,
+        )
         spec = spec / self.window.to(x).square().sum().sqrt()
         spec = spec.reshape(b, c, *spec.shape[-2:])
         z = torch.cat([spec.real, spec.imag], dim=1)  # (B, 2C, freq, frames)
@@ -88,9 +117,17 @@ class STFTDiscriminator(nn.Module):
 class MultiScaleSTFTDiscriminator(nn.Module):
     """Five STFT discriminators (n_fft 2048 … 128 by default); fp32, autocast off."""
 
-    def __init__(self, n_ffts: Sequence[int] = (2048, 1024, 512, 256, 128),
-                 hop_lengths: Sequence[int] = (512, 256, 128, 64, 32), win_lengths: Sequence[int] | None = None,
-                 *, filters: int = 64, in_channels: int = 1, out_channels: int = 1, **kwargs) -> None:
+    def __init__(
+        self,
+        n_ffts: Sequence[int] = (2048, 1024, 512, 256, 128),
+        hop_lengths: Sequence[int] = (512, 256, 128, 64, 32),
+        win_lengths: Sequence[int] | None = None,
+        *,
+        filters: int = 64,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        **kwargs,
+    ) -> None:
         super().__init__()
         win_lengths = list(n_ffts) if win_lengths is None else list(win_lengths)
         if not len(n_ffts) == len(hop_lengths) == len(win_lengths):
@@ -117,9 +154,12 @@ class MultiScaleSTFTDiscriminator(nn.Module):
         return hinge_losses(logits_real, logits_fake, fmaps_real, fmaps_fake)
 
 
-def hinge_losses(logits_real: Sequence[Tensor], logits_fake: Sequence[Tensor],
-                 fmaps_real: Sequence[Sequence[Tensor]], fmaps_fake: Sequence[Sequence[Tensor]]
-                 ) -> tuple[Tensor, Tensor, Tensor]:
+def hinge_losses(
+    logits_real: Sequence[Tensor],
+    logits_fake: Sequence[Tensor],
+    fmaps_real: Sequence[Sequence[Tensor]],
+    fmaps_fake: Sequence[Sequence[Tensor]],
+) -> tuple[Tensor, Tensor, Tensor]:
     """L_D = Σ mean relu(1 − D(x)) + mean relu(1 + D(x̂)); L_adv = Σ −mean D(x̂);
     FM = Σ_scales (1/n_layers) Σ_layers mean |f(x) − f(x̂)|."""
     dis = adv = fm = logits_real[0].new_zeros(())

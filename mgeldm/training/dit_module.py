@@ -7,7 +7,8 @@ non-finite step, clipping after AMP un-scaling, and the EMA update are explicit:
     (t_k = 0, clean input, loss mask 0); z_t = α z0 + σ ε; v = α ε − σ z0;
     v̂ = DiT(z_t, t, CLAP per track with CFG dropout); L = masked MSE(v̂, v).
 
-Fixes of docs/compatibility.md#differences: mixture-only pretraining masks the source track's loss and gives it an all-zero
+Fixes of docs/compatibility.md#differences: mixture-only pretraining masks the source track's loss and gives it an
+all-zero
 condition (I.1, I.2); the audio/text blend weights are drawn per sample unless
 ``blend_per_batch`` (I.4); every rank draws its own timesteps, noise and dropout (I.10).
 All randomness comes from one ``torch.Generator`` per rank plus the Sobol engine, both saved in
@@ -38,7 +39,10 @@ __all__ = ["DiTTrainingModule", "NonFiniteLossError"]
 # prompts the source, accompaniment gives the source and prompts the submix, total generation gives nothing
 # and prompts the mix. ``original`` is the original's draw (timestep dropout + independent CFG dropout).
 TASK_PATTERNS: dict[str, tuple[int | None, int]] = {
-    "extract": (MIX, SRC), "partial": (SUBMIX, SRC), "accomp": (SRC, SUBMIX), "total": (None, MIX),
+    "extract": (MIX, SRC),
+    "partial": (SUBMIX, SRC),
+    "accomp": (SRC, SUBMIX),
+    "total": (None, MIX),
 }
 ORIGINAL_PATTERN = "original"
 
@@ -65,14 +69,17 @@ def parse_task_t1(node: Any, task_mix: Any) -> dict[str, float]:
     if node is None:
         return {}
     if not isinstance(node, Mapping):
-        raise UserError(f"trainer.recipe.task_t1: {node!r}; expected null or a mapping of task patterns to "
-                        "probabilities")
+        raise UserError(
+            f"trainer.recipe.task_t1: {node!r}; expected null or a mapping of task patterns to probabilities"
+        )
     known = [n for n in (task_mix or {}) if n in TASK_PATTERNS]
     out = {}
     for name, p in node.items():
         if name not in known:
-            raise UserError(f"trainer.recipe.task_t1.{name}: not a task pattern of trainer.recipe.task_mix "
-                            f"(expected some of {known})")
+            raise UserError(
+                f"trainer.recipe.task_t1.{name}: not a task pattern of trainer.recipe.task_mix "
+                f"(expected some of {known})"
+            )
         if not checks.is_number(p) or not 0 <= p <= 1:
             raise UserError(f"trainer.recipe.task_t1.{name}: {p!r}; expected a probability in [0, 1]")
         out[name] = float(p)
@@ -112,9 +119,15 @@ class DiTTrainingModule(SeededTrainingModule):
     ``conditioner`` (CLAP text) is kept outside the module registry: it is neither trained nor saved.
     """
 
-    def __init__(self, diffusion: nn.Module, recipe: Mapping[str, Any] | None = None, *,
-                 conditioner: Any | None = None, flops_per_sample: float | None = None,
-                 peak_flops: float | None = None) -> None:
+    def __init__(
+        self,
+        diffusion: nn.Module,
+        recipe: Mapping[str, Any] | None = None,
+        *,
+        conditioner: Any | None = None,
+        flops_per_sample: float | None = None,
+        peak_flops: float | None = None,
+    ) -> None:
         super().__init__()
         self.recipe = merged_recipe(recipe, recipe_defaults("dit"))
         self.diffusion = diffusion
@@ -158,10 +171,12 @@ class DiTTrainingModule(SeededTrainingModule):
     # ------------------------------------------------------------------ the recipe
 
     def assemble_conditioning(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> Tensor:
-        """(B, K, G) per-track conditions: mix/submix audio CLAP; src = w_a·audio + w_t·text (docs/compatibility.md#dit-training).
+        """(B, K, G) per-track conditions: mix/submix audio CLAP; src = w_a·audio + w_t·text
+        (docs/compatibility.md#dit-training).
 
         Empty or missing source prompts use the audio CLAP alone (so mix-only items, whose audio
-        CLAP is zero, get zeros); mixture-only pretraining forces zeros for the source (difference 2 of docs/compatibility.md).
+        CLAP is zero, get zeros); mixture-only pretraining forces zeros for the source (difference 2 of
+        docs/compatibility.md).
         """
         mix = batch[CLAP_KEYS[MIX]].float()
         b = mix.shape[0]
@@ -193,8 +208,9 @@ class DiTTrainingModule(SeededTrainingModule):
         s = float(self.recipe["timestep_shift"])
         return t if s == 1.0 else s * t / (1.0 + (s - 1.0) * t)
 
-    def draw_timesteps(self, b: int, generator: torch.Generator | None = None,
-                       sobol: SobolTimestepSampler | None = None) -> tuple[Tensor, Tensor]:
+    def draw_timesteps(
+        self, b: int, generator: torch.Generator | None = None, sobol: SobolTimestepSampler | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Per-track t (B, K) and loss mask (B, K), with timestep dropout and the mixture-only mask."""
         k = self.num_tracks
         t = self.draw_t(b, sobol)[:, None].repeat(1, k)
@@ -247,8 +263,12 @@ class DiTTrainingModule(SeededTrainingModule):
         keep = torch.where(original[:, None], torch.ones_like(keep), keep)
         return given, keep, cond_drop
 
-    def compute_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None,
-                     sobol: SobolTimestepSampler | None = None) -> dict[str, Tensor]:
+    def compute_loss(
+        self,
+        batch: Mapping[str, Any],
+        generator: torch.Generator | None = None,
+        sobol: SobolTimestepSampler | None = None,
+    ) -> dict[str, Tensor]:
         """One forward of the recipe; returns loss, per-track losses, and the tensors tests inspect.
 
         ``generator``/``sobol`` default to the training streams; validation passes fresh ones.
@@ -273,12 +293,21 @@ class DiTTrainingModule(SeededTrainingModule):
         if self.task_mix is not None:
             cond = cond * keep[..., None].to(cond.dtype)
         elif dit.training and float(self.recipe["cfg_dropout_prob"]) > 0:
-            # the DiT's own CFG dropout (docs/compatibility.md#the-diffusion-transformer), called here so a compiled forward stays graph-clean
+            # the DiT's own CFG dropout (docs/compatibility.md#the-diffusion-transformer), called here so a compiled
+            # forward stays graph-clean
             cond = dit.cfg_dropout(cond, float(self.recipe["cfg_dropout_prob"]), gen)
         v_hat = self._dit_call(zt, t, cond)
         loss = masked_mse(v_hat, v, mask, self.num_tracks)
-        return {"loss": loss, "per_track": per_track_mse(v_hat, v, mask, self.num_tracks), "v_hat": v_hat,
-                "v": v, "t": t, "mask": mask, "cond": cond, "z_t": zt}
+        return {
+            "loss": loss,
+            "per_track": per_track_mse(v_hat, v, mask, self.num_tracks),
+            "v_hat": v_hat,
+            "v": v,
+            "t": t,
+            "mask": mask,
+            "cond": cond,
+            "z_t": zt,
+        }
 
     # ------------------------------------------------------------------ Lightning hooks
 
@@ -315,8 +344,11 @@ class DiTTrainingModule(SeededTrainingModule):
         return None
 
     def _log_step(self, loss: Tensor, per_track: Tensor, batch_size: int) -> None:
-        stats = {"train/loss": float(loss.detach()), "train/lr": self.optimizers().param_groups[0]["lr"],
-                 "train/nonfinite_steps": float(self.nonfinite_total)}
+        stats = {
+            "train/loss": float(loss.detach()),
+            "train/lr": self.optimizers().param_groups[0]["lr"],
+            "train/nonfinite_steps": float(self.nonfinite_total),
+        }
         for name, value in zip(TRACK_NAMES, per_track.tolist()):
             if not math.isnan(value):
                 stats[f"train/loss_{name}"] = value

@@ -34,11 +34,20 @@ class FakeLatentDataset(_FakeDataset):
 
     The source is a few sinusoid rows, the submix another set, and mix = submix + source, so the
     three tracks are related the way real ones are and a model can learn them. With
-    ``mix_only=True`` items follow docs/compatibility.md#training-data's mix-only mode (submix = mix, src = 0, prompts "").
+    ``mix_only=True`` items follow docs/compatibility.md#training-data's mix-only mode (submix = mix, src = 0, prompts
+    "").
     """
 
-    def __init__(self, num_examples: int = 64, *, channels: int = 64, frames: int = 100, clap_dim: int = 512,
-                 seed: int = 0, mix_only: bool = False) -> None:
+    def __init__(
+        self,
+        num_examples: int = 64,
+        *,
+        channels: int = 64,
+        frames: int = 100,
+        clap_dim: int = 512,
+        seed: int = 0,
+        mix_only: bool = False,
+    ) -> None:
         super().__init__(num_examples, seed)
         self.channels, self.frames, self.clap_dim, self.mix_only = channels, frames, clap_dim, bool(mix_only)
 
@@ -53,20 +62,34 @@ class FakeLatentDataset(_FakeDataset):
         mix = src + submix
         claps = torch.nn.functional.normalize(torch.randn(3, self.clap_dim, generator=g), dim=-1)
         label = _LABELS[int(torch.randint(len(_LABELS), (1,), generator=g))]
-        item = {"mix_latent": mix, "submix_latent": submix, "src_latent": src,
-                "mix_clap": claps[0], "submix_clap": claps[1], "src_clap": claps[2],
-                "src_prompt": f"The sound of {label}.", "submix_prompt": "Other parts."}
+        item = {
+            "mix_latent": mix,
+            "submix_latent": submix,
+            "src_latent": src,
+            "mix_clap": claps[0],
+            "submix_clap": claps[1],
+            "src_clap": claps[2],
+            "src_prompt": f"The sound of {label}.",
+            "submix_prompt": "Other parts.",
+        }
         if self.mix_only:
-            item.update(submix_latent=mix.clone(), src_latent=torch.zeros_like(mix), submix_clap=claps[0].clone(),
-                        src_clap=torch.zeros_like(claps[0]), src_prompt="", submix_prompt="")
+            item.update(
+                submix_latent=mix.clone(),
+                src_latent=torch.zeros_like(mix),
+                submix_clap=claps[0].clone(),
+                src_clap=torch.zeros_like(claps[0]),
+                src_prompt="",
+                submix_prompt="",
+            )
         return item
 
 
 class FakeAudioDataset(_FakeDataset):
     """Items like the AE audio datasets: ``{"mix_wav": (1, length)}`` of decaying harmonic notes."""
 
-    def __init__(self, num_examples: int = 64, *, length: int = 32768, sample_rate: int = SAMPLE_RATE,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, num_examples: int = 64, *, length: int = 32768, sample_rate: int = SAMPLE_RATE, seed: int = 0
+    ) -> None:
         super().__init__(num_examples, seed)
         self.length, self.sample_rate = length, sample_rate
 

@@ -1,4 +1,5 @@
-"""Training losses (docs/compatibility.md#autoencoder-training, docs/compatibility.md#dit-training): multi-resolution STFT, KL weighting and the masked v-loss.
+"""Training losses (docs/compatibility.md#autoencoder-training, docs/compatibility.md#dit-training): multi-resolution
+STFT, KL weighting and the masked v-loss.
 
 The STFT losses run in fp32 with autocast off: ``torch.stft`` rejects half precision, and the
 log-magnitude term is poorly conditioned in bf16 anyway.
@@ -20,9 +21,11 @@ DEFAULT_HOP_SIZES = (512, 256, 128, 64, 32, 16, 8)
 
 
 def a_weighting_fir(sample_rate: int = SAMPLE_RATE, ntaps: int = 101) -> nn.Module:
-    """The fixed A-weighting FIR pre-filter of docs/compatibility.md#autoencoder-training (auraloss' ``FIRFilter(filter_type="aw")``).
+    """The fixed A-weighting FIR pre-filter of docs/compatibility.md#autoencoder-training (auraloss'
+    ``FIRFilter(filter_type="aw")``).
 
-    auraloss designs exactly what docs/compatibility.md#autoencoder-training describes (IEC analog filter, bilinear transform,
+    auraloss designs exactly what docs/compatibility.md#autoencoder-training describes (IEC analog filter, bilinear
+    transform,
     512-point ``freqz``, least-squares ``firls``); tests/training/test_losses.py checks it.
     """
     from auraloss.perceptual import FIRFilter
@@ -49,16 +52,25 @@ def spectral_convergence(x_mag: Tensor, y_mag: Tensor) -> Tensor:
 
 
 class MultiResolutionSTFTLoss(nn.Module):
-    """Σ_resolutions [SC + mean |log X − log Y|] / n_resolutions, on A-weighted signals (docs/compatibility.md#autoencoder-training).
+    """Σ_resolutions [SC + mean |log X − log Y|] / n_resolutions, on A-weighted signals
+    (docs/compatibility.md#autoencoder-training).
 
     Called as ``loss(input, target)``; the AE module passes (reals, decoded), as the original does,
     so the SC denominator is the decoded spectrum.
     """
 
-    def __init__(self, fft_sizes: Sequence[int] = DEFAULT_FFT_SIZES, hop_sizes: Sequence[int] = DEFAULT_HOP_SIZES,
-                 win_lengths: Sequence[int] | None = None, *, sample_rate: int = SAMPLE_RATE,
-                 perceptual_weighting: bool = True, w_sc: float = 1.0, w_log_mag: float = 1.0,
-                 eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        fft_sizes: Sequence[int] = DEFAULT_FFT_SIZES,
+        hop_sizes: Sequence[int] = DEFAULT_HOP_SIZES,
+        win_lengths: Sequence[int] | None = None,
+        *,
+        sample_rate: int = SAMPLE_RATE,
+        perceptual_weighting: bool = True,
+        w_sc: float = 1.0,
+        w_log_mag: float = 1.0,
+        eps: float = 1e-8,
+    ) -> None:
         super().__init__()
         win_lengths = list(fft_sizes) if win_lengths is None else list(win_lengths)
         if not len(fft_sizes) == len(hop_sizes) == len(win_lengths):

@@ -18,8 +18,7 @@ from typing import Any
 
 import torch
 
-from mgeldm.checkpoints import (AE_EMA, AE_ONLINE, AE_PREFIX, DIT_EMA, DIT_ONLINE, DIT_PREFIX, add_prefix,
-                                strip_prefix)
+from mgeldm.checkpoints import AE_EMA, AE_ONLINE, AE_PREFIX, DIT_EMA, DIT_ONLINE, DIT_PREFIX, add_prefix, strip_prefix
 from mgeldm.errors import UserError
 
 KINDS = ("autoencoder", "mgeldm")
@@ -31,9 +30,24 @@ def _omegaconf_allow_list() -> list:
     from omegaconf.base import ContainerMetadata, Metadata
     from omegaconf.nodes import AnyNode, BooleanNode, BytesNode, FloatNode, IntegerNode, PathNode, StringNode
 
-    return [DictConfig, ListConfig, ContainerMetadata, Metadata, AnyNode, BooleanNode, BytesNode, FloatNode,
-            IntegerNode, PathNode, StringNode, typing.Any, dict, list, int,
-            (_resolver_cache, "collections.defaultdict")]
+    return [
+        DictConfig,
+        ListConfig,
+        ContainerMetadata,
+        Metadata,
+        AnyNode,
+        BooleanNode,
+        BytesNode,
+        FloatNode,
+        IntegerNode,
+        PathNode,
+        StringNode,
+        typing.Any,
+        dict,
+        list,
+        int,
+        (_resolver_cache, "collections.defaultdict"),
+    ]
 
 
 def _resolver_cache(factory: Any = None) -> dict:
@@ -62,8 +76,9 @@ def _restore_resolver_caches(obj: Any, seen: set[int] | None = None) -> None:
         if type(getattr(meta, "resolver_cache", None)) is dict:
             meta.resolver_cache = collections.defaultdict(dict, meta.resolver_cache)
         content = obj.__dict__.get("_content")
-        children = list(content.values()) if isinstance(content, dict) else list(content) \
-            if isinstance(content, list) else []
+        children = (
+            list(content.values()) if isinstance(content, dict) else list(content) if isinstance(content, list) else []
+        )
         for child in [*children, obj.__dict__.get("_parent")]:
             _restore_resolver_caches(child, seen)
     elif isinstance(obj, Mapping):
@@ -86,14 +101,15 @@ def load_training_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> 
         import zipfile
 
         with torch.serialization.safe_globals(_omegaconf_allow_list()):
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=True,
-                              mmap=mmap and zipfile.is_zipfile(path))
+            ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"ckpt_path: {path} is not a readable training checkpoint ({first[:200]})") from None
     if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
-        raise UserError(f"ckpt_path: {path} has no `state_dict`; expected a Lightning training checkpoint "
-                        "(runs/<name>/checkpoints/last.ckpt)")
+        raise UserError(
+            f"ckpt_path: {path} has no `state_dict`; expected a Lightning training checkpoint "
+            "(runs/<name>/checkpoints/last.ckpt)"
+        )
     _restore_resolver_caches({k: v for k, v in ckpt.items() if k != "state_dict"})
     return dict(ckpt)
 
@@ -104,15 +120,19 @@ def check_resumable(path: str | os.PathLike, kind: str, model_cfg: Mapping[str, 
     ckpt = load_training_checkpoint(path, mmap=True)
     found = checkpoint_kind(ckpt["state_dict"])
     if "loops" not in ckpt or found is None:
-        raise UserError(f"ckpt_path: {path} is an unwrapped model, not a training checkpoint; to start from it pass "
-                        "pretrained_ckpt_path=... (ckpt_path resumes a run: `last` or runs/<name>/checkpoints/*.ckpt)")
+        raise UserError(
+            f"ckpt_path: {path} is an unwrapped model, not a training checkpoint; to start from it pass "
+            "pretrained_ckpt_path=... (ckpt_path resumes a run: `last` or runs/<name>/checkpoints/*.ckpt)"
+        )
     if found != kind:
         raise UserError(f"ckpt_path: {path} is a training checkpoint of the {found} run, not of {kind} training")
     if model_cfg is not None:
         problem = _shape_mismatch(unwrap_state(ckpt, kind, path=path), kind, model_cfg)
         if problem:
-            raise UserError(f"ckpt_path: {path} cannot be resumed with this config: it holds a model of another "
-                            f"size ({problem}){_config_changes(ckpt.get('model_config'), model_cfg)}")
+            raise UserError(
+                f"ckpt_path: {path} cannot be resumed with this config: it holds a model of another "
+                f"size ({problem}){_config_changes(ckpt.get('model_config'), model_cfg)}"
+            )
 
 
 def checkpoint_kind(state: Mapping[str, Any]) -> str | None:
@@ -124,19 +144,26 @@ def checkpoint_kind(state: Mapping[str, Any]) -> str | None:
     return None
 
 
-def unwrap_state(ckpt: Mapping[str, Any], kind: str, *, use_ema: bool = True, path: Any = None) -> dict[str, torch.Tensor]:
-    """The unwrapped state dict: AE keys (``encoder.* / decoder.*``) or MGELDM keys (``model_dit.*`` + ``pretransform.model.*``)."""
+def unwrap_state(
+    ckpt: Mapping[str, Any], kind: str, *, use_ema: bool = True, path: Any = None
+) -> dict[str, torch.Tensor]:
+    """The unwrapped state dict: AE keys (``encoder.* / decoder.*``) or MGELDM keys (``model_dit.*`` +
+    ``pretransform.model.*``)."""
     if kind not in KINDS:
         raise UserError(f"type: {kind!r} is not one of {list(KINDS)} (pass +type=autoencoder or +type=mgeldm)")
     state = ckpt["state_dict"]
     found = checkpoint_kind(state)
     if found is None:
-        raise UserError(f"ckpt_path: {path} is neither an AE nor a DiT training checkpoint "
-                        f"(no {AE_ONLINE}* or {DIT_ONLINE}* keys); an already unwrapped file needs no unwrapping")
+        raise UserError(
+            f"ckpt_path: {path} is neither an AE nor a DiT training checkpoint "
+            f"(no {AE_ONLINE}* or {DIT_ONLINE}* keys); an already unwrapped file needs no unwrapping"
+        )
     if found != kind:
         what = {"autoencoder": "an autoencoder", "mgeldm": "a DiT (mgeldm)"}
-        raise UserError(f"ckpt_path: {path} is {what[found]} training checkpoint, not {what[kind].split(' ', 1)[1]}; "
-                        f"pass +type={found} with --config-name {'default_ae' if found == 'autoencoder' else 'dit'}")
+        raise UserError(
+            f"ckpt_path: {path} is {what[found]} training checkpoint, not {what[kind].split(' ', 1)[1]}; "
+            f"pass +type={found} with --config-name {'default_ae' if found == 'autoencoder' else 'dit'}"
+        )
     if kind == "autoencoder":
         out = strip_prefix(state, AE_EMA) if use_ema else {}
         return out or strip_prefix(state, AE_ONLINE)
@@ -201,9 +228,15 @@ def check_against_config(state: Mapping[str, torch.Tensor], kind: str, model_cfg
         raise UserError(f"ckpt_path: {path}: its {kind} weights do not fit the configured model: {problem}")
 
 
-def unwrap_checkpoint(training_ckpt: str | os.PathLike, kind: str, output_name: str | os.PathLike, *,
-                      model_cfg: Mapping[str, Any] | None = None, use_safetensors: bool = False,
-                      use_ema: bool = True) -> Path:
+def unwrap_checkpoint(
+    training_ckpt: str | os.PathLike,
+    kind: str,
+    output_name: str | os.PathLike,
+    *,
+    model_cfg: Mapping[str, Any] | None = None,
+    use_safetensors: bool = False,
+    use_ema: bool = True,
+) -> Path:
     """Write ``<output_name>.ckpt`` (``{"state_dict": ..., "model_config": ...}``) or ``.safetensors``.
 
     The model config written beside the weights is the one the training checkpoint carries (what the
@@ -221,8 +254,11 @@ def unwrap_checkpoint(training_ckpt: str | os.PathLike, kind: str, output_name: 
     out = Path(str(output_name))
     if out.suffix in (".ckpt", ".safetensors"):
         out = out.with_suffix("")
-    return write_state_dict(state, out.with_name(out.name + (".safetensors" if use_safetensors else ".ckpt")),
-                            model_config=plain_model_config(model_cfg))
+    return write_state_dict(
+        state,
+        out.with_name(out.name + (".safetensors" if use_safetensors else ".ckpt")),
+        model_config=plain_model_config(model_cfg),
+    )
 
 
 def plain_model_config(cfg: Any) -> dict | None:

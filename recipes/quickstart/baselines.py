@@ -13,8 +13,9 @@ from mgeldm.config import compose_config
 from recipes.quickstart.evalset import load_song_stems, load_songs, read_songs, stem_folder
 
 
-def init_dit(config_name: str, ae_ckpt: str, out: str, seed: int, overrides: Sequence[str] = (),
-             like: str | None = None) -> Path:
+def init_dit(
+    config_name: str, ae_ckpt: str, out: str, seed: int, overrides: Sequence[str] = (), like: str | None = None
+) -> Path:
     """The unwrapped checkpoint of the untrained baseline: the trained AE + the DiT as initialised.
 
     ``like``: a trained unwrapped model whose carried config (sizes, measured per-track statistics, conditioner)
@@ -36,14 +37,25 @@ def oracle(config_name: str, ae_ckpt: str, eval_dir: str, sample_rate: int, over
     root, n = Path(eval_dir), 0
     for song, info in read_songs(root).items():
         for label, wave in load_song_stems(root, song, info["labels"], sample_rate).items():
-            write_wav(root / "oracle" / stem_folder(label) / f"{song}.wav", ae.round_trip(wave, sample_rate),
-                      ae.sample_rate)
+            write_wav(
+                root / "oracle" / stem_folder(label) / f"{song}.wav", ae.round_trip(wave, sample_rate), ae.sample_rate
+            )
             n += 1
     return n
 
 
-def latent(ckpt: str, eval_dir: str, sample_rate: int, *, steps: int, cfg_scale: float, overlap: float,
-           seed: int = 0, device: str = "cpu", regressor: str | None = None) -> dict[str, Any]:
+def latent(
+    ckpt: str,
+    eval_dir: str,
+    sample_rate: int,
+    *,
+    steps: int,
+    cfg_scale: float,
+    overlap: float,
+    seed: int = 0,
+    device: str = "cpu",
+    regressor: str | None = None,
+) -> dict[str, Any]:
     """The latent-space extraction scores of the eval songs with the report's sampler settings: the songs' mix and
     stems encoded by the model's own AE. ``regressor``: a ``diagnose.py regressor`` file trained on the DiT's
     batches, scored on the same songs and prompts (``regressor_*`` keys, per stem too)."""
@@ -53,8 +65,9 @@ def latent(ckpt: str, eval_dir: str, sample_rate: int, *, steps: int, cfg_scale:
     model = MGELDM.from_pretrained(ckpt, device=device)
     songs = songs_from_audio(model, load_songs(eval_dir, sample_rate), sample_rate)
     silence = silence_latent(model)
-    scores = latent_scores(model, songs, canonical_prompt, steps=steps, cfg_scale=cfg_scale, overlap=overlap,
-                           seed=seed, silence=silence)
+    scores = latent_scores(
+        model, songs, canonical_prompt, steps=steps, cfg_scale=cfg_scale, overlap=overlap, seed=seed, silence=silence
+    )
     if regressor:
         extra = regressor_scores(regressor, model, songs, silence)
         for label, values in extra.pop("per_stem").items():

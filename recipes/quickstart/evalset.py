@@ -24,18 +24,43 @@ from mgeldm.tasks.outputs import slugify
 # Wordings that never appear in training (the training prompts are the 25 templates of
 # mgeldm/data/prompts.py filled with the lower-cased class names).
 PARAPHRASES: dict[str, tuple[str, ...]] = {
-    "Drums": ("a drum kit playing a groove", "percussion with kick snare and hihats", "the beat on the drumset",
-              "rhythm section drumming", "isolated drum kit recording"),
-    "Bass": ("low end bass guitar", "the bassline", "deep bass notes", "a bass player grooving",
-             "the low-frequency bass part"),
-    "Piano": ("keyboard chords on a piano", "someone playing the keys", "acoustic or electric piano comping",
-              "piano accompaniment", "a pianist playing chords"),
-    "Guitar": ("strummed guitar chords", "a guitarist playing", "electric or acoustic guitar part",
-               "six-string guitar accompaniment", "guitar strumming"),
-    "Synth Lead": ("a synthesizer playing the melody", "lead synth line", "the electronic lead melody",
-                   "a synth solo", "melodic synthesizer lead"),
+    "Drums": (
+        "a drum kit playing a groove",
+        "percussion with kick snare and hihats",
+        "the beat on the drumset",
+        "rhythm section drumming",
+        "isolated drum kit recording",
+    ),
+    "Bass": (
+        "low end bass guitar",
+        "the bassline",
+        "deep bass notes",
+        "a bass player grooving",
+        "the low-frequency bass part",
+    ),
+    "Piano": (
+        "keyboard chords on a piano",
+        "someone playing the keys",
+        "acoustic or electric piano comping",
+        "piano accompaniment",
+        "a pianist playing chords",
+    ),
+    "Guitar": (
+        "strummed guitar chords",
+        "a guitarist playing",
+        "electric or acoustic guitar part",
+        "six-string guitar accompaniment",
+        "guitar strumming",
+    ),
+    "Synth Lead": (
+        "a synthesizer playing the melody",
+        "lead synth line",
+        "the electronic lead melody",
+        "a synth solo",
+        "melodic synthesizer lead",
+    ),
 }
-MIN_STEM_RMS = 1e-3   # a stem quieter than this over the excerpt is left out of the evaluation
+MIN_STEM_RMS = 1e-3  # a stem quieter than this over the excerpt is left out of the evaluation
 PARTIAL_LABEL = "Drums"  # the stem partial generation adds: each song's submix leaves it out (else its last stem)
 
 
@@ -63,7 +88,7 @@ def best_excerpt(stems: Mapping[str, torch.Tensor], length: int, hop: int) -> in
     if total <= length:
         return 0
     starts = list(range(0, total - length + 1, hop))
-    score = [min(float(s[a:a + length].pow(2).mean()) for s in stems.values()) for a in starts]
+    score = [min(float(s[a : a + length].pow(2).mean()) for s in stems.values()) for a in starts]
     return starts[max(range(len(starts)), key=score.__getitem__)]
 
 
@@ -74,7 +99,7 @@ def _song_stems(track: Any, sample_rate: int, seconds: float | None) -> dict[str
     if seconds:
         n = int(seconds * sample_rate)
         start = best_excerpt(stems, n, sample_rate // 4)
-        stems = {k: v[start:start + n] for k, v in stems.items()}
+        stems = {k: v[start : start + n] for k, v in stems.items()}
     return stems
 
 
@@ -100,8 +125,16 @@ def _write_song(root: Path, name: str, stems: Mapping[str, torch.Tensor], sample
     return {"labels": list(audible), "partial_label": missing, "seconds": mix.shape[-1] / sample_rate}
 
 
-def prepare(corpus: str, out: str, n_songs: int, sample_rate: int, pngs: bool = True,
-            seconds: float | None = None, para_songs: int | None = None, split: str = "test") -> dict:
+def prepare(
+    corpus: str,
+    out: str,
+    n_songs: int,
+    sample_rate: int,
+    pngs: bool = True,
+    seconds: float | None = None,
+    para_songs: int | None = None,
+    split: str = "test",
+) -> dict:
     """Write the evaluation folders of the first ``n_songs`` songs of ``split`` (the held-out test songs, or the
     validation songs recipes are tuned on); returns ``songs.json``'s content.
 
@@ -124,7 +157,7 @@ def prepare(corpus: str, out: str, n_songs: int, sample_rate: int, pngs: bool = 
             songs[ref.path.name] = entry
     write_text_atomic(root / "songs.json", json.dumps(songs, indent=1))
     (root / "mix_para").mkdir(exist_ok=True)  # the paraphrase runs (5 prompts per stem class): the first songs
-    for name in sorted(songs)[:para_songs or len(songs)]:
+    for name in sorted(songs)[: para_songs or len(songs)]:
         shutil.copyfile(root / "mix" / f"{name}.wav", root / "mix_para" / f"{name}.wav")
     return songs
 
@@ -137,8 +170,9 @@ def read_songs(eval_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def load_song_stems(eval_dir: str | Path, song: str, labels: Sequence[str], sample_rate: int,
-                    folder: str = "ref") -> dict[str, torch.Tensor]:
+def load_song_stems(
+    eval_dir: str | Path, song: str, labels: Sequence[str], sample_rate: int, folder: str = "ref"
+) -> dict[str, torch.Tensor]:
     """``{label: (L,)}``: the song's stems of ``folder`` (``ref``: the true ones; ``oracle``: their AE round trip)."""
     from mgeldm.audio import load_mono
 
@@ -151,6 +185,10 @@ def load_songs(eval_dir: str | Path, sample_rate: int) -> dict[str, tuple[torch.
     from mgeldm.audio import load_mono
 
     root = Path(eval_dir)
-    return {song: (load_mono(root / "mix" / f"{song}.wav", sample_rate)[0],
-                   load_song_stems(root, song, info["labels"], sample_rate))
-            for song, info in sorted(read_songs(root).items())}
+    return {
+        song: (
+            load_mono(root / "mix" / f"{song}.wav", sample_rate)[0],
+            load_song_stems(root, song, info["labels"], sample_rate),
+        )
+        for song, info in sorted(read_songs(root).items())
+    }

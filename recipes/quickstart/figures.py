@@ -21,8 +21,9 @@ from recipes.quickstart.evalset import read_songs, stem_folder
 PANELS = ("mixture", "true stem", "extraction")
 
 
-def example_files(eval_dir: str | Path, classes: Sequence[str], pred_folder: str = "pred"
-                  ) -> list[tuple[str, str, tuple[Path, Path, Path]]]:
+def example_files(
+    eval_dir: str | Path, classes: Sequence[str], pred_folder: str = "pred"
+) -> list[tuple[str, str, tuple[Path, Path, Path]]]:
     """``(label, song, (mixture, true stem, extraction))`` for each stem class that some song with an extraction
     contains: the first such song by name."""
     root = Path(eval_dir)
@@ -30,8 +31,11 @@ def example_files(eval_dir: str | Path, classes: Sequence[str], pred_folder: str
     rows = []
     for label in classes:
         for song in sorted(songs):
-            files = (root / "mix" / f"{song}.wav", root / "ref" / stem_folder(label) / f"{song}.wav",
-                     root / pred_folder / stem_folder(label) / f"{song}.wav")
+            files = (
+                root / "mix" / f"{song}.wav",
+                root / "ref" / stem_folder(label) / f"{song}.wav",
+                root / pred_folder / stem_folder(label) / f"{song}.wav",
+            )
             if label in songs[song]["labels"] and all(f.is_file() for f in files):
                 rows.append((label, song, files))
                 break
@@ -50,8 +54,16 @@ def _draw_row(axes, label: str, song: str, db: Sequence[torch.Tensor], cfg: LogM
     image = None
     for ax, title, spec in zip(axes, PANELS, db):
         seconds = spec.shape[-1] * cfg.hop_length / cfg.sample_rate
-        image = ax.imshow(spec.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-depth, vmax=0.0,
-                          extent=(0, seconds, 0, cfg.n_mels), interpolation="nearest")
+        image = ax.imshow(
+            spec.numpy(),
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=-depth,
+            vmax=0.0,
+            extent=(0, seconds, 0, cfg.n_mels),
+            interpolation="nearest",
+        )
         ax.set_title(f"{label} · {song}: {title}", fontsize=9)
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("mel band", fontsize=8)
@@ -71,8 +83,9 @@ def _figure(n_rows: int):
     return fig, axes, fig.add_axes((0.915, bottom, 0.012, top - bottom))
 
 
-def extraction_examples(eval_dir: str | Path, classes: Sequence[str], out_path: str | Path, sample_rate: int,
-                        pred_folder: str = "pred") -> Path | None:
+def extraction_examples(
+    eval_dir: str | Path, classes: Sequence[str], out_path: str | Path, sample_rate: int, pred_folder: str = "pred"
+) -> Path | None:
     """Write the picture (atomically) and return its path; None (nothing written) when no stem class has one."""
     import matplotlib
 
@@ -99,4 +112,3 @@ def extraction_examples(eval_dir: str | Path, classes: Sequence[str], out_path: 
     finally:
         plt.close(fig)
     return path
-

@@ -42,15 +42,29 @@ from mgeldm.metrics.logmel import ABSFLOOR, LogMelConfig
 from recipes.quickstart.evalset import PARAPHRASES, paraphrase_list, prompt_list, read_songs, stem_folder
 
 PROG = "python -m recipes.quickstart.report"
-RATIO_NAMES = ("logmel_l1_ratio_vs_mix", "untrained_logmel_l1_ratio_vs_mix", "oracle_logmel_l1_ratio_vs_mix",
-               "silence_logmel_l1_ratio_vs_mix")
+RATIO_NAMES = (
+    "logmel_l1_ratio_vs_mix",
+    "untrained_logmel_l1_ratio_vs_mix",
+    "oracle_logmel_l1_ratio_vs_mix",
+    "silence_logmel_l1_ratio_vs_mix",
+)
 ACCURACY_NAMES = ("prompt_accuracy", "untrained_prompt_accuracy", "oracle_prompt_accuracy", "paraphrase_accuracy")
 FLOORS = ("", ABSFLOOR)  # the excerpt's floor (the names as they are) and the absolute floor alone
 # every figure of the report, overall and per stem (the latent scores come on top when given)
-METRIC_NAMES = (tuple(m + f for m in RATIO_NAMES + ACCURACY_NAMES for f in FLOORS)
-                + ("si_sdr_improvement_db", "oracle_si_sdr_improvement_db"))
-__all__ = ["METRIC_NAMES", "PARAPHRASES", "TARGETS", "build_report", "markdown", "main", "paraphrase_list",
-           "prompt_list"]
+METRIC_NAMES = tuple(m + f for m in RATIO_NAMES + ACCURACY_NAMES for f in FLOORS) + (
+    "si_sdr_improvement_db",
+    "oracle_si_sdr_improvement_db",
+)
+__all__ = [
+    "METRIC_NAMES",
+    "PARAPHRASES",
+    "TARGETS",
+    "build_report",
+    "markdown",
+    "main",
+    "paraphrase_list",
+    "prompt_list",
+]
 
 
 def _row_mean(block: Mapping, row: str, metric: str) -> float:
@@ -59,24 +73,45 @@ def _row_mean(block: Mapping, row: str, metric: str) -> float:
     return float(mean) if mean is not None else float("nan")
 
 
-LATENT_KEYS = ("latent_prompt_accuracy", "latent_rel_mse", "regressor_latent_prompt_accuracy",
-               "regressor_latent_rel_mse", "x0_error_t0.05", "x0_error_t0.05_uncond", "x0_error_t0.4",
-               "x0_error_t0.4_uncond", "x0_error_t0.8", "x0_error_t0.8_uncond", "x0_error_t1", "x0_error_t1_uncond")
+LATENT_KEYS = (
+    "latent_prompt_accuracy",
+    "latent_rel_mse",
+    "regressor_latent_prompt_accuracy",
+    "regressor_latent_rel_mse",
+    "x0_error_t0.05",
+    "x0_error_t0.05_uncond",
+    "x0_error_t0.4",
+    "x0_error_t0.4_uncond",
+    "x0_error_t0.8",
+    "x0_error_t0.8_uncond",
+    "x0_error_t1",
+    "x0_error_t1_uncond",
+)
 
 
-def _metrics(block: Mapping, ublock: Mapping, hits: Mapping[str, Sequence[bool]], lat: Mapping[str, Any]
-             ) -> dict[str, float]:
+def _metrics(
+    block: Mapping, ublock: Mapping, hits: Mapping[str, Sequence[bool]], lat: Mapping[str, Any]
+) -> dict[str, float]:
     """The report's numbers of one group (a stem class, or all): the evaluation rows under both floors, the
     accuracies (``hits``: accuracy name -> that group's hits) and the latent scores."""
     out = {k: float(lat[k]) for k in LATENT_KEYS if k in lat}
     for f in FLOORS:
         ratio = "logmel_l1_ratio_vs_mix" + f
-        out.update({ratio: _row_mean(block, "model", ratio), "untrained_" + ratio: _row_mean(ublock, "model", ratio),
-                    "oracle_" + ratio: _row_mean(block, "oracle", ratio),
-                    "silence_" + ratio: _row_mean(block, "silence", ratio)})
+        out.update(
+            {
+                ratio: _row_mean(block, "model", ratio),
+                "untrained_" + ratio: _row_mean(ublock, "model", ratio),
+                "oracle_" + ratio: _row_mean(block, "oracle", ratio),
+                "silence_" + ratio: _row_mean(block, "silence", ratio),
+            }
+        )
     out.update({m + f: share(hits.get(m + f, [])) for m in ACCURACY_NAMES for f in FLOORS})
-    out.update({"si_sdr_improvement_db": _row_mean(block, "model", "si_sdri"),
-                "oracle_si_sdr_improvement_db": _row_mean(block, "oracle", "si_sdri")})
+    out.update(
+        {
+            "si_sdr_improvement_db": _row_mean(block, "model", "si_sdri"),
+            "oracle_si_sdr_improvement_db": _row_mean(block, "oracle", "si_sdri"),
+        }
+    )
     return out
 
 
@@ -90,9 +125,16 @@ def accuracy_hits(prefix: str, hits: Mapping[str, Mapping[str, list[bool]]]) -> 
     return {prefix + suffix: per_label for suffix, per_label in hits.items()}
 
 
-def build_report(*, evaluation: Mapping, untrained: Mapping, hits: Mapping[str, Mapping[str, list[bool]]],
-                 stage_seconds: Mapping[str, float], wall_seconds: float, n_songs: int,
-                 latent: Mapping[str, Any] | None = None) -> dict:
+def build_report(
+    *,
+    evaluation: Mapping,
+    untrained: Mapping,
+    hits: Mapping[str, Mapping[str, list[bool]]],
+    stage_seconds: Mapping[str, float],
+    wall_seconds: float,
+    n_songs: int,
+    latent: Mapping[str, Any] | None = None,
+) -> dict:
     """The report's JSON: every figure overall and per stem, and the targets. ``hits``: per accuracy name of
     :data:`ACCURACY_NAMES` (and its ``_absfloor`` twin), ``{stem label: one bool per pair}``; ``latent``: the
     latent scores (overall and the per-stem accuracy and MSE)."""
@@ -101,13 +143,26 @@ def build_report(*, evaluation: Mapping, untrained: Mapping, hits: Mapping[str, 
     per_stem = {}
     for group, block in sorted(evaluation["groups"].items()):
         label = label_of.get(group, group)
-        per_stem[label] = _metrics(block, untrained["groups"].get(group, {}),
-                                   {name: per_label.get(label, []) for name, per_label in hits.items()},
-                                   (latent.get("per_stem") or {}).get(label, {}))
-    overall = _metrics(evaluation["overall"], untrained["overall"],
-                       {name: _flat(per_label) for name, per_label in hits.items()}, latent)
-    report = {"wall_seconds": float(wall_seconds), **overall, "per_stem": per_stem, "n_songs": int(n_songs),
-              "n_pairs": int(evaluation["n_files"]), "stage_seconds": {k: float(v) for k, v in stage_seconds.items()}}
+        per_stem[label] = _metrics(
+            block,
+            untrained["groups"].get(group, {}),
+            {name: per_label.get(label, []) for name, per_label in hits.items()},
+            (latent.get("per_stem") or {}).get(label, {}),
+        )
+    overall = _metrics(
+        evaluation["overall"],
+        untrained["overall"],
+        {name: _flat(per_label) for name, per_label in hits.items()},
+        latent,
+    )
+    report = {
+        "wall_seconds": float(wall_seconds),
+        **overall,
+        "per_stem": per_stem,
+        "n_songs": int(n_songs),
+        "n_pairs": int(evaluation["n_files"]),
+        "stage_seconds": {k: float(v) for k, v in stage_seconds.items()},
+    }
     if "regressor_steps" in latent:
         report["regressor_steps"] = int(latent["regressor_steps"])
     report["targets"] = targets(report)
@@ -120,7 +175,7 @@ class Target:
 
     metric: str
     op: str
-    bound: float | str           # a number, or the name of the report's figure that is the bar (the regressor's)
+    bound: float | str  # a number, or the name of the report's figure that is the bar (the regressor's)
     every_stem: bool = False
 
     @property
@@ -159,8 +214,10 @@ TARGETS = (  # the targets of the full CPU run (held-out songs); the accuracies 
 
 def targets(report: Mapping) -> dict[str, dict[str, Any]]:
     """Per target: its text, the value reached (the worst stem class's for a per-stem target) and whether met."""
-    return {t.name: {"target": f"{t.op} {_bound_text(t, report)}", "value": t.value(report), "met": t.met(report)}
-            for t in TARGETS}
+    return {
+        t.name: {"target": f"{t.op} {_bound_text(t, report)}", "value": t.value(report), "met": t.met(report)}
+        for t in TARGETS
+    }
 
 
 def _bound_text(t: Target, report: Mapping) -> str:
@@ -173,42 +230,72 @@ def _num(v: float) -> str:
 
 def _table(names: Sequence[str], report: Mapping) -> list[str]:
     """A markdown table: one row for all pairs and one per stem class, one column per metric of ``names``."""
-    return (["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
-             "| **all** | " + " | ".join(_num(report.get(m)) for m in names) + " |"]
-            + [f"| {label} | " + " | ".join(_num(vals.get(m)) for m in names) + " |"
-               for label, vals in report["per_stem"].items()])
+    return [
+        "| | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+        "| **all** | " + " | ".join(_num(report.get(m)) for m in names) + " |",
+    ] + [
+        f"| {label} | " + " | ".join(_num(vals.get(m)) for m in names) + " |"
+        for label, vals in report["per_stem"].items()
+    ]
 
 
 def _accuracy_section(report: Mapping) -> list[str]:
-    names = [k for k in ("latent_prompt_accuracy", "latent_rel_mse", "regressor_latent_prompt_accuracy",
-                         "regressor_latent_rel_mse") if k in report]
+    names = [
+        k
+        for k in (
+            "latent_prompt_accuracy",
+            "latent_rel_mse",
+            "regressor_latent_prompt_accuracy",
+            "regressor_latent_rel_mse",
+        )
+        if k in report
+    ]
     names += [m + f for m in ACCURACY_NAMES for f in FLOORS]
-    return (["", "## Prompt accuracy per stem class", "",
-             "Latent scores compare the extracted source latent with the true stems' AE latents (the decoder cannot "
-             "cap them); the audio accuracies are under the excerpt's floor and, `_absfloor`, the absolute floor "
-             "alone; `oracle_`: the true stems through the AE round trip, the most any extractor can reach in audio "
-             "with this AE.", ""] + _table(names, report))
+    return [
+        "",
+        "## Prompt accuracy per stem class",
+        "",
+        "Latent scores compare the extracted source latent with the true stems' AE latents (the decoder cannot "
+        "cap them); the audio accuracies are under the excerpt's floor and, `_absfloor`, the absolute floor "
+        "alone; `oracle_`: the true stems through the AE round trip, the most any extractor can reach in audio "
+        "with this AE.",
+        "",
+    ] + _table(names, report)
 
 
 def _latent_section(report: Mapping) -> list[str]:
-    times = [k[len("x0_error_t"):] for k in report if k.startswith("x0_error_t") and not k.endswith("_uncond")]
-    return (["", "## The DiT's clean estimate", "",
-             "x0 error: the DiT's clean estimate of the source in one call at diffusion time t (mix given), relative "
-             "to silence's error, with the prompt and without.", "",
-             "| t | " + " | ".join(times) + " |", "|---|" + "---|" * len(times),
-             "| x0 error, prompt | " + " | ".join(_num(report[f"x0_error_t{t}"]) for t in times) + " |",
-             "| x0 error, no condition | " + " | ".join(_num(report[f"x0_error_t{t}_uncond"]) for t in times) + " |"])
+    times = [k[len("x0_error_t") :] for k in report if k.startswith("x0_error_t") and not k.endswith("_uncond")]
+    return [
+        "",
+        "## The DiT's clean estimate",
+        "",
+        "x0 error: the DiT's clean estimate of the source in one call at diffusion time t (mix given), relative "
+        "to silence's error, with the prompt and without.",
+        "",
+        "| t | " + " | ".join(times) + " |",
+        "|---|" + "---|" * len(times),
+        "| x0 error, prompt | " + " | ".join(_num(report[f"x0_error_t{t}"]) for t in times) + " |",
+        "| x0 error, no condition | " + " | ".join(_num(report[f"x0_error_t{t}_uncond"]) for t in times) + " |",
+    ]
 
 
 def _closing_sections(report: Mapping, extra: Mapping[str, Any]) -> list[str]:
     lines = ["", "## Targets (full run)", "", "| metric | target | reached |", "|---|---|---|"]
-    lines += [f"| {name} | {t['target']} | {'yes' if t['met'] else 'no'} ({_num(t['value'])}) |"
-              for name, t in report["targets"].items()]
+    lines += [
+        f"| {name} | {t['target']} | {'yes' if t['met'] else 'no'} ({_num(t['value'])}) |"
+        for name, t in report["targets"].items()
+    ]
     if extra.get("examples"):
-        lines += ["", "## Extraction examples", "",
-                  "Per stem class, one song: the mixture, the true stem and the extraction as the scores see them "
-                  "(log-mel, dB re the song's mixture peak down to the floor).", "",
-                  f"![extraction examples]({extra['examples']})"]
+        lines += [
+            "",
+            "## Extraction examples",
+            "",
+            "Per stem class, one song: the mixture, the true stem and the extraction as the scores see them "
+            "(log-mel, dB re the song's mixture peak down to the floor).",
+            "",
+            f"![extraction examples]({extra['examples']})",
+        ]
     lines += _training_lines(report)
     lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["stage_seconds"].items()]
@@ -225,38 +312,61 @@ def _training_lines(report: Mapping) -> list[str]:
     training, lines = report.get("training") or {}, []
     rows = [(name, training[k]) for k, name in (("ae", "autoencoder"), ("dit", "DiT")) if k in training]
     if rows:
-        lines += ["", "## Training (budgets in steps)", "", "| stage | steps | seconds | steps/s |", "|---|---|---|---|"]
-        lines += [f"| {name} | {r['steps']:,} | {r['seconds']:.0f} | {_num(r.get('steps_per_second'))} |"
-                  for name, r in rows]
+        lines += [
+            "",
+            "## Training (budgets in steps)",
+            "",
+            "| stage | steps | seconds | steps/s |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {r['steps']:,} | {r['seconds']:.0f} | {_num(r.get('steps_per_second'))} |" for name, r in rows
+        ]
     if "regressor_steps" in report:
         lines += ["", f"The conv regressor (the bar) trained on the DiT's first {report['regressor_steps']:,} batches."]
     if "unwrapped" in training:
         u = training["unwrapped"]
-        lines += ["", f"Unwrapped: `{u['checkpoint']}` (step {u['step']:,}), the best {u['metric']} "
-                      f"({_num(u['value'])}) of the monitor on the validation songs."]
+        lines += [
+            "",
+            f"Unwrapped: `{u['checkpoint']}` (step {u['step']:,}), the best {u['metric']} "
+            f"({_num(u['value'])}) of the monitor on the validation songs.",
+        ]
     if "extraction_sampler" in report:
         x = report["extraction_sampler"]
-        lines += ["", f"Extraction sampler of every score: {x['steps']} step(s), CFG {x['cfg_scale']:g}, "
-                      f"{x['overlap_seconds']:g} s overlap."]
+        lines += [
+            "",
+            f"Extraction sampler of every score: {x['steps']} step(s), CFG {x['cfg_scale']:g}, "
+            f"{x['overlap_seconds']:g} s overlap.",
+        ]
     return lines
 
 
 def markdown(report: Mapping, extra: Mapping[str, Any]) -> str:
     cfg = LogMelConfig()  # the report's floors (runs.floor_configs): configs/evaluate.yaml's defaults
-    lines = ["# MGE-LDM quickstart report", "",
-             f"{report['n_songs']} held-out songs, {report['n_pairs']} (song, stem) pairs; wall time "
-             f"{report['wall_seconds']:.0f} s ({extra.get('mode', '')}).", "",
-             "Log-Mel L1 ratio = Log-Mel L1(estimate, true stem) / Log-Mel L1(mixture, true stem), mean over pairs "
-             "(lower is better; the mixture itself scores 1). Prompt accuracy: share of pairs whose extraction is "
-             "closer (Log-Mel L1) to the prompted stem than to every other stem of the song; paraphrase accuracy: "
-             f"the same with {extra.get('n_paraphrases', 5)} wordings per stem never seen in training, on the first "
-             f"{extra.get('n_para_songs', report['n_songs'])} songs. Log-Mel magnitudes are floored "
-             f"{cfg.floor_db_below_mix_peak:g} dB under the mel peak of the song's mixture (estimate, true stem and "
-             "mixture alike: a faint noise floor in a silent stretch costs what a listener hears of it); the "
-             f"`_absfloor` figures floor them at {cfg.floor:g} instead.", "",
-             *_table(RATIO_NAMES + ("si_sdr_improvement_db", "oracle_si_sdr_improvement_db"), report)]
+    lines = [
+        "# MGE-LDM quickstart report",
+        "",
+        f"{report['n_songs']} held-out songs, {report['n_pairs']} (song, stem) pairs; wall time "
+        f"{report['wall_seconds']:.0f} s ({extra.get('mode', '')}).",
+        "",
+        "Log-Mel L1 ratio = Log-Mel L1(estimate, true stem) / Log-Mel L1(mixture, true stem), mean over pairs "
+        "(lower is better; the mixture itself scores 1). Prompt accuracy: share of pairs whose extraction is "
+        "closer (Log-Mel L1) to the prompted stem than to every other stem of the song; paraphrase accuracy: "
+        f"the same with {extra.get('n_paraphrases', 5)} wordings per stem never seen in training, on the first "
+        f"{extra.get('n_para_songs', report['n_songs'])} songs. Log-Mel magnitudes are floored "
+        f"{cfg.floor_db_below_mix_peak:g} dB under the mel peak of the song's mixture (estimate, true stem and "
+        "mixture alike: a faint noise floor in a silent stretch costs what a listener hears of it); the "
+        f"`_absfloor` figures floor them at {cfg.floor:g} instead.",
+        "",
+        *_table(RATIO_NAMES + ("si_sdr_improvement_db", "oracle_si_sdr_improvement_db"), report),
+    ]
     lines += _accuracy_section(report)
-    lines += ["", "## Log-Mel ratios under the absolute floor", "", *_table([m + ABSFLOOR for m in RATIO_NAMES], report)]
+    lines += [
+        "",
+        "## Log-Mel ratios under the absolute floor",
+        "",
+        *_table([m + ABSFLOOR for m in RATIO_NAMES], report),
+    ]
     if any(k.startswith("x0_error_t") for k in report):
         lines += _latent_section(report)
     return "\n".join(lines + _closing_sections(report, extra)) + "\n"
@@ -277,8 +387,13 @@ def training_record(runs: str | None, unwrapped: str | None) -> dict[str, Any]:
     best = Path(runs) / "dit" / "checkpoints" / BEST_JSON
     if best.is_file():
         info = json.loads(best.read_text())
-        record["unwrapped"] = {"checkpoint": info["file"], "step": info["step"], "metric": info["metric"],
-                               "value": info["value"], "file": unwrapped}
+        record["unwrapped"] = {
+            "checkpoint": info["file"],
+            "step": info["step"],
+            "metric": info["metric"],
+            "value": info["value"],
+            "file": unwrapped,
+        }
     return record
 
 
@@ -290,8 +405,6 @@ def read_stages(path: str | None) -> dict[str, float]:
                 name, sec = line.split("\t", 1)
                 stages[name] = stages.get(name, 0.0) + float(sec)
     return stages
-
-
 
 
 # --------------------------------------------------------------------------------------------- the commands
@@ -312,8 +425,16 @@ def _hydra_list(prompts: Sequence[str]) -> str:
 def _prepare(args: argparse.Namespace) -> None:
     from recipes.quickstart.evalset import prepare
 
-    songs = prepare(args.corpus, args.eval_dir, args.n_songs, args.sample_rate, pngs=not args.no_png,
-                    seconds=args.seconds, para_songs=args.para_songs, split=args.split)
+    songs = prepare(
+        args.corpus,
+        args.eval_dir,
+        args.n_songs,
+        args.sample_rate,
+        pngs=not args.no_png,
+        seconds=args.seconds,
+        para_songs=args.para_songs,
+        split=args.split,
+    )
     print(f"{args.eval_dir}: {len(songs)} songs, {sum(len(s['labels']) for s in songs.values())} stems")
 
 
@@ -332,8 +453,16 @@ def _oracle(args: argparse.Namespace) -> None:
 def _latent(args: argparse.Namespace) -> None:
     from recipes.quickstart.baselines import latent
 
-    scores = latent(args.ckpt, args.eval_dir, args.sample_rate, steps=args.steps, cfg_scale=args.cfg_scale,
-                    overlap=args.overlap, device=args.device, regressor=args.regressor)
+    scores = latent(
+        args.ckpt,
+        args.eval_dir,
+        args.sample_rate,
+        steps=args.steps,
+        cfg_scale=args.cfg_scale,
+        overlap=args.overlap,
+        device=args.device,
+        regressor=args.regressor,
+    )
     write_text_atomic(Path(args.output), json.dumps(scores, indent=1) + "\n")
     print(json.dumps({k: v for k, v in scores.items() if k != "per_stem"}))
 
@@ -360,8 +489,10 @@ def _text_table(args: argparse.Namespace) -> None:
     if args.check:
         missing = missing_texts(classes, args.out)
         if missing:
-            raise UserError(f"{args.out or table_path()}: no embedding for {missing[0]!r} ({len(missing)} texts "
-                            f"missing); write it again: {PROG} table --classes '{args.classes}'")
+            raise UserError(
+                f"{args.out or table_path()}: no embedding for {missing[0]!r} ({len(missing)} texts "
+                f"missing); write it again: {PROG} table --classes '{args.classes}'"
+            )
         print(f"{args.out or table_path()}: holds every text of the run")
         return
     path, n = write_table(classes, args.out)
@@ -380,11 +511,15 @@ def _hits(args: argparse.Namespace, classes: Sequence[str]) -> dict[str, Mapping
     from recipes.quickstart.runs import accuracy, oracle_accuracy
 
     canonical, sr = prompt_list(classes), args.sample_rate
-    return {**accuracy_hits("prompt_accuracy", accuracy(args.extract_run, args.eval_dir, canonical, sr)),
-            **accuracy_hits("untrained_prompt_accuracy", accuracy(args.untrained_run, args.eval_dir, canonical, sr)),
-            **accuracy_hits("paraphrase_accuracy", accuracy(args.paraphrase_run, args.eval_dir,
-                                                            paraphrase_list(classes), sr, mix_folder="mix_para")),
-            **accuracy_hits("oracle_prompt_accuracy", oracle_accuracy(args.eval_dir, sr))}
+    return {
+        **accuracy_hits("prompt_accuracy", accuracy(args.extract_run, args.eval_dir, canonical, sr)),
+        **accuracy_hits("untrained_prompt_accuracy", accuracy(args.untrained_run, args.eval_dir, canonical, sr)),
+        **accuracy_hits(
+            "paraphrase_accuracy",
+            accuracy(args.paraphrase_run, args.eval_dir, paraphrase_list(classes), sr, mix_folder="mix_para"),
+        ),
+        **accuracy_hits("oracle_prompt_accuracy", oracle_accuracy(args.eval_dir, sr)),
+    }
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -394,24 +529,38 @@ def _report(args: argparse.Namespace) -> None:
     classes = _classes(args.classes)
     report = build_report(
         evaluation=json.loads(Path(args.evaluation).read_text()),
-        untrained=json.loads(Path(args.untrained_evaluation).read_text()), hits=_hits(args, classes),
-        stage_seconds=read_stages(args.stages), wall_seconds=time.time() - args.start_time,
+        untrained=json.loads(Path(args.untrained_evaluation).read_text()),
+        hits=_hits(args, classes),
+        stage_seconds=read_stages(args.stages),
+        wall_seconds=time.time() - args.start_time,
         n_songs=len(read_songs(args.eval_dir)),
-        latent=json.loads(Path(args.latent_scores).read_text()) if args.latent_scores else None)
+        latent=json.loads(Path(args.latent_scores).read_text()) if args.latent_scores else None,
+    )
     report["training"] = training_record(args.runs, args.unwrapped)
     if args.sampler:
-        report["extraction_sampler"] = {"steps": int(args.sampler[0]), "cfg_scale": float(args.sampler[1]),
-                                        "overlap_seconds": float(args.sampler[2])}
+        report["extraction_sampler"] = {
+            "steps": int(args.sampler[0]),
+            "cfg_scale": float(args.sampler[1]),
+            "overlap_seconds": float(args.sampler[2]),
+        }
     out = Path(args.out)
     write_text_atomic(out / "quickstart_report.json", json.dumps(report, indent=1) + "\n")
     png = extraction_examples(args.eval_dir, classes, out / "extraction_examples.png", args.sample_rate)
     n_para = len(list((Path(args.eval_dir) / "mix_para").glob("*.wav")))
-    extra = {"mode": args.mode, "n_paraphrases": 5, "n_para_songs": n_para, "examples": png and png.name,
-             "paraphrases": {c: list(PARAPHRASES[c]) for c in classes if c in PARAPHRASES},
-             "files": {"evaluation (trained)": args.evaluation, "evaluation (untrained)": args.untrained_evaluation,
-                       "source extraction run": str(latest_run(args.extract_run)),
-                       "untrained extraction run": str(latest_run(args.untrained_run)),
-                       "paraphrase run": str(latest_run(args.paraphrase_run))}}
+    extra = {
+        "mode": args.mode,
+        "n_paraphrases": 5,
+        "n_para_songs": n_para,
+        "examples": png and png.name,
+        "paraphrases": {c: list(PARAPHRASES[c]) for c in classes if c in PARAPHRASES},
+        "files": {
+            "evaluation (trained)": args.evaluation,
+            "evaluation (untrained)": args.untrained_evaluation,
+            "source extraction run": str(latest_run(args.extract_run)),
+            "untrained extraction run": str(latest_run(args.untrained_run)),
+            "paraphrase run": str(latest_run(args.paraphrase_run)),
+        },
+    }
     write_text_atomic(out / "quickstart_report.md", markdown(report, extra))
     print((out / "quickstart_report.md").read_text())
 
@@ -430,9 +579,18 @@ def _best_checkpoint(args: argparse.Namespace) -> None:
     print(best_checkpoint(args.folder))
 
 
-COMMANDS = {"prepare": _prepare, "init-dit": _init_dit, "oracle": _oracle, "latent": _latent, "prompts": _prompts,
-            "table": _text_table, "collect": _collect, "report": _report, "extraction-settings": _extraction_settings,
-            "best-checkpoint": _best_checkpoint}
+COMMANDS = {
+    "prepare": _prepare,
+    "init-dit": _init_dit,
+    "oracle": _oracle,
+    "latent": _latent,
+    "prompts": _prompts,
+    "table": _text_table,
+    "collect": _collect,
+    "report": _report,
+    "extraction-settings": _extraction_settings,
+    "best-checkpoint": _best_checkpoint,
+}
 
 
 def _add_evaluation_commands(sub) -> None:
@@ -474,40 +632,72 @@ def _add_baseline_commands(sub) -> None:
 
 
 def _add_run_commands(sub) -> None:
-    a = sub.add_parser("prompts", help="print the prompts of a run as a Hydra list (canonical | paraphrase), or "
-                                       "both lists and the two demo prompts, one per line (all)")
+    a = sub.add_parser(
+        "prompts",
+        help="print the prompts of a run as a Hydra list (canonical | paraphrase), or "
+        "both lists and the two demo prompts, one per line (all)",
+    )
     a.add_argument("kind", choices=("canonical", "paraphrase", "all"))
     a.add_argument("--classes", required=True)
-    a = sub.add_parser("extraction-settings", help="print the extraction sampler of the report (steps, CFG, overlap "
-                                                   "seconds): the monitor's in the DiT config")
+    a = sub.add_parser(
+        "extraction-settings",
+        help="print the extraction sampler of the report (steps, CFG, overlap "
+        "seconds): the monitor's in the DiT config",
+    )
     a.add_argument("--config-name", default="quickstart_dit")
     a.add_argument("overrides", nargs="*")
     a = sub.add_parser("best-checkpoint", help="print the checkpoint a run's best.json names")
     a.add_argument("folder", help="a DiT run's checkpoints/ folder")
     a = sub.add_parser("table", help="write the table of every text a run embeds (MiniLM, on the CPU)")
     a.add_argument("--classes", required=True)
-    a.add_argument("--out", default=None, help="the .npz to write (default: the committed table of "
-                                                "configs/model/conditioner/quickstart_table.yaml)")
+    a.add_argument(
+        "--out",
+        default=None,
+        help="the .npz to write (default: the committed table of configs/model/conditioner/quickstart_table.yaml)",
+    )
     a.add_argument("--check", action="store_true", help="write nothing; fail unless the table holds every text")
     a = sub.add_parser("collect")
     for flag in ("--run-dir", "--eval-dir", "--dest", "--classes"):
         a.add_argument(flag, required=True)
+    _add_report_command(sub)
+
+
+def _add_report_command(sub) -> None:
     a = sub.add_parser("report")
-    for flag in ("--out", "--eval-dir", "--evaluation", "--untrained-evaluation", "--extract-run", "--paraphrase-run",
-                 "--classes"):
+    for flag in (
+        "--out",
+        "--eval-dir",
+        "--evaluation",
+        "--untrained-evaluation",
+        "--extract-run",
+        "--paraphrase-run",
+        "--classes",
+    ):
         a.add_argument(flag, required=True)
-    a.add_argument("--untrained-run", required=True,
-                   help="the infer.py output folder of the untrained DiT's extraction (untrained_prompt_accuracy)")
+    a.add_argument(
+        "--untrained-run",
+        required=True,
+        help="the infer.py output folder of the untrained DiT's extraction (untrained_prompt_accuracy)",
+    )
     a.add_argument("--stages", default=None)
     a.add_argument("--start-time", type=float, required=True, help="epoch seconds when the quickstart started")
     a.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     a.add_argument("--mode", default="")
     a.add_argument("--latent-scores", default=None, help="the JSON written by the `latent` command")
-    a.add_argument("--runs", default=None, help="the runs folder: <runs>/{ae,dit}/train_summary.json (steps, steps/s) "
-                                                "and <runs>/dit/checkpoints/best.json (the checkpoint unwrapped)")
+    a.add_argument(
+        "--runs",
+        default=None,
+        help="the runs folder: <runs>/{ae,dit}/train_summary.json (steps, steps/s) "
+        "and <runs>/dit/checkpoints/best.json (the checkpoint unwrapped)",
+    )
     a.add_argument("--unwrapped", default=None, help="the unwrapped DiT the runs were made with")
-    a.add_argument("--sampler", nargs=3, default=None, metavar=("STEPS", "CFG", "OVERLAP"),
-                   help="the extraction sampler of the runs")
+    a.add_argument(
+        "--sampler",
+        nargs=3,
+        default=None,
+        metavar=("STEPS", "CFG", "OVERLAP"),
+        help="the extraction sampler of the runs",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -68,12 +68,15 @@ def floor_configs(sample_rate: int) -> dict[str, LogMelConfig]:
     return {"": cfg, ABSFLOOR: cfg.absolute()}
 
 
-def closest_hits(estimate: torch.Tensor, stems: Mapping[str, torch.Tensor], target: str, mixture: torch.Tensor,
-                 sample_rate: int) -> dict[str, bool]:
+def closest_hits(
+    estimate: torch.Tensor, stems: Mapping[str, torch.Tensor], target: str, mixture: torch.Tensor, sample_rate: int
+) -> dict[str, bool]:
     """Per floor (:func:`floor_configs`), whether ``estimate`` is closest (Log-Mel L1) to the stem ``target`` of its
     song, whose mixture (``mixture``) sets the floor shared by every candidate."""
-    return {suffix: closest_stem(estimate, stems, logmel_distance(cfg, mixture)) == target
-            for suffix, cfg in floor_configs(sample_rate).items()}
+    return {
+        suffix: closest_stem(estimate, stems, logmel_distance(cfg, mixture)) == target
+        for suffix, cfg in floor_configs(sample_rate).items()
+    }
 
 
 def add_hits(hits: Hits, label: str, hit: Mapping[str, bool]) -> None:
@@ -82,8 +85,9 @@ def add_hits(hits: Hits, label: str, hit: Mapping[str, bool]) -> None:
         hits.setdefault(suffix, {}).setdefault(label, []).append(value)
 
 
-def accuracy(run_dir: str, eval_dir: str, prompts: Sequence[tuple[str, str]], sample_rate: int,
-             mix_folder: str = "mix") -> Hits:
+def accuracy(
+    run_dir: str, eval_dir: str, prompts: Sequence[tuple[str, str]], sample_rate: int, mix_folder: str = "mix"
+) -> Hits:
     """Per floor and stem label, one bool per (song containing it, prompt of that label); the songs are those of
     ``<eval_dir>/<mix_folder>`` (the run's input folder, whose files are the mixtures)."""
     from mgeldm.audio import load_mono

@@ -42,6 +42,7 @@ Estimator = Callable[[str, torch.Tensor, Mapping[str, torch.Tensor]], Mapping[st
 
 def _summary(ratios: Mapping[str, Mapping[str, list[float]]], hits: Hits, label: str | None = None) -> dict[str, float]:
     """The mean ratio and the accuracy under each floor, of one stem label (or of all when None)."""
+
     def pick(per_label: Mapping[str, list]) -> list:
         return list(per_label.get(label, [])) if label else [x for v in per_label.values() for x in v]
 
@@ -53,8 +54,9 @@ def _summary(ratios: Mapping[str, Mapping[str, list[float]]], hits: Hits, label:
     return out
 
 
-def score(estimate: Estimator, songs: Mapping[str, tuple[torch.Tensor, Mapping[str, torch.Tensor]]],
-          sample_rate: int) -> dict[str, Any]:
+def score(
+    estimate: Estimator, songs: Mapping[str, tuple[torch.Tensor, Mapping[str, torch.Tensor]]], sample_rate: int
+) -> dict[str, Any]:
     """Ratio to the mixture and closest-stem accuracy of ``estimate(song, mix, stems) -> {label: estimate}``, under
     the excerpt's floor and the absolute floor (``_absfloor``)."""
     from mgeldm.metrics.logmel import logmel_l1_ratio_vs_mix
@@ -70,12 +72,25 @@ def score(estimate: Estimator, songs: Mapping[str, tuple[torch.Tensor, Mapping[s
     n_pairs = sum(len(v) for v in ratios[""].values())
     if not n_pairs:
         raise UserError("no (song, stem) pair to score")
-    return {**_summary(ratios, hits), "n_pairs": n_pairs,
-            "per_stem": {label: _summary(ratios, hits, label) for label in sorted(ratios[""])}}
+    return {
+        **_summary(ratios, hits),
+        "n_pairs": n_pairs,
+        "per_stem": {label: _summary(ratios, hits, label) for label in sorted(ratios[""])},
+    }
 
 
-def dit_estimator(ckpt: str, cfg: Mapping, classes: Sequence[str], sample_rate: int, *, steps: int,
-                  cfg_scale: float, overlap: float, seed: int, device: str) -> Estimator:
+def dit_estimator(
+    ckpt: str,
+    cfg: Mapping,
+    classes: Sequence[str],
+    sample_rate: int,
+    *,
+    steps: int,
+    cfg_scale: float,
+    overlap: float,
+    seed: int,
+    device: str,
+) -> Estimator:
     """Source extraction with the canonical prompt of every class (one batched call per song)."""
     from mgeldm.api import MGELDM
 
@@ -83,15 +98,27 @@ def dit_estimator(ckpt: str, cfg: Mapping, classes: Sequence[str], sample_rate: 
     pairs = prompt_list(classes)
 
     def estimate(song: str, mix: torch.Tensor, stems: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = model.extract(mix[None], sample_rate, [p for _, p in pairs], steps=steps, cfg_scale=cfg_scale,
-                            overlap=overlap, seed=seed)["gen_src"].float().cpu()
+        out = (
+            model.extract(
+                mix[None],
+                sample_rate,
+                [p for _, p in pairs],
+                steps=steps,
+                cfg_scale=cfg_scale,
+                overlap=overlap,
+                seed=seed,
+            )["gen_src"]
+            .float()
+            .cpu()
+        )
         return {label: out[k] for k, (label, _) in enumerate(pairs) if label in stems}
 
     return estimate
 
 
-ORACLE_KEYS = tuple(m + suffix for m in ("logmel_l1_ratio_vs_mix", "prompt_accuracy")
-                    for suffix in ("", ABSFLOOR))  # an AE row's metrics are the oracle's
+ORACLE_KEYS = tuple(
+    m + suffix for m in ("logmel_l1_ratio_vs_mix", "prompt_accuracy") for suffix in ("", ABSFLOOR)
+)  # an AE row's metrics are the oracle's
 
 
 def ae_estimator(ckpt: str, cfg: Mapping, sample_rate: int) -> Estimator:
@@ -102,10 +129,21 @@ def ae_estimator(ckpt: str, cfg: Mapping, sample_rate: int) -> Estimator:
     return lambda song, mix, stems: {label: ae.round_trip(wave, sample_rate) for label, wave in stems.items()}
 
 
-def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_name: str | None = None,
-                      classes: Sequence[str] = (), sample_rate: int = SAMPLE_RATE, steps: int = 4,
-                      cfg_scale: float = 2.0, overlap: float = 0.128, seed: int = 0, device: str = "cpu",
-                      overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
+def score_checkpoints(
+    kind: str,
+    ckpts: Sequence[str],
+    eval_dir: str,
+    *,
+    config_name: str | None = None,
+    classes: Sequence[str] = (),
+    sample_rate: int = SAMPLE_RATE,
+    steps: int = 4,
+    cfg_scale: float = 2.0,
+    overlap: float = 0.128,
+    seed: int = 0,
+    device: str = "cpu",
+    overrides: Sequence[str] = (),
+) -> list[dict[str, Any]]:
     """One row per checkpoint (``kind`` is ``dit`` or ``ae``), in the order given."""
     if kind not in ("dit", "ae"):
         raise UserError(f"kind {kind!r}: expected dit or ae")
@@ -119,8 +157,17 @@ def score_checkpoints(kind: str, ckpts: Sequence[str], eval_dir: str, *, config_
     rows = []
     for ckpt in ckpts:
         if kind == "dit":
-            est = dit_estimator(ckpt, cfg, classes, sample_rate, steps=steps, cfg_scale=cfg_scale, overlap=overlap,
-                                seed=seed, device=device)
+            est = dit_estimator(
+                ckpt,
+                cfg,
+                classes,
+                sample_rate,
+                steps=steps,
+                cfg_scale=cfg_scale,
+                overlap=overlap,
+                seed=seed,
+                device=device,
+            )
         else:
             est = ae_estimator(ckpt, cfg, sample_rate)
         row = {"checkpoint": str(ckpt), "step": checkpoint_step(ckpt), **score(est, songs, sample_rate)}
@@ -136,8 +183,12 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """One line per checkpoint: the overall metrics (each beside its absolute-floor twin), then the ratio of each
     stem class."""
     ratio = "logmel_l1_ratio_vs_mix" if "logmel_l1_ratio_vs_mix" in rows[0] else "oracle_logmel_l1_ratio_vs_mix"
-    metrics = [m + suffix for m in (ratio, "prompt_accuracy", "oracle_prompt_accuracy") for suffix in ("", ABSFLOOR)
-               if m + suffix in rows[0]]
+    metrics = [
+        m + suffix
+        for m in (ratio, "prompt_accuracy", "oracle_prompt_accuracy")
+        for suffix in ("", ABSFLOOR)
+        if m + suffix in rows[0]
+    ]
     labels = sorted({label for r in rows for label in r["per_stem"]})
     head = ["checkpoint", "step", *metrics, *(f"{ratio}: {label}" for label in labels)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -151,7 +202,9 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument("kind", choices=("dit", "ae"), help="dit: unwrapped MGE-LDM checkpoints; ae: unwrapped AE checkpoints")
+    p.add_argument(
+        "kind", choices=("dit", "ae"), help="dit: unwrapped MGE-LDM checkpoints; ae: unwrapped AE checkpoints"
+    )
     p.add_argument("ckpts", nargs="+", help="checkpoint files, scored in this order")
     p.add_argument("--eval-dir", required=True, help="a quickstart's <out>/eval")
     p.add_argument("--output", default=None, help="write the rows as JSON here and a markdown table beside it")
@@ -172,9 +225,20 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> None:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-        rows = score_checkpoints(args.kind, args.ckpts, args.eval_dir, config_name=args.config_name, classes=classes,
-                                 sample_rate=args.sample_rate, steps=args.steps, cfg_scale=args.cfg_scale,
-                                 overlap=args.overlap, seed=args.seed, device=args.device, overrides=args.override)
+        rows = score_checkpoints(
+            args.kind,
+            args.ckpts,
+            args.eval_dir,
+            config_name=args.config_name,
+            classes=classes,
+            sample_rate=args.sample_rate,
+            steps=args.steps,
+            cfg_scale=args.cfg_scale,
+            overlap=args.overlap,
+            seed=args.seed,
+            device=args.device,
+            overrides=args.override,
+        )
         if args.output:
             out = Path(args.output)
             write_text_atomic(out, json.dumps(rows, indent=1) + "\n")

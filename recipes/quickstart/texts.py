@@ -29,7 +29,7 @@ from mgeldm.data.prompts import CANONICAL_TEMPLATE, TEMPLATES, canonical_prompt,
 from recipes.quickstart.evalset import PARTIAL_LABEL, paraphrase_list, prompt_list
 
 TABLE_CONDITIONER = "model/conditioner/quickstart_table.yaml"  # the table's conditioner node (and its path)
-ENCODER_CONDITIONER = "model/conditioner/minilm.yaml"          # the encoder the table stands in for
+ENCODER_CONDITIONER = "model/conditioner/minilm.yaml"  # the encoder the table stands in for
 TOTAL_GEN_LABELS = ("Drums", "Bass", "Piano")
 
 # The prompts of the demo runs of scripts/quickstart.sh: partial_gen adds the stem each eval song is missing
@@ -42,8 +42,11 @@ DEMO_PROMPTS: dict[str, str] = {
 
 def label_texts(classes: Sequence[str], label_template: str) -> list[str]:
     """Pre-encoding's texts: ``label_template`` with every ordered selection of distinct ``classes``."""
-    return [label_template.format(labels=join_labels(list(sel)))
-            for n in range(1, len(classes) + 1) for sel in permutations(classes, n)]
+    return [
+        label_template.format(labels=join_labels(list(sel)))
+        for n in range(1, len(classes) + 1)
+        for sel in permutations(classes, n)
+    ]
 
 
 def training_prompts(classes: Sequence[str]) -> list[str]:
@@ -53,8 +56,7 @@ def training_prompts(classes: Sequence[str]) -> list[str]:
 
 def inference_prompts(classes: Sequence[str]) -> list[str]:
     """The prompts of the quickstart's inference runs and scores: canonical, paraphrases, demos."""
-    return ([p for _, p in prompt_list(classes)] + [p for _, p in paraphrase_list(classes)]
-            + list(DEMO_PROMPTS.values()))
+    return [p for _, p in prompt_list(classes)] + [p for _, p in paraphrase_list(classes)] + list(DEMO_PROMPTS.values())
 
 
 def pre_encode_label_template() -> str:

@@ -5,7 +5,6 @@ configs pass the checks; the infer scripts pass paths and prompts through whatev
 
 from __future__ import annotations
 
-import importlib
 import os
 import runpy
 import subprocess
@@ -78,8 +77,12 @@ def work(tmp_path, monkeypatch, other_size_ckpt):
 
 DIT = ["--config-name", "default_dit_tiny", "save_dir={tmp}/run"]
 AE = ["--config-name", "default_ae_tiny", "save_dir={tmp}/run"]
-PRE = ["ckpt_path={tmp}/model.ckpt", "+save_root_dir={tmp}/latents", "+extract_dataset=[other_tracks]",
-       "+data_dirs.other_tracks={tmp}/corpus"]
+PRE = [
+    "ckpt_path={tmp}/model.ckpt",
+    "+save_root_dir={tmp}/latents",
+    "+extract_dataset=[other_tracks]",
+    "+data_dirs.other_tracks={tmp}/corpus",
+]
 UNWRAP = ["--config-name", "dit", "+type=mgeldm", "ckpt_path={tmp}/model.ckpt"]
 
 # (entry, argv, what the error line must name)
@@ -91,8 +94,11 @@ MISTAKES = {
     "train seed abc": ("train_dit.py", [*DIT, "seed=abc"], "seed"),
     "train precision 8-bit": ("train_dit.py", [*DIT, "trainer.pl_trainer.precision=8-bit"], "precision=8-bit"),
     "train save_dir under a file": ("train_dit.py", [*DIT, "save_dir={tmp}/a_file/run"], "a_file is a file"),
-    "train missing gpu": ("train_dit.py", [*DIT, "trainer.pl_trainer.accelerator=gpu",
-                                           "trainer.pl_trainer.devices=[{gpus}]"], "trainer.pl_trainer."),
+    "train missing gpu": (
+        "train_dit.py",
+        [*DIT, "trainer.pl_trainer.accelerator=gpu", "trainer.pl_trainer.devices=[{gpus}]"],
+        "trainer.pl_trainer.",
+    ),
     "train resume other size": ("train_dit.py", [*DIT, "ckpt_path={other}"], "MGELDM.embed_dim (48 there, 32 here)"),
     "train bad model value": ("train_dit.py", [*DIT, "model.MGELDM.depth=two"], "model:"),
     "train ae lr fast": ("train_ae.py", [*AE, "trainer.recipe.optimizer.lr=fast"], "optimizer.lr"),
@@ -102,10 +108,12 @@ MISTAKES = {
     "pre_encode batch_size 0": ("pre_encode.py", [*PRE, "pre_encode.batch_size=0"], "pre_encode.batch_size=0"),
     "pre_encode window -1": ("pre_encode.py", [*PRE, "pre_encode.clap_window_seconds=-1"], "clap_window_seconds"),
     "pre_encode missing device": ("pre_encode.py", [*PRE, "+device=cuda:{gpus}"], "+device=cuda:"),
-    "pre_encode root under a file": ("pre_encode.py", [*PRE, "+save_root_dir={tmp}/a_file/latents"],
-                                     "a_file is a file"),
-    "unwrap output under a file": ("unwrap_model.py", [*UNWRAP, "+output_name={tmp}/a_file/sub/x"],
-                                   "a_file is a file"),
+    "pre_encode root under a file": (
+        "pre_encode.py",
+        [*PRE, "+save_root_dir={tmp}/a_file/latents"],
+        "a_file is a file",
+    ),
+    "unwrap output under a file": ("unwrap_model.py", [*UNWRAP, "+output_name={tmp}/a_file/sub/x"], "a_file is a file"),
 }
 
 
@@ -120,9 +128,14 @@ def test_mistake_is_one_line_exit_2_nothing_written(case, work, monkeypatch, cap
 
 ENTRIES = ("train_ae.py", "train_dit.py", "pre_encode.py", "unwrap_model.py", "infer.py", "evaluate.py")
 # An override Hydra's grammar cannot read, per entry point (an apostrophe, non-ASCII letters, parentheses).
-UNREADABLE = {"train_ae.py": "save_dir=/runs/müsic", "train_dit.py": "save_dir=/runs/(2)",
-              "pre_encode.py": "+save_root_dir=/data/sång", "unwrap_model.py": "+output_name=/out/é",
-              "infer.py": "+text_prompt='it's a jazz trio'", "evaluate.py": "+output=/eval/ä.json"}
+UNREADABLE = {
+    "train_ae.py": "save_dir=/runs/müsic",
+    "train_dit.py": "save_dir=/runs/(2)",
+    "pre_encode.py": "+save_root_dir=/data/sång",
+    "unwrap_model.py": "+output_name=/out/é",
+    "infer.py": "+text_prompt='it's a jazz trio'",
+    "evaluate.py": "+output=/eval/ä.json",
+}
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
@@ -137,8 +150,9 @@ def test_hydra_errors_are_one_line(entry, work, monkeypatch, capsys):
     assert sorted(os.listdir(work["tmp"])) == ["a_file", "corpus", "model.ckpt"]
 
 
-@pytest.mark.parametrize("entry, config", [("infer.py", "dit"), ("train_dit.py", "default_dit"),
-                                           ("train_dit.py", "dit")])
+@pytest.mark.parametrize(
+    "entry, config", [("infer.py", "dit"), ("train_dit.py", "default_dit"), ("train_dit.py", "dit")]
+)
 @pytest.mark.parametrize("spelling", ["seed=0", "+seed=0", "++seed=0"])
 def test_seed_spellings_with_and_without_seed_in_the_config(entry, config, spelling, work, monkeypatch, capsys):
     """dit.yaml has no seed, default_dit.yaml has one: `seed=0` and `+seed=0` work with both."""
@@ -146,8 +160,12 @@ def test_seed_spellings_with_and_without_seed_in_the_config(entry, config, spell
 
 
 def test_ae_config_names_the_autoencoder(work, monkeypatch, capsys):
-    cfg = _composed("infer.py", ["model.pretransform.ae_config.latent_dim=32",
-                                 "+model.pretransform.ae_config.soft_clip_note=1"], monkeypatch, capsys)
+    cfg = _composed(
+        "infer.py",
+        ["model.pretransform.ae_config.latent_dim=32", "+model.pretransform.ae_config.soft_clip_note=1"],
+        monkeypatch,
+        capsys,
+    )
     ae = cfg["model"]["pretransform"]["autoencoder"]
     assert ae["latent_dim"] == 32 and ae["soft_clip_note"] == 1 and "ae_config" not in cfg["model"]["pretransform"]
 
@@ -160,10 +178,21 @@ def _compose(name: str) -> dict:
         return OmegaConf.to_container(compose(name), resolve=True)
 
 
-@pytest.mark.parametrize("name, kind", [("default_ae", "ae"), ("default_ae_tiny", "ae"), ("quickstart_ae", "ae"),
-                                        ("default_dit", "dit"), ("default_dit_mix_pretrain", "dit"),
-                                        ("default_dit_scratch", "dit"), ("default_dit_tiny", "dit"), ("dit", "dit"),
-                                        ("quickstart_dit", "dit"), ("evaluate", "evaluate")])
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("default_ae", "ae"),
+        ("default_ae_tiny", "ae"),
+        ("quickstart_ae", "ae"),
+        ("default_dit", "dit"),
+        ("default_dit_mix_pretrain", "dit"),
+        ("default_dit_scratch", "dit"),
+        ("default_dit_tiny", "dit"),
+        ("dit", "dit"),
+        ("quickstart_dit", "dit"),
+        ("evaluate", "evaluate"),
+    ],
+)
 def test_every_shipped_config_passes_the_checks(name, kind):
     """The rules accept every key and value of the configs (which reproduce the original's)."""
     from mgeldm.cli import evaluate, pre_encode, train_ae, train_dit, unwrap_model
@@ -180,18 +209,33 @@ def test_every_shipped_config_passes_the_checks(name, kind):
         check_config(cfg, pre_encode.RULES)
 
 
-@pytest.mark.parametrize("script", ["infer_src_ext.sh", "infer_partial_gen_iter.sh",
-                                    *(pytest.param(s, marks=pytest.mark.slow) for s in
-                                      ("infer_partial_gen.sh", "infer_accomp_gen.sh", "infer_total_gen.sh"))])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "infer_src_ext.sh",
+        "infer_partial_gen_iter.sh",
+        *(
+            pytest.param(s, marks=pytest.mark.slow)
+            for s in ("infer_partial_gen.sh", "infer_accomp_gen.sh", "infer_total_gen.sh")
+        ),
+    ],
+)
 def test_infer_scripts_pass_paths_and_prompts_unchanged(script, tmp_path):
     """A GIVEN_WAV_PATH with spaces, an apostrophe, a comma and non-ASCII letters, and a prompt with an
     apostrophe reach infer.py as they are (the composed config, printed by --cfg job)."""
     given = tmp_path / "my songs" / "Bob's müsic, take (1).wav"
-    prompt = "Bob's jazz piano; the drummer's brushes" if "iter" in script else "Bob's \"jazz\" piano, [live]"
-    env = {**os.environ, "GIVEN_WAV_PATH": str(given), "TEXT_PROMPT": prompt, "OUTPUT_DIR": str(tmp_path / "out dir"),
-           "CKPT_PATH": str(tmp_path / "ckpt's.ckpt"), "PYTHONPATH": str(REPO)}
-    out = subprocess.run(["bash", str(REPO / "scripts" / script), "--cfg", "job"], env=env, capture_output=True,
-                         text=True, timeout=120)
+    prompt = "Bob's jazz piano; the drummer's brushes" if "iter" in script else 'Bob\'s "jazz" piano, [live]'
+    env = {
+        **os.environ,
+        "GIVEN_WAV_PATH": str(given),
+        "TEXT_PROMPT": prompt,
+        "OUTPUT_DIR": str(tmp_path / "out dir"),
+        "CKPT_PATH": str(tmp_path / "ckpt's.ckpt"),
+        "PYTHONPATH": str(REPO),
+    }
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / script), "--cfg", "job"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     cfg = yaml.safe_load(out.stdout)
     assert cfg["text_prompt"] == prompt

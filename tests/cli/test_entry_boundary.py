@@ -46,12 +46,19 @@ def test_every_hydra_tool_stops_in_one_line(script, stop, monkeypatch, capsys, t
 
 
 @pytest.mark.parametrize("stop", sorted(STOPS))
-@pytest.mark.parametrize("module, target, argv, prog", [
-    ("mgeldm.cli.diagnose", "_check", ["latents", "--latents", "x", "a.ckpt"], "diagnose.py"),
-    ("recipes.quickstart.score", "score_checkpoints", ["dit", "a.ckpt", "--eval-dir", "x"],
-     "python -m recipes.quickstart.score"),
-    ("recipes.quickstart.synth.__main__", "generate_corpus", ["--out", "x"], "python -m recipes.quickstart.synth"),
-])
+@pytest.mark.parametrize(
+    "module, target, argv, prog",
+    [
+        ("mgeldm.cli.diagnose", "_check", ["latents", "--latents", "x", "a.ckpt"], "diagnose.py"),
+        (
+            "recipes.quickstart.score",
+            "score_checkpoints",
+            ["dit", "a.ckpt", "--eval-dir", "x"],
+            "python -m recipes.quickstart.score",
+        ),
+        ("recipes.quickstart.synth.__main__", "generate_corpus", ["--out", "x"], "python -m recipes.quickstart.synth"),
+    ],
+)
 def test_every_argparse_tool_stops_in_one_line(module, target, argv, prog, stop, monkeypatch, capsys):
     import importlib
 
@@ -83,7 +90,7 @@ def test_library_warnings_are_logging_records(tmp_path, caplog, capsys):
     from mgeldm.audio import load_audio
 
     sf.write(tmp_path / "full.wav", torch.zeros(16000).numpy() + 0.1, 16000, subtype="PCM_16")
-    (tmp_path / "cut.wav").write_bytes((tmp_path / "full.wav").read_bytes()[:44 + 4000])
+    (tmp_path / "cut.wav").write_bytes((tmp_path / "full.wav").read_bytes()[: 44 + 4000])
     logging.getLogger("mgeldm.audio").disabled = False  # Hydra's quiet logging of the tools run above disabled it
     with caplog.at_level(logging.WARNING, logger="mgeldm"):
         load_audio(tmp_path / "cut.wav")

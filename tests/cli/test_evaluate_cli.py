@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 
 from mgeldm.cli.evaluate import run
-from mgeldm.evaluation.stems import align, evaluate_pairs, pair_files
 from mgeldm.errors import UserError
+from mgeldm.evaluation.stems import align, evaluate_pairs, pair_files
 
 REPO = Path(__file__).resolve().parents[2]
 SR = 16000
@@ -40,14 +40,21 @@ def dirs(tmp_path) -> Path:
             # predictions at 22.05 kHz and 100 samples longer: resampled, then trimmed
             pred = np.concatenate([ref + 0.1 * other, np.zeros(100)])
             import soxr
+
             _write(tmp_path / "pred" / stem / f"{song}.wav", soxr.resample(pred, SR, 22050), 22050)
     return tmp_path
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(REPO / "evaluate.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / "evaluate.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_unpaired_files_are_one_line_errors(dirs):
@@ -57,10 +64,17 @@ def test_unpaired_files_are_one_line_errors(dirs):
     assert "\n" not in str(err.value) and "bass/song3.wav" in str(err.value)
     with pytest.raises(UserError, match="ref_dir"):
         pair_files(str(dirs / "pred"), str(dirs / "nowhere"))
-    proc = _run([f"+pred_dir={dirs / 'pred'}", f"+ref_dir={dirs / 'ref'}", f"+output={dirs / 'out'}",
-                 "+metrics=[si_sdr,logmel_l1]"], dirs)
+    proc = _run(
+        [
+            f"+pred_dir={dirs / 'pred'}",
+            f"+ref_dir={dirs / 'ref'}",
+            f"+output={dirs / 'out'}",
+            "+metrics=[si_sdr,logmel_l1]",
+        ],
+        dirs,
+    )
     assert proc.returncode == 2
-    assert not (dirs / "outputs").exists() and not (dirs / ".hydra").exists()   # Hydra writes nothing
+    assert not (dirs / "outputs").exists() and not (dirs / ".hydra").exists()  # Hydra writes nothing
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("evaluate.py: error: unpaired files") and "song3.wav" in lines[0]
     assert not (dirs / "out").exists()
@@ -74,28 +88,35 @@ def test_align_trims_to_shortest():
 
 
 def test_evaluate_end_to_end(dirs):
-    cfg = {"pred_dir": str(dirs / "pred"), "ref_dir": str(dirs / "ref"), "mix_dir": str(dirs / "mix"),
-           "oracle_dir": str(dirs / "oracle"), "output": str(dirs / "res.json"), "progress": False,
-           "metrics": ["si_sdr", "si_sdri", "logmel_l1", "logmel_l1_ratio_vs_mix", "fad"],
-           "bootstrap": {"n_boot": 200, "seed": 0}}
+    cfg = {
+        "pred_dir": str(dirs / "pred"),
+        "ref_dir": str(dirs / "ref"),
+        "mix_dir": str(dirs / "mix"),
+        "oracle_dir": str(dirs / "oracle"),
+        "output": str(dirs / "res.json"),
+        "progress": False,
+        "metrics": ["si_sdr", "si_sdri", "logmel_l1", "logmel_l1_ratio_vs_mix", "fad"],
+        "bootstrap": {"n_boot": 200, "seed": 0},
+    }
     run(cfg)
     res = json.loads((dirs / "res.json").read_text())
-    assert (dirs / "res.md").read_text().count("| model |") == 4                # bass, drums, overall, FAD
+    assert (dirs / "res.md").read_text().count("| model |") == 4  # bass, drums, overall, FAD
     assert set(res["groups"]) == {"bass", "drums"} and res["n_files"] == 4
     bass = res["groups"]["bass"]["rows"]
     assert set(bass) == {"model", "mixture", "silence", "oracle"}
     # pred = ref + 0.1 * other is much better than the mixture, the oracle is near perfect
     assert bass["model"]["si_sdr"]["mean"] > bass["mixture"]["si_sdr"]["mean"] + 15
     assert bass["model"]["si_sdri"]["mean"] == pytest.approx(
-        bass["model"]["si_sdr"]["mean"] - bass["mixture"]["si_sdr"]["mean"], abs=1e-6)
+        bass["model"]["si_sdr"]["mean"] - bass["mixture"]["si_sdr"]["mean"], abs=1e-6
+    )
     assert bass["oracle"]["si_sdr"]["mean"] > 60
-    assert bass["silence"]["si_sdr"]["n"] == 0                                 # undefined for silence
+    assert bass["silence"]["si_sdr"]["n"] == 0  # undefined for silence
     assert bass["mixture"]["logmel_l1_ratio_vs_mix"]["mean"] == pytest.approx(1.0)
     assert bass["model"]["logmel_l1_ratio_vs_mix"]["mean"] < 1.0
     s = bass["model"]["logmel_l1"]
     assert s["ci_low"] <= s["mean"] <= s["ci_high"] and s["n"] == 2
     assert res["fad"]["sub_fad"]["oracle"]["mean"] < res["fad"]["sub_fad"]["silence"]["mean"]
-    assert all(f["samples"] == SR for f in res["per_file"])                    # trimmed to the reference
+    assert all(f["samples"] == SR for f in res["per_file"])  # trimmed to the reference
 
 
 def test_unknown_metric_and_missing_mix(dirs):

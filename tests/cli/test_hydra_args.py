@@ -35,6 +35,7 @@ def _hydra_parse(argv: list[str]):
 def test_hydra_flags_are_hydras():
     """The module's copy of Hydra's flags (and how many values each takes) is Hydra's: an upgrade of Hydra that
     adds, drops or changes a flag fails here rather than on a user's command line."""
+
     def takes(action):
         return tuple(action.choices) if action.nargs == "?" else int(action.nargs != 0)
 
@@ -64,13 +65,16 @@ def _value(override: str):
     return OverridesParser.create().parse_overrides([override])[0].value()
 
 
-@pytest.mark.parametrize("argv", [
-    ["a.b=1", "--config-dir", "/x/conf", "c=2"],
-    ["a.b=1", "--config-dir=/x/conf", "c=2"],
-    ["a.b=1", "-cd", "/x/conf", "c=2", "--config-name", "dit"],
-    ["--config-name=dit", "a.b=1", "c=2", "-cd", "/x/conf"],
-    ["a.b=1", "--cfg", "job", "c=2", "--config-dir", "/x/conf"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["a.b=1", "--config-dir", "/x/conf", "c=2"],
+        ["a.b=1", "--config-dir=/x/conf", "c=2"],
+        ["a.b=1", "-cd", "/x/conf", "c=2", "--config-name", "dit"],
+        ["--config-name=dit", "a.b=1", "c=2", "-cd", "/x/conf"],
+        ["a.b=1", "--cfg", "job", "c=2", "--config-dir", "/x/conf"],
+    ],
+)
 def test_flags_anywhere_parse_and_survive_the_ddp_relaunch(argv):
     """`--config-dir X` after overrides parses, also once Lightning has appended its own overrides for rank 1."""
     first = prepare_argv(argv)
@@ -88,25 +92,31 @@ def test_optional_value_flag_and_multirun_flag():
     assert prepare_argv(["a=1", "--info", "defaults"]) == ["--info", "defaults", "a=1"]
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--bogus", "a=1"], "--bogus: unknown flag"),
-    (["a=1", "--config-dir"], "--config-dir: expects a value"),
-    (["x=/data/a,b.wav"], "a comma makes this a list of runs"),
-    (["+not_an_option=3"], "+not_an_option: unknown option"),
-    (["just_a_word"], "just_a_word: cannot be read as an override"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--bogus", "a=1"], "--bogus: unknown flag"),
+        (["a=1", "--config-dir"], "--config-dir: expects a value"),
+        (["x=/data/a,b.wav"], "a comma makes this a list of runs"),
+        (["+not_an_option=3"], "+not_an_option: unknown option"),
+        (["just_a_word"], "just_a_word: cannot be read as an override"),
+    ],
+)
 def test_argv_mistakes_are_one_line(argv, needle):
     with pytest.raises(UserError) as err:
         prepare_argv(argv, options=OPTIONS)
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("override, intended", [
-    ("+text_prompt='it's a jazz trio'", "it's a jazz trio"),
-    ("+given_wav_path=/data/müsic/sång.wav", "/data/müsic/sång.wav"),
-    ("+given_wav_path=/data/take (1).wav", "/data/take (1).wav"),
-    ("ckpt_path=/a/b=c.ckpt", "/a/b=c.ckpt"),
-])
+@pytest.mark.parametrize(
+    "override, intended",
+    [
+        ("+text_prompt='it's a jazz trio'", "it's a jazz trio"),
+        ("+given_wav_path=/data/müsic/sång.wav", "/data/müsic/sång.wav"),
+        ("+given_wav_path=/data/take (1).wav", "/data/take (1).wav"),
+        ("ckpt_path=/a/b=c.ckpt", "/a/b=c.ckpt"),
+    ],
+)
 def test_unreadable_value_is_one_line_whose_hint_works(override, intended):
     """The error shows the argument quoted for Hydra and for a shell; that argument reads back as meant."""
     with pytest.raises(UserError) as err:
@@ -120,8 +130,19 @@ def test_unreadable_value_is_one_line_whose_hint_works(override, intended):
     assert prepare_argv([word], options=OPTIONS)  # accepted once quoted
 
 
-VALUES = ["it's", "say \"hi\"", "both ' and \"", "a\\", "a\\'b", "C:\\dir\\", "/tmp/müsic/a b,c (1).wav",
-          "[a,b]", "x=y", "${not_interpolated", "  padded  "]
+VALUES = [
+    "it's",
+    'say "hi"',
+    "both ' and \"",
+    "a\\",
+    "a\\'b",
+    "C:\\dir\\",
+    "/tmp/müsic/a b,c (1).wav",
+    "[a,b]",
+    "x=y",
+    "${not_interpolated",
+    "  padded  ",
+]
 
 
 @pytest.mark.parametrize("value", VALUES)
@@ -137,19 +158,22 @@ def test_bash_hydra_quote_reads_back_unchanged():
     assert [_value(f"k={q}") for q in quoted] == VALUES
 
 
-@pytest.mark.parametrize("given, expected", [
-    ("seed=0", "++seed=0"),
-    ("+seed=0", "++seed=0"),
-    ("++seed=0", "++seed=0"),
-    ("+data_dirs.slakh2100=/d", "++data_dirs.slakh2100=/d"),
-    ("trainer.batch_size=4", "trainer.batch_size=4"),       # a config key: Hydra checks it exists
-    ("+data.fake.seed=3", "+data.fake.seed=3"),             # adding a nested key stays an add
-    ("~seed", "~seed"),
-    ("model=dit", "model=dit"),                             # config groups are left alone
-    ("+model/conditioner@embedder=minilm", "+model/conditioner@embedder=minilm"),
-    ("model.pretransform.ae_config.latent_dim=8", "model.pretransform.autoencoder.latent_dim=8"),
-    ("+model.pretransform.ae_config.x=1", "+model.pretransform.autoencoder.x=1"),
-    ("model.pretransform.ae_config_other=1", "model.pretransform.ae_config_other=1"),
-])
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("seed=0", "++seed=0"),
+        ("+seed=0", "++seed=0"),
+        ("++seed=0", "++seed=0"),
+        ("+data_dirs.slakh2100=/d", "++data_dirs.slakh2100=/d"),
+        ("trainer.batch_size=4", "trainer.batch_size=4"),  # a config key: Hydra checks it exists
+        ("+data.fake.seed=3", "+data.fake.seed=3"),  # adding a nested key stays an add
+        ("~seed", "~seed"),
+        ("model=dit", "model=dit"),  # config groups are left alone
+        ("+model/conditioner@embedder=minilm", "+model/conditioner@embedder=minilm"),
+        ("model.pretransform.ae_config.latent_dim=8", "model.pretransform.autoencoder.latent_dim=8"),
+        ("+model.pretransform.ae_config.x=1", "+model.pretransform.autoencoder.x=1"),
+        ("model.pretransform.ae_config_other=1", "model.pretransform.ae_config_other=1"),
+    ],
+)
 def test_option_spellings_and_the_ae_config_alias(given, expected):
     assert prepare_argv([given], options=OPTIONS) == [expected]

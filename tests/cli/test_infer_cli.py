@@ -62,16 +62,24 @@ def tiny(tmp_path_factory, reference_fixtures, clap_fixtures):
     ref, clap = reference_fixtures.readme, clap_fixtures.readme
     root = tmp_path_factory.mktemp("infer_cli")
     conditioner = {"type": "laion_clap", "config": clap_fixtures.clap_config(clap_ckpt_path=None)}
-    model = {"sample_rate": ref["sample_rate"], "segment_length": 100,
-             "pretransform": {**ref["pretransform"], "autoencoder": ref["autoencoder"]},
-             "MGELDM": {**ref["mgeldm"], "global_cond_dim": clap["joint_embed_shape"]},
-             "conditioner": {"clap_text": conditioner}}
+    model = {
+        "sample_rate": ref["sample_rate"],
+        "segment_length": 100,
+        "pretransform": {**ref["pretransform"], "autoencoder": ref["autoencoder"]},
+        "MGELDM": {**ref["mgeldm"], "global_cond_dim": clap["joint_embed_shape"]},
+        "conditioner": {"clap_text": conditioner},
+    }
     (root / "conf" / "model").mkdir(parents=True)
     (root / "conf" / "model" / "tiny_cli.yaml").write_text(yaml.safe_dump(model))
     torch.manual_seed(0)
     state = build_mgeldm(model).state_dict()
-    state.update({k: v for k, v in read_state_dict(reference_fixtures.path("tiny_mgeldm.ckpt")).items()
-                  if k.startswith("pretransform.")})
+    state.update(
+        {
+            k: v
+            for k, v in read_state_dict(reference_fixtures.path("tiny_mgeldm.ckpt")).items()
+            if k.startswith("pretransform.")
+        }
+    )
     write_state_dict(state, root / "tiny_dit.ckpt")
 
     work = root / "work"  # the "repository root" the README commands run in
@@ -85,19 +93,34 @@ def tiny(tmp_path_factory, reference_fixtures, clap_fixtures):
     song += 0.01 * rng.standard_normal(song.shape)
     sf.write(work / "data_sample" / "song.wav", song.astype(np.float32), 44100, subtype="FLOAT")
     frame_rate = ref["sample_rate"] / ref["autoencoder"]["downsampling_ratio"]
-    return {"root": root, "work": work, "ckpt": root / "tiny_dit.ckpt", "model": model,
-            "clap_ckpt": clap_fixtures.path("tiny_clap.pt"), "sr": ref["sample_rate"],
-            "window_s": 100 / frame_rate, "song": work / "data_sample" / "song.wav"}
+    return {
+        "root": root,
+        "work": work,
+        "ckpt": root / "tiny_dit.ckpt",
+        "model": model,
+        "clap_ckpt": clap_fixtures.path("tiny_clap.pt"),
+        "sr": ref["sample_rate"],
+        "window_s": 100 / frame_rate,
+        "song": work / "data_sample" / "song.wav",
+    }
 
 
 def _run_readme(tiny, which: str, env_vars: dict[str, str], extra: str = "") -> subprocess.CompletedProcess:
-    env = {**os.environ, "GPU": "0", "CONFIG_NAME": "dit", "CKPT_PATH": str(tiny["ckpt"]),
-           "OUTPUT_DIR": "./outputs_infer/", "PYTHONPATH": str(REPO), **env_vars}
-    tail = (f" hydra.searchpath=[file://{tiny['root'] / 'conf'}] model=tiny_cli clap_ckpt_path={tiny['clap_ckpt']} "
-            f"++seed=0 {extra}")
+    env = {
+        **os.environ,
+        "GPU": "0",
+        "CONFIG_NAME": "dit",
+        "CKPT_PATH": str(tiny["ckpt"]),
+        "OUTPUT_DIR": "./outputs_infer/",
+        "PYTHONPATH": str(REPO),
+        **env_vars,
+    }
+    tail = (
+        f" hydra.searchpath=[file://{tiny['root'] / 'conf'}] model=tiny_cli clap_ckpt_path={tiny['clap_ckpt']} "
+        f"++seed=0 {extra}"
+    )
     cmd = README_COMMANDS[which] + tail
-    return subprocess.run(["bash", "-c", cmd], cwd=tiny["work"], env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(["bash", "-c", cmd], cwd=tiny["work"], env=env, capture_output=True, text=True, timeout=600)
 
 
 def _wav(path: Path) -> tuple[np.ndarray, int]:
@@ -117,9 +140,16 @@ def test_readme_total_gen_exact_duration_and_seed(tiny):
     """README total_gen command: 1.0 s gives exactly 1.0 s; the same seed gives the same bytes."""
     out = tiny["work"] / "outputs_infer" / "total_gen"
     before = set(os.listdir(out)) if out.exists() else set()
-    values = {"TASK": "total_gen", "GEN_AUDIO_DUR": "1.0", "GIVEN_WAV_PATH": "null",
-              "TEXT_PROMPT": "Lo-fi hip hop beat with mellow jazzy chords and a smooth bassline",
-              "NUM_STEPS": "2", "CFG_SCALE": "6.0", "OVERLAP_DUR": "0.3", "REPAINT_N": "2"}
+    values = {
+        "TASK": "total_gen",
+        "GEN_AUDIO_DUR": "1.0",
+        "GIVEN_WAV_PATH": "null",
+        "TEXT_PROMPT": "Lo-fi hip hop beat with mellow jazzy chords and a smooth bassline",
+        "NUM_STEPS": "2",
+        "CFG_SCALE": "6.0",
+        "OVERLAP_DUR": "0.3",
+        "REPAINT_N": "2",
+    }
     first = _run_readme(tiny, "total_gen", values)
     assert first.returncode == 0, first.stderr
     assert "real-time factor" in first.stdout
@@ -145,17 +175,27 @@ def test_readme_total_gen_exact_duration_and_seed(tiny):
 
 @pytest.mark.slow
 @pytest.mark.clap
-@pytest.mark.parametrize("task,sub,files", [
-    ("source_extract", "src_extract", ["gen_src", "gen_submix", "given_mix"]),
-    ("partial_gen", "partial_gen_single", ["gen_src", "gen_mix", "gen_mix_sum", "given_wav"]),
-])
+@pytest.mark.parametrize(
+    "task,sub,files",
+    [
+        ("source_extract", "src_extract", ["gen_src", "gen_submix", "given_mix"]),
+        ("partial_gen", "partial_gen_single", ["gen_src", "gen_mix", "gen_mix_sum", "given_wav"]),
+    ],
+)
 def test_readme_given_track_commands(tiny, task, sub, files):
     """README source_extract / partial_gen commands on a 44.1 kHz stereo file: 16 kHz outputs of the
     input's duration, the given audio saved unchanged, gen_mix_sum = given + gen_src."""
     from mgeldm.audio import load_audio, resample, to_mono
 
-    values = {"TASK": task, "GIVEN_WAV_PATH": "data_sample/song.wav", "TEXT_PROMPT": "The sound of vocals",
-              "NUM_STEPS": "2", "CFG_SCALE": "10.0", "OVERLAP_DUR": "0.1", "REPAINT_N": "1"}
+    values = {
+        "TASK": task,
+        "GIVEN_WAV_PATH": "data_sample/song.wav",
+        "TEXT_PROMPT": "The sound of vocals",
+        "NUM_STEPS": "2",
+        "CFG_SCALE": "10.0",
+        "OVERLAP_DUR": "0.1",
+        "REPAINT_N": "1",
+    }
     out = tiny["work"] / "outputs_infer" / sub
     before = set(os.listdir(out)) if out.exists() else set()
     proc = _run_readme(tiny, "given", values, extra="+output_sr=44100")
@@ -188,17 +228,41 @@ def test_several_prompts_folder_input_and_iterative(tiny):
     sf.write(inputs / "c.flac", 0.2 * np.cos(np.arange(9000) / 5.0), 16000)
     out = tiny["root"] / "multi"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    base = [sys.executable, "infer.py", "--config-name", "dit", "--config-dir", str(tiny["root"] / "conf"),
-            "model=tiny_cli", f"ckpt_path={tiny['ckpt']}", f"clap_ckpt_path={tiny['clap_ckpt']}",
-            "+num_steps=2", "+overlap_dur=0.1", "++seed=1", f"+output_dir={out}"]
-    proc = subprocess.run(base + ["+task=source_extract", f"+given_wav_path={inputs}",
-                                  "+text_prompt=['vocals','../../etc/drums','vocals']"],
-                          cwd=tiny["work"], env=env, capture_output=True, text=True, timeout=600)
+    base = [
+        sys.executable,
+        "infer.py",
+        "--config-name",
+        "dit",
+        "--config-dir",
+        str(tiny["root"] / "conf"),
+        "model=tiny_cli",
+        f"ckpt_path={tiny['ckpt']}",
+        f"clap_ckpt_path={tiny['clap_ckpt']}",
+        "+num_steps=2",
+        "+overlap_dur=0.1",
+        "++seed=1",
+        f"+output_dir={out}",
+    ]
+    proc = subprocess.run(
+        base
+        + ["+task=source_extract", f"+given_wav_path={inputs}", "+text_prompt=['vocals','../../etc/drums','vocals']"],
+        cwd=tiny["work"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     folder = out / "src_extract" / "output_0000"
     names = {str(p.relative_to(folder)) for p in folder.rglob("*.wav")}
-    assert {"a_b/given_mix.wav", "c/given_mix.wav", "a_b/00_vocals/gen_src.wav", "a_b/01_etc_drums/gen_src.wav",
-            "a_b/02_vocals_2/gen_submix.wav", "c/02_vocals_2/gen_src.wav"} <= names
+    assert {
+        "a_b/given_mix.wav",
+        "c/given_mix.wav",
+        "a_b/00_vocals/gen_src.wav",
+        "a_b/01_etc_drums/gen_src.wav",
+        "a_b/02_vocals_2/gen_submix.wav",
+        "c/02_vocals_2/gen_src.wav",
+    } <= names
     assert _wav(folder / "a_b" / "01_etc_drums" / "gen_src.wav")[0].shape[0] == round(5000 * 16000 / 22050)
     assert _wav(folder / "c" / "00_vocals" / "gen_src.wav")[0].shape[0] == 9000
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
@@ -209,21 +273,52 @@ def test_several_prompts_folder_input_and_iterative(tiny):
     short_len = int(0.5 * tiny["window_s"] * tiny["sr"])
     sf.write(short, 0.3 * np.sin(np.arange(short_len) / 3.0), tiny["sr"])
     # scripts/infer_accomp_gen.sh as shipped, its variables set from the environment
-    script_env = {**env, "CKPT_PATH": str(tiny["ckpt"]), "CLAP_CKPT_PATH": str(tiny["clap_ckpt"]),
-                  "OUTPUT_DIR": str(out), "GIVEN_WAV_PATH": str(short), "NUM_STEPS": "2", "OVERLAP_DUR": "0.1",
-                  "SEED": "1", "TEXT_PROMPT": "piano trio"}
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "infer_accomp_gen.sh"),
-                           f"hydra.searchpath=[file://{tiny['root'] / 'conf'}]", "model=tiny_cli"],
-                          env=script_env, capture_output=True, text=True, timeout=600)
+    script_env = {
+        **env,
+        "CKPT_PATH": str(tiny["ckpt"]),
+        "CLAP_CKPT_PATH": str(tiny["clap_ckpt"]),
+        "OUTPUT_DIR": str(out),
+        "GIVEN_WAV_PATH": str(short),
+        "NUM_STEPS": "2",
+        "OVERLAP_DUR": "0.1",
+        "SEED": "1",
+        "TEXT_PROMPT": "piano trio",
+    }
+    proc = subprocess.run(
+        [
+            "bash",
+            str(REPO / "scripts" / "infer_accomp_gen.sh"),
+            f"hydra.searchpath=[file://{tiny['root'] / 'conf'}]",
+            "model=tiny_cli",
+        ],
+        env=script_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     folder = out / "accomp_gen" / "output_0000"
     for key in ("gen_submix", "gen_mix", "given_wav"):
         assert _wav(folder / f"{key}.wav")[0].shape[0] == short_len
 
-    proc = subprocess.run([sys.executable, "infer.py", "--config-name", "default_dit_scratch", *base[4:],
-                           "+task=partial_gen_iter", f"+given_wav_path={short}",
-                           "+text_prompt='The sound of drums; Jazz piano'", "+save_png=false"],
-                          cwd=tiny["work"], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "infer.py",
+            "--config-name",
+            "default_dit_scratch",
+            *base[4:],
+            "+task=partial_gen_iter",
+            f"+given_wav_path={short}",
+            "+text_prompt='The sound of drums; Jazz piano'",
+            "+save_png=false",
+        ],
+        cwd=tiny["work"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     folder = out / "partial_gen_iter" / "output_0000"
     wavs = sorted(p.name for p in folder.glob("*.wav"))
@@ -238,17 +333,24 @@ def test_several_prompts_folder_input_and_iterative(tiny):
 
 
 def test_scripts_are_valid_bash_with_the_original_settings():
-    expected = {"infer_total_gen.sh": ("total_gen", 250, 10.0, 7.0, 1),
-                "infer_src_ext.sh": ("source_extract", 250, 10.0, 3.0, 1),
-                "infer_partial_gen.sh": ("partial_gen", 100, 10.0, 6.0, 1),
-                "infer_accomp_gen.sh": ("accomp_gen", 100, 4.0, 5.0, 2),
-                "infer_partial_gen_iter.sh": ("partial_gen_iter", 20, 2.0, 3.0, 2)}
+    expected = {
+        "infer_total_gen.sh": ("total_gen", 250, 10.0, 7.0, 1),
+        "infer_src_ext.sh": ("source_extract", 250, 10.0, 3.0, 1),
+        "infer_partial_gen.sh": ("partial_gen", 100, 10.0, 6.0, 1),
+        "infer_accomp_gen.sh": ("accomp_gen", 100, 4.0, 5.0, 2),
+        "infer_partial_gen_iter.sh": ("partial_gen_iter", 20, 2.0, 3.0, 2),
+    }
     for name, (task, steps, cfg, overlap, repaint) in expected.items():
         path = REPO / "scripts" / name
         assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
         text = path.read_text()
-        for line in (f'TASK="{task}"', f"NUM_STEPS=${{NUM_STEPS:-{steps}}}", f"CFG_SCALE=${{CFG_SCALE:-{cfg}}}",
-                     f"OVERLAP_DUR=${{OVERLAP_DUR:-{overlap}}}", f"REPAINT_N=${{REPAINT_N:-{repaint}}}"):
+        for line in (
+            f'TASK="{task}"',
+            f"NUM_STEPS=${{NUM_STEPS:-{steps}}}",
+            f"CFG_SCALE=${{CFG_SCALE:-{cfg}}}",
+            f"OVERLAP_DUR=${{OVERLAP_DUR:-{overlap}}}",
+            f"REPAINT_N=${{REPAINT_N:-{repaint}}}",
+        ):
             assert line in text, (name, line)
 
 
@@ -260,8 +362,9 @@ def _compose(tiny, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        return compose("dit", overrides=[f"hydra.searchpath=[file://{tiny['root'] / 'conf'}]", "model=tiny_cli",
-                                         *overrides])
+        return compose(
+            "dit", overrides=[f"hydra.searchpath=[file://{tiny['root'] / 'conf'}]", "model=tiny_cli", *overrides]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -328,11 +431,18 @@ def test_bad_input_one_line_no_folder(tiny, bad_files, reference_fixtures, case,
     from mgeldm.cli.infer import run_config
 
     overrides, needle = BAD_CASES[case]
-    fill = {"song": tiny["song"], "bad": bad_files, "window_s": tiny["window_s"],
-            "ae_ckpt": reference_fixtures.path("tiny_ae.ckpt"), "ref_ckpt": reference_fixtures.path("tiny_mgeldm.ckpt")}
+    fill = {
+        "song": tiny["song"],
+        "bad": bad_files,
+        "window_s": tiny["window_s"],
+        "ae_ckpt": reference_fixtures.path("tiny_ae.ckpt"),
+        "ref_ckpt": reference_fixtures.path("tiny_mgeldm.ckpt"),
+    }
     out = tiny["root"] / ("out_" + "".join(c if c.isalnum() else "_" for c in case))
-    args = {o.split("=", 1)[0]: o for o in [f"ckpt_path={tiny['ckpt']}", f"clap_ckpt_path={tiny['clap_ckpt']}",
-                                             f"+output_dir={out}", *GOOD]}
+    args = {
+        o.split("=", 1)[0]: o
+        for o in [f"ckpt_path={tiny['ckpt']}", f"clap_ckpt_path={tiny['clap_ckpt']}", f"+output_dir={out}", *GOOD]
+    }
     args.update({o.split("=", 1)[0]: o for o in overrides})
     args = {k: v.format(**fill) for k, v in args.items()}
     cfg = _compose(tiny, list(args.values()))
@@ -348,9 +458,19 @@ def test_bad_input_one_line_no_folder(tiny, bad_files, reference_fixtures, case,
 
 def _quick_run_args(tiny, out: Path) -> list[str]:
     """A total_gen run without text (so no CLAP to build): about a second on a CPU."""
-    return [f"hydra.searchpath=[file://{tiny['root'] / 'conf'}]", "model=tiny_cli", f"ckpt_path={tiny['ckpt']}",
-            "clap_ckpt_path=null", "+task=total_gen", "+gen_audio_dur=0.2", "+num_steps=1",
-            "+overlap_dur=0.1", "+text_prompt=null", f"+output_dir={out}", "++seed=0"]
+    return [
+        f"hydra.searchpath=[file://{tiny['root'] / 'conf'}]",
+        "model=tiny_cli",
+        f"ckpt_path={tiny['ckpt']}",
+        "clap_ckpt_path=null",
+        "+task=total_gen",
+        "+gen_audio_dur=0.2",
+        "+num_steps=1",
+        "+overlap_dur=0.1",
+        "+text_prompt=null",
+        f"+output_dir={out}",
+        "++seed=0",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -427,7 +547,9 @@ def test_sigterm_removes_the_partial_folder(tiny, monkeypatch, capsys):
         assert signal.signal(signal.SIGTERM, previous) is unhandled  # infer restored the handler
     assert exit_info.value.code == 143
     captured = capsys.readouterr()
-    assert (captured.out + captured.err).splitlines() == ["infer.py: error: terminated (SIGTERM); no output folder was written"]
+    assert (captured.out + captured.err).splitlines() == [
+        "infer.py: error: terminated (SIGTERM); no output folder was written"
+    ]
     assert not out.exists()  # neither the partial folder nor the folders the run created
 
 
@@ -440,8 +562,9 @@ def test_rerun_removes_the_partial_folder_of_a_killed_run(tiny):
     out = tiny["root"] / "sigkill"
     cmd = [sys.executable, "infer.py", "--config-name", "dit", *_quick_run_args(tiny, out), "+save_png=false"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    killed = subprocess.run(cmd, cwd=tiny["work"], env={**env, SIGNAL_TEST_ENV: "KILL"}, capture_output=True,
-                            text=True, timeout=600)
+    killed = subprocess.run(
+        cmd, cwd=tiny["work"], env={**env, SIGNAL_TEST_ENV: "KILL"}, capture_output=True, text=True, timeout=600
+    )
     assert killed.returncode == -9, killed.stderr
     (stale,) = (out / "total_gen").iterdir()
     assert stale.name.startswith(".partial_output_")
@@ -456,10 +579,26 @@ def test_bad_input_through_hydra_is_exactly_one_line(tiny, bad_files):
     """The whole stdout + stderr of a failing run is the one line: no Hydra or logging noise."""
     out = tiny["root"] / "hydra_bad"
     proc = subprocess.run(
-        [sys.executable, "infer.py", "--config-name", "dit", "--config-dir", str(tiny["root"] / "conf"),
-         "model=tiny_cli", f"ckpt_path={tiny['ckpt']}", "+task=source_extract",
-         f"+given_wav_path={bad_files}/silent.wav", f"+output_dir={out}", "+num_step=3"],
-        cwd=tiny["work"], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "infer.py",
+            "--config-name",
+            "dit",
+            "--config-dir",
+            str(tiny["root"] / "conf"),
+            "model=tiny_cli",
+            f"ckpt_path={tiny['ckpt']}",
+            "+task=source_extract",
+            f"+given_wav_path={bad_files}/silent.wav",
+            f"+output_dir={out}",
+            "+num_step=3",
+        ],
+        cwd=tiny["work"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     lines = (proc.stdout + proc.stderr).splitlines()
     assert len(lines) == 1 and "+num_step" in lines[0], lines

@@ -12,18 +12,38 @@ import mgeldm.api as api
 
 REPO = Path(__file__).resolve().parents[2]
 MGELDM_PUBLIC = {
-    "from_pretrained", "untrained", "save",  # loading and saving
-    "generate", "extract", "add_part", "accompany", "add_parts_iteratively", "run",  # the five tasks, by name
-    "extract_songs", "run_songs",  # several songs in shared batches
-    "encode_latents", "extract_latents", "extract_latents_songs", "predict_x0",  # latent space
-    "embed_prompts", "embed_audio",  # the conditions
-    "settings", "sample_rate", "timings", "generator",  # the settings, the facts of a run, its randomness
+    "from_pretrained",
+    "untrained",
+    "save",  # loading and saving
+    "generate",
+    "extract",
+    "add_part",
+    "accompany",
+    "add_parts_iteratively",
+    "run",  # the five tasks, by name
+    "extract_songs",
+    "run_songs",  # several songs in shared batches
+    "encode_latents",
+    "extract_latents",
+    "extract_latents_songs",
+    "predict_x0",  # latent space
+    "embed_prompts",
+    "embed_audio",  # the conditions
+    "settings",
+    "sample_rate",
+    "timings",
+    "generator",  # the settings, the facts of a run, its randomness
 }
 
 
 def test_all_is_complete_and_holds_only_what_users_call():
-    defined = {name for name, value in vars(api).items() if not name.startswith("_")
-               and (inspect.isclass(value) or inspect.isfunction(value)) and value.__module__ == "mgeldm.api"}
+    defined = {
+        name
+        for name, value in vars(api).items()
+        if not name.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and value.__module__ == "mgeldm.api"
+    }
     assert set(api.__all__) == defined | {"SamplingSettings"}
     assert all(hasattr(api, name) for name in api.__all__)
 

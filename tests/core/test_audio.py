@@ -93,7 +93,7 @@ def test_truncated_files_warn_in_one_line(tmp_path, capsys, warnings_on_stderr):
     """A WAV whose header declares 5 s but holds 1.67 s (libsndfile trims its frame count to the file)."""
     sf.write(tmp_path / "full.wav", _tone(440, 16000, 5.0), 16000, subtype="PCM_16")
     data = (tmp_path / "full.wav").read_bytes()
-    (tmp_path / "cut.wav").write_bytes(data[:44 + 26720 * 2])
+    (tmp_path / "cut.wav").write_bytes(data[: 44 + 26720 * 2])
     wave, sr = load_audio(tmp_path / "full.wav")
     assert wave.shape == (1, 80000) and capsys.readouterr().err == ""
     wave, sr = load_audio(tmp_path / "cut.wav")
@@ -106,7 +106,7 @@ def test_truncated_files_warn_in_one_line(tmp_path, capsys, warnings_on_stderr):
 def test_truncated_mp3_warns(tmp_path, capsys, warnings_on_stderr):
     sf.write(tmp_path / "full.mp3", _tone(440, 16000, 5.0), 16000)
     data = (tmp_path / "full.mp3").read_bytes()
-    (tmp_path / "cut.mp3").write_bytes(data[:len(data) // 3])
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 3])
     load_audio(tmp_path / "full.mp3")
     assert "truncated" not in capsys.readouterr().err
     load_audio(tmp_path / "cut.mp3")

@@ -69,14 +69,24 @@ def test_shared_pieces_are_composed_not_copied():
         trainer = compose_config(name)["trainer"]
         assert {k: trainer["pl_trainer"][k] for k in cpu["pl_trainer"]} == cpu["pl_trainer"], name
         assert (trainer["num_workers"], trainer["pin_memory"], trainer["demo"]["every_n_steps"]) == (0, False, 0), name
-    texts = [(REPO / "configs" / f).read_text() for f in ("default_ae_tiny.yaml", "default_dit_tiny.yaml",
-                                                           "quickstart_ae.yaml", "quickstart_dit.yaml",
-                                                           "trainer/tiny_cpu.yaml")]
-    assert not any("num_workers" in t or "enable_model_summary" in t or "c_mults: [1, 2, 4], strides: [2, 4, 8]" in t
-                   for t in texts)
+    texts = [
+        (REPO / "configs" / f).read_text()
+        for f in (
+            "default_ae_tiny.yaml",
+            "default_dit_tiny.yaml",
+            "quickstart_ae.yaml",
+            "quickstart_dit.yaml",
+            "trainer/tiny_cpu.yaml",
+        )
+    ]
+    assert not any(
+        "num_workers" in t or "enable_model_summary" in t or "c_mults: [1, 2, 4], strides: [2, 4, 8]" in t
+        for t in texts
+    )
     latent = compose_config("default_dit")["data"]["train"]
-    assert {e["num_examples"] for e in latent.values()} == {64000} and "subdir: slakh2100" not in \
-        (REPO / "configs" / "data" / "corpus" / "latent.yaml").read_text()
+    assert {e["num_examples"] for e in latent.values()} == {64000} and "subdir: slakh2100" not in (
+        REPO / "configs" / "data" / "corpus" / "latent.yaml"
+    ).read_text()
     assert compose_config("default_dit_scratch")["model"] == compose_config("dit")["model"]
 
 
@@ -91,10 +101,16 @@ def test_the_sample_rate_has_one_owner():
     stray = []
     for path in [*sorted((REPO / "mgeldm").rglob("*.py")), *sorted((REPO / "recipes").rglob("*.py"))]:
         tree = ast.parse(path.read_text())
-        named = {id(node.value) for node in tree.body if isinstance(node, ast.Assign)
-                 and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets)}
-        stray += [f"{path.relative_to(REPO)}:{node.lineno}" for node in ast.walk(tree)
-                  if isinstance(node, ast.Constant) and node.value == 16000 and id(node) not in named]
+        named = {
+            id(node.value)
+            for node in tree.body
+            if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets)
+        }
+        stray += [
+            f"{path.relative_to(REPO)}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value == 16000 and id(node) not in named
+        ]
     assert stray == []
 
 
@@ -106,8 +122,14 @@ def test_the_window_fallback_has_one_owner():
     stray = []
     for path in [*sorted((REPO / "mgeldm").rglob("*.py")), *sorted((REPO / "recipes").rglob("*.py"))]:
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
-                    and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)
-                    and node.args[0].value == "segment_length" and isinstance(node.args[1], ast.Constant)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get"
+                and len(node.args) == 2
+                and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value == "segment_length"
+                and isinstance(node.args[1], ast.Constant)
+            ):
                 stray.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert stray == []

@@ -30,10 +30,12 @@ def _mode(path: Path) -> int:
 def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path, umask, mask, expected):
     umask(mask)
     state = {"w": torch.arange(4.0)}
-    written = [write_text_atomic(tmp_path / "report.md", "# report\n"),
-               write_bytes_atomic(tmp_path / "manifest.json", b"{}"),
-               write_state_dict(state, tmp_path / "unwrapped.ckpt"),
-               write_state_dict(state, tmp_path / "unwrapped.safetensors")]
+    written = [
+        write_text_atomic(tmp_path / "report.md", "# report\n"),
+        write_bytes_atomic(tmp_path / "manifest.json", b"{}"),
+        write_state_dict(state, tmp_path / "unwrapped.ckpt"),
+        write_state_dict(state, tmp_path / "unwrapped.safetensors"),
+    ]
     plain = tmp_path / "plain.txt"
     plain.write_text("x")  # what any program creates under this umask
     assert _mode(plain) == expected
@@ -100,14 +102,21 @@ def test_atomic_folder_publishes_whole_folders_and_cleans_up_after_killed_ones(t
 
     from mgeldm.files import atomic_folder
 
-    code = ("import os, signal, sys\n"
-            "from mgeldm.files import atomic_folder\n"
-            "with atomic_folder(sys.argv[1]) as tmp:\n"
-            "    (tmp / 'mix.npy').write_bytes(b'half a track')\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal, sys\n"
+        "from mgeldm.files import atomic_folder\n"
+        "with atomic_folder(sys.argv[1]) as tmp:\n"
+        "    (tmp / 'mix.npy').write_bytes(b'half a track')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "track00000")], cwd=repo,
-                          env=dict(os.environ, PYTHONPATH=str(repo)), capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "track00000")],
+        cwd=repo,
+        env=dict(os.environ, PYTHONPATH=str(repo)),
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.returncode == -signal.SIGKILL
     assert [p.name.startswith(".track00000.") for p in tmp_path.iterdir()] == [True]  # the killed one's folder
     with pytest.raises(RuntimeError):

@@ -91,7 +91,9 @@ def test_full_size_model_matches_the_released_layout(reference_file):
         assert str(state[name].dtype).removeprefix("torch.") == dtype, name
         assert (name in params) == (kind == "param"), name
     assert len(state) == 641
-    assert sum(p.numel() for p in model.parameters()) == 1_179_151_361  # docs/compatibility.md#the-diffusion-transformer
+    assert (
+        sum(p.numel() for p in model.parameters()) == 1_179_151_361
+    )  # docs/compatibility.md#the-diffusion-transformer
     assert sum(t.numel() for t in state.values()) == 1_179_225_105
 
 
@@ -126,25 +128,31 @@ def test_track_norm_maps_each_track_and_adds_no_state(reference_fixtures):
     k, c = plain.num_tracks, plain.io_channels
     node = _norm_node(k, c)
     normed = build_mgeldm({**cfg, "track_norm": node})
-    assert normed.state_dict().keys() == plain.state_dict().keys()     # statistics never enter the state dict
+    assert normed.state_dict().keys() == plain.state_dict().keys()  # statistics never enter the state dict
     z = torch.randn(2, k * c, 5)
     mean, std = torch.tensor(node["mean"]), torch.tensor(node["std"])
     for track in range(k):
-        one = z[:, track * c:(track + 1) * c]
+        one = z[:, track * c : (track + 1) * c]
         want = (one - mean[track, :, None]) / std[track, :, None]
         torch.testing.assert_close(normed.to_dit_space(one, track), want)
         torch.testing.assert_close(normed.from_dit_space(want, track), one)
-    torch.testing.assert_close(normed.to_dit_space(z)[:, c:2 * c], normed.to_dit_space(z[:, c:2 * c], 1))
-    assert torch.equal(plain.to_dit_space(z), z)                         # no statistics: the original's identity
+    torch.testing.assert_close(normed.to_dit_space(z)[:, c : 2 * c], normed.to_dit_space(z[:, c : 2 * c], 1))
+    assert torch.equal(plain.to_dit_space(z), z)  # no statistics: the original's identity
     scale = float(cfg["pretransform"].get("scale", 1.0))
     torch.testing.assert_close(normed.ae_to_dit(z * scale), normed.to_dit_space(z))
     torch.testing.assert_close(normed.dit_to_ae(normed.ae_to_dit(z)), z)
 
 
 @pytest.mark.reference
-@pytest.mark.parametrize("node, match", [("measure", "expected null, or mean/std"),
-                                         ({"mean": [[0.0]], "std": [[1.0]]}, "shape"),
-                                         ("zero-std", "must be > 0"), ("nan", "non-finite")])
+@pytest.mark.parametrize(
+    "node, match",
+    [
+        ("measure", "expected null, or mean/std"),
+        ({"mean": [[0.0]], "std": [[1.0]]}, "shape"),
+        ("zero-std", "must be > 0"),
+        ("nan", "non-finite"),
+    ],
+)
 def test_track_norm_config_is_checked(reference_fixtures, node, match):
     cfg = fixture_model_config(reference_fixtures.readme)
     k, c = cfg["MGELDM"]["num_tracks"], cfg["MGELDM"]["io_channels"]
@@ -164,15 +172,19 @@ def test_unwrapped_file_carries_its_model_config(reference_fixtures, tmp_path, s
     from mgeldm.checkpoints import read_model_config, read_state_dict
 
     cfg = fixture_model_config(reference_fixtures.readme)
-    cfg = {**cfg, "segment_length": 100, "track_norm": _norm_node(cfg["MGELDM"]["num_tracks"], cfg["MGELDM"]["io_channels"])}
+    cfg = {
+        **cfg,
+        "segment_length": 100,
+        "track_norm": _norm_node(cfg["MGELDM"]["num_tracks"], cfg["MGELDM"]["io_channels"]),
+    }
     model = load_mgeldm(reference_fixtures.path("tiny_mgeldm.ckpt"), fixture_model_config(reference_fixtures.readme))
     path = write_state_dict(model.state_dict(), tmp_path / f"m{suffix}", model_config=cfg)
     assert read_model_config(path) == cfg
     assert read_state_dict(path).keys() == model.state_dict().keys()
     if suffix == ".ckpt":  # the original's way of reading still works, weights-only
         assert set(torch.load(path, weights_only=True)["state_dict"]) == set(model.state_dict())
-    loaded = MGELDM.from_pretrained(path, device="cpu")                  # no model config given
+    loaded = MGELDM.from_pretrained(path, device="cpu")  # no model config given
     assert loaded.model.track_norm is not None
     torch.testing.assert_close(loaded.model.track_norm.mean, torch.tensor(cfg["track_norm"]["mean"]))
     plain = write_state_dict(model.state_dict(), tmp_path / f"plain{suffix}")
-    assert read_model_config(plain) is None                               # released files: the fallback applies
+    assert read_model_config(plain) is None  # released files: the fallback applies

@@ -66,8 +66,13 @@ def test_sampler_progress_in_a_log_has_no_cursor_codes(capfd):
     def denoiser(x, t):
         return torch.zeros_like(x)
 
-    sample_ddim(denoiser, torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(0)), sampling_times(3),
-                Known(3), disable=False)
+    sample_ddim(
+        denoiser,
+        torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(0)),
+        sampling_times(3),
+        Known(3),
+        disable=False,
+    )
     err = capfd.readouterr().err
     assert _no_control_codes(err), repr(err[:200])
     assert "sampling: 3/3 step" in err

@@ -62,14 +62,22 @@ def test_infer_names_every_missing_file_in_one_line(bare_machine, monkeypatch, c
     _no_heavy_work(monkeypatch)
     (bare_machine / "song.wav").write_bytes(b"")  # never read: the files are checked first
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        cfg = compose("dit", overrides=["ckpt_path=unwrapped_DiT.ckpt", "clap_ckpt_path=music_audioset_epoch_15_esc_90.14.pt",
-                                        "++task=source_extract", "++given_wav_path=song.wav", "++text_prompt=vocals"])
+        cfg = compose(
+            "dit",
+            overrides=[
+                "ckpt_path=unwrapped_DiT.ckpt",
+                "clap_ckpt_path=music_audioset_epoch_15_esc_90.14.pt",
+                "++task=source_extract",
+                "++given_wav_path=song.wav",
+                "++text_prompt=vocals",
+            ],
+        )
     with pytest.raises(SystemExit) as exit_info:
         run_config(cfg)
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("infer.py: error: "), lines
-    _assert_names_all_three(lines[0][len("infer.py: error: "):], "ckpt_path", "clap_ckpt_path")
+    _assert_names_all_three(lines[0][len("infer.py: error: ") :], "ckpt_path", "clap_ckpt_path")
 
 
 def test_only_what_is_missing_is_named(bare_machine, clap_fixtures, reference_fixtures, monkeypatch):

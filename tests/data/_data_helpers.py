@@ -20,7 +20,9 @@ def tone(seconds: float, freq: float, sr: int = SR, channels: int = 1, seed: int
     """A decaying tone plus a little noise, (L, channels) float32."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
-    x = amp * np.sin(2 * np.pi * freq * t) * (0.6 + 0.4 * np.cos(2 * np.pi * 0.5 * t)) + 0.01 * rng.standard_normal(t.size)
+    x = amp * np.sin(2 * np.pi * freq * t) * (0.6 + 0.4 * np.cos(2 * np.pi * 0.5 * t)) + 0.01 * rng.standard_normal(
+        t.size
+    )
     return np.repeat(x[:, None], channels, axis=1).astype(np.float32)
 
 
@@ -42,6 +44,7 @@ def garbage(path: Path) -> Path:
 def make_slakh(root: Path, seconds: float = 12.0) -> Path:
     """train: Track00001 (Piano, Bass, Strings + Strings (continued), one unrendered), Track00002 broken
     (a stem file is missing); validation: Track00003 (two .wav stems)."""
+
     def track(split, name, stems, files):
         d = root / split / name
         meta = {"UUID": name, "stems": stems}
@@ -50,14 +53,34 @@ def make_slakh(root: Path, seconds: float = 12.0) -> Path:
         for fname, data in files.items():
             write(d / "stems" / fname, data)
         write(d / "mix.wav", tone(seconds, 99.0))  # present in the corpus, never used
-    s = lambda cls, rendered=True: {"inst_class": cls, "audio_rendered": rendered, "program_num": 0}
-    track("train", "Track00001",
-          {"S00": s("Piano"), "S01": s("Bass"), "S02": s("Strings"), "S03": s("Strings (continued)"), "S04": s("Drums", False)},
-          {"S00.flac": tone(seconds, 440, seed=1), "S01.flac": tone(seconds * 0.75, 110, seed=2),
-           "S02.flac": tone(seconds, 660, seed=3), "S03.flac": tone(seconds, 880, seed=4)})
+
+    def s(cls, rendered=True):
+        return {"inst_class": cls, "audio_rendered": rendered, "program_num": 0}
+
+    track(
+        "train",
+        "Track00001",
+        {
+            "S00": s("Piano"),
+            "S01": s("Bass"),
+            "S02": s("Strings"),
+            "S03": s("Strings (continued)"),
+            "S04": s("Drums", False),
+        },
+        {
+            "S00.flac": tone(seconds, 440, seed=1),
+            "S01.flac": tone(seconds * 0.75, 110, seed=2),
+            "S02.flac": tone(seconds, 660, seed=3),
+            "S03.flac": tone(seconds, 880, seed=4),
+        },
+    )
     track("train", "Track00002", {"S00": s("Piano"), "S01": s("Guitar")}, {"S00.flac": tone(seconds, 300)})
-    track("validation", "Track00003", {"S00": s("Guitar"), "S01": s("Organ")},
-          {"S00.wav": tone(seconds, 220, seed=5), "S01.wav": tone(seconds, 330, seed=6)})
+    track(
+        "validation",
+        "Track00003",
+        {"S00": s("Guitar"), "S01": s("Organ")},
+        {"S00.wav": tone(seconds, 220, seed=5), "S01.wav": tone(seconds, 330, seed=6)},
+    )
     return root
 
 
@@ -94,7 +117,7 @@ def make_moisesdb(root: Path, seconds: float = 12.0) -> Path:
 
 
 def make_medleydb(root: Path, seconds: float = 12.0) -> Path:
-    """"Artist_Song": two "electric bass" stems of unequal length (summed, padded) + "male singer";
+    """ "Artist_Song": two "electric bass" stems of unequal length (summed, padded) + "male singer";
     "Broken_Song": metadata without ``stems``."""
     name = "Artist_Song"
     d = root / name
@@ -104,7 +127,9 @@ def make_medleydb(root: Path, seconds: float = 12.0) -> Path:
         "S03": {"instrument": "electric bass", "filename": f"{name}_STEM_03.wav"},
     }
     d.mkdir(parents=True, exist_ok=True)
-    (d / f"{name}_METADATA.yaml").write_text(yaml.safe_dump({"artist": "A", "stem_dir": f"{name}_STEMS", "stems": stems}))
+    (d / f"{name}_METADATA.yaml").write_text(
+        yaml.safe_dump({"artist": "A", "stem_dir": f"{name}_STEMS", "stems": stems})
+    )
     write(d / f"{name}_STEMS" / f"{name}_STEM_01.wav", tone(seconds, 60, seed=1))
     write(d / f"{name}_STEMS" / f"{name}_STEM_02.wav", tone(seconds, 400, seed=2))
     write(d / f"{name}_STEMS" / f"{name}_STEM_03.wav", tone(seconds * 0.5, 90, seed=3))
@@ -124,7 +149,7 @@ def make_mtg(root: Path, seconds: float = 12.0, subdirs: int = 3) -> Path:
 
 
 def make_other_tracks(root: Path, seconds: float = 12.0) -> Path:
-    """"song_a": guitar + vocals (+ mix.wav, ignored); "song_b": a NaN in its bass (broken)."""
+    """ "song_a": guitar + vocals (+ mix.wav, ignored); "song_b": a NaN in its bass (broken)."""
     write(root / "song_a" / "guitar.wav", tone(seconds, 250, seed=1))
     write(root / "song_a" / "lead_vocals.wav", tone(seconds, 500, seed=2))
     write(root / "song_a" / "mix.wav", tone(seconds, 50))
@@ -136,8 +161,12 @@ def make_other_tracks(root: Path, seconds: float = 12.0) -> Path:
 
 
 MAKERS = {
-    "slakh2100": make_slakh, "musdb18hq": make_musdb, "moisesdb": make_moisesdb,
-    "medleydbV2": make_medleydb, "mtgjamendo": make_mtg, "other_tracks": make_other_tracks,
+    "slakh2100": make_slakh,
+    "musdb18hq": make_musdb,
+    "moisesdb": make_moisesdb,
+    "medleydbV2": make_medleydb,
+    "mtgjamendo": make_mtg,
+    "other_tracks": make_other_tracks,
 }
 
 
@@ -191,8 +220,18 @@ def tree(root: Path) -> dict[str, bytes]:
 # ---------------------------------------------------------------------------------------------- latent corpora
 
 
-def write_latent_track(folder: Path, *, marker: float, frames: int, labels: list[str] | None, channels: int = 8,
-                       dim: int = 8, nan: bool = False, ratio: int = 2048, sr: int = 16000) -> None:
+def write_latent_track(
+    folder: Path,
+    *,
+    marker: float,
+    frames: int,
+    labels: list[str] | None,
+    channels: int = 8,
+    dim: int = 8,
+    nan: bool = False,
+    ratio: int = 2048,
+    sr: int = 16000,
+) -> None:
     """A pre-encoded track whose values say where they come from.
 
     Latents: channel 0 = frame index, channel 1 = ``marker``, channel 2 = -1 (mix), k (src of comb k),
@@ -228,6 +267,11 @@ def write_latent_track(folder: Path, *, marker: float, frames: int, labels: list
         np.save(d / "src_clap.npy", emb(k))
         np.save(d / "submix.npy", lat(100 + k))
         np.save(d / "submix_clap.npy", emb(100 + k))
-        info = {"src_label": label, "submix_label_list": [x for x in labels if x != label], "wav_sr_ori": 44100,
-                "sample_rate_ae": sr, "sample_rate_clap": 48000}
+        info = {
+            "src_label": label,
+            "submix_label_list": [x for x in labels if x != label],
+            "wav_sr_ori": 44100,
+            "sample_rate_ae": sr,
+            "sample_rate_clap": 48000,
+        }
         (d / "comb_info.json").write_text(json.dumps(info, indent=4))

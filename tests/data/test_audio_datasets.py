@@ -11,7 +11,10 @@ from mgeldm.config import compose_config
 from mgeldm.data.audio_datasets import AudioExcerptDataset, build_audio_datasets, loudness, salient_excerpt
 from mgeldm.errors import UserError
 
-SR_AE, SEGMENT = 16000, 32768  # docs/compatibility.md#training-data: 2.048 s at 16 kHz, read as ceil(2.048) = 3 s excerpts
+SR_AE, SEGMENT = (
+    16000,
+    32768,
+)  # docs/compatibility.md#training-data: 2.048 s at 16 kHz, read as ceil(2.048) = 3 s excerpts
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +27,16 @@ def slakh(tmp_path_factory):
 
 
 def _ds(root, **kw):
-    args = dict(name="slakh2100", data_dir=root, sample_rate=SR_AE, segment_length=SEGMENT, num_examples=20,
-                loudness_cutoff=-40.0, mixture_prob=0.7, seed=0)
+    args = dict(
+        name="slakh2100",
+        data_dir=root,
+        sample_rate=SR_AE,
+        segment_length=SEGMENT,
+        num_examples=20,
+        loudness_cutoff=-40.0,
+        mixture_prob=0.7,
+        seed=0,
+    )
     args.update(kw)
     return AudioExcerptDataset(**args)
 
@@ -54,7 +65,7 @@ def test_mixture_probability_picks_the_mix_file_or_stems(slakh):
 
 def test_salient_excerpt_finds_the_loud_part(tmp_path):
     quiet_then_loud = np.zeros((20 * H.SR, 1), np.float32)
-    quiet_then_loud[17 * H.SR:] = H.tone(3.0, 440)
+    quiet_then_loud[17 * H.SR :] = H.tone(3.0, 440)
     path = H.write(tmp_path / "stem.wav", quiet_then_loud)
     rng = np.random.default_rng(0)
     for _ in range(5):
@@ -73,13 +84,27 @@ def test_loudness_is_bs1770():
 
 def test_corpora_without_mix_file_and_splits(tmp_path):
     moises = H.make_moisesdb(tmp_path / "moises", 3.0)
-    ds = AudioExcerptDataset(name="moisesdb", data_dir=moises, sample_rate=SR_AE, segment_length=SEGMENT,
-                             split="test", num_examples=4, mixture_prob=1.0)
+    ds = AudioExcerptDataset(
+        name="moisesdb",
+        data_dir=moises,
+        sample_rate=SR_AE,
+        segment_length=SEGMENT,
+        split="test",
+        num_examples=4,
+        mixture_prob=1.0,
+    )
     assert len(ds.songs) == 1 and ds.songs[0].mix is None and len(ds.songs[0].stems) == 4
     assert ds[0]["mix_wav"].shape == (1, SEGMENT)
     mtg = H.make_mtg(tmp_path / "mtg", 3.0)
-    valid = AudioExcerptDataset(name="mtg_jamendo", data_dir=mtg, sample_rate=SR_AE, segment_length=SEGMENT,
-                                split="valid", num_examples=4, num_valid_subdirs=1)
+    valid = AudioExcerptDataset(
+        name="mtg_jamendo",
+        data_dir=mtg,
+        sample_rate=SR_AE,
+        segment_length=SEGMENT,
+        split="valid",
+        num_examples=4,
+        num_valid_subdirs=1,
+    )
     assert [s.name for s in valid.songs] == ["02/1002.wav"]
     with pytest.raises(UserError, match="train only"):
         AudioExcerptDataset(name="others", data_dir=mtg, sample_rate=SR_AE, segment_length=SEGMENT, split="valid")
@@ -88,8 +113,13 @@ def test_corpora_without_mix_file_and_splits(tmp_path):
 def test_build_from_single_yaml(slakh):
     cfg = compose_config("default_ae")["data"]  # configs/data/single.yaml, composed
     assert {k: v["num_examples"] for k, v in cfg["train"].items()} == {
-        "slakh2100": 32000, "musdb18": 32000, "moisesdb": 32000, "medleydb2": 32000, "mtg_jamendo": 256000,
-        "others": 128000}
+        "slakh2100": 32000,
+        "musdb18": 32000,
+        "moisesdb": 32000,
+        "medleydb2": 32000,
+        "mtg_jamendo": 256000,
+        "others": 128000,
+    }
     cfg["train"]["slakh2100"]["data_dir"] = str(slakh)
     ds = build_audio_datasets(cfg["train"], sample_rate=SR_AE, segment_length=SEGMENT)
     assert len(ds) == 32000 and ds[5]["mix_wav"].shape == (1, SEGMENT)

@@ -46,7 +46,7 @@ def test_slakh_groups_rendered_stems_by_class(tmp_path):
     strings = H.tone(SEC, 660, seed=3)[:, 0] + H.tone(SEC, 880, seed=4)[:, 0]
     np.testing.assert_allclose(track.stems["Strings"].numpy(), strings, atol=1e-4)  # flac is 16-bit
     bass = track.stems["Bass"].numpy()  # shorter stem: zero-padded to the longest
-    assert np.all(bass[int(0.75 * n):] == 0) and np.abs(bass[: int(0.75 * n)]).max() > 0.1
+    assert np.all(bass[int(0.75 * n) :] == 0) and np.abs(bass[: int(0.75 * n)]).max() > 0.1
 
 
 def test_musdb_order_and_downmix(tmp_path):
@@ -118,7 +118,9 @@ def test_mtg_low_quality_copy_is_the_song_of_its_id(tmp_path):
     H.write(tmp_path / "01" / "1300.wav", H.tone(SEC, 300))
     refs = build_reader("mtgjamendo", tmp_path).songs()
     assert [(r.out_rel, r.source_id, r.dropped) for r in refs] == [
-        ("mtg_jamendo/00/1201", "00/1201.low.wav", ()), ("mtg_jamendo/01/1300", "01/1300.wav", ("01/1300.low.wav",))]
+        ("mtg_jamendo/00/1201", "00/1201.low.wav", ()),
+        ("mtg_jamendo/01/1300", "01/1300.wav", ("01/1300.low.wav",)),
+    ]
 
 
 @pytest.mark.parametrize("stray", ["top.wav", "00/extra/deeper.wav"])
@@ -135,8 +137,10 @@ def test_mixtures_in_sub_folders_are_numbered_flat(tmp_path):
         H.write(tmp_path / rel, H.tone(SEC, 200))
     refs = build_reader("mixtures", tmp_path).songs()
     assert [(r.out_rel, r.source_id, r.dropped) for r in refs] == [
-        ("mixtures/track00000", "a/deep/y.wav", ()), ("mixtures/track00001", "a/x.flac", ("a/x.wav",)),
-        ("mixtures/track00002", "b.wav", ())]
+        ("mixtures/track00000", "a/deep/y.wav", ()),
+        ("mixtures/track00001", "a/x.flac", ("a/x.wav",)),
+        ("mixtures/track00002", "b.wav", ()),
+    ]
 
 
 def test_other_tracks_skips_mix_and_nan(tmp_path):

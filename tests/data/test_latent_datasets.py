@@ -8,8 +8,13 @@ import torch
 
 import _data_helpers as H
 from mgeldm.config import compose_config
-from mgeldm.data.latent_datasets import (MixSubmixSourceLatentDataset, MTGJamendoLatentDataset, build_latent_datasets,
-                                         clap_column, salient_offset)
+from mgeldm.data.latent_datasets import (
+    MixSubmixSourceLatentDataset,
+    MTGJamendoLatentDataset,
+    build_latent_datasets,
+    clap_column,
+    salient_offset,
+)
 from mgeldm.data.prompts import TEMPLATES, join_labels
 from mgeldm.data.seeded import WeightedConcatDataset
 from mgeldm.errors import UserError
@@ -37,8 +42,14 @@ def corpus(tmp_path_factory):
 
 
 def _ds(root, **kw):
-    args = dict(data_dir=root / "slakh2100", split="train", segment_length=SEG, num_examples=64,
-                zero_latent_path=root / "zero_latent.npy", seed=0)
+    args = dict(
+        data_dir=root / "slakh2100",
+        split="train",
+        segment_length=SEG,
+        num_examples=64,
+        zero_latent_path=root / "zero_latent.npy",
+        seed=0,
+    )
     args.update(kw)
     return MixSubmixSourceLatentDataset(**args)
 
@@ -86,8 +97,12 @@ def test_clap_column_formula(corpus):
 
 def test_prompts_labels_and_other_rule(corpus):
     ds = _ds(corpus, num_examples=300)
-    labels = {1: ["Piano", "Bass", "Strings"], 2: ["vocals", "drums", "bass", "other"], 3: ["Electric_Guitar", "Organ"],
-              13: ["A", "B"]}
+    labels = {
+        1: ["Piano", "Bass", "Strings"],
+        2: ["vocals", "drums", "bass", "other"],
+        3: ["Electric_Guitar", "Organ"],
+        13: ["A", "B"],
+    }
     srcs = set()
     for item in (ds[i] for i in range(len(ds))):
         names = labels[int(item["mix_latent"][1, 0])]
@@ -156,8 +171,13 @@ def test_mtg_dataset_splits_by_subfolder(tmp_path):
     np.save(tmp_path / "zero_latent.npy", np.zeros(C, np.float32))
     for k in range(3):
         H.write_latent_track(tmp_path / "mtg_jamendo" / f"{k:02d}" / f"{1000 + k}", marker=k, frames=64, labels=None)
-    kw = dict(data_dir=tmp_path / "mtg_jamendo", segment_length=SEG, num_examples=30,
-              zero_latent_path=tmp_path / "zero_latent.npy", num_valid_subdirs=1)
+    kw = dict(
+        data_dir=tmp_path / "mtg_jamendo",
+        segment_length=SEG,
+        num_examples=30,
+        zero_latent_path=tmp_path / "zero_latent.npy",
+        num_valid_subdirs=1,
+    )
     train = MTGJamendoLatentDataset(split="train", **kw)
     valid = MTGJamendoLatentDataset(split="valid", **kw)
     assert {int(train[i]["mix_latent"][1, 0]) for i in range(30)} == {0, 1}
@@ -197,7 +217,12 @@ def test_build_from_the_original_config_names(corpus, capsys, warnings_on_stderr
         build_latent_datasets(cfg, segment_length=SEG, mix_only=False)
     nomix = compose_config("default_dit")["data"]  # configs/data/multi_latent_pretrain_nomix.yaml
     assert {k: v["num_examples"] for k, v in nomix["train"].items()} == {
-        "slakh2100": 64000, "musdb18": 64000, "moisesdb": 64000, "medleydb2": 64000, "other_tracks": 64000}
+        "slakh2100": 64000,
+        "musdb18": 64000,
+        "moisesdb": 64000,
+        "medleydb2": 64000,
+        "other_tracks": 64000,
+    }
     nomix["data_dir"] = None
     with pytest.raises(UserError, match="data.data_dir"):
         build_latent_datasets(nomix, segment_length=SEG)

@@ -17,7 +17,10 @@ class _Gaussian:
 
     def sample(self, rng):
         self.draws += 1
-        z = rng.standard_normal((3,) + self.mean.shape[1:] + (self.frames,)) * self.std[..., None] + self.mean[..., None]
+        z = (
+            rng.standard_normal((3,) + self.mean.shape[1:] + (self.frames,)) * self.std[..., None]
+            + self.mean[..., None]
+        )
         return {"mix_latent": z[0], "submix_latent": z[1], "src_latent": z[2]}
 
 
@@ -29,14 +32,14 @@ def test_measures_mean_and_std_per_track_and_channel():
     assert ds.draws == 2000
     np.testing.assert_allclose(stats["mean"], mean, atol=0.08)
     np.testing.assert_allclose(stats["std"], std, rtol=0.03)
-    scaled = measure_track_stats(_Gaussian(mean, std), 500, scale=2.0)   # in the pretransform's space
+    scaled = measure_track_stats(_Gaussian(mean, std), 500, scale=2.0)  # in the pretransform's space
     np.testing.assert_allclose(scaled["mean"], mean / 2, atol=0.08)
 
 
 def test_measurement_is_seeded_apart_from_training_and_never_zero_std():
-    ds = _Gaussian(np.zeros((3, 2)), np.array([[1.0, 0.0]] * 3))      # a channel that never varies
+    ds = _Gaussian(np.zeros((3, 2)), np.array([[1.0, 0.0]] * 3))  # a channel that never varies
     a, b = measure_track_stats(ds, 50), measure_track_stats(ds, 50)
-    assert a == b                                                         # fixed stream, whatever the run's seed
+    assert a == b  # fixed stream, whatever the run's seed
     assert all(row[1] == 1.0 for row in a["std"])
     with pytest.raises(ValueError):
         measure_track_stats(ds, 0)

@@ -100,8 +100,13 @@ def test_layout_shapes_and_comb_info(all_corpora, ae):
             assert c.shape == (8, 1) and c.dtype == np.float32  # a short song: one column of the padded clip
         for k, label in enumerate(labels):
             text = (folder / f"comb{k}" / "comb_info.json").read_text()
-            assert json.loads(text) == {"src_label": label, "submix_label_list": [x for x in labels if x != label],
-                                        "wav_sr_ori": H.SR, "sample_rate_ae": 16000, "sample_rate_clap": 48000}
+            assert json.loads(text) == {
+                "src_label": label,
+                "submix_label_list": [x for x in labels if x != label],
+                "wav_sr_ori": H.SR,
+                "sample_rate_ae": 16000,
+                "sample_rate_clap": 48000,
+            }
             assert text.startswith('{\n    "src_label"')  # json indent 4, as the original
     mtg = {p.relative_to(out / "mtg_jamendo").as_posix() for p in (out / "mtg_jamendo").rglob("mix.npy")}
     assert mtg == {"00/1000/mix.npy", "01/1001/mix.npy", "01/2000/mix.npy", "02/1002/mix.npy"}
@@ -137,15 +142,21 @@ def test_latents_are_vae_means_of_each_signal(all_corpora, ae):
     _close(np.load(folder / "comb1/src.npy"), enc(v))
     emb = H.TinyEmbedder()
     clip = pad_clip(resample((g + v)[None], H.SR, 48000)[0], 480000, "repeat")
-    np.testing.assert_allclose(np.load(folder / "mix_clap.npy")[:, 0], emb.embed_audio(clip[None], 48000)[0].numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(folder / "mix_clap.npy")[:, 0], emb.embed_audio(clip[None], 48000)[0].numpy(), atol=1e-6
+    )
 
 
 def test_one_broken_song_per_corpus_is_skipped_and_reported(all_corpora):
     _, out, err, reports = all_corpora
-    expected = {"slakh2100": ("Track00002", "missing file"), "musdb18": ("B - Broken", "unreadable"),
-                "moisesdb": ("2e3f", "single stem"), "medleydbv2": ("Broken_Song", "bad metadata"),
-                "mtg_jamendo": ("01/empty.wav", "empty stem"), "other_tracks": ("song_b", "non-finite samples")}
+    expected = {
+        "slakh2100": ("Track00002", "missing file"),
+        "musdb18": ("B - Broken", "unreadable"),
+        "moisesdb": ("2e3f", "single stem"),
+        "medleydbv2": ("Broken_Song", "bad metadata"),
+        "mtg_jamendo": ("01/empty.wav", "empty stem"),
+        "other_tracks": ("song_b", "non-finite samples"),
+    }
     skip_lines = [line for line in err.splitlines() if line.startswith("skip ")]
     assert len(skip_lines) == 6
     for report in reports:
@@ -157,8 +168,13 @@ def test_one_broken_song_per_corpus_is_skipped_and_reported(all_corpora):
         assert [(s["source"], s["reason"]) for s in manifest["skipped"]] == [(source, reason)]
         assert manifest["summary"]["tracks"] == report.songs
     slakh = json.loads((out / "slakh2100" / "manifest.json").read_text())
-    assert slakh["tracks"][0] == {"folder": "train/track00000", "source": "Track00001", "frames": int(SEC * 16000) // 64,
-                                  "clap_frames": 1, "labels": ["Piano", "Bass", "Strings"]}
+    assert slakh["tracks"][0] == {
+        "folder": "train/track00000",
+        "source": "Track00001",
+        "frames": int(SEC * 16000) // 64,
+        "clap_frames": 1,
+        "labels": ["Piano", "Bass", "Strings"],
+    }
     assert slakh["skipped"][0]["folder"] == "train/track00001"  # numbering keeps the gap of the skipped song
     assert "time" not in json.dumps(slakh).lower()
 
@@ -167,8 +183,13 @@ def test_datasets_read_the_output_and_check_the_ae(all_corpora, ae):
     _, out, _, _ = all_corpora
     h = state_dict_sha256(ae)
     assert json.loads((out / "musdb18" / "manifest.json").read_text())["autoencoder"]["sha256"] == h
-    kw = dict(data_dir=out / "musdb18", split="train", segment_length=16, num_examples=8,
-              zero_latent_path=out / "zero_latent.npy")
+    kw = dict(
+        data_dir=out / "musdb18",
+        split="train",
+        segment_length=16,
+        num_examples=8,
+        zero_latent_path=out / "zero_latent.npy",
+    )
     ds = MixSubmixSourceLatentDataset(expected_ae_hash=h, **kw)
     item = ds[0]
     assert item["mix_latent"].shape == (8, 16) and item["mix_clap"].shape == (8,)
@@ -210,14 +231,15 @@ def test_chunked_encode_matches_one_pass(ae, monkeypatch):
     # Stated tolerance (overlap >= 64 frames): max error <= 2 % of max|z|, mean <= 0.1 %; only the seams differ.
     err = np.abs(one - chunked).max(axis=1)[0] / np.abs(one).max()
     assert err.max() < 0.02 and err.mean() < 1e-3, (err.max(), err.mean())
-    assert err[:192 - 64].max() < 1e-5 and err[-100:].max() < 1e-5  # away from the seams: the one-pass values
+    assert err[: 192 - 64].max() < 1e-5 and err[-100:].max() < 1e-5  # away from the seams: the one-pass values
 
 
 def test_dry_run_writes_nothing(tmp_path):
     src = H.make_other_tracks(tmp_path / "src", SEC)
     lines = []
-    pre_encode([build_reader("other_tracks", src)], tmp_path / "out", encoder=None, info=None, dry_run=True,
-               echo=lines.append)
+    pre_encode(
+        [build_reader("other_tracks", src)], tmp_path / "out", encoder=None, info=None, dry_run=True, echo=lines.append
+    )
     assert not (tmp_path / "out").exists()
     assert lines[0].startswith("other_tracks: 2 songs") and "would encode song_a -> other_tracks/track00000" in lines[1]
 
@@ -245,17 +267,31 @@ def _conf_dir(tmp_path, reference_fixtures):
     conf = tmp_path / "conf"
     (conf / "model" / "conditioner").mkdir(parents=True)
     readme = reference_fixtures.readme
-    (conf / "model" / "tiny_ae.yaml").write_text(yaml.safe_dump({**readme["autoencoder"], "sample_rate": readme["sample_rate"]}))
-    (conf / "model" / "conditioner" / "tiny_test.yaml").write_text(
-        yaml.safe_dump(TINY_NODE))
+    (conf / "model" / "tiny_ae.yaml").write_text(
+        yaml.safe_dump({**readme["autoencoder"], "sample_rate": readme["sample_rate"]})
+    )
+    (conf / "model" / "conditioner" / "tiny_test.yaml").write_text(yaml.safe_dump(TINY_NODE))
     return conf
 
 
 def _cli(conf, src, out, reference_fixtures, *extra):
-    return [sys.executable, str(REPO / "pre_encode.py"), "--config-name", "default_ae", "--config-dir", str(conf),
-            "model=tiny_ae", "model/conditioner@embedder=tiny_test", f"ckpt_path={reference_fixtures.path('tiny_ae.ckpt')}",
-            f"+save_root_dir={out}", "+extract_dataset=[other_tracks]", f"+data_dirs.other_tracks={src}",
-            "pre_encode.progress=false", "pre_encode.batch_size=16", *extra]
+    return [
+        sys.executable,
+        str(REPO / "pre_encode.py"),
+        "--config-name",
+        "default_ae",
+        "--config-dir",
+        str(conf),
+        "model=tiny_ae",
+        "model/conditioner@embedder=tiny_test",
+        f"ckpt_path={reference_fixtures.path('tiny_ae.ckpt')}",
+        f"+save_root_dir={out}",
+        "+extract_dataset=[other_tracks]",
+        f"+data_dirs.other_tracks={src}",
+        "pre_encode.progress=false",
+        "pre_encode.batch_size=16",
+        *extra,
+    ]
 
 
 def _env(**extra):
@@ -269,8 +305,14 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, ae, reference_
     _run([build_reader("other_tracks", src)], tmp_path / "clean", ae)
     conf, out = _conf_dir(tmp_path, reference_fixtures), tmp_path / "killed"
     # The test hook kills the run (SIGKILL, as `kill -9`) right after its 3rd track folder: a known point.
-    killed = subprocess.run(_cli(conf, src, out, reference_fixtures), env=_env(**{STOP_AFTER_TRACKS_ENV: "3"}),
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        _cli(conf, src, out, reference_fixtures),
+        env=_env(**{STOP_AFTER_TRACKS_ENV: "3"}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     split = out / "other_tracks"
     assert sorted(p.name for p in split.iterdir()) == ["track00000", "track00001", "track00002"]
@@ -283,8 +325,9 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, ae, reference_
     for name in (f".track00003.{host_name()}.{gone.pid}.0123abcd.tmp", ".track00003.partial"):
         (split / name / "comb0").mkdir(parents=True)
         (split / name / "mix.npy").write_bytes(b"half a file")
-    rerun = subprocess.run(_cli(conf, src, out, reference_fixtures), env=_env(), cwd=tmp_path, capture_output=True,
-                           text=True, timeout=300)
+    rerun = subprocess.run(
+        _cli(conf, src, out, reference_fixtures), env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "already complete 3" in rerun.stderr
     assert H.tree(tmp_path / "clean") == H.tree(out)  # same files, identical bytes (manifest included)
@@ -297,7 +340,9 @@ def test_cli_errors_are_one_line(tmp_path, reference_fixtures):
     bad[bad.index("+extract_dataset=[other_tracks]")] = "+extract_dataset=[nope]"
     res = subprocess.run(bad + ["+dry_run=true"], env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines()[-1].startswith("pre_encode.py: error: extract_dataset: unknown corpus 'nope'")
+    assert (
+        res.stderr.strip().splitlines()[-1].startswith("pre_encode.py: error: extract_dataset: unknown corpus 'nope'")
+    )
 
 
 @pytest.mark.clap
@@ -310,8 +355,9 @@ def test_real_tiny_clap_embeds_the_padded_clip(tmp_path, ae, clap_fixtures):
     H.write(src / "song" / "a.wav", H.tone(SEC, 300, seed=1))
     H.write(src / "song" / "b.wav", H.tone(SEC, 900, seed=2))
     enc = _encoder(ae, clap)
-    pre_encode([build_reader("other_tracks", src)], tmp_path / "out", encoder=enc, info=_info(ae, enc),
-               echo=lambda s: None)
+    pre_encode(
+        [build_reader("other_tracks", src)], tmp_path / "out", encoder=enc, info=_info(ae, enc), echo=lambda s: None
+    )
     folder = tmp_path / "out" / "other_tracks" / "track00000"
     mix_clap = np.load(folder / "mix_clap.npy")
     assert mix_clap.shape == (clap_fixtures.readme["joint_embed_shape"], 1)
@@ -378,15 +424,18 @@ def test_clap_from_is_checked(ae):
 # --------------------------------------------------------------------------------------------- checked at start
 
 
-@pytest.mark.parametrize("setting, value, words", [
-    ("clap_hop_seconds", 2.0, "one embedding column per second"),
-    ("short_clip_pad", "mirror", "'repeat', 'zero'"),
-    ("chunked", "maybe", "true, false or auto"),
-    ("progress", "yes", "true or false"),
-    ("reencode", 1, "true or false"),
-    ("batch_size", 0, ">= 1"),
-    ("chunk_overlap", 2048, "chunk_size=1024"),
-])
+@pytest.mark.parametrize(
+    "setting, value, words",
+    [
+        ("clap_hop_seconds", 2.0, "one embedding column per second"),
+        ("short_clip_pad", "mirror", "'repeat', 'zero'"),
+        ("chunked", "maybe", "true, false or auto"),
+        ("progress", "yes", "true or false"),
+        ("reencode", 1, "true or false"),
+        ("batch_size", 0, ">= 1"),
+        ("chunk_overlap", 2048, "chunk_size=1024"),
+    ],
+)
 def test_settings_are_refused_at_start(setting, value, words):
     with pytest.raises(UserError, match=f"^pre_encode.{setting}: ") as info:
         EncodeSettings.from_mapping({setting: value})
@@ -396,11 +445,18 @@ def test_settings_are_refused_at_start(setting, value, words):
 def test_cli_refuses_a_bad_setting_before_writing(tmp_path, reference_fixtures):
     conf, out = _conf_dir(tmp_path, reference_fixtures), tmp_path / "out"
     src = _many_songs(tmp_path / "src", n=1)
-    res = subprocess.run(_cli(conf, src, out, reference_fixtures, "pre_encode.chunked=maybe"), env=_env(),
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        _cli(conf, src, out, reference_fixtures, "pre_encode.chunked=maybe"),
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == ["pre_encode.py: error: pre_encode.chunked: 'maybe'; expected true, "
-                                               "false or auto"]
+    assert res.stderr.strip().splitlines() == [
+        "pre_encode.py: error: pre_encode.chunked: 'maybe'; expected true, false or auto"
+    ]
     assert not out.exists()
 
 
@@ -490,16 +546,20 @@ def test_reencode_refuses_a_root_with_other_corpora_of_the_old_autoencoder(tmp_p
 
 def test_mtg_low_quality_copies_are_the_same_song(tmp_path, ae):
     src = tmp_path / "mtg"
-    H.write(src / "00" / "1201.low.wav", H.tone(SEC, 200, seed=1))     # only the low-quality copy
+    H.write(src / "00" / "1201.low.wav", H.tone(SEC, 200, seed=1))  # only the low-quality copy
     H.write(src / "01" / "1300.low.wav", H.tone(SEC, 300, seed=2))
-    H.write(src / "01" / "1300.wav", H.tone(SEC, 310, seed=3))         # the full-quality file is read
+    H.write(src / "01" / "1300.wav", H.tone(SEC, 310, seed=3))  # the full-quality file is read
     H.write(src / "02" / "1400.wav", H.tone(SEC, 400, seed=4))
     _run([build_reader("mtgjamendo", src)], tmp_path / "out", ae)
     manifest = json.loads((tmp_path / "out" / "mtg_jamendo" / "manifest.json").read_text())
     assert [(t["folder"], t["source"]) for t in manifest["tracks"]] == [
-        ("00/1201", "00/1201.low.wav"), ("01/1300", "01/1300.wav"), ("02/1400", "02/1400.wav")]
+        ("00/1201", "00/1201.low.wav"),
+        ("01/1300", "01/1300.wav"),
+        ("02/1400", "02/1400.wav"),
+    ]
     assert [(s["folder"], s["source"], s["reason"]) for s in manifest["skipped"]] == [
-        ("01/1300", "01/1300.low.wav", "duplicate")]
+        ("01/1300", "01/1300.low.wav", "duplicate")
+    ]
     assert manifest["summary"] == {"tracks": 3, "hours": manifest["summary"]["hours"], "skipped": 1}
 
 
@@ -509,13 +569,22 @@ def test_mixtures_in_sub_folders_reach_training(tmp_path, ae):
     H.write(src / "album" / "song.wav", H.tone(SEC, 300, seed=2))
     H.write(src / "album" / "disc 2" / "song.flac", H.tone(SEC, 400, seed=3))
     _run([build_reader("mixtures", src)], out, ae)
-    ds = MixSubmixSourceLatentDataset(data_dir=out / "mixtures", split=None, segment_length=16, num_examples=4,
-                                      return_mix_only=True, zero_latent_path=out / "zero_latent.npy",
-                                      expected_ae_hash=state_dict_sha256(ae))
+    ds = MixSubmixSourceLatentDataset(
+        data_dir=out / "mixtures",
+        split=None,
+        segment_length=16,
+        num_examples=4,
+        return_mix_only=True,
+        zero_latent_path=out / "zero_latent.npy",
+        expected_ae_hash=state_dict_sha256(ae),
+    )
     assert len(ds.tracks) == 3 and ds[0]["mix_latent"].shape == (8, 16)
     manifest = json.loads((out / "mixtures" / "manifest.json").read_text())
     assert [(t["folder"], t["source"]) for t in manifest["tracks"]] == [
-        ("track00000", "album/disc 2/song.flac"), ("track00001", "album/song.wav"), ("track00002", "top.wav")]
+        ("track00000", "album/disc 2/song.flac"),
+        ("track00001", "album/song.wav"),
+        ("track00002", "top.wav"),
+    ]
 
 
 # --------------------------------------------------------------------------------------------- the recipe
@@ -526,12 +595,22 @@ def test_script_passes_extra_overrides_through(tmp_path):
     shim.parent.mkdir()
     shim.write_text('#!/bin/sh\nfor a in "$@"; do printf \'%s\\n\' "$a"; done > "$ARGS_OUT"\n')
     shim.chmod(0o755)
-    env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}", "ARGS_OUT": str(tmp_path / "args"),
-           "OTHER_DIR": str(tmp_path / "my songs")}
+    env = {
+        **os.environ,
+        "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}",
+        "ARGS_OUT": str(tmp_path / "args"),
+        "OTHER_DIR": str(tmp_path / "my songs"),
+    }
     extra = ["pre_encode.reencode=true", "+device=cuda:1", "pre_encode.label_template=it's {labels}"]
-    res = subprocess.run(["bash", str(REPO / "scripts" / "pre_encode_script.sh"), "other_tracks", "1", *extra],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        ["bash", str(REPO / "scripts" / "pre_encode_script.sh"), "other_tracks", "1", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     args = (tmp_path / "args").read_text().splitlines()
-    assert args[0] == "pre_encode.py" and args[-len(extra):] == extra
+    assert args[0] == "pre_encode.py" and args[-len(extra) :] == extra
     assert f"+data_dirs.other_tracks={tmp_path / 'my songs'}" in args

@@ -19,21 +19,66 @@ from mgeldm.errors import OptionError
 K = 3  # tracks in the toy problems (the model's track layout: mix, submix, src)
 
 
-def sample_joint(denoiser, noise, *, steps, num_tracks, eta=0.0, t_min=T_MIN, repaint_n=1, overlap_z=None,
-                 generator=None, callback=None, disable_progress=True, sampler="ddim"):
+def sample_joint(
+    denoiser,
+    noise,
+    *,
+    steps,
+    num_tracks,
+    eta=0.0,
+    t_min=T_MIN,
+    repaint_n=1,
+    overlap_z=None,
+    generator=None,
+    callback=None,
+    disable_progress=True,
+    sampler="ddim",
+):
     """Joint generation of every track through the samplers' one signature (what windowing calls)."""
     known = Known(num_tracks, context=overlap_z)
-    return SAMPLERS[sampler](denoiser, noise, sampling_times(steps, t_min), known, eta=eta, repaint_n=repaint_n,
-                             generator=generator, callback=callback, disable=disable_progress)
+    return SAMPLERS[sampler](
+        denoiser,
+        noise,
+        sampling_times(steps, t_min),
+        known,
+        eta=eta,
+        repaint_n=repaint_n,
+        generator=generator,
+        callback=callback,
+        disable=disable_progress,
+    )
 
 
-def sample_given_track(denoiser, noise, given_z, given_track, *, steps, num_tracks, eta=0.0, t_min=T_MIN,
-                       repaint_n=1, overlap_z=None, generator=None, callback=None, disable_progress=True,
-                       sampler="ddim"):
+def sample_given_track(
+    denoiser,
+    noise,
+    given_z,
+    given_track,
+    *,
+    steps,
+    num_tracks,
+    eta=0.0,
+    t_min=T_MIN,
+    repaint_n=1,
+    overlap_z=None,
+    generator=None,
+    callback=None,
+    disable_progress=True,
+    sampler="ddim",
+):
     """Generation of the other tracks around the clean ``given_track`` through the same signature."""
     known = Known(num_tracks, context=overlap_z, given_track=given_track, given_z=given_z)
-    return SAMPLERS[sampler](denoiser, noise, sampling_times(steps, t_min), known, eta=eta, repaint_n=repaint_n,
-                             generator=generator, callback=callback, disable=disable_progress)
+    return SAMPLERS[sampler](
+        denoiser,
+        noise,
+        sampling_times(steps, t_min),
+        known,
+        eta=eta,
+        repaint_n=repaint_n,
+        generator=generator,
+        callback=callback,
+        disable=disable_progress,
+    )
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -65,7 +110,7 @@ def point_mass_denoiser(target: torch.Tensor):
 
     def denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         a, s = _per_track(t, x)
-        resid = x.double() - a * target[..., -x.shape[-1]:].double()
+        resid = x.double() - a * target[..., -x.shape[-1] :].double()
         eps = torch.where(s > 0, resid / s.clamp_min(1e-30), torch.zeros_like(resid))
         return (a * eps - s * target.double()).to(x.dtype)
 
@@ -162,8 +207,14 @@ def test_matches_original_sampler(reference_fixtures, ref_close, tiny_dit, case,
         return tiny_dit(x, t, global_embed=cases["dit_cond"], cfg_scale=sp["cfg_scale"])
 
     noise = cases["sample_noise"].clone()
-    kwargs = dict(steps=sp["steps"], num_tracks=num_tracks, eta=sp["eta"], t_min=sp["t_min"],
-                  repaint_n=sp["repaint_n"], generator=_gen(0))
+    kwargs = dict(
+        steps=sp["steps"],
+        num_tracks=num_tracks,
+        eta=sp["eta"],
+        t_min=sp["t_min"],
+        repaint_n=sp["repaint_n"],
+        generator=_gen(0),
+    )
     with torch.no_grad():
         if given_track is None:
             out = sample_joint(denoiser, noise, **kwargs)
@@ -271,7 +322,7 @@ def test_eta_one_samples_gaussian_distribution():
 
 def _tracks(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     c = z.shape[1] // K
-    return z[:, :c].double(), z[:, c:2 * c].double(), z[:, 2 * c:].double()
+    return z[:, :c].double(), z[:, c : 2 * c].double(), z[:, 2 * c :].double()
 
 
 def test_given_mix_extraction_is_exact():
@@ -297,8 +348,8 @@ def test_given_src_accompaniment_is_consistent():
     src = torch.randn(b, c, frames, generator=_gen(13)) + float(MIX_MU[1])
     noise = torch.randn(b, K * c, frames, generator=_gen(14))
     out = sample_given_track(mixture_denoiser, noise, src, 2, steps=12, num_tracks=K)
-    assert torch.equal(out[:, 2 * c:], src)
-    torch.testing.assert_close(out[:, :c] - out[:, c:2 * c], src, atol=2e-4, rtol=0)
+    assert torch.equal(out[:, 2 * c :], src)
+    torch.testing.assert_close(out[:, :c] - out[:, c : 2 * c], src, atol=2e-4, rtol=0)
 
 
 def test_joint_samples_follow_the_three_track_law():
@@ -330,8 +381,9 @@ def test_given_track_clamped_before_every_call_with_zero_time(given_track):
     given = torch.randn(2, c, 10, generator=_gen(17))
     rows = slice(c * given_track, c * (given_track + 1))
     rec = Recorder(gaussian_denoiser(1.0))
-    out = sample_given_track(rec, noise, given, given_track, steps=steps, num_tracks=K,
-                             repaint_n=repaint_n, generator=_gen(18))
+    out = sample_given_track(
+        rec, noise, given, given_track, steps=steps, num_tracks=K, repaint_n=repaint_n, generator=_gen(18)
+    )
     assert torch.equal(out[:, rows], given), "given track must be returned unchanged"
     times = sampling_times(steps, 0.02)
     step_of_call = [i for i in range(steps - 1) for _ in range(repaint_n)] + [steps - 1]
@@ -361,8 +413,7 @@ def test_number_of_denoiser_calls(steps, repaint_n):
     noise = torch.randn(1, K * c, 5, generator=_gen(21))
     joint, given = Recorder(gaussian_denoiser(1.0)), Recorder(gaussian_denoiser(1.0))
     sample_joint(joint, noise, steps=steps, num_tracks=K, repaint_n=repaint_n, overlap_z=overlap, generator=_gen(0))
-    sample_given_track(given, noise, noise[:, :c], 0, steps=steps, num_tracks=K, repaint_n=repaint_n,
-                       generator=_gen(0))
+    sample_given_track(given, noise, noise[:, :c], 0, steps=steps, num_tracks=K, repaint_n=repaint_n, generator=_gen(0))
     assert len(joint.calls) == len(given.calls) == (steps - 1) * repaint_n + 1
 
 
@@ -405,13 +456,14 @@ def test_given_track_with_overlap_uses_overlap_then_given():
     noise = torch.randn(2, K * c, t2, generator=_gen(26))
     given = torch.randn(2, c, t2, generator=_gen(27))
     rec = Recorder(gaussian_denoiser(1.0))
-    out = sample_given_track(rec, noise, given, 1, steps=4, num_tracks=K, overlap_z=overlap, repaint_n=2,
-                             generator=_gen(28))
-    clean = torch.cat([overlap[:, c:2 * c], given], dim=-1)
+    out = sample_given_track(
+        rec, noise, given, 1, steps=4, num_tracks=K, overlap_z=overlap, repaint_n=2, generator=_gen(28)
+    )
+    clean = torch.cat([overlap[:, c : 2 * c], given], dim=-1)
     assert out.shape == (2, K * c, t1 + t2)
-    assert torch.equal(out[:, c:2 * c], clean)
+    assert torch.equal(out[:, c : 2 * c], clean)
     for x, t in rec.calls:
-        assert torch.equal(x[:, c:2 * c], clean)
+        assert torch.equal(x[:, c : 2 * c], clean)
         assert bool((t[:, 1] == 0).all())
 
 
@@ -442,16 +494,26 @@ def test_noise_input_not_modified_and_callback_sees_every_call():
     noise = torch.randn(1, K * 2, 5, generator=_gen(32))
     keep = noise.clone()
     seen = []
-    sample_given_track(gaussian_denoiser(1.0), noise, torch.zeros(1, 2, 5), 0, steps=3, num_tracks=K,
-                       repaint_n=2, generator=_gen(0), callback=seen.append)
+    sample_given_track(
+        gaussian_denoiser(1.0),
+        noise,
+        torch.zeros(1, 2, 5),
+        0,
+        steps=3,
+        num_tracks=K,
+        repaint_n=2,
+        generator=_gen(0),
+        callback=seen.append,
+    )
     assert torch.equal(noise, keep)
     assert [(d["i"], d["j"]) for d in seen] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)]
     assert all(set(d) >= {"i", "t", "x", "x0"} for d in seen)
 
 
 def test_progress_bar_runs():
-    out = sample_joint(gaussian_denoiser(1.0), torch.randn(1, K, 4, generator=_gen(33)), steps=3,
-                       num_tracks=K, disable_progress=False)
+    out = sample_joint(
+        gaussian_denoiser(1.0), torch.randn(1, K, 4, generator=_gen(33)), steps=3, num_tracks=K, disable_progress=False
+    )
     assert out.shape == (1, K, 4)
 
 
@@ -470,8 +532,9 @@ def _exact_gaussian_ode(noise: torch.Tensor, scale: float, mean: float, t_min: f
     return mean + a * scale**2 * noise.double() / torch.sqrt(a**2 * scale**2 + s**2)
 
 
-@pytest.mark.parametrize("sampler,order,low,high", [("ddim", 1, 0.9, 1.1), ("dpmpp_2m", 2, 1.7, 2.3),
-                                                    ("heun", 2, 1.85, 2.15)])
+@pytest.mark.parametrize(
+    "sampler,order,low,high", [("ddim", 1, 0.9, 1.1), ("dpmpp_2m", 2, 1.7, 2.3), ("heun", 2, 1.85, 2.15)]
+)
 def test_order_of_convergence_on_gaussian_data(sampler, order, low, high):
     """Halving the step (steps - 1 intervals doubled) divides the error by about 2^order.
 
@@ -480,8 +543,13 @@ def test_order_of_convergence_on_gaussian_data(sampler, order, low, high):
     scale, mean = 2.0, 0.5
     noise = torch.randn(2, K * 4, 16, generator=_gen(40), dtype=torch.float64)
     exact = _exact_gaussian_ode(noise, scale, mean)
-    errors = [(sample_joint(gaussian_denoiser(scale, mean), noise, steps=n, num_tracks=K, sampler=sampler) - exact)
-              .abs().max().item() for n in (321, 641)]
+    errors = [
+        (sample_joint(gaussian_denoiser(scale, mean), noise, steps=n, num_tracks=K, sampler=sampler) - exact)
+        .abs()
+        .max()
+        .item()
+        for n in (321, 641)
+    ]
     measured = math.log2(errors[0] / errors[1])
     assert low <= measured <= high, f"{sampler}: errors {errors}, order {measured:.2f}, expected about {order}"
 
@@ -538,8 +606,9 @@ def test_fast_samplers_reset_the_given_track_before_every_call(sampler, given_tr
     assert torch.equal(out[:, rows], given), "given track must be returned unchanged"
     times = sampling_times(steps, 0.02)
     # DPM-Solver++(2M) calls once per step; Heun at t_i and t_{i+1} for each update, then at t_min.
-    step_of_call = (list(range(steps)) if sampler == "dpmpp_2m"
-                    else [k for i in range(steps - 1) for k in (i, i + 1)] + [steps - 1])
+    step_of_call = (
+        list(range(steps)) if sampler == "dpmpp_2m" else [k for i in range(steps - 1) for k in (i, i + 1)] + [steps - 1]
+    )
     assert len(rec.calls) == len(step_of_call) == denoiser_calls(sampler, steps)
     others = [k for k in range(K) if k != given_track]
     for (x, t), i in zip(rec.calls, step_of_call):
@@ -557,8 +626,9 @@ def test_fast_samplers_renoise_the_overlap_each_update(sampler):
     out = sample_joint(rec, noise, steps=steps, num_tracks=K, overlap_z=overlap, generator=_gen(47), sampler=sampler)
     assert out.shape == (4, K * c, t1 + t2)
     alphas, sigmas = alpha_sigma(sampling_times(steps, 0.02))
-    step_of_call = (list(range(steps)) if sampler == "dpmpp_2m"
-                    else [k for i in range(steps - 1) for k in (i, i + 1)] + [steps - 1])
+    step_of_call = (
+        list(range(steps)) if sampler == "dpmpp_2m" else [k for i in range(steps - 1) for k in (i, i + 1)] + [steps - 1]
+    )
     for (x, t), i in list(zip(rec.calls, step_of_call))[1:]:  # the first call sees fresh noise
         assert bool((t == sampling_times(steps, 0.02)[i]).all())
         resid = (x[..., :t1] - alphas[i] * overlap) / sigmas[i]
@@ -579,8 +649,9 @@ def test_fast_samplers_seeds_reproduce(sampler):
     den = gaussian_denoiser(1.2, 0.3)
 
     def run(seed):
-        return sample_given_track(den, noise, noise[:, :c], 1, steps=5, num_tracks=K, overlap_z=overlap,
-                                  generator=_gen(seed), sampler=sampler)
+        return sample_given_track(
+            den, noise, noise[:, :c], 1, steps=5, num_tracks=K, overlap_z=overlap, generator=_gen(seed), sampler=sampler
+        )
 
     global_state = torch.random.get_rng_state()
     first, again, other = run(1), run(1), run(2)
@@ -626,11 +697,17 @@ def test_unknown_sampler_is_refused():
         SamplingSettings(3, 1.0, 0.0, sampler="euler").check()
 
 
-@pytest.mark.parametrize("field,value,expected", [
-    ("steps", 0, "steps=0: expected an integer >= 1"), ("steps", 2.5, "steps=2.5: expected an integer >= 1"),
-    ("repaint_n", True, "repaint_n=True: expected an integer >= 1"),
-    ("cfg_scale", float("nan"), "cfg_scale=nan: expected a finite number"),
-    ("overlap", -1.0, "overlap=-1.0: expected a number of seconds >= 0"), ("eta", -0.1, "eta=-0.1: expected a number >= 0")])
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("steps", 0, "steps=0: expected an integer >= 1"),
+        ("steps", 2.5, "steps=2.5: expected an integer >= 1"),
+        ("repaint_n", True, "repaint_n=True: expected an integer >= 1"),
+        ("cfg_scale", float("nan"), "cfg_scale=nan: expected a finite number"),
+        ("overlap", -1.0, "overlap=-1.0: expected a number of seconds >= 0"),
+        ("eta", -0.1, "eta=-0.1: expected a number >= 0"),
+    ],
+)
 def test_settings_refuse_each_bad_value_naming_it(field, value, expected):
     from dataclasses import replace
 
@@ -643,6 +720,10 @@ def test_checked_settings_are_plain_numbers_and_the_same_object_when_already_pla
     s = SamplingSettings(4.0, 2, 0, repaint_n=2, eta=0)
     checked = s.check()
     assert (checked.steps, checked.cfg_scale, checked.overlap, checked.eta) == (4, 2.0, 0.0, 0.0)
-    assert [type(v) for v in (checked.steps, checked.cfg_scale, checked.overlap, checked.eta)] == [int, float, float,
-                                                                                                   float]
+    assert [type(v) for v in (checked.steps, checked.cfg_scale, checked.overlap, checked.eta)] == [
+        int,
+        float,
+        float,
+        float,
+    ]
     assert checked.check() is checked

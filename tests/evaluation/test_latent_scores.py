@@ -28,8 +28,9 @@ def test_true_stems_score_perfectly_and_silence_scores_one():
     silence = torch.zeros(4, 1)
     truth = score_estimates(songs, {s.name: dict(s.sources) for s in songs}, silence)
     assert truth["latent_prompt_accuracy"] == 1.0 and truth["latent_rel_mse"] == 0.0 and truth["n_pairs"] == 6
-    quiet = score_estimates(songs, {s.name: {k: torch.zeros_like(v) for k, v in s.sources.items()} for s in songs},
-                            silence)
+    quiet = score_estimates(
+        songs, {s.name: {k: torch.zeros_like(v) for k, v in s.sources.items()} for s in songs}, silence
+    )
     assert quiet["latent_rel_mse"] == pytest.approx(1.0)
 
 
@@ -51,10 +52,18 @@ def test_model_scores_run_on_the_tiny_model_and_are_seeded(reference_fixtures):
     from mgeldm.api import MGELDM
 
     rd = reference_fixtures.readme
-    cfg = {"sample_rate": rd["sample_rate"], "segment_length": 16,
-           "pretransform": {**rd["pretransform"], "autoencoder": rd["autoencoder"]}, "MGELDM": rd["mgeldm"]}
-    model = MGELDM.from_pretrained(reference_fixtures.path("tiny_mgeldm.ckpt"), model_config=cfg, device="cpu",
-                                   conditioner=tt.HashConditioner(rd["mgeldm"]["global_cond_dim"]))
+    cfg = {
+        "sample_rate": rd["sample_rate"],
+        "segment_length": 16,
+        "pretransform": {**rd["pretransform"], "autoencoder": rd["autoencoder"]},
+        "MGELDM": rd["mgeldm"],
+    }
+    model = MGELDM.from_pretrained(
+        reference_fixtures.path("tiny_mgeldm.ckpt"),
+        model_config=cfg,
+        device="cpu",
+        conditioner=tt.HashConditioner(rd["mgeldm"]["global_cond_dim"]),
+    )
     songs = _songs(c=rd["mgeldm"]["io_channels"], frames=40)
     a = latent_scores(model, songs, lambda label: f"The sound of {label}.", steps=2, times=(0.05, 1.0))
     b = latent_scores(model, songs, lambda label: f"The sound of {label}.", steps=2, times=(0.05, 1.0))
@@ -79,7 +88,7 @@ def test_regressor_learns_a_prompted_choice():
     batches = []
     for _ in range(300):
         a, b = torch.randn(8, 2, 16, generator=g), torch.randn(8, 2, 16, generator=g)
-        a[:, 1], b[:, 0] = 0, 0                                          # stem a lives in channel 0, b in 1
+        a[:, 1], b[:, 0] = 0, 0  # stem a lives in channel 0, b in 1
         which = torch.rand(8, generator=g) < 0.5
         prompts = ["a" if w else "b" for w in which]
         src = torch.where(which[:, None, None], a, b)

@@ -19,10 +19,13 @@ import pytest
 import torch
 
 LABELS = ("Bass", "Drums", "Piano")
-FRAMES = 768          # latent frames per song (about 3 s at the quickstart AE's 250 frames per second)
-SCALED_DOWN = [       # sizes and steps only: every recipe option stays as configs/quickstart_dit.yaml ships it
-    "model.MGELDM.depth=2", "model.MGELDM.embed_dim=32", "model.MGELDM.num_heads=3",
-    "model.MGELDM.timestep_features_dim=32", "model.segment_length=64",
+FRAMES = 768  # latent frames per song (about 3 s at the quickstart AE's 250 frames per second)
+SCALED_DOWN = [  # sizes and steps only: every recipe option stays as configs/quickstart_dit.yaml ships it
+    "model.MGELDM.depth=2",
+    "model.MGELDM.embed_dim=32",
+    "model.MGELDM.num_heads=3",
+    "model.MGELDM.timestep_features_dim=32",
+    "model.segment_length=64",
 ]
 STEPS, EVERY, BATCH = 150, 150, 16
 
@@ -34,7 +37,7 @@ def _envelope(rng: np.random.Generator, frames: int) -> np.ndarray:
     while t < frames:
         length = int(rng.integers(16, 64))
         if rng.random() < 0.6:
-            env[t:t + length] = rng.uniform(0.5, 1.5)
+            env[t : t + length] = rng.uniform(0.5, 1.5)
         t += length
     return env
 
@@ -52,8 +55,11 @@ def write_toy_latents(root: Path, conditioner, channels: int, songs: int = 2, se
         return np.repeat(emb[:, None], seconds, axis=1).astype(np.float32)
 
     for n in range(songs):
-        stems = {label: timbre[label][:, None] * _envelope(rng, FRAMES)[None]
-                 + rng.normal(0, 0.1, (channels, FRAMES)).astype(np.float32) for label in LABELS}
+        stems = {
+            label: timbre[label][:, None] * _envelope(rng, FRAMES)[None]
+            + rng.normal(0, 0.1, (channels, FRAMES)).astype(np.float32)
+            for label in LABELS
+        }
         mix = sum(stems.values())
         files: dict[str, object] = {"mix.npy": mix, "mix_clap.npy": clap(LABELS)}
         for k, label in enumerate(LABELS):
@@ -87,8 +93,27 @@ def test_quickstart_recipe_extracts_the_prompted_source(tmp_path, capsys):
     write_toy_latents(latents, conditioner, int(cfg["model"]["MGELDM"]["io_channels"]))
     ae = random_autoencoder(tmp_path / "ae.ckpt", cfg["model"])
     out = tmp_path / "overfit"
-    rc = main(["overfit", "--latents", str(latents), "--ae", str(ae), "--songs", "2", "--steps", str(STEPS),
-               "--every", str(EVERY), "--batch", str(BATCH), "--no-baseline", "--out", str(out), *SCALED_DOWN])
+    rc = main(
+        [
+            "overfit",
+            "--latents",
+            str(latents),
+            "--ae",
+            str(ae),
+            "--songs",
+            "2",
+            "--steps",
+            str(STEPS),
+            "--every",
+            str(EVERY),
+            "--batch",
+            str(BATCH),
+            "--no-baseline",
+            "--out",
+            str(out),
+            *SCALED_DOWN,
+        ]
+    )
     assert rc == 0
     rows = json.loads((out / "overfit.json").read_text())["rows"]
     final = [r for r in rows if r["step"] == STEPS and r["weights"] == "ema"][0]
@@ -96,13 +121,31 @@ def test_quickstart_recipe_extracts_the_prompted_source(tmp_path, capsys):
     assert final["latent_prompt_accuracy"] == 1.0, final
     # the first sampling step's estimate of the source (mix given, source pure noise) is mostly right already
     assert final["x0_error_t1"] < 0.45, final
-    assert final["x0_error_t1"] < 0.7 * final["x0_error_t1_uncond"], final    # and the prompt is what decides
+    assert final["x0_error_t1"] < 0.7 * final["x0_error_t1_uncond"], final  # and the prompt is what decides
 
     # diagnose.py latents scores the same checkpoint again (the same songs, sampler and seed: the same numbers),
     # per stem class with --per-stem
     ckpt = next((out / "run" / "checkpoints").glob(f"*step*{STEPS}*.ckpt"))
-    assert main(["latents", str(ckpt), "--latents", str(latents), "--split", "train", "--songs", "2", "--per-stem",
-                 "--sample-steps", "4", "--cfg-scale", "2"]) == 0
+    assert (
+        main(
+            [
+                "latents",
+                str(ckpt),
+                "--latents",
+                str(latents),
+                "--split",
+                "train",
+                "--songs",
+                "2",
+                "--per-stem",
+                "--sample-steps",
+                "4",
+                "--cfg-scale",
+                "2",
+            ]
+        )
+        == 0
+    )
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["latent_prompt_accuracy"] == final["latent_prompt_accuracy"]
     assert row["latent_rel_mse"] == pytest.approx(final["latent_rel_mse"], abs=2e-4)

@@ -36,8 +36,10 @@ def test_regressor_command_trains_on_the_dit_batches_and_saves(toy, capsys):
 
     root, conditioner = toy
     out = root / "regressor.pt"
-    assert main(["regressor", "--latents", str(root / "latents"), "--steps", "40", "--out", str(out),
-                 *_toy.SCALED_DOWN]) == 0
+    assert (
+        main(["regressor", "--latents", str(root / "latents"), "--steps", "40", "--out", str(out), *_toy.SCALED_DOWN])
+        == 0
+    )
     assert "regressor: 40 steps" in capsys.readouterr().out
     net, stats, steps = load_regressor(out)
     assert steps == 40 and len(stats["mean"]) == 3 and not net.training
@@ -46,17 +48,19 @@ def test_regressor_command_trains_on_the_dit_batches_and_saves(toy, capsys):
     again = regressor_estimates(load_regressor(out)[0], stats, songs, conditioner.embed_text, canonical_prompt)
     for song in songs:
         for label in song.sources:
-            assert torch.equal(est[song.name][label], again[song.name][label])     # the file holds the model
+            assert torch.equal(est[song.name][label], again[song.name][label])  # the file holds the model
     scores = score_estimates(songs, est, silence_from(root / "latents"))
-    assert scores["n_pairs"] == 2 * len(_toy.LABELS) and scores["latent_rel_mse"] < 1.0   # 40 steps already learn
+    assert scores["n_pairs"] == 2 * len(_toy.LABELS) and scores["latent_rel_mse"] < 1.0  # 40 steps already learn
     # diagnose.py latents scores the file on any pre-encoded split, per stem with --per-stem: the same numbers
-    assert main(["latents", "--latents", str(root / "latents"), "--split", "train", "--regressor", str(out),
-                 "--per-stem"]) == 0
+    assert (
+        main(["latents", "--latents", str(root / "latents"), "--split", "train", "--regressor", str(out), "--per-stem"])
+        == 0
+    )
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["regressor"] == str(out) and row["steps"] == 40 and set(row["per_stem"]) == set(_toy.LABELS)
     assert row["latent_prompt_accuracy"] == round(scores["latent_prompt_accuracy"], 4)
     assert row["latent_rel_mse"] == round(scores["latent_rel_mse"], 4)
-    assert main(["latents", "--latents", str(root / "latents")]) == 2       # nothing to score
+    assert main(["latents", "--latents", str(root / "latents")]) == 2  # nothing to score
     assert "name at least one checkpoint or --regressor" in capsys.readouterr().err
 
 

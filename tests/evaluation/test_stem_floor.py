@@ -41,19 +41,27 @@ def _model(result: dict) -> dict:
 
 def test_every_logmel_figure_has_its_absfloor_twin(excerpt):
     root = excerpt["root"]
-    result = evaluate_pairs(pair_files(root / "pred", root / "ref", root / "mix"),
-                            metrics=["logmel_l1", "logmel_l1_ratio_vs_mix"], n_boot=10)
+    result = evaluate_pairs(
+        pair_files(root / "pred", root / "ref", root / "mix"),
+        metrics=["logmel_l1", "logmel_l1_ratio_vs_mix"],
+        n_boot=10,
+    )
     model = _model(result)
-    assert set(model) == {"logmel_l1", "logmel_l1_absfloor", "logmel_l1_ratio_vs_mix",
-                          "logmel_l1_ratio_vs_mix_absfloor"}
+    assert set(model) == {
+        "logmel_l1",
+        "logmel_l1_absfloor",
+        "logmel_l1_ratio_vs_mix",
+        "logmel_l1_ratio_vs_mix_absfloor",
+    }
     rel, absolute = LogMelConfig(), LogMelConfig().absolute()
     est, ref, mix = excerpt["est"], excerpt["ref"], excerpt["mix"]
     assert model["logmel_l1"] == pytest.approx(float(logmel_l1(est, ref, rel, mix)), rel=1e-4)
     assert model["logmel_l1_absfloor"] == pytest.approx(float(logmel_l1(est, ref, absolute)), rel=1e-4)
     assert model["logmel_l1_ratio_vs_mix"] == pytest.approx(logmel_l1_ratio_vs_mix(est, ref, mix, rel), rel=1e-4)
-    assert model["logmel_l1_ratio_vs_mix_absfloor"] == pytest.approx(logmel_l1_ratio_vs_mix(est, ref, mix, absolute),
-                                                                      rel=1e-4)
-    assert model["logmel_l1"] < 0.5 * model["logmel_l1_absfloor"]       # the noise floor in the silence
+    assert model["logmel_l1_ratio_vs_mix_absfloor"] == pytest.approx(
+        logmel_l1_ratio_vs_mix(est, ref, mix, absolute), rel=1e-4
+    )
+    assert model["logmel_l1"] < 0.5 * model["logmel_l1_absfloor"]  # the noise floor in the silence
     rows = result["groups"]["piano"]["rows"]
     assert rows["mixture"]["logmel_l1_ratio_vs_mix"]["mean"] == pytest.approx(1.0)
     assert rows["mixture"]["logmel_l1_ratio_vs_mix_absfloor"]["mean"] == pytest.approx(1.0)
@@ -68,17 +76,22 @@ def test_without_mixtures_the_floor_is_the_references(excerpt):
     root = excerpt["root"]
     result = evaluate_pairs(pair_files(root / "pred", root / "ref"), metrics=["logmel_l1"], n_boot=10)
     model = _model(result)
-    assert model["logmel_l1"] == pytest.approx(float(logmel_l1(excerpt["est"], excerpt["ref"], LogMelConfig())),
-                                               rel=1e-4)
+    assert model["logmel_l1"] == pytest.approx(
+        float(logmel_l1(excerpt["est"], excerpt["ref"], LogMelConfig())), rel=1e-4
+    )
     assert "reference" in result["settings"]["logmel_floor"]
 
 
 def test_the_absolute_floor_alone_on_request(excerpt):
     root = excerpt["root"]
-    result = evaluate_pairs(pair_files(root / "pred", root / "ref", root / "mix"), metrics=["logmel_l1"], n_boot=10,
-                            logmel=LogMelConfig().absolute())
+    result = evaluate_pairs(
+        pair_files(root / "pred", root / "ref", root / "mix"),
+        metrics=["logmel_l1"],
+        n_boot=10,
+        logmel=LogMelConfig().absolute(),
+    )
     model = _model(result)
-    assert model["logmel_l1"] == model["logmel_l1_absfloor"]   # the same computation twice
+    assert model["logmel_l1"] == model["logmel_l1_absfloor"]  # the same computation twice
 
 
 def test_the_cli_default_is_the_yaml_and_a_bad_logmel_key_is_one_line(excerpt):
@@ -91,10 +104,16 @@ def test_the_cli_default_is_the_yaml_and_a_bad_logmel_key_is_one_line(excerpt):
     with initialize_config_dir(config_dir=str(configs), version_base=None):
         yaml = OmegaConf.to_container(compose("evaluate"), resolve=True)["logmel"]
     defaults = {k: v for k, v in LogMelConfig().as_dict().items() if k != "sample_rate"}
-    assert yaml == defaults   # the yaml states the dataclass's defaults (floor_db_below_mix_peak 60)
+    assert yaml == defaults  # the yaml states the dataclass's defaults (floor_db_below_mix_peak 60)
     root = excerpt["root"]
-    cfg = {"pred_dir": str(root / "pred"), "ref_dir": str(root / "ref"), "output": str(root / "out.json"),
-           "progress": False, "bootstrap": {"n_boot": 10}, "logmel": {**yaml, "floor_db": 40}}
+    cfg = {
+        "pred_dir": str(root / "pred"),
+        "ref_dir": str(root / "ref"),
+        "output": str(root / "out.json"),
+        "progress": False,
+        "bootstrap": {"n_boot": 10},
+        "logmel": {**yaml, "floor_db": 40},
+    }
     with pytest.raises(UserError) as err:
         run(cfg)
     assert "\n" not in str(err.value) and str(err.value).startswith("logmel.floor_db: unknown key")

@@ -9,8 +9,15 @@ import pytest
 import torch
 
 from mgeldm.metrics.closest import closest_stem, logmel_distance
-from mgeldm.metrics.logmel import (ABSFLOOR, LogMelConfig, excerpt_floor, log_mel, logmel_l1, logmel_l1_ratio_vs_mix,
-                                   mel_magnitudes)
+from mgeldm.metrics.logmel import (
+    ABSFLOOR,
+    LogMelConfig,
+    excerpt_floor,
+    log_mel,
+    logmel_l1,
+    logmel_l1_ratio_vs_mix,
+    mel_magnitudes,
+)
 
 SR = 16000
 
@@ -37,11 +44,12 @@ def test_the_default_floor_is_60_db_under_the_mixture_mel_peak():
     logs = log_mel(_excerpt()["mix"], cfg, floor=floor)
     assert float(logs.min()) == pytest.approx(math.log10(float(floor)), abs=1e-6)
     # another depth, a silent mixture (never under the absolute floor) and the absolute floor alone
-    assert 20 * math.log10(float(mix_mel.max()) / float(excerpt_floor(mix_mel, LogMelConfig(floor_db_below_mix_peak=40))))\
-        == pytest.approx(40.0, abs=1e-4)
+    assert 20 * math.log10(
+        float(mix_mel.max()) / float(excerpt_floor(mix_mel, LogMelConfig(floor_db_below_mix_peak=40)))
+    ) == pytest.approx(40.0, abs=1e-4)
     assert float(excerpt_floor(torch.zeros(80, 10), cfg)) == pytest.approx(1e-5)
     assert float(excerpt_floor(mix_mel, cfg.absolute())) == pytest.approx(1e-5)
-    assert float(log_mel(torch.zeros(4000), cfg).min()) == pytest.approx(-5.0)   # a signal alone: the absolute floor
+    assert float(log_mel(torch.zeros(4000), cfg).min()) == pytest.approx(-5.0)  # a signal alone: the absolute floor
 
 
 def test_the_floor_is_per_excerpt_in_a_batch():
@@ -75,13 +83,18 @@ def test_a_scaled_excerpt_scores_the_same_under_the_relative_floor_only():
     ex = _excerpt()
     loud = {k: 10 * v for k, v in ex.items()}
     rel, absolute = LogMelConfig(), LogMelConfig().absolute()
-    same = (float(logmel_l1(ex["estimate"], ex["quiet"], rel, ex["mix"])),
-            float(logmel_l1(loud["estimate"], loud["quiet"], rel, loud["mix"])))
+    same = (
+        float(logmel_l1(ex["estimate"], ex["quiet"], rel, ex["mix"])),
+        float(logmel_l1(loud["estimate"], loud["quiet"], rel, loud["mix"])),
+    )
     assert same[1] == pytest.approx(same[0], rel=1e-4)
     assert logmel_l1_ratio_vs_mix(loud["estimate"], loud["quiet"], loud["mix"], rel) == pytest.approx(
-        logmel_l1_ratio_vs_mix(ex["estimate"], ex["quiet"], ex["mix"], rel), rel=1e-4)
-    moved = (float(logmel_l1(ex["estimate"], ex["quiet"], absolute, ex["mix"])),
-             float(logmel_l1(loud["estimate"], loud["quiet"], absolute, loud["mix"])))
+        logmel_l1_ratio_vs_mix(ex["estimate"], ex["quiet"], ex["mix"], rel), rel=1e-4
+    )
+    moved = (
+        float(logmel_l1(ex["estimate"], ex["quiet"], absolute, ex["mix"])),
+        float(logmel_l1(loud["estimate"], loud["quiet"], absolute, loud["mix"])),
+    )
     assert abs(moved[1] - moved[0]) > 0.1
 
 
@@ -94,4 +107,5 @@ def test_without_a_mixture_the_reference_sets_the_floor():
     dist = logmel_distance(cfg)
     assert dist(ex["estimate"], ex["quiet"]) == pytest.approx(alone, rel=1e-5)
     assert logmel_distance(cfg, ex["mix"])(ex["estimate"], ex["quiet"]) == pytest.approx(
-        float(logmel_l1(ex["estimate"], ex["quiet"], cfg, ex["mix"])), rel=1e-5)
+        float(logmel_l1(ex["estimate"], ex["quiet"], cfg, ex["mix"])), rel=1e-5
+    )

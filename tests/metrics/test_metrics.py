@@ -21,7 +21,7 @@ def _orthogonal_pair(n: int = 8000, seed: int = 0) -> tuple[torch.Tensor, torch.
     r = torch.randn(n, generator=g, dtype=torch.float64)
     e = torch.randn(n, generator=g, dtype=torch.float64)
     r, e = r - r.mean(), e - e.mean()
-    e = e - (e @ r) / (r @ r) * r            # noise orthogonal to the reference
+    e = e - (e @ r) / (r @ r) * r  # noise orthogonal to the reference
     return r, e
 
 
@@ -29,7 +29,7 @@ def _orthogonal_pair(n: int = 8000, seed: int = 0) -> tuple[torch.Tensor, torch.
 def test_si_sdr_closed_form(a, noise_gain):
     r, e = _orthogonal_pair()
     est = a * r + noise_gain * e
-    expected = 10 * math.log10((a ** 2 * float(r @ r)) / (noise_gain ** 2 * float(e @ e)))
+    expected = 10 * math.log10((a**2 * float(r @ r)) / (noise_gain**2 * float(e @ e)))
     assert float(si_sdr(est, r)) == pytest.approx(expected, abs=1e-6)
 
 
@@ -39,7 +39,7 @@ def test_si_sdr_scale_invariant_batched_and_undefined_for_silence():
     batch = torch.stack([est, 7.0 * est, -0.1 * est])
     out = si_sdr(batch, r.expand(3, -1))
     assert out.shape == (3,)
-    assert torch.allclose(out, out[0].expand(3), atol=1e-9)   # any non-zero gain, sign included
+    assert torch.allclose(out, out[0].expand(3), atol=1e-9)  # any non-zero gain, sign included
     assert float(si_sdr(est + 0.5 * e, r)) < float(out[0]) - 3
     assert torch.isnan(si_sdr(torch.zeros_like(r), r))
     assert torch.isnan(si_sdr(r, torch.zeros_like(r)))
@@ -118,9 +118,9 @@ def test_mel_filterbank_is_triangular_and_covers_the_range():
     fb = mel_filterbank(16000, 1024, 80, 0.0, 8000.0)
     assert fb.shape == (80, 513)
     assert float(fb.max()) <= 1.0 + 1e-6 and float(fb.min()) >= 0.0
-    assert bool((fb.sum(0)[2:-2] > 0).all())                  # every inner frequency bin is covered
+    assert bool((fb.sum(0)[2:-2] > 0).all())  # every inner frequency bin is covered
     peaks = fb.argmax(dim=1)
-    assert bool((peaks[1:] >= peaks[:-1]).all())             # centres rise with the band index
+    assert bool((peaks[1:] >= peaks[:-1]).all())  # centres rise with the band index
 
 
 def test_bootstrap_summary():
@@ -129,7 +129,7 @@ def test_bootstrap_summary():
     assert s["n"] == 200
     assert s["mean"] == pytest.approx(x.mean()) and s["std"] == pytest.approx(x.std(ddof=1))
     assert s["ci_low"] < s["mean"] < s["ci_high"]
-    half = 1.96 * x.std(ddof=1) / math.sqrt(200)            # normal-theory half width
+    half = 1.96 * x.std(ddof=1) / math.sqrt(200)  # normal-theory half width
     assert (s["ci_high"] - s["ci_low"]) / 2 == pytest.approx(half, rel=0.15)
     assert summarize(x, seed=0) == summarize(x, seed=0)
     assert summarize(x, seed=0)["ci_low"] != summarize(x, seed=1)["ci_low"]
@@ -143,7 +143,7 @@ def test_melstats_embedder_is_deterministic_and_discriminates():
     noise = torch.randn(32000, generator=torch.Generator().manual_seed(0)) * 0.3
     a, b = emb.embed(tone, 16000), emb.embed(tone, 16000)
     assert a.shape == (2, emb.dim) and np.array_equal(a, b)
-    assert emb.embed(tone[::2].contiguous(), 8000).shape == (2, emb.dim)       # resampled to 16 kHz
+    assert emb.embed(tone[::2].contiguous(), 8000).shape == (2, emb.dim)  # resampled to 16 kHz
     assert np.abs(emb.embed(noise, 16000) - a).mean() > 0.5
 
 
@@ -159,8 +159,8 @@ def test_vggish_front_end_examples():
     from mgeldm.metrics.embedders import vggish_log_mel
 
     x = vggish_log_mel(torch.randn(3 * 16000, generator=torch.Generator().manual_seed(0)))
-    assert x.shape == (3, 1, 96, 64)                      # 0.96 s examples: 96 frames of 10 ms x 64 bands
-    assert float(x.min()) >= math.log(0.01) - 1e-6        # log(mel + 0.01)
+    assert x.shape == (3, 1, 96, 64)  # 0.96 s examples: 96 frames of 10 ms x 64 bands
+    assert float(x.min()) >= math.log(0.01) - 1e-6  # log(mel + 0.01)
     short = vggish_log_mel(torch.zeros(1000))
     assert short.shape == (1, 1, 96, 64) and torch.allclose(short, torch.full_like(short, math.log(0.01)))
 
@@ -172,7 +172,7 @@ def test_vggish_network_loads_local_state_dict_and_embeds(tmp_path):
     torch.save(net.state_dict(), path)
     emb = VGGishEmbedder(str(path))
     out = emb.embed(torch.randn(2 * 16000, generator=torch.Generator().manual_seed(0)), 16000)
-    assert out.shape == (2, 128) and np.isfinite(out).all()        # two 0.96 s examples
+    assert out.shape == (2, 128) and np.isfinite(out).all()  # two 0.96 s examples
     bad = tmp_path / "bad.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, bad)
     with pytest.raises(UserError):
@@ -196,7 +196,7 @@ def test_clap_embedder_uses_the_conditioner_audio_branch():
 
     register_conditioner("fake_audio_for_metrics")(lambda config, device: FakeAudio())
     emb = build_fad_embedder("clap", {"conditioner": {"type": "fake_audio_for_metrics"}})
-    out = emb.embed(torch.ones(16000 * 25), 16000)       # 25 s at 16 kHz -> two 10 s segments at 8 kHz
+    out = emb.embed(torch.ones(16000 * 25), 16000)  # 25 s at 16 kHz -> two 10 s segments at 8 kHz
     assert out.shape == (2, 3) and emb.dim == 3
     assert calls == [((2, 80000), 8000)]
     with pytest.raises(UserError):
@@ -218,8 +218,9 @@ def test_one_logmel_ratio_and_closest_stem_rule(tmp_path):
     for folder, wave in (("pred", est), ("ref", bass), ("mix", bass + drums)):
         (tmp_path / folder).mkdir()
         sf.write(tmp_path / folder / "song.wav", wave.numpy(), 16000, subtype="FLOAT")
-    result = evaluate_pairs(pair_files(tmp_path / "pred", tmp_path / "ref", tmp_path / "mix"),
-                            metrics=["logmel_l1_ratio_vs_mix"], n_boot=10)
+    result = evaluate_pairs(
+        pair_files(tmp_path / "pred", tmp_path / "ref", tmp_path / "mix"), metrics=["logmel_l1_ratio_vs_mix"], n_boot=10
+    )
     from_files = result["per_file"][0]["model"]["logmel_l1_ratio_vs_mix"]
     in_memory = logmel_l1_ratio_vs_mix(est, bass, bass + drums, LogMelConfig())
     assert from_files == pytest.approx(in_memory, rel=1e-5) and 0 < in_memory < 1

@@ -106,7 +106,7 @@ def _tsv_rows(tsv: Path, prefix: str) -> list[tuple[str, tuple[int, ...], str]]:
             continue
         name, shape, dtype, _kind = line.split("\t")
         dims = tuple(int(d) for d in shape.strip("()").split(",") if d.strip())
-        rows.append((name[len(prefix):], dims, dtype))
+        rows.append((name[len(prefix) :], dims, dtype))
     return rows
 
 
@@ -246,9 +246,17 @@ class _LocalDecoder(nn.Module):
         return (self.proj(z).repeat_interleave(self.ratio, dim=-1) + 2.0) * ramp.repeat(z.shape[-1])
 
 
-@pytest.mark.parametrize("frames,chunk,overlap,max_batch", [
-    (37, 8, 3, 1), (37, 8, 3, 4), (40, 10, 0, 1), (16, 9, 2, 2), (5, 8, 2, 1), (30, 6, 3, 3),
-])
+@pytest.mark.parametrize(
+    "frames,chunk,overlap,max_batch",
+    [
+        (37, 8, 3, 1),
+        (37, 8, 3, 4),
+        (40, 10, 0, 1),
+        (16, 9, 2, 2),
+        (5, 8, 2, 1),
+        (30, 6, 3, 3),
+    ],
+)
 def test_chunked_cross_fade_is_a_partition_of_unity(tiny, frames, chunk, overlap, max_batch):
     """With frame-local networks every window sees exactly what one pass sees, so chunked and one pass
     must agree everywhere up to float rounding: wrong fade weights, offsets or padding would show."""
@@ -288,8 +296,9 @@ def test_chunked_fade_weights_are_bartlett(tiny):
         return torch.full((z.shape[0], tiny.io_channels, z.shape[-1] * r), float(len(calls)))
 
     tiny.decode = decode_by_window
-    out = AudioAutoencoder.decode_audio(tiny, torch.zeros(1, tiny.latent_dim, frames), chunked=True,
-                                        chunk_size=chunk, overlap=overlap)[0, 0]
+    out = AudioAutoencoder.decode_audio(
+        tiny, torch.zeros(1, tiny.latent_dim, frames), chunked=True, chunk_size=chunk, overlap=overlap
+    )[0, 0]
     n = overlap * r
     w = torch.arange(n, dtype=torch.float32) / n  # fade-in of the 2nd window: 0, 1/n, ..., (n-1)/n
     expected = torch.cat([torch.ones(6 * r), 1.0 * (1 - w) + 2.0 * w, torch.full(((frames - 8) * r,), 2.0)])
@@ -428,7 +437,7 @@ def test_sample_vs_mean_and_seeded_sampling(tiny):
         _, info = tiny.encode(audio, return_info=True, sample=False)
     assert mean.shape == (2, tiny.latent_dim, 5) and torch.equal(mean, raw[:, : tiny.latent_dim])
     assert torch.equal(s1, s2) and not torch.equal(s1, s3) and not torch.equal(s1, mean)
-    std = torch.nn.functional.softplus(raw[:, tiny.latent_dim:]) + 1e-4
+    std = torch.nn.functional.softplus(raw[:, tiny.latent_dim :]) + 1e-4
     eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(s1, mean + std * eps)
     torch.testing.assert_close(info["std"], std)
@@ -472,7 +481,9 @@ def test_pretransform_scale_mean_and_frozen(tiny_cfg):
     audio = torch.randn(2, pre.io_channels, 3 * r)
     with torch.no_grad():
         mean = pre.model.encode(audio, sample=False)
-    assert torch.equal(pre.encode(audio), mean / 2.0)  # the mean by default (original: a sample, difference 3 of docs/compatibility.md)
+    assert torch.equal(
+        pre.encode(audio), mean / 2.0
+    )  # the mean by default (original: a sample, difference 3 of docs/compatibility.md)
     sampled = pre.encode(audio, sample=True, generator=torch.Generator().manual_seed(0))
     assert not torch.equal(sampled, mean / 2.0)
     z = torch.randn(2, pre.encoded_channels, 3)

@@ -12,9 +12,9 @@ import yaml
 
 from mgeldm.errors import UserError
 from mgeldm.models.clap import IGNORED, ClapSizes, LaionClap, build_clap_model, export_safetensors, load_clap
+from mgeldm.models.clap import tokenizer as clap_tokenizer
 from mgeldm.models.clap.embedder import fit_to_clip
 from mgeldm.models.clap.loader import DERIVED, ignored_reason, map_laion_key, read_clap_file
-from mgeldm.models.clap import tokenizer as clap_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 FULL_YAML = REPO / "configs" / "model" / "conditioner" / "laion_clap.yaml"
@@ -134,7 +134,7 @@ def test_short_clip_is_repeat_padded(tiny, short_run, clap_fixtures):
     reps = clip // short.shape[-1]
     assert padded.shape == (short.shape[0], clip)
     assert torch.equal(padded[:, : reps * short.shape[-1]], short.repeat(1, reps))
-    assert torch.count_nonzero(padded[:, reps * short.shape[-1]:]) == 0
+    assert torch.count_nonzero(padded[:, reps * short.shape[-1] :]) == 0
     assert torch.equal(tiny.prepare_audio(short[0], tiny.sample_rate), padded)  # (L,) is one clip
     assert_embeddings(short_run["embedding"], clap_fixtures.cases["audio_short_embedding"], "short-clip embedding")
 
@@ -297,7 +297,8 @@ def test_loader_errors_are_one_line(tiny, clap_fixtures, tmp_path):
 def test_config_errors(tmp_path):
     cfg = yaml.safe_load(FULL_YAML.read_text())["config"]
     assert "audio_embed_dim" in _one_line_user_error(
-        lambda: ClapSizes.from_mapping(dict(cfg, audio_embed_dim=cfg["audio_embed_dim"] + 1)))
+        lambda: ClapSizes.from_mapping(dict(cfg, audio_embed_dim=cfg["audio_embed_dim"] + 1))
+    )
     assert "clap_ckpt_path" in _one_line_user_error(lambda: LaionClap.from_config(cfg))
     assert "ape" in _one_line_user_error(lambda: ClapSizes.from_mapping(dict(cfg, htsat=dict(cfg["htsat"], ape=True))))
     missing = {k: v for k, v in cfg.items() if k != "text"}

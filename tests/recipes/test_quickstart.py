@@ -32,11 +32,20 @@ def check_report(report: dict) -> None:
     assert isinstance(report["per_stem"], dict) and report["per_stem"]
     for label, vals in report["per_stem"].items():
         assert set(METRIC_NAMES) <= set(vals), label
-        assert set(vals) - set(METRIC_NAMES) <= {"latent_prompt_accuracy", "latent_rel_mse",
-                                                 "regressor_latent_prompt_accuracy", "regressor_latent_rel_mse"}, label
+        assert set(vals) - set(METRIC_NAMES) <= {
+            "latent_prompt_accuracy",
+            "latent_rel_mse",
+            "regressor_latent_prompt_accuracy",
+            "regressor_latent_rel_mse",
+        }, label
         assert all(isinstance(v, float) for v in vals.values()), label
-    for name in ("logmel_l1_ratio_vs_mix", "prompt_accuracy", "untrained_prompt_accuracy", "oracle_prompt_accuracy",
-                 "paraphrase_accuracy"):
+    for name in (
+        "logmel_l1_ratio_vs_mix",
+        "prompt_accuracy",
+        "untrained_prompt_accuracy",
+        "oracle_prompt_accuracy",
+        "paraphrase_accuracy",
+    ):
         assert name in METRIC_NAMES and name + "_absfloor" in METRIC_NAMES, name
     assert list(report["targets"]) == [t.name for t in TARGETS]
     assert all(isinstance(t["met"], bool) and isinstance(t["value"], float) for t in report["targets"].values())
@@ -46,8 +55,9 @@ def check_report(report: dict) -> None:
 
 def _run(args: list[str], timeout: int = 600, umask: int = -1) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": sys.executable}
-    return subprocess.run(["bash", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-                          umask=umask)
+    return subprocess.run(
+        ["bash", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, umask=umask
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +81,24 @@ def test_smoke_outputs_are_readable_under_umask_022(smoke_out):
     import stat
 
     entries = [smoke_out, *smoke_out.rglob("*")]
-    wrong = {str(p.relative_to(smoke_out)): oct(stat.S_IMODE(p.lstat().st_mode)) for p in entries
-             if stat.S_IMODE(p.lstat().st_mode) != (0o755 if p.is_dir() else 0o644)}
+    wrong = {
+        str(p.relative_to(smoke_out)): oct(stat.S_IMODE(p.lstat().st_mode))
+        for p in entries
+        if stat.S_IMODE(p.lstat().st_mode) != (0o755 if p.is_dir() else 0o644)
+    }
     assert wrong == {}
     names = {p.name for p in entries}
-    assert {"run.json", "prompt.txt", "gen_src.png", "mgeldm.ckpt", "last.ckpt", "mix.wav", "mix.npy",
-            "quickstart_report.json", "manifest.json"} <= names
+    assert {
+        "run.json",
+        "prompt.txt",
+        "gen_src.png",
+        "mgeldm.ckpt",
+        "last.ckpt",
+        "mix.wav",
+        "mix.npy",
+        "quickstart_report.json",
+        "manifest.json",
+    } <= names
 
 
 @pytest.mark.slow
@@ -96,8 +118,7 @@ def test_smoke_quickstart_writes_a_full_report(smoke_out):
     out = smoke_out
     report = json.loads((out / "quickstart_report.json").read_text())
     check_report(report)
-    assert set(report["stage_seconds"]) >= {"corpus", "train_ae", "pre_encode", "train_dit", "unwrap_dit",
-                                            "evaluate"}
+    assert set(report["stage_seconds"]) >= {"corpus", "train_ae", "pre_encode", "train_dit", "unwrap_dit", "evaluate"}
     # the budgets are steps: each training stage's steps and rate, the monitor's best checkpoint unwrapped, the
     # regressor on the DiT's batches, the extraction sampler the monitor used (configs/quickstart_dit.yaml's)
     training = report["training"]
@@ -108,11 +129,21 @@ def test_smoke_quickstart_writes_a_full_report(smoke_out):
     assert (out / "runs" / "ae" / "train_summary.json").is_file() and (out / "checkpoints" / "regressor.pt").is_file()
     assert report["wall_seconds"] >= sum(v for k, v in report["stage_seconds"].items() if k != "report") - 1
     # accuracies are shares; Log-Mel ratios are positive and finite for the baselines
-    for key in ("prompt_accuracy", "paraphrase_accuracy", "untrained_prompt_accuracy", "oracle_prompt_accuracy",
-                "prompt_accuracy_absfloor", "untrained_prompt_accuracy_absfloor"):
+    for key in (
+        "prompt_accuracy",
+        "paraphrase_accuracy",
+        "untrained_prompt_accuracy",
+        "oracle_prompt_accuracy",
+        "prompt_accuracy_absfloor",
+        "untrained_prompt_accuracy_absfloor",
+    ):
         assert 0.0 <= report[key] <= 1.0, key
-    for key in ("oracle_logmel_l1_ratio_vs_mix", "silence_logmel_l1_ratio_vs_mix", "logmel_l1_ratio_vs_mix",
-                "untrained_logmel_l1_ratio_vs_mix"):
+    for key in (
+        "oracle_logmel_l1_ratio_vs_mix",
+        "silence_logmel_l1_ratio_vs_mix",
+        "logmel_l1_ratio_vs_mix",
+        "untrained_logmel_l1_ratio_vs_mix",
+    ):
         assert math.isfinite(report[key]) and report[key] > 0
     md = (out / "quickstart_report.md").read_text()
     assert "logmel_l1_ratio_vs_mix" in md and "prompt_accuracy" in md and "prompt_accuracy_absfloor" in md
@@ -127,50 +158,86 @@ def test_smoke_quickstart_writes_a_full_report(smoke_out):
 
 
 def _block(model, oracle=None, silence=None, sdri=None):
-    rows = {"model": {"logmel_l1_ratio_vs_mix": {"mean": model}, "logmel_l1_ratio_vs_mix_absfloor": {"mean": 2 * model}}}
+    rows = {
+        "model": {"logmel_l1_ratio_vs_mix": {"mean": model}, "logmel_l1_ratio_vs_mix_absfloor": {"mean": 2 * model}}
+    }
     if oracle is not None:
-        rows["oracle"] = {"logmel_l1_ratio_vs_mix": {"mean": oracle}, "si_sdri": {"mean": 2 * sdri},
-                          "logmel_l1_ratio_vs_mix_absfloor": {"mean": 2 * oracle}}
-        rows["silence"] = {"logmel_l1_ratio_vs_mix": {"mean": silence},
-                           "logmel_l1_ratio_vs_mix_absfloor": {"mean": 2 * silence}}
+        rows["oracle"] = {
+            "logmel_l1_ratio_vs_mix": {"mean": oracle},
+            "si_sdri": {"mean": 2 * sdri},
+            "logmel_l1_ratio_vs_mix_absfloor": {"mean": 2 * oracle},
+        }
+        rows["silence"] = {
+            "logmel_l1_ratio_vs_mix": {"mean": silence},
+            "logmel_l1_ratio_vs_mix_absfloor": {"mean": 2 * silence},
+        }
         rows["model"]["si_sdri"] = {"mean": sdri}
     return {"rows": rows}
 
 
 def _hand_made_report(latent_rel_mse: dict | None = None):
-    evaluation = {"n_files": 3, "overall": _block(0.5, 0.2, 3.0, 4.0),
-                  "groups": {"bass": _block(0.4, 0.1, 2.0, 5.0), "synth_lead": _block(0.7, 0.3, 4.0, 2.5)}}
+    evaluation = {
+        "n_files": 3,
+        "overall": _block(0.5, 0.2, 3.0, 4.0),
+        "groups": {"bass": _block(0.4, 0.1, 2.0, 5.0), "synth_lead": _block(0.7, 0.3, 4.0, 2.5)},
+    }
     untrained = {"overall": _block(1.5), "groups": {"bass": _block(1.2), "synth_lead": _block(1.8)}}
     mse = latent_rel_mse or {"Bass": 0.3}
     per_stem = {label: {"latent_prompt_accuracy": 1.0, "latent_rel_mse": v} for label, v in mse.items()}
-    hits = {"prompt_accuracy": {"Bass": [True, False], "Synth Lead": [True]},
-            "prompt_accuracy_absfloor": {"Bass": [False, False], "Synth Lead": [True]},
-            "untrained_prompt_accuracy": {"Bass": [False, False], "Synth Lead": [True]},
-            "untrained_prompt_accuracy_absfloor": {"Bass": [False, False], "Synth Lead": [False]},
-            "paraphrase_accuracy": {"Bass": [True] * 5 + [False] * 5, "Synth Lead": [False] * 5},
-            "paraphrase_accuracy_absfloor": {"Bass": [True] * 2 + [False] * 8, "Synth Lead": [False] * 5},
-            "oracle_prompt_accuracy": {"Bass": [True, True], "Synth Lead": [False]},
-            "oracle_prompt_accuracy_absfloor": {"Bass": [True, False], "Synth Lead": [False]}}
-    return build_report(evaluation=evaluation, untrained=untrained, hits=hits,
-                        stage_seconds={"corpus": 1, "train_ae": 2.5}, wall_seconds=10, n_songs=2,
-                        latent={"latent_prompt_accuracy": 0.75, "latent_rel_mse": 0.4, "x0_error_t1": 0.6,
-                                "x0_error_t1_uncond": 0.9, "regressor_latent_prompt_accuracy": 0.7,
-                                "regressor_latent_rel_mse": 0.35, "per_stem": per_stem})
+    hits = {
+        "prompt_accuracy": {"Bass": [True, False], "Synth Lead": [True]},
+        "prompt_accuracy_absfloor": {"Bass": [False, False], "Synth Lead": [True]},
+        "untrained_prompt_accuracy": {"Bass": [False, False], "Synth Lead": [True]},
+        "untrained_prompt_accuracy_absfloor": {"Bass": [False, False], "Synth Lead": [False]},
+        "paraphrase_accuracy": {"Bass": [True] * 5 + [False] * 5, "Synth Lead": [False] * 5},
+        "paraphrase_accuracy_absfloor": {"Bass": [True] * 2 + [False] * 8, "Synth Lead": [False] * 5},
+        "oracle_prompt_accuracy": {"Bass": [True, True], "Synth Lead": [False]},
+        "oracle_prompt_accuracy_absfloor": {"Bass": [True, False], "Synth Lead": [False]},
+    }
+    return build_report(
+        evaluation=evaluation,
+        untrained=untrained,
+        hits=hits,
+        stage_seconds={"corpus": 1, "train_ae": 2.5},
+        wall_seconds=10,
+        n_songs=2,
+        latent={
+            "latent_prompt_accuracy": 0.75,
+            "latent_rel_mse": 0.4,
+            "x0_error_t1": 0.6,
+            "x0_error_t1_uncond": 0.9,
+            "regressor_latent_prompt_accuracy": 0.7,
+            "regressor_latent_rel_mse": 0.35,
+            "per_stem": per_stem,
+        },
+    )
 
 
 def test_build_report_fields_and_values():
     report = _hand_made_report()
     check_report(report)
-    assert report["oracle_prompt_accuracy"] == pytest.approx(2 / 3) and report["per_stem"]["Synth Lead"]["oracle_prompt_accuracy"] == 0.0
+    assert (
+        report["oracle_prompt_accuracy"] == pytest.approx(2 / 3)
+        and report["per_stem"]["Synth Lead"]["oracle_prompt_accuracy"] == 0.0
+    )
     assert report["oracle_prompt_accuracy_absfloor"] == pytest.approx(1 / 3)
-    assert report["oracle_si_sdr_improvement_db"] == 8.0 and report["per_stem"]["Bass"]["oracle_si_sdr_improvement_db"] == 10.0
+    assert (
+        report["oracle_si_sdr_improvement_db"] == 8.0
+        and report["per_stem"]["Bass"]["oracle_si_sdr_improvement_db"] == 10.0
+    )
     assert report["latent_prompt_accuracy"] == 0.75 and report["x0_error_t1_uncond"] == 0.9
-    assert report["per_stem"]["Bass"]["latent_rel_mse"] == 0.3 and "latent_rel_mse" not in report["per_stem"]["Synth Lead"]
+    assert (
+        report["per_stem"]["Bass"]["latent_rel_mse"] == 0.3 and "latent_rel_mse" not in report["per_stem"]["Synth Lead"]
+    )
     assert report["logmel_l1_ratio_vs_mix"] == 0.5 and report["untrained_logmel_l1_ratio_vs_mix"] == 1.5
-    assert report["logmel_l1_ratio_vs_mix_absfloor"] == 1.0 and report["untrained_logmel_l1_ratio_vs_mix_absfloor"] == 3.0
+    assert (
+        report["logmel_l1_ratio_vs_mix_absfloor"] == 1.0 and report["untrained_logmel_l1_ratio_vs_mix_absfloor"] == 3.0
+    )
     assert report["oracle_logmel_l1_ratio_vs_mix"] == 0.2 and report["silence_logmel_l1_ratio_vs_mix"] == 3.0
     assert report["silence_logmel_l1_ratio_vs_mix_absfloor"] == 6.0
-    assert report["prompt_accuracy"] == pytest.approx(2 / 3) and report["prompt_accuracy_absfloor"] == pytest.approx(1 / 3)
+    assert report["prompt_accuracy"] == pytest.approx(2 / 3) and report["prompt_accuracy_absfloor"] == pytest.approx(
+        1 / 3
+    )
     assert report["untrained_prompt_accuracy"] == pytest.approx(1 / 3)
     assert report["per_stem"]["Synth Lead"]["untrained_prompt_accuracy"] == 1.0
     assert report["paraphrase_accuracy"] == pytest.approx(5 / 15)
@@ -190,13 +257,18 @@ def test_report_targets():
     report = _hand_made_report({"Bass": 0.3, "Synth Lead": 0.9})
     t = report["targets"]
     assert {name: v["target"] for name, v in t.items()} == {
-        "latent_prompt_accuracy": ">= 0.9", "latent_rel_mse": "<= 0.5", "latent_rel_mse (every stem class)": "<= 0.7",
-        "prompt_accuracy": ">= 0.85", "oracle_prompt_accuracy": ">= 0.95", "paraphrase_accuracy": ">= 0.8",
+        "latent_prompt_accuracy": ">= 0.9",
+        "latent_rel_mse": "<= 0.5",
+        "latent_rel_mse (every stem class)": "<= 0.7",
+        "prompt_accuracy": ">= 0.85",
+        "oracle_prompt_accuracy": ">= 0.95",
+        "paraphrase_accuracy": ">= 0.8",
         "si_sdr_improvement_db": "> 0",
         "latent_prompt_accuracy vs regressor_latent_prompt_accuracy": ">= regressor_latent_prompt_accuracy (0.700)",
-        "latent_rel_mse vs regressor_latent_rel_mse": "<= regressor_latent_rel_mse (0.350)"}
-    assert t["latent_prompt_accuracy vs regressor_latent_prompt_accuracy"]["met"]           # 0.75 >= 0.7
-    assert not t["latent_rel_mse vs regressor_latent_rel_mse"]["met"]                      # 0.4 > 0.35
+        "latent_rel_mse vs regressor_latent_rel_mse": "<= regressor_latent_rel_mse (0.350)",
+    }
+    assert t["latent_prompt_accuracy vs regressor_latent_prompt_accuracy"]["met"]  # 0.75 >= 0.7
+    assert not t["latent_rel_mse vs regressor_latent_rel_mse"]["met"]  # 0.4 > 0.35
     assert t["latent_rel_mse"] == {"target": "<= 0.5", "value": 0.4, "met": True}
     assert t["latent_rel_mse (every stem class)"] == {"target": "<= 0.7", "value": 0.9, "met": False}  # the worst
     assert _hand_made_report({"Bass": 0.3, "Synth Lead": 0.6})["targets"]["latent_rel_mse (every stem class)"]["met"]
@@ -206,8 +278,14 @@ def test_report_targets():
     assert "| latent_rel_mse (every stem class) | <= 0.7 | no (0.900) |" in md
     assert "![extraction examples](extraction_examples.png)" in md
     per_stem_header = next(line for line in md.splitlines() if line.startswith("| | latent_prompt_accuracy"))
-    for name in ("latent_rel_mse", "prompt_accuracy", "prompt_accuracy_absfloor", "untrained_prompt_accuracy",
-                 "oracle_prompt_accuracy_absfloor", "paraphrase_accuracy_absfloor"):
+    for name in (
+        "latent_rel_mse",
+        "prompt_accuracy",
+        "prompt_accuracy_absfloor",
+        "untrained_prompt_accuracy",
+        "oracle_prompt_accuracy_absfloor",
+        "paraphrase_accuracy_absfloor",
+    ):
         assert f"| {name} |" in per_stem_header, name
 
 
@@ -226,28 +304,48 @@ def test_paraphrases_never_appear_in_training_prompts():
 @pytest.mark.slow
 def test_curve_scores_every_checkpoint_of_a_longer_run(smoke_out, tmp_path):
     curve = tmp_path / "curve"
-    proc = _run([str(REPO / "scripts" / "quickstart_curve.sh"), "--from", str(smoke_out), "--model", "dit",
-                 "--steps", "5", "--every", "2", "--out", str(curve),
-                 "--", "model.MGELDM.depth=2"])   # a model override reaches training, unwrapping and scoring
+    proc = _run(
+        [
+            str(REPO / "scripts" / "quickstart_curve.sh"),
+            "--from",
+            str(smoke_out),
+            "--model",
+            "dit",
+            "--steps",
+            "5",
+            "--every",
+            "2",
+            "--out",
+            str(curve),
+            "--",
+            "model.MGELDM.depth=2",
+        ]
+    )  # a model override reaches training, unwrapping and scoring
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = json.loads((curve / "curve.json").read_text())
-    assert [r["step"] for r in rows] == [2, 4, 5]   # every 2 steps, then the end of training (step 5, from last.ckpt)
+    assert [r["step"] for r in rows] == [2, 4, 5]  # every 2 steps, then the end of training (step 5, from last.ckpt)
     songs = json.loads((smoke_out / "eval" / "songs.json").read_text())
     assert all(r["n_pairs"] == sum(len(s["labels"]) for s in songs.values()) for r in rows)
     for r in rows:
         assert math.isfinite(r["logmel_l1_ratio_vs_mix"]) and r["logmel_l1_ratio_vs_mix"] > 0
         assert 0.0 <= r["prompt_accuracy"] <= 1.0
-    assert rows[0]["logmel_l1_ratio_vs_mix"] != rows[1]["logmel_l1_ratio_vs_mix"]   # training moved it
+    assert rows[0]["logmel_l1_ratio_vs_mix"] != rows[1]["logmel_l1_ratio_vs_mix"]  # training moved it
     # scoring is seeded: the same checkpoint scores the same again, here through the Python function
+    from mgeldm.config import compose_config
     from recipes.quickstart.score import score_checkpoints
 
-    from mgeldm.config import compose_config
-
     classes = (smoke_out / "classes.txt").read_text().strip().split(",")
-    sampler = compose_config("quickstart_dit", [])["trainer"]["monitor"]    # the curve scores with the report's
-    again = score_checkpoints("dit", [rows[1]["checkpoint"]], str(smoke_out / "eval"), classes=classes,
-                              steps=int(sampler["steps"]), cfg_scale=float(sampler["cfg_scale"]),
-                              overlap=float(sampler["overlap_seconds"]), overrides=["model.MGELDM.depth=2"])
+    sampler = compose_config("quickstart_dit", [])["trainer"]["monitor"]  # the curve scores with the report's
+    again = score_checkpoints(
+        "dit",
+        [rows[1]["checkpoint"]],
+        str(smoke_out / "eval"),
+        classes=classes,
+        steps=int(sampler["steps"]),
+        cfg_scale=float(sampler["cfg_scale"]),
+        overlap=float(sampler["overlap_seconds"]),
+        overrides=["model.MGELDM.depth=2"],
+    )
     assert again[0]["logmel_l1_ratio_vs_mix"] == rows[1]["logmel_l1_ratio_vs_mix"]
     assert again[0]["per_stem"] == rows[1]["per_stem"]
     assert "| step00000004.ckpt | 4 |" in (curve / "curve.md").read_text()
@@ -281,11 +379,21 @@ def test_score_ratio_and_accuracy_on_known_estimates():
     assert the_mix["logmel_l1_ratio_vs_mix"] == pytest.approx(1.0)
     swapped = score(lambda song, m, st: {"Bass": st["Synth Lead"], "Synth Lead": st["Bass"]}, songs, 16000)
     assert swapped["prompt_accuracy"] == 0.0 and swapped["logmel_l1_ratio_vs_mix"] > 0.5
-    assert set(perfect) == {"logmel_l1_ratio_vs_mix", "logmel_l1_ratio_vs_mix_absfloor", "prompt_accuracy",
-                            "prompt_accuracy_absfloor", "n_pairs", "per_stem"}
-    assert perfect["prompt_accuracy_absfloor"] == 1.0 and the_mix["logmel_l1_ratio_vs_mix_absfloor"] == pytest.approx(1.0)
+    assert set(perfect) == {
+        "logmel_l1_ratio_vs_mix",
+        "logmel_l1_ratio_vs_mix_absfloor",
+        "prompt_accuracy",
+        "prompt_accuracy_absfloor",
+        "n_pairs",
+        "per_stem",
+    }
+    assert perfect["prompt_accuracy_absfloor"] == 1.0 and the_mix["logmel_l1_ratio_vs_mix_absfloor"] == pytest.approx(
+        1.0
+    )
     half = score(lambda song, m, st: {"Bass": st["Bass"], "Synth Lead": torch.zeros_like(m)}, songs, 16000)
-    assert half["per_stem"]["Bass"]["prompt_accuracy"] == 1.0 and half["per_stem"]["Bass"]["logmel_l1_ratio_vs_mix"] == 0.0
+    assert (
+        half["per_stem"]["Bass"]["prompt_accuracy"] == 1.0 and half["per_stem"]["Bass"]["logmel_l1_ratio_vs_mix"] == 0.0
+    )
     assert half["per_stem"]["Synth Lead"]["logmel_l1_ratio_vs_mix"] > 1.0
 
 
@@ -295,6 +403,7 @@ def test_checkpoint_step_from_names():
     assert checkpoint_step("run/step00001400.ckpt") == 1400
     assert checkpoint_step("unwrapped/step00000002.ckpt") == 2
     assert checkpoint_step("last.ckpt") is None
+
 
 @pytest.mark.slow
 def test_ae_curve_rows_are_the_oracle_scores(smoke_out):
@@ -310,8 +419,16 @@ def test_ae_curve_rows_are_the_oracle_scores(smoke_out):
     report = json.loads((smoke_out / "quickstart_report.json").read_text())
     assert row["oracle_logmel_l1_ratio_vs_mix"] == pytest.approx(report["oracle_logmel_l1_ratio_vs_mix"], rel=0.02)
     assert report["oracle_prompt_accuracy"] == pytest.approx(row["oracle_prompt_accuracy"], abs=0.2)
-    assert all(set(v) == {"oracle_logmel_l1_ratio_vs_mix", "oracle_prompt_accuracy", "oracle_logmel_l1_ratio_vs_mix_absfloor",
-                          "oracle_prompt_accuracy_absfloor"} for v in row["per_stem"].values())
+    assert all(
+        set(v)
+        == {
+            "oracle_logmel_l1_ratio_vs_mix",
+            "oracle_prompt_accuracy",
+            "oracle_logmel_l1_ratio_vs_mix_absfloor",
+            "oracle_prompt_accuracy_absfloor",
+        }
+        for v in row["per_stem"].values()
+    )
     assert "oracle_prompt_accuracy" in markdown(rows).splitlines()[0]
 
 

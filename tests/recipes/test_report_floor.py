@@ -24,8 +24,11 @@ METRICS = ["si_sdr", "si_sdri", "logmel_l1", "logmel_l1_ratio_vs_mix"]
 def _stems(song: str) -> dict[str, torch.Tensor]:
     t = torch.arange(SR) / SR
     k = list(SONGS).index(song)
-    waves = {"Bass": 0.3 * torch.sin(2 * math.pi * (80 + 20 * k) * t), "Piano": 0.1 * torch.sin(2 * math.pi * 523 * t),
-             "Synth Lead": 0.05 * torch.sin(2 * math.pi * 2000 * t) * (t < 0.5).float()}  # digital silence after
+    waves = {
+        "Bass": 0.3 * torch.sin(2 * math.pi * (80 + 20 * k) * t),
+        "Piano": 0.1 * torch.sin(2 * math.pi * 523 * t),
+        "Synth Lead": 0.05 * torch.sin(2 * math.pi * 2000 * t) * (t < 0.5).float(),
+    }  # digital silence after
     return {label: waves[label] for label in SONGS[song]}
 
 
@@ -80,8 +83,9 @@ def quickstart_out(tmp_path_factory) -> Path:
     _run(out / "infer" / "extract_untrained", len(canonical), untrained)
     for pred, name in (("pred", "evaluation.json"), ("pred_untrained", "evaluation_untrained.json")):
         oracle = eval_dir / "oracle" if pred == "pred" else None
-        result = evaluate_pairs(pair_files(eval_dir / pred, eval_dir / "ref", eval_dir / "mix", oracle),
-                                metrics=METRICS, n_boot=10)
+        result = evaluate_pairs(
+            pair_files(eval_dir / pred, eval_dir / "ref", eval_dir / "mix", oracle), metrics=METRICS, n_boot=10
+        )
         (eval_dir / name).write_text(json.dumps(result))
     return out
 
@@ -90,11 +94,30 @@ def _report(out: Path, *extra: str) -> int:
     from recipes.quickstart.report import main
 
     eval_dir, infer = out / "eval", out / "infer"
-    return main(["report", "--out", str(out), "--eval-dir", str(eval_dir), "--evaluation",
-                 str(eval_dir / "evaluation.json"), "--untrained-evaluation", str(eval_dir / "evaluation_untrained.json"),
-                 "--extract-run", str(infer / "extract"), "--untrained-run", str(infer / "extract_untrained"),
-                 "--paraphrase-run", str(infer / "paraphrase"), "--classes", ",".join(CLASSES), "--start-time", "0",
-                 *extra])
+    return main(
+        [
+            "report",
+            "--out",
+            str(out),
+            "--eval-dir",
+            str(eval_dir),
+            "--evaluation",
+            str(eval_dir / "evaluation.json"),
+            "--untrained-evaluation",
+            str(eval_dir / "evaluation_untrained.json"),
+            "--extract-run",
+            str(infer / "extract"),
+            "--untrained-run",
+            str(infer / "extract_untrained"),
+            "--paraphrase-run",
+            str(infer / "paraphrase"),
+            "--classes",
+            ",".join(CLASSES),
+            "--start-time",
+            "0",
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +127,16 @@ def report(quickstart_out) -> dict:
 
 
 def test_every_row_has_its_absfloor_figures_and_the_untrained_run_its_accuracy(report):
-    for name in ("logmel_l1_ratio_vs_mix", "untrained_logmel_l1_ratio_vs_mix", "oracle_logmel_l1_ratio_vs_mix",
-                 "silence_logmel_l1_ratio_vs_mix", "prompt_accuracy", "untrained_prompt_accuracy",
-                 "oracle_prompt_accuracy", "paraphrase_accuracy"):
+    for name in (
+        "logmel_l1_ratio_vs_mix",
+        "untrained_logmel_l1_ratio_vs_mix",
+        "oracle_logmel_l1_ratio_vs_mix",
+        "silence_logmel_l1_ratio_vs_mix",
+        "prompt_accuracy",
+        "untrained_prompt_accuracy",
+        "oracle_prompt_accuracy",
+        "paraphrase_accuracy",
+    ):
         for key in (name, name + "_absfloor"):
             assert isinstance(report[key], float) and not math.isnan(report[key]), key
             assert all(key in v for v in report["per_stem"].values()), key
@@ -114,7 +144,10 @@ def test_every_row_has_its_absfloor_figures_and_the_untrained_run_its_accuracy(r
     # floor; the untrained DiT returns the other stem: wrong
     assert report["prompt_accuracy"] == 1.0 and report["oracle_prompt_accuracy"] == 1.0
     assert report["paraphrase_accuracy"] == 1.0
-    assert report["untrained_prompt_accuracy"] == 0.0 and report["per_stem"]["Synth Lead"]["untrained_prompt_accuracy"] == 0.0
+    assert (
+        report["untrained_prompt_accuracy"] == 0.0
+        and report["per_stem"]["Synth Lead"]["untrained_prompt_accuracy"] == 0.0
+    )
     # the noise floor in the synth lead's digital silence costs more under the absolute floor
     lead = report["per_stem"]["Synth Lead"]
     assert lead["oracle_logmel_l1_ratio_vs_mix"] < lead["oracle_logmel_l1_ratio_vs_mix_absfloor"]
@@ -136,17 +169,23 @@ def test_the_png_has_one_row_per_stem_class(report, quickstart_out, tmp_path):
 
     eval_dir = quickstart_out / "eval"
     rows = example_files(eval_dir, CLASSES)
-    assert [(label, song) for label, song, _ in rows] == [("Bass", "song_a"), ("Piano", "song_a"),
-                                                          ("Synth Lead", "song_b")]
-    assert rows[2][2] == (eval_dir / "mix" / "song_b.wav", eval_dir / "ref" / "synth_lead" / "song_b.wav",
-                          eval_dir / "pred" / "synth_lead" / "song_b.wav")
+    assert [(label, song) for label, song, _ in rows] == [
+        ("Bass", "song_a"),
+        ("Piano", "song_a"),
+        ("Synth Lead", "song_b"),
+    ]
+    assert rows[2][2] == (
+        eval_dir / "mix" / "song_b.wav",
+        eval_dir / "ref" / "synth_lead" / "song_b.wav",
+        eval_dir / "pred" / "synth_lead" / "song_b.wav",
+    )
     png = quickstart_out / "extraction_examples.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not [p for p in quickstart_out.iterdir() if p.name.startswith(".")]     # written atomically
+    assert not [p for p in quickstart_out.iterdir() if p.name.startswith(".")]  # written atomically
     one = extraction_examples(eval_dir, CLASSES[:1], tmp_path / "one.png", SR)
     three_high, one_high = matplotlib.image.imread(png).shape[0], matplotlib.image.imread(one).shape[0]
-    assert three_high > 2 * one_high       # a row per stem class
-    assert extraction_examples(eval_dir, ("Drums",), tmp_path / "none.png", SR) is None   # no song has drums
+    assert three_high > 2 * one_high  # a row per stem class
+    assert extraction_examples(eval_dir, ("Drums",), tmp_path / "none.png", SR) is None  # no song has drums
     # one dB scale: 0 at the mixture's mel peak, the floor 60 dB under it, for every panel
     from mgeldm.audio import load_mono
     from mgeldm.metrics.logmel import LogMelConfig
@@ -160,7 +199,25 @@ def test_the_report_needs_the_untrained_run(quickstart_out, capsys):
     with pytest.raises(SystemExit) as exit_:
         from recipes.quickstart.report import main
 
-        main(["report", "--out", str(quickstart_out), "--eval-dir", "x", "--evaluation", "x",
-              "--untrained-evaluation", "x", "--extract-run", "x", "--paraphrase-run", "x", "--classes", "Bass",
-              "--start-time", "0"])
+        main(
+            [
+                "report",
+                "--out",
+                str(quickstart_out),
+                "--eval-dir",
+                "x",
+                "--evaluation",
+                "x",
+                "--untrained-evaluation",
+                "x",
+                "--extract-run",
+                "x",
+                "--paraphrase-run",
+                "x",
+                "--classes",
+                "Bass",
+                "--start-time",
+                "0",
+            ]
+        )
     assert exit_.value.code == 2 and "--untrained-run" in capsys.readouterr().err

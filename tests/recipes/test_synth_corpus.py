@@ -33,7 +33,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def test_same_seed_gives_bit_identical_files_and_another_seed_does_not(corpus, tmp_path):
     again = tmp_path / "again"
-    generate_corpus(again, SETTINGS, workers=2, progress=False)      # worker count must not matter
+    generate_corpus(again, SETTINGS, workers=2, progress=False)  # worker count must not matter
     assert _files(corpus) == _files(again)
     other = plan_corpus(CorpusSettings(**{**SETTINGS.__dict__, "seed": 4}))
     assert {p.fingerprint for p in other}.isdisjoint(p.fingerprint for p in plan_corpus(SETTINGS))
@@ -66,7 +66,7 @@ def test_slakh_layout_and_metadata(corpus):
                 total += stem
         # mix = sum of the rendered stems, up to 16-bit rounding of each file
         assert np.abs(total - mix).max() <= (len(meta["stems"]) + 1) / 32768
-    assert midi_only >= 1      # this seed has a MIDI-only stem (audio_rendered: false), as Slakh does
+    assert midi_only >= 1  # this seed has a MIDI-only stem (audio_rendered: false), as Slakh does
 
 
 def test_slakh_reader_reads_the_corpus(corpus):
@@ -77,16 +77,18 @@ def test_slakh_reader_reads_the_corpus(corpus):
     for ref in refs:
         track = reader.load(ref)
         meta = yaml.safe_load((ref.path / "metadata.yaml").read_text())
-        expected = {CANONICAL_CLASS.get(s["inst_class"], s["inst_class"])
-                    for s in meta["stems"].values() if s["audio_rendered"]}
+        expected = {
+            CANONICAL_CLASS.get(s["inst_class"], s["inst_class"]) for s in meta["stems"].values() if s["audio_rendered"]
+        }
         assert set(track.stems) == expected and len(expected) >= 2
         assert track.sample_rate == SETTINGS.sample_rate
 
 
 def test_classes_songs_distinct_and_test_never_in_train():
     plans = plan_corpus(CorpusSettings(seed=0, n_train=40, n_valid=5, n_test=10, min_seconds=4, max_seconds=8))
-    classes = Counter(CANONICAL_CLASS.get(s.inst_class, s.inst_class)
-                      for p in plans for s in p.song.stems if s.rendered)
+    classes = Counter(
+        CANONICAL_CLASS.get(s.inst_class, s.inst_class) for p in plans for s in p.song.stems if s.rendered
+    )
     assert len(classes) >= 5, classes
     assert len({p.song.signature() for p in plans}) == len(plans)
     assert len({p.fingerprint for p in plans}) == len(plans)
@@ -131,16 +133,34 @@ def test_rerun_keeps_tracks_and_other_settings_are_refused(corpus, capsys):
     before = {p: p.stat().st_mtime_ns for p in corpus.rglob("*.wav")}
     assert generate_corpus(corpus, SETTINGS, progress=False)["kept"] == 6
     assert {p: p.stat().st_mtime_ns for p in corpus.rglob("*.wav")} == before
-    rc = synth_main(["--out", str(corpus), "--seed", "9", "--n-train", "1", "--n-valid", "0", "--n-test", "0",
-                     "--quiet"])
+    rc = synth_main(
+        ["--out", str(corpus), "--seed", "9", "--n-train", "1", "--n-valid", "0", "--n-test", "0", "--quiet"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "other settings" in err[0]
 
 
 def test_cli_writes_a_corpus(tmp_path, capsys):
     out = tmp_path / "c"
-    rc = synth_main(["--out", str(out), "--seed", "1", "--n-train", "1", "--n-valid", "0", "--n-test", "1",
-                     "--seconds", "2", "--classes", "Drums,Bass,Piano,Guitar,Synth Lead", "--quiet"])
+    rc = synth_main(
+        [
+            "--out",
+            str(out),
+            "--seed",
+            "1",
+            "--n-train",
+            "1",
+            "--n-valid",
+            "0",
+            "--n-test",
+            "1",
+            "--seconds",
+            "2",
+            "--classes",
+            "Drums,Bass,Piano,Guitar,Synth Lead",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     assert (out / "train" / "Track00001" / "mix.wav").is_file()
     assert (out / "test" / "Track00002" / "metadata.yaml").is_file()

@@ -28,17 +28,17 @@ def test_varied_keeps_the_songs_rhythm_and_redraws_programs_in_their_family():
     for a, b in zip(plain, varied):
         assert [s.inst_class for s in a.song.stems] == [s.inst_class for s in b.song.stems]
         for sa, sb in zip(a.song.stems, b.song.stems):
-            assert _onsets(sa) == _onsets(sb)            # the same notes in time: only pitch, level, program move
+            assert _onsets(sa) == _onsets(sb)  # the same notes in time: only pitch, level, program move
             if sb.inst_class in FAMILIES:
                 assert sb.program in FAMILIES[sb.inst_class] and sb.instrument.program == sb.program
             programs_changed += sa.program != sb.program
             shifts = {nb.pitch - na.pitch for na, nb in zip(sa.instrument.notes, sb.instrument.notes)}
-            assert len(shifts) <= 1 and shifts <= {-12, 0, 12}   # one octave shift per part, or none
+            assert len(shifts) <= 1 and shifts <= {-12, 0, 12}  # one octave shift per part, or none
             if shifts - {0}:
                 assert all(PITCH_RANGE[0] <= n.pitch <= PITCH_RANGE[1] for n in sb.instrument.notes)
             assert all(1 <= n.velocity <= 127 for n in sb.instrument.notes)
     assert programs_changed > 0
-    assert [p.fingerprint for p in varied] == [p.fingerprint for p in plan_corpus(VARIED)]   # seeded
+    assert [p.fingerprint for p in varied] == [p.fingerprint for p in plan_corpus(VARIED)]  # seeded
 
 
 def _peak_hz(x: np.ndarray, sr: int) -> float:
@@ -52,7 +52,7 @@ def test_detune_moves_the_pitch_by_the_cents_asked_and_keeps_the_length():
     for cents in (-40.0, 40.0):
         y = _detune(x, cents)
         assert y.shape == x.shape and y.dtype == np.float32
-        assert _peak_hz(y[: sr], sr) == pytest.approx(440.0 * 2 ** (cents / 1200), abs=1.0)
+        assert _peak_hz(y[:sr], sr) == pytest.approx(440.0 * 2 ** (cents / 1200), abs=1.0)
 
 
 def test_room_adds_a_decaying_tail_and_effects_are_a_function_of_their_draw():
@@ -61,7 +61,7 @@ def test_room_adds_a_decaying_tail_and_effects_are_a_function_of_their_draw():
     impulse[0] = 1.0
     wet = _room(impulse, sr, np.random.default_rng(0))
     assert wet.shape == impulse.shape and np.abs(wet[100:]).sum() > 0
-    assert np.abs(wet[100:1000]).mean() > np.abs(wet[-1000:]).mean()       # it decays
+    assert np.abs(wet[100:1000]).mean() > np.abs(wet[-1000:]).mean()  # it decays
     x = np.random.default_rng(1).standard_normal(sr).astype(np.float32) * 0.1
     a = apply_effects(x, sr, np.random.default_rng(7), is_drum=False)
     b = apply_effects(x, sr, np.random.default_rng(7), is_drum=False)
@@ -96,7 +96,7 @@ def test_rendering_workers_leave_signals_to_the_parent():
 
     from recipes.quickstart.synth.corpus import _quiet_worker
 
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)    # as the tool boundary installs one
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)  # as the tool boundary installs one
     try:
         with mp.get_context("fork").Pool(1, initializer=_quiet_worker) as pool:
             assert pool.apply(_handlers) == (signal.SIG_IGN, signal.SIG_DFL)

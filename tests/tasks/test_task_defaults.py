@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from mgeldm.tasks.tasks import RELEASED_WINDOW_SECONDS, TASKS, task_defaults
+from mgeldm.tasks.windowing import overlap_frames
 
 TASK_DEFAULTS = {name: row.defaults for name, row in TASKS.items()}
-from mgeldm.tasks.windowing import overlap_frames
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,16 +23,20 @@ def test_released_window_keeps_the_original_settings():
     assert (TASK_DEFAULTS["total_gen"].overlap, TASK_DEFAULTS["source_extract"].overlap) == (7.0, 3.0)
 
 
-@pytest.mark.parametrize("frames, ratio, sample_rate", [(16, 64, 16000), (128, 64, 16000), (100, 64, 16000),
-                                                        (100, 2048, 16000)])
+@pytest.mark.parametrize(
+    "frames, ratio, sample_rate", [(16, 64, 16000), (128, 64, 16000), (100, 64, 16000), (100, 2048, 16000)]
+)
 def test_scaled_overlap_fits_any_window(frames, ratio, sample_rate):
     """The tiny (0.064 s), quickstart (0.512 s), reference fixture (0.4 s) and released (12.8 s) windows."""
     window_s = frames * ratio / sample_rate
     for task in TASKS:
         d = task_defaults(task, window_s)
         assert d.overlap == pytest.approx(TASK_DEFAULTS[task].overlap * window_s / RELEASED_WINDOW_SECONDS)
-        assert (d.steps, d.cfg_scale, d.repaint_n) == (TASK_DEFAULTS[task].steps, TASK_DEFAULTS[task].cfg_scale,
-                                                       TASK_DEFAULTS[task].repaint_n)
+        assert (d.steps, d.cfg_scale, d.repaint_n) == (
+            TASK_DEFAULTS[task].steps,
+            TASK_DEFAULTS[task].cfg_scale,
+            TASK_DEFAULTS[task].repaint_n,
+        )
         assert 0 < overlap_frames(d.overlap, sample_rate / ratio, frames) < frames
 
 
@@ -58,8 +62,10 @@ def carried_checkpoints(tmp_path_factory):
         cfg = OmegaConf.to_container(_compose(name).model, resolve=True)
         if cfg.get("track_norm") == "measure":  # train_dit.py writes measured numbers; any non-trivial ones do here
             tracks, channels = int(cfg["MGELDM"]["num_tracks"]), int(cfg["MGELDM"]["io_channels"])
-            cfg["track_norm"] = {"mean": [[0.1 * t] * channels for t in range(tracks)],
-                                 "std": [[1.0 + t] * channels for t in range(tracks)]}
+            cfg["track_norm"] = {
+                "mean": [[0.1 * t] * channels for t in range(tracks)],
+                "std": [[1.0 + t] * channels for t in range(tracks)],
+            }
         torch.manual_seed(0)
         out[name] = write_state_dict(build_mgeldm(cfg).state_dict(), root / f"{name}.ckpt", model_config=cfg)
     return out
@@ -75,14 +81,18 @@ def test_api_runs_every_task_with_default_overlap(carried_checkpoints):
     wave = 0.1 * torch.sin(torch.arange(4000) / 5.0)
     assert m.generate(None, seconds=0.2, steps=1, seed=0)["gen_mix"].shape == (1, 3200)
     for task in ("source_extract", "partial_gen", "accomp_gen"):
-        assert m.run(task, audio=wave, sr=16000, steps=1, seed=0)["gen_mix" if task != "source_extract" else
-                                                                     "gen_src"].shape == (1, 4000)
+        assert m.run(task, audio=wave, sr=16000, steps=1, seed=0)[
+            "gen_mix" if task != "source_extract" else "gen_src"
+        ].shape == (1, 4000)
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("default_dit_tiny", ["++task=total_gen", "++gen_audio_dur=0.2"]),
-    ("quickstart_dit", ["++task=source_extract", "++given_wav_path={song}", "++text_prompt=The sound of bass."]),
-])
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("default_dit_tiny", ["++task=total_gen", "++gen_audio_dur=0.2"]),
+        ("quickstart_dit", ["++task=source_extract", "++given_wav_path={song}", "++text_prompt=The sound of bass."]),
+    ],
+)
 def test_infer_needs_no_config_name_for_a_carried_config(carried_checkpoints, tmp_path, name, overrides):
     """`python infer.py ckpt_path=... +task=...` (configs/dit.yaml, whose CLAP the quickstart's MiniLM needs not)."""
     import soundfile as sf
@@ -90,8 +100,14 @@ def test_infer_needs_no_config_name_for_a_carried_config(carried_checkpoints, tm
     from mgeldm.cli.infer import parse_options
 
     sf.write(tmp_path / "song.wav", (0.1 * torch.sin(torch.arange(8000) / 5.0)).numpy(), 16000)
-    cfg = _compose("dit", [f"ckpt_path={carried_checkpoints[name]}", f"++output_dir={tmp_path / 'out'}",
-                           *(o.format(song=tmp_path / "song.wav") for o in overrides)])
+    cfg = _compose(
+        "dit",
+        [
+            f"ckpt_path={carried_checkpoints[name]}",
+            f"++output_dir={tmp_path / 'out'}",
+            *(o.format(song=tmp_path / "song.wav") for o in overrides),
+        ],
+    )
     opts = parse_options(cfg)
     task = opts.task
     window_s = opts.model_cfg["segment_length"] * 64 / 16000
@@ -114,7 +130,14 @@ def test_prompts_on_a_model_without_conditioner_say_so(carried_checkpoints, tmp_
     m = MGELDM.from_pretrained(carried_checkpoints["default_dit_tiny"], device="cpu")
     with pytest.raises(UserError, match="no conditioner"):
         m.generate("drums", seconds=0.2, steps=1)
-    cfg = _compose("dit", [f"ckpt_path={carried_checkpoints['default_dit_tiny']}", "++task=total_gen",
-                           "++text_prompt=drums", f"++output_dir={tmp_path / 'out'}"])
+    cfg = _compose(
+        "dit",
+        [
+            f"ckpt_path={carried_checkpoints['default_dit_tiny']}",
+            "++task=total_gen",
+            "++text_prompt=drums",
+            f"++output_dir={tmp_path / 'out'}",
+        ],
+    )
     with pytest.raises(UserError, match="no conditioner"):
         parse_options(cfg)

@@ -17,8 +17,8 @@ import torch
 
 import mgeldm.tasks.tasks as tasks
 from mgeldm.api import MGELDM
-from mgeldm.inputs import compute_dtype, resolve_device, split_iter_prompts
 from mgeldm.errors import UserError
+from mgeldm.inputs import compute_dtype, resolve_device, split_iter_prompts
 from mgeldm.tasks.outputs import RunFolder, check_output_dir, slugify, unique_slugs
 
 
@@ -52,15 +52,20 @@ class HashConditioner:
 @pytest.fixture(scope="module")
 def model_cfg(reference_fixtures):
     rd = reference_fixtures.readme
-    return {"sample_rate": rd["sample_rate"], "segment_length": 100,
-            "pretransform": {**rd["pretransform"], "autoencoder": rd["autoencoder"]}, "MGELDM": rd["mgeldm"]}
+    return {
+        "sample_rate": rd["sample_rate"],
+        "segment_length": 100,
+        "pretransform": {**rd["pretransform"], "autoencoder": rd["autoencoder"]},
+        "MGELDM": rd["mgeldm"],
+    }
 
 
 @pytest.fixture(scope="module")
 def mge(reference_fixtures, model_cfg):
     cond = HashConditioner(reference_fixtures.readme["mgeldm"]["global_cond_dim"])
-    return MGELDM.from_pretrained(reference_fixtures.path("tiny_mgeldm.ckpt"), conditioner=cond, device="cpu",
-                                  model_config=model_cfg)
+    return MGELDM.from_pretrained(
+        reference_fixtures.path("tiny_mgeldm.ckpt"), conditioner=cond, device="cpu", model_config=model_cfg
+    )
 
 
 FAST = dict(steps=2, cfg_scale=2.0, overlap=0.1)
@@ -88,11 +93,14 @@ def test_total_gen_exact_duration_and_seed(mge):
 
 
 @pytest.mark.reference
-@pytest.mark.parametrize("method,given_key,keys", [
-    ("extract", "given_mix", {"gen_src", "gen_submix"}),
-    ("add_part", "given_wav", {"gen_src", "gen_mix", "gen_mix_sum"}),
-    ("accompany", "given_wav", {"gen_submix", "gen_mix"}),
-])
+@pytest.mark.parametrize(
+    "method,given_key,keys",
+    [
+        ("extract", "given_mix", {"gen_src", "gen_submix"}),
+        ("add_part", "given_wav", {"gen_src", "gen_mix", "gen_mix_sum"}),
+        ("accompany", "given_wav", {"gen_submix", "gen_mix"}),
+    ],
+)
 @pytest.mark.parametrize("seconds", [0.15, 0.93])
 def test_given_tasks_durations_and_given_unchanged(mge, method, given_key, keys, seconds):
     from mgeldm.audio import resample, to_mono
@@ -151,10 +159,16 @@ def _spy_dit(monkeypatch, mge):
 
 
 @pytest.mark.reference
-@pytest.mark.parametrize("task,text_track,given_track", [
-    ("total_gen", 0, None), ("source_extract", 2, 0), ("partial_gen", 2, 1), ("accomp_gen", 1, 2),
-    ("partial_gen_iter", 2, 1),
-])
+@pytest.mark.parametrize(
+    "task,text_track,given_track",
+    [
+        ("total_gen", 0, None),
+        ("source_extract", 2, 0),
+        ("partial_gen", 2, 1),
+        ("accomp_gen", 1, 2),
+        ("partial_gen_iter", 2, 1),
+    ],
+)
 def test_condition_placement_and_given_time(mge, monkeypatch, task, text_track, given_track):
     seen = _spy_dit(monkeypatch, mge)
     prompts = "x; y" if task == "partial_gen_iter" else ["x", "y"]
@@ -187,12 +201,15 @@ def test_given_latent_stays_clean_and_mix_encoded_once(mge, monkeypatch):
     monkeypatch.setattr(mge.model.pretransform, "encode", counting)
     wave = _song(0.9, 16000, 1)[0]
     z = runner.encode(wave, None)
-    assert len(calls) == 1 and calls[0]["sample"] is False  # the VAE mean by default (difference 3 of docs/compatibility.md)
+    assert (
+        len(calls) == 1 and calls[0]["sample"] is False
+    )  # the VAE mean by default (difference 3 of docs/compatibility.md)
     cond = mge.embed_prompts(["a", "b", "c"])
     frames = math.ceil(wave.numel() / runner.facts.ratio)
     settings = tasks.SamplingSettings(steps=2, cfg_scale=1.0, overlap=0.2, repaint_n=2)
-    out = tasks.sample_latents(runner, tasks.TASKS["source_extract"], cond, settings, [torch.Generator().manual_seed(0)],
-                               [frames], [z])[0]
+    out = tasks.sample_latents(
+        runner, tasks.TASKS["source_extract"], cond, settings, [torch.Generator().manual_seed(0)], [frames], [z]
+    )[0]
     c = runner.model.io_channels
     assert out.shape == (3, 3 * c, z.shape[-1])
     assert torch.equal(out[:, :c], z.expand(3, -1, -1))  # given channels are the clean latent
@@ -237,7 +254,7 @@ def test_vae_runs_in_one_pass_like_the_original(mge, monkeypatch):
     z = torch.randn(2, runner.model.io_channels, frames, generator=torch.Generator().manual_seed(0))
     samples = frames * runner.facts.ratio - 5
     with torch.inference_mode():
-        whole = torch.cat([pre.decode(z[i:i + 1], chunked=False) for i in range(2)]).reshape(2, -1)[:, :samples]
+        whole = torch.cat([pre.decode(z[i : i + 1], chunked=False) for i in range(2)]).reshape(2, -1)[:, :samples]
     assert torch.equal(runner.decode(z, samples), whole)
     wave = _song(frames * runner.facts.ratio / runner.facts.sample_rate, runner.facts.sample_rate, 1)[0]
     with torch.inference_mode():
@@ -405,20 +422,34 @@ def test_sampling_reads_no_tensor_value_on_the_host(model_cfg, monkeypatch, samp
     from mgeldm.models.mgeldm import build_mgeldm
 
     autocast_enabled = torch.is_autocast_enabled
-    monkeypatch.setattr(torch, "is_autocast_enabled",
-                        lambda *a: False if a and a[0] == "meta" else autocast_enabled(*a))
+    monkeypatch.setattr(
+        torch, "is_autocast_enabled", lambda *a: False if a and a[0] == "meta" else autocast_enabled(*a)
+    )
     with torch.device("meta"):
         model = build_mgeldm(model_cfg).eval()
     runner = tasks.TaskRunner(model, device=torch.device("meta"))
     c = runner.model.io_channels
     settings = tasks.SamplingSettings(4, 3.0, 0.1, 1, eta=0.0, sampler=sampler)
     gens = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
-    zs = tasks.sample_latents(runner, tasks.TASKS["source_extract"], torch.randn(2, runner.model.cond_dim), settings,
-                              gens, [250, 130], [torch.randn(1, c, 250), torch.randn(1, c, 130)])
+    zs = tasks.sample_latents(
+        runner,
+        tasks.TASKS["source_extract"],
+        torch.randn(2, runner.model.cond_dim),
+        settings,
+        gens,
+        [250, 130],
+        [torch.randn(1, c, 250), torch.randn(1, c, 130)],
+    )
     assert [z.shape for z in zs] == [(2, 3 * c, 250), (2, 3 * c, 130)] and zs[0].is_meta
     if sampler == "ddim":  # the stochastic paths too: eta noise, overlap noise, RePaint
-        z = tasks.sample_latents(runner, tasks.TASKS["total_gen"], torch.randn(1, runner.model.cond_dim),
-                                 tasks.SamplingSettings(3, 3.0, 0.1, 2, eta=0.5), gens[:1], [250])[0]
+        z = tasks.sample_latents(
+            runner,
+            tasks.TASKS["total_gen"],
+            torch.randn(1, runner.model.cond_dim),
+            tasks.SamplingSettings(3, 3.0, 0.1, 2, eta=0.5),
+            gens[:1],
+            [250],
+        )[0]
         assert z.is_meta and z.shape == (1, 3 * c, 250)
 
 
@@ -476,8 +507,9 @@ def test_run_folders_are_atomic_and_never_shared(tmp_path):
         t.join()
     names = sorted(p.name for p in results)
     assert names == [f"output_{i:04d}" for i in range(8)]
-    assert sorted(p.read_text() for p in (tmp_path / "src_extract").glob("output_*/prompt.txt")) == \
-        [str(i) for i in range(8)]
+    assert sorted(p.read_text() for p in (tmp_path / "src_extract").glob("output_*/prompt.txt")) == [
+        str(i) for i in range(8)
+    ]
     assert not [p for p in (tmp_path / "src_extract").iterdir() if p.name.startswith(".")]
 
     with pytest.raises(RuntimeError):
@@ -489,22 +521,31 @@ def test_run_folders_are_atomic_and_never_shared(tmp_path):
 
 def test_partial_folders_of_dead_runs_are_removed(tmp_path):
     """A run killed with SIGKILL leaves its hidden folder; the next run removes it (and only such folders)."""
-    code = ("import os, signal, sys\nfrom mgeldm.tasks.outputs import RunFolder\n"
-            "with RunFolder(sys.argv[1], 'total_gen') as f:\n"
-            "    f.write_text(('prompt.txt',), 'x')\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal, sys\nfrom mgeldm.tasks.outputs import RunFolder\n"
+        "with RunFolder(sys.argv[1], 'total_gen') as f:\n"
+        "    f.write_text(('prompt.txt',), 'x')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     repo = str(Path(__file__).resolve().parents[2])
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=repo, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": repo})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=repo,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": repo},
+    )
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL, err
     parent = tmp_path / "total_gen"
     (stale,) = [p for p in parent.iterdir() if p.name.startswith(".partial_output_")]
     assert stale.name.startswith(f".partial_output_{proc.pid}.")
     host = stale.name.split(".")[2]
-    kept = [parent / f".partial_output_{os.getpid()}.{host}.live",  # a live run of this host
-            parent / f".partial_output_{proc.pid}.{host}x.other",  # a run of another host (shared disk)
-            parent / ".partial_output_oldstyle"]  # no owner recorded
+    kept = [
+        parent / f".partial_output_{os.getpid()}.{host}.live",  # a live run of this host
+        parent / f".partial_output_{proc.pid}.{host}x.other",  # a run of another host (shared disk)
+        parent / ".partial_output_oldstyle",
+    ]  # no owner recorded
     for folder in kept:
         folder.mkdir()
     with RunFolder(tmp_path, "total_gen") as f:
@@ -550,8 +591,12 @@ def test_readme_api_snippet_defines_every_name():
         used = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
         assert used <= defined, f"{ast.unparse(stmt)!r} uses undefined {sorted(used - defined)}"
         defined |= {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-        defined |= {a.asname or a.name.split(".")[0] for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom))
-                    for a in n.names}
+        defined |= {
+            a.asname or a.name.split(".")[0]
+            for n in nodes
+            if isinstance(n, (ast.Import, ast.ImportFrom))
+            for a in n.names
+        }
         for n in nodes:
             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "m":
                 assert hasattr(MGELDM, n.attr), f"MGELDM has no {n.attr}"

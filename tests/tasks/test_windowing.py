@@ -1,11 +1,12 @@
-"""Window plans (docs/compatibility.md#sampling-and-the-five-tasks, difference 8): exact totals for any length and any overlap below one window."""
+"""Window plans (docs/compatibility.md#sampling-and-the-five-tasks, difference 8): exact totals for any length and any
+overlap below one window."""
 
 import math
 
 import pytest
 
-from mgeldm.errors import UserError
 from mgeldm.diffusion.windows import covered_frames, plan_windows
+from mgeldm.errors import UserError
 from mgeldm.tasks.windowing import overlap_frames, seconds_to_frames, seconds_to_samples
 
 FRAME_RATE = 16000 / 2048  # 7.8125 latent frames per second (docs/compatibility.md#constants)
@@ -64,8 +65,9 @@ def test_last_window_is_right_aligned():
     assert [(w.start, w.overlap) for w in plan] == [(0, 0), (60, 40), (120, 40), (135, 85)]
 
 
-@pytest.mark.parametrize("seconds,frames", [(3.0, 24), (5.0, 40), (6.0, 47), (7.0, 55), (6.4, 50), (0.0, 0),
-                                            (0.128, 1), (12.672, 99)])
+@pytest.mark.parametrize(
+    "seconds,frames", [(3.0, 24), (5.0, 40), (6.0, 47), (7.0, 55), (6.4, 50), (0.0, 0), (0.128, 1), (12.672, 99)]
+)
 def test_overlap_frames_like_the_original(seconds, frames):
     assert overlap_frames(seconds, FRAME_RATE, S) == frames
 

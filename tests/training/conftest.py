@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from torch import nn
 
 # Used only when the fixture set is absent (and not required): the same tiny sizes.
-_FALLBACK_DIT = {"io_channels": 8, "num_tracks": 3, "embed_dim": 32, "global_cond_dim": 16,
-                 "timestep_features_dim": 16, "depth": 2, "num_heads": 3}
+_FALLBACK_DIT = {
+    "io_channels": 8,
+    "num_tracks": 3,
+    "embed_dim": 32,
+    "global_cond_dim": 16,
+    "timestep_features_dim": 16,
+    "depth": 2,
+    "num_heads": 3,
+}
 
 
 class DiTOnly(nn.Module):
@@ -48,9 +54,11 @@ def tiny_cfg(reference_readme_if_present) -> dict:
 
 
 def make_batch(cfg: dict, b: int = 4, frames: int = 12, mix_only: bool = False, seed: int = 0) -> dict:
-    from mgeldm.training.fake_data import FakeLatentDataset
     from torch.utils.data import default_collate
 
-    ds = FakeLatentDataset(b, channels=cfg["io_channels"], frames=frames, clap_dim=cfg["global_cond_dim"],
-                           seed=seed, mix_only=mix_only)
+    from mgeldm.training.fake_data import FakeLatentDataset
+
+    ds = FakeLatentDataset(
+        b, channels=cfg["io_channels"], frames=frames, clap_dim=cfg["global_cond_dim"], seed=seed, mix_only=mix_only
+    )
     return default_collate([ds[i] for i in range(b)])

@@ -1,12 +1,11 @@
-"""AE recipe (docs/compatibility.md#autoencoder-training): generator/discriminator alternation, loss weights, clipping, exact resume."""
+"""AE recipe (docs/compatibility.md#autoencoder-training): generator/discriminator alternation, loss weights, clipping,
+exact resume."""
 
 from __future__ import annotations
-
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
 from mgeldm.config import compose_config
 from mgeldm.training.ae_module import AETrainingModule
@@ -38,10 +37,19 @@ def test_generator_loss_is_the_weighted_sum():
 def _fit(m, steps, tmp, ckpt_path=None, every=None):
     cbs = []
     if every:
-        cbs.append(pl.callbacks.ModelCheckpoint(dirpath=str(tmp), every_n_train_steps=every, save_last=True,
-                                                save_top_k=-1))
-    tr = pl.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=bool(every), callbacks=cbs,
-                    enable_progress_bar=False, enable_model_summary=False, plugins=[AtomicCheckpointIO()])
+        cbs.append(
+            pl.callbacks.ModelCheckpoint(dirpath=str(tmp), every_n_train_steps=every, save_last=True, save_top_k=-1)
+        )
+    tr = pl.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=bool(every),
+        callbacks=cbs,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()],
+    )
     from torchdata.stateful_dataloader import StatefulDataLoader
 
     tr.fit(m, StatefulDataLoader(FakeAudioDataset(8, length=2048), batch_size=2, drop_last=True), ckpt_path=ckpt_path)

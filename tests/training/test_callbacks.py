@@ -31,7 +31,7 @@ def test_atomic_checkpoint_io_keeps_old_file_on_failure(tmp_path, monkeypatch):
         io.save_checkpoint({"a": torch.zeros(2)}, path)
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))  # old file intact
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]                  # no temp left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp left behind
 
 
 @pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o027, 0o640)])
@@ -83,26 +83,33 @@ def test_dit_demo_renders_with_ema_weights(tmp_path, monkeypatch):
 def test_dit_demo_samples_with_the_windowed_sampler_of_inference():
     """The demo has no sampling code of its own: its latents are what inference's sampling gives the same
     (EMA) DiT for the same conditions, settings and generator."""
-    from mgeldm.models.mgeldm import MGELDMNet
-    from mgeldm.models.tracks import MIX, SRC
     from dataclasses import replace
 
+    from mgeldm.models.mgeldm import MGELDMNet
+    from mgeldm.models.tracks import MIX, SRC
     from mgeldm.tasks.tasks import TASKS, SamplingSettings, TaskRunner, sample_latents
     from mgeldm.training.fake_data import FakeLatentDataset
 
     m = _dit_module()
-    batch = torch.utils.data.default_collate([FakeLatentDataset(2, channels=8, frames=16, clap_dim=16)[i]
-                                              for i in range(2)])
+    batch = torch.utils.data.default_collate(
+        [FakeLatentDataset(2, channels=8, frames=16, clap_dim=16)[i] for i in range(2)]
+    )
     cb = DiTDemoCallback("unused", 1, num_demos=2, steps=3, cfg_scale=2.0, seed=7, demo_batch=batch)
     demo = cb.sample(m)
-    ema = MGELDMNet(m.ema_model_dit(), m.diffusion.pretransform, sample_rate=m.diffusion.sample_rate,
-                 segment_length=m.diffusion.segment_length)
+    ema = MGELDMNet(
+        m.ema_model_dit(),
+        m.diffusion.pretransform,
+        sample_rate=m.diffusion.sample_rate,
+        segment_length=m.diffusion.segment_length,
+    )
     runner = TaskRunner(ema)
     settings = SamplingSettings(steps=3, cfg_scale=2.0, overlap=0.0)
     gen = torch.Generator().manual_seed(7)
     cond = torch.zeros(2, runner.model.cond_dim)  # no conditioner: unconditional prompts
     total = sample_latents(runner, replace(TASKS["total_gen"], text=SRC), cond, settings, [gen], [16])[0]
-    extraction = sample_latents(runner, TASKS["source_extract"], cond, settings, [gen], [16], [m.latents(batch)[:, :8]])[0]
+    extraction = sample_latents(
+        runner, TASKS["source_extract"], cond, settings, [gen], [16], [m.latents(batch)[:, :8]]
+    )[0]
     assert TASKS["source_extract"].given == MIX
     assert torch.equal(demo["total_gen"], total) and torch.equal(demo["extraction"], extraction)
 
@@ -128,12 +135,22 @@ def test_mixed_precision_smoke_both_modules(tmp_path, precision):
     from mgeldm.training.fake_data import FakeAudioDataset, FakeLatentDataset
 
     def trainer():
-        return pl.Trainer(accelerator="cpu", precision=precision, max_steps=4, logger=False,
-                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        return pl.Trainer(
+            accelerator="cpu",
+            precision=precision,
+            max_steps=4,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
 
     ae = _ae_module()
-    trainer().fit(ae, DataLoader(FakeAudioDataset(8, length=1024), batch_size=2),
-                  val_dataloaders=DataLoader(FakeAudioDataset(2, length=1024), batch_size=2))
+    trainer().fit(
+        ae,
+        DataLoader(FakeAudioDataset(8, length=1024), batch_size=2),
+        val_dataloaders=DataLoader(FakeAudioDataset(2, length=1024), batch_size=2),
+    )
     assert ae.global_step == 4 and ae.nonfinite_total == 0
     dit = _dit_module()
     ds = FakeLatentDataset(16, channels=8, frames=16, clap_dim=16)
@@ -153,8 +170,14 @@ def test_fp16_gradscaler_clip_sees_unscaled_norm(fused):
         m = _dit_module()
         m.recipe["optimizer"]["fused"] = fused
         plugins = [MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))] if prec == "16-mixed" else []
-        pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, plugins=plugins).fit(
-            m, DataLoader(FakeLatentDataset(4, channels=8, frames=16, clap_dim=16), batch_size=4))
+        pl.Trainer(
+            accelerator="cpu",
+            max_steps=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            plugins=plugins,
+        ).fit(m, DataLoader(FakeLatentDataset(4, channels=8, frames=16, clap_dim=16), batch_size=4))
         norms[prec] = float(m.last_grad_norms[0])
     assert norms["16-mixed"] == pytest.approx(norms["32-true"], rel=0.05), norms

@@ -1,4 +1,5 @@
-"""2-process DDP (gloo, CPU): ranks draw different noise/timesteps/dropout, weights stay equal (difference 10 of docs/compatibility.md)."""
+"""2-process DDP (gloo, CPU): ranks draw different noise/timesteps/dropout, weights stay equal (difference 10 of
+docs/compatibility.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     import pytorch_lightning as pl
@@ -62,7 +63,7 @@ SCRIPT = textwrap.dedent('''
         tr = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=4, logger=False, callbacks=[ckpt],
                         enable_progress_bar=False, enable_model_summary=False)
         tr.fit(m, StatefulDataLoader(ds, batch_size=4, drop_last=True))
-''')
+""")
 
 
 @pytest.mark.slow
@@ -70,15 +71,16 @@ def test_two_process_ddp_differs_in_noise_equal_in_weights(tmp_path):
     script = tmp_path / "ddp_probe.py"
     script.write_text(SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MASTER_PORT=str(29500 + os.getpid() % 1000))
-    out = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())
     assert r0["seed"] != r1["seed"]
-    assert r0["first"]["eps"] != r1["first"]["eps"]          # noise differs
-    assert r0["first"]["t"] != r1["first"]["t"]              # Sobol timesteps differ
-    assert r0["params"] == r1["params"]                      # DDP keeps the replicas identical
+    assert r0["first"]["eps"] != r1["first"]["eps"]  # noise differs
+    assert r0["first"]["t"] != r1["first"]["t"]  # Sobol timesteps differ
+    assert r0["params"] == r1["params"]  # DDP keeps the replicas identical
     assert r0["ema"] == r1["ema"]
     # the checkpoint keeps every rank's streams (gathered), so a 2-rank resume continues both exactly
     import torch
@@ -86,11 +88,11 @@ def test_two_process_ddp_differs_in_noise_equal_in_weights(tmp_path):
     rng = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)["mgeldm_rng"]
     per_rank = rng["per_rank"]
     assert len(per_rank) == 2
-    assert per_rank[0]["extra"][0] != per_rank[1]["extra"][0]        # Sobol seeds
+    assert per_rank[0]["extra"][0] != per_rank[1]["extra"][0]  # Sobol seeds
     assert not torch.equal(per_rank[0]["generator"], per_rank[1]["generator"])
 
 
-DDP_CONFIG = textwrap.dedent('''
+DDP_CONFIG = textwrap.dedent("""
     # default_dit_tiny on 2 CPU processes (gloo), 2 steps
     defaults:
       - default_dit_tiny
@@ -100,7 +102,7 @@ DDP_CONFIG = textwrap.dedent('''
       pl_trainer: {devices: 2, max_steps: 2}
     data:
       fake: {num_examples: 16}
-''')
+""")
 
 
 @pytest.mark.slow
@@ -112,8 +114,16 @@ def test_train_dit_ddp_with_config_dir_after_the_overrides(tmp_path):
     conf.mkdir()
     (conf / "tiny_ddp.yaml").write_text(DDP_CONFIG)
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MASTER_PORT=str(30500 + os.getpid() % 1000))
-    cmd = [sys.executable, str(REPO / "train_dit.py"), "--config-name", "tiny_ddp", f"save_dir={tmp_path / 'run'}",
-           "seed=3", "--config-dir", str(conf)]
+    cmd = [
+        sys.executable,
+        str(REPO / "train_dit.py"),
+        "--config-name",
+        "tiny_ddp",
+        f"save_dir={tmp_path / 'run'}",
+        "seed=3",
+        "--config-dir",
+        str(conf),
+    ]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     import torch

@@ -1,10 +1,10 @@
-"""The EnCodec-style MS-STFT discriminator (docs/compatibility.md#autoencoder-training): layout, conv0 without weight norm, hinge + FM."""
+"""The EnCodec-style MS-STFT discriminator (docs/compatibility.md#autoencoder-training): layout, conv0 without weight
+norm, hinge + FM."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from mgeldm.training.discriminator import MultiScaleSTFTDiscriminator, hinge_losses
 
@@ -57,7 +57,7 @@ def test_forward_fp32_under_autocast_and_grads():
     x = torch.randn(2, 1, 1024, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits, fmaps = d(x)
-    assert all(l.dtype == torch.float32 for l in logits)
+    assert all(logit.dtype == torch.float32 for logit in logits)
     assert len(fmaps[0]) == 5
     dis, adv, fm = d.loss(torch.randn(2, 1, 1024), x)
     (dis + adv + fm).backward()

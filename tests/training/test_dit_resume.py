@@ -17,8 +17,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cmd(save_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(REPO / "train_dit.py"), "--config-name", "default_dit_tiny", f"save_dir={save_dir}",
-            "trainer.logger=none", *extra]
+    return [
+        sys.executable,
+        str(REPO / "train_dit.py"),
+        "--config-name",
+        "default_dit_tiny",
+        f"save_dir={save_dir}",
+        "trainer.logger=none",
+        *extra,
+    ]
 
 
 def _env() -> dict:
@@ -57,14 +64,28 @@ def test_sigkill_and_resume_is_bitwise_exact(tmp_path, killed_writer):
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     _run(ref_dir, *steps, "trainer.logger=csv")
     header = next((ref_dir / "logs").rglob("metrics.csv")).read_text().splitlines()[0].split(",")
-    for col in ("train/loss", "train/loss_mix", "train/loss_submix", "train/loss_src", "train/lr", "train/grad_norm",
-                "train/samples_per_s", "train/nonfinite_steps"):
+    for col in (
+        "train/loss",
+        "train/loss_mix",
+        "train/loss_submix",
+        "train/loss_src",
+        "train/lr",
+        "train/grad_norm",
+        "train/samples_per_s",
+        "train/nonfinite_steps",
+    ):
         assert col in header, col
     # the interrupted run SIGKILLs itself right after last.ckpt of step 20 is on disk (a hook for tests)
     err = tmp_path / "killed_run.stderr"
     with open(err, "w") as f:
-        proc = subprocess.Popen(_cmd(run_dir, *steps), cwd=REPO, env={**_env(), "MGELDM_TEST_KILL_AT_STEP": "20"},
-                                stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
+        proc = subprocess.Popen(
+            _cmd(run_dir, *steps),
+            cwd=REPO,
+            env={**_env(), "MGELDM_TEST_KILL_AT_STEP": "20"},
+            stdout=subprocess.DEVNULL,
+            stderr=f,
+            start_new_session=True,
+        )
         try:
             proc.wait(timeout=300)
         finally:  # its loader workers die with it, not seconds later
@@ -127,8 +148,11 @@ def test_extending_a_finished_run_continues_its_data_stream(tmp_path, run_here, 
     assert run_here(tmp_path / "max_steps", "trainer.pl_trainer.max_steps=22")["global_step"] == 22
     build = train_dit.build_trainer
     with monkeypatch.context() as patch:
-        patch.setattr(train_dit, "build_trainer", lambda tcfg, save_dir, callbacks, **kw:
-                      build(tcfg, save_dir, [*callbacks, _StopAt(22)], **kw))
+        patch.setattr(
+            train_dit,
+            "build_trainer",
+            lambda tcfg, save_dir, callbacks, **kw: build(tcfg, save_dir, [*callbacks, _StopAt(22)], **kw),
+        )
         assert run_here(tmp_path / "stopped", "trainer.pl_trainer.max_steps=30")["global_step"] == 22
     for name in ("max_steps", "stopped"):
         _assert_same(straight, run_here(tmp_path / name, "trainer.pl_trainer.max_steps=30", "ckpt_path=last"))
@@ -149,27 +173,38 @@ def test_resume_with_text_conditioning_is_bitwise_exact(tmp_path, run_here):
             return out + 1e-3 * out.mean(dim=0, keepdim=True)
 
     register_conditioner("batch_dependent_minilm_for_test")(lambda config, device: BatchDependentMiniLM(device=device))
-    text = ["trainer.recipe.text_conditioning=true", "model.MGELDM.global_cond_dim=384",
-            "model.conditioner={clap_text: {type: batch_dependent_minilm_for_test}}"]
+    text = [
+        "trainer.recipe.text_conditioning=true",
+        "model.MGELDM.global_cond_dim=384",
+        "model.conditioner={clap_text: {type: batch_dependent_minilm_for_test}}",
+    ]
     straight = run_here(tmp_path / "straight", *text, "trainer.pl_trainer.max_steps=30")
     run_here(tmp_path / "resumed", *text, "trainer.pl_trainer.max_steps=22")
     periodic = tmp_path / "resumed" / "checkpoints" / "step00000020.ckpt"
-    _assert_same(straight, run_here(tmp_path / "resumed", *text, "trainer.pl_trainer.max_steps=30",
-                                    f"ckpt_path={periodic}"))
+    _assert_same(
+        straight, run_here(tmp_path / "resumed", *text, "trainer.pl_trainer.max_steps=30", f"ckpt_path={periodic}")
+    )
 
 
 @pytest.mark.slow
 def test_resume_with_missing_checkpoint_file_is_one_line_error(tmp_path):
-    out = subprocess.run(_cmd(tmp_path, "ckpt_path=/nonexistent/x.ckpt"), cwd=REPO, env=_env(),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        _cmd(tmp_path, "ckpt_path=/nonexistent/x.ckpt"),
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("train_dit.py: error: ckpt_path: /nonexistent/x.ckpt")
 
 
 @pytest.mark.slow
 def test_missing_autoencoder_is_one_line_error(tmp_path):
-    out = subprocess.run(_cmd(tmp_path, "require_autoencoder=true"), cwd=REPO, env=_env(),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        _cmd(tmp_path, "require_autoencoder=true"), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 2
     assert "autoencoder_ckpt_path: missing" in out.stderr.strip().splitlines()[-1]
 
@@ -180,10 +215,21 @@ def test_data_root_without_tracks_is_one_line_error(tmp_path):
 
     (tmp_path / "root" / "slakh2100" / "train").mkdir(parents=True)
     np.save(tmp_path / "root" / "zero_latent.npy", np.zeros(8, np.float32))
-    out = subprocess.run(_cmd(tmp_path / "run", "~data.fake", f"+data.data_dir={tmp_path / 'root'}",
-                              "+data.train.slakh2100.subdir=slakh2100", "+data.train.slakh2100.split=train",
-                              "+data.train.slakh2100.num_examples=8"),
-                         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        _cmd(
+            tmp_path / "run",
+            "~data.fake",
+            f"+data.data_dir={tmp_path / 'root'}",
+            "+data.train.slakh2100.subdir=slakh2100",
+            "+data.train.slakh2100.split=train",
+            "+data.train.slakh2100.num_examples=8",
+        ),
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("train_dit.py: error:") and "no usable track" in last
@@ -202,7 +248,7 @@ def test_unwrapped_file_as_resume_checkpoint_is_refused(tmp_path):
     with pytest.raises(UserError, match="of the autoencoder run, not of mgeldm training"):
         resolve_resume(str(tmp_path / "ae.ckpt"), tmp_path, "mgeldm")
     assert resolve_resume(str(tmp_path / "ae.ckpt"), tmp_path, "autoencoder") == str(tmp_path / "ae.ckpt")
-    assert resolve_resume("last", tmp_path, "mgeldm") is None          # nothing to resume yet: fresh run
+    assert resolve_resume("last", tmp_path, "mgeldm") is None  # nothing to resume yet: fresh run
     assert resolve_resume(None, tmp_path, "mgeldm") is None
 
 

@@ -1,4 +1,5 @@
-"""InverseLR formula (docs/compatibility.md#autoencoder-training, docs/compatibility.md#dit-training) and the ema-pytorch decay schedule (docs/compatibility.md#autoencoder-training)."""
+"""InverseLR formula (docs/compatibility.md#autoencoder-training, docs/compatibility.md#dit-training) and the
+ema-pytorch decay schedule (docs/compatibility.md#autoencoder-training)."""
 
 from __future__ import annotations
 

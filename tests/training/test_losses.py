@@ -1,4 +1,5 @@
-"""MR-STFT loss, A-weighting, KL and masked v-loss against docs/compatibility.md#autoencoder-training, docs/compatibility.md#dit-training on hand-checked cases."""
+"""MR-STFT loss, A-weighting, KL and masked v-loss against docs/compatibility.md#autoencoder-training,
+docs/compatibility.md#dit-training on hand-checked cases."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from mgeldm.training.losses import (
 
 
 def _spec_a6_taps(fs: int = 16000, ntaps: int = 101) -> np.ndarray:
-    """docs/compatibility.md#autoencoder-training's recipe written out: IEC analog A-weighting -> bilinear -> freqz(512) -> firls."""
+    """docs/compatibility.md#autoencoder-training's recipe written out: IEC analog A-weighting -> bilinear ->
+    freqz(512) -> firls."""
     f1, f2, f3, f4, a1000 = 20.598997, 107.65265, 737.86223, 12194.217, 1.9997
     num = [(2 * np.pi * f4) ** 2 * (10 ** (a1000 / 20)), 0, 0, 0, 0]
     den = np.polymul([1, 4 * np.pi * f4, (2 * np.pi * f4) ** 2], [1, 4 * np.pi * f1, (2 * np.pi * f1) ** 2])
@@ -37,8 +39,11 @@ def test_auraloss_a_weighting_is_spec_filter():
     # and it is an A-weighting: compare with the standard analog curve where warping is small
     freqs = np.array([200.0, 500.0, 1000.0, 2000.0])
     _, h = scipy.signal.freqz(taps, worN=freqs, fs=16000)
-    ra = 12194**2 * freqs**4 / ((freqs**2 + 20.6**2) * np.sqrt((freqs**2 + 107.7**2) * (freqs**2 + 737.9**2))
-                                * (freqs**2 + 12194**2))
+    ra = (
+        12194**2
+        * freqs**4
+        / ((freqs**2 + 20.6**2) * np.sqrt((freqs**2 + 107.7**2) * (freqs**2 + 737.9**2)) * (freqs**2 + 12194**2))
+    )
     np.testing.assert_allclose(20 * np.log10(np.abs(h)), 20 * np.log10(ra) + 2.0, atol=0.5)
 
 
@@ -86,8 +91,15 @@ def test_mrstft_zero_for_identical_and_fp32_under_autocast():
 
 def test_mrstft_resolutions_default_to_spec():
     loss = MultiResolutionSTFTLoss()
-    assert loss.resolutions == [(2048, 512, 2048), (1024, 256, 1024), (512, 128, 512), (256, 64, 256),
-                                (128, 32, 128), (64, 16, 64), (32, 8, 32)]
+    assert loss.resolutions == [
+        (2048, 512, 2048),
+        (1024, 256, 1024),
+        (512, 128, 512),
+        (256, 64, 256),
+        (128, 32, 128),
+        (64, 16, 64),
+        (32, 8, 32),
+    ]
 
 
 def test_masked_mse_ignores_masked_tracks():
@@ -99,7 +111,7 @@ def test_masked_mse_ignores_masked_tracks():
     for i in range(b):
         for j in range(k):
             if mask[i, j]:
-                ref.append((pred[i, j * c:(j + 1) * c] - target[i, j * c:(j + 1) * c]).square().flatten())
+                ref.append((pred[i, j * c : (j + 1) * c] - target[i, j * c : (j + 1) * c]).square().flatten())
     expected = torch.cat(ref).mean()
     assert masked_mse(pred, target, mask, k).item() == pytest.approx(expected.item(), rel=1e-6)
     # changing a masked track's prediction changes nothing

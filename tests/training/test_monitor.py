@@ -46,8 +46,9 @@ def _song(folder: Path, frames: int, seed: int) -> None:
         for name, z in (("src", src), ("submix", mix - src)):
             np.save(comb / f"{name}.npy", z)
             np.save(comb / f"{name}_clap.npy", rng.standard_normal((G, 2)).astype(np.float32))
-        (comb / "comb_info.json").write_text(json.dumps({"src_label": label,
-                                                         "submix_label_list": [x for x in LABELS if x != label]}))
+        (comb / "comb_info.json").write_text(
+            json.dumps({"src_label": label, "submix_label_list": [x for x in LABELS if x != label]})
+        )
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +68,17 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def _overrides(root: Path, save_dir: Path, *extra: str) -> list[str]:
-    return [f"save_dir={save_dir}", "+data=multi_latent_pretrain_nomix", "~data.fake", f"data.data_dir={root}",
-            "data.num_examples_train=64",
-            f"model.conditioner={{clap_text:{{type:embedding_table,config:{{path:'{root / 'table.npz'}'}}}}}}",
-            "trainer.pl_trainer.max_steps=10", "trainer.logger=csv", *extra]
+    return [
+        f"save_dir={save_dir}",
+        "+data=multi_latent_pretrain_nomix",
+        "~data.fake",
+        f"data.data_dir={root}",
+        "data.num_examples_train=64",
+        f"model.conditioner={{clap_text:{{type:embedding_table,config:{{path:'{root / 'table.npz'}'}}}}}}",
+        "trainer.pl_trainer.max_steps=10",
+        "trainer.logger=csv",
+        *extra,
+    ]
 
 
 @pytest.fixture
@@ -117,8 +125,12 @@ def test_monitor_logs_keeps_the_best_and_leaves_training_alone(tmp_path, train, 
     """Every 4 steps and at the last (10): the scores (and an x0 probe) in metrics.csv, one line each; best.json
     names the best-scoring steps' checkpoints, unwrap_model.py unwraps the best; the weights are those of the same
     run without the monitor."""
-    on = train(tmp_path / "on", "trainer.monitor.every_n_steps=4", "trainer.monitor.save_top_k=2",
-               "trainer.monitor.x0_times=[0.5]")
+    on = train(
+        tmp_path / "on",
+        "trainer.monitor.every_n_steps=4",
+        "trainer.monitor.save_top_k=2",
+        "trainer.monitor.x0_times=[0.5]",
+    )
     lines = [line for line in capsys.readouterr().out.splitlines() if "monitor at step" in line]
     assert [line.split(" | ")[0] for line in lines] == [f"train_dit.py: monitor at step {s}" for s in (4, 8, 10)]
     rows = {int(r["step"]): r for r in _rows(tmp_path / "on") if r.get("val/latent_rel_mse")}
@@ -126,8 +138,9 @@ def test_monitor_logs_keeps_the_best_and_leaves_training_alone(tmp_path, train, 
     for row in rows.values():
         assert 0 <= float(row["val/latent_prompt_accuracy"]) <= 1 and float(row["val/latent_rel_mse"]) > 0
         assert float(row["val/x0_error_t0.5"]) > 0 and float(row["val/x0_error_t0.5_uncond"]) > 0
-        assert all(row[f"val/latent_rel_mse_{label}"] and row[f"val/latent_prompt_accuracy_{label}"]
-                   for label in LABELS)
+        assert all(
+            row[f"val/latent_rel_mse_{label}"] and row[f"val/latent_prompt_accuracy_{label}"] for label in LABELS
+        )
     best = json.loads((tmp_path / "on" / "checkpoints" / "best.json").read_text())
     best_step = min(rows, key=lambda s: float(rows[s]["val/latent_rel_mse"]))
     assert best["step"] == best_step and best["metric"] == "val/latent_rel_mse" and best["mode"] == "min"
@@ -144,8 +157,15 @@ def test_monitor_logs_keeps_the_best_and_leaves_training_alone(tmp_path, train, 
 
     sys_argv = sys.argv
     try:
-        sys.argv = ["unwrap_model.py", "--config-name", "dit", "+type=mgeldm", f"ckpt_path={path}",
-                    f"+output_name={tmp_path / 'best_unwrapped'}", "+use_safetensors=false"]
+        sys.argv = [
+            "unwrap_model.py",
+            "--config-name",
+            "dit",
+            "+type=mgeldm",
+            f"ckpt_path={path}",
+            f"+output_name={tmp_path / 'best_unwrapped'}",
+            "+use_safetensors=false",
+        ]
         with pytest.raises(SystemExit) as done:
             runpy.run_path(str(REPO / "unwrap_model.py"), run_name="__main__")
         assert done.value.code in (0, None)
@@ -167,11 +187,14 @@ def test_monitor_resumes_its_ranking(tmp_path, train):
     train(tmp_path / "resumed", *flags, "trainer.pl_trainer.max_steps=6")
     resumed = train(tmp_path / "resumed", *flags, "ckpt_path=last")
     _same_weights(straight, resumed)
-    scores = [{int(r["step"]): r["val/latent_rel_mse"] for r in _rows(tmp_path / name) if r.get("val/latent_rel_mse")}
-              for name in ("straight", "resumed")]
+    scores = [
+        {int(r["step"]): r["val/latent_rel_mse"] for r in _rows(tmp_path / name) if r.get("val/latent_rel_mse")}
+        for name in ("straight", "resumed")
+    ]
     assert scores[0] == {s: v for s, v in scores[1].items() if s != 6} and sorted(scores[0]) == [4, 8, 10]
-    records = [json.loads((tmp_path / name / "checkpoints" / "best.json").read_text())
-               for name in ("straight", "resumed")]
+    records = [
+        json.loads((tmp_path / name / "checkpoints" / "best.json").read_text()) for name in ("straight", "resumed")
+    ]
     assert records[0]["mode"] == "max"
     assert {k: v for k, v in records[0].items() if k != "path"} == {k: v for k, v in records[1].items() if k != "path"}
 
@@ -180,15 +203,29 @@ def test_monitor_resumes_its_ranking(tmp_path, train):
 def test_monitor_under_ddp_scores_on_rank_0_and_every_rank_keeps_the_same_best(corpus, tmp_path):
     """2 CPU processes (gloo): one line and one CSV row per scored step, the best checkpoint written once."""
     run = tmp_path / "ddp"
-    out = subprocess.run([sys.executable, str(REPO / "train_dit.py"), "--config-name", "default_dit_tiny",
-                          *_overrides(corpus, run),
-                          "trainer.pl_trainer.max_steps=4", "trainer.monitor.every_n_steps=2",
-                          "trainer.pl_trainer.devices=2", "trainer.pl_trainer.strategy=ddp"],
-                         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"),
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train_dit.py"),
+            "--config-name",
+            "default_dit_tiny",
+            *_overrides(corpus, run),
+            "trainer.pl_trainer.max_steps=4",
+            "trainer.monitor.every_n_steps=2",
+            "trainer.pl_trainer.devices=2",
+            "trainer.pl_trainer.strategy=ddp",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert [line.split(" | ")[0] for line in out.stdout.splitlines() if "monitor at step" in line] == \
-        ["train_dit.py: monitor at step 2", "train_dit.py: monitor at step 4"]
+    assert [line.split(" | ")[0] for line in out.stdout.splitlines() if "monitor at step" in line] == [
+        "train_dit.py: monitor at step 2",
+        "train_dit.py: monitor at step 4",
+    ]
     assert sorted(int(r["step"]) for r in _rows(run) if r.get("val/latent_rel_mse")) == [2, 4]
     best = json.loads((run / "checkpoints" / "best.json").read_text())
     assert (run / "checkpoints" / best["file"]).is_file() and best["step"] in (2, 4)
@@ -213,10 +250,14 @@ MISTAKES = {
     "x0 time 2": (["trainer.monitor.x0_times=[0.5,2]"], "trainer.monitor.x0_times"),
     "unknown key": (["+trainer.monitor.every=5"], "trainer.monitor.every: unknown key"),
     "steps 0": (["trainer.monitor.every_n_steps=2", "trainer.monitor.steps=0"], "trainer.monitor.steps=0"),
-    "overlap": (["trainer.monitor.every_n_steps=2", "trainer.monitor.overlap_seconds=1"],
-                "trainer.monitor.overlap_seconds=1"),
-    "missing split": (["trainer.monitor.every_n_steps=2", "trainer.monitor.split=test"],
-                      "trainer.monitor.split='test'"),
+    "overlap": (
+        ["trainer.monitor.every_n_steps=2", "trainer.monitor.overlap_seconds=1"],
+        "trainer.monitor.overlap_seconds=1",
+    ),
+    "missing split": (
+        ["trainer.monitor.every_n_steps=2", "trainer.monitor.split=test"],
+        "trainer.monitor.split='test'",
+    ),
     "no conditioner": (["trainer.monitor.every_n_steps=2", "model.conditioner=null"], "model.conditioner: none"),
 }
 

@@ -19,8 +19,15 @@ _spec.loader.exec_module(_h)
 
 
 def _trainer(steps: int) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    return pl.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
 
 
 def _eval_dit(m: DiTTrainingModule, batch) -> float:
@@ -38,8 +45,7 @@ def _eval_dit(m: DiTTrainingModule, batch) -> float:
 def test_dit_loss_falls(tiny_cfg):
     torch.manual_seed(0)
     ds = FakeLatentDataset(32, channels=tiny_cfg["io_channels"], frames=16, clap_dim=tiny_cfg["global_cond_dim"])
-    m = DiTTrainingModule(_h.DiTOnly(tiny_cfg), {"optimizer": {"lr": 2e-3}, "scheduler": {"warmup": 0.0},
-                                                   "seed": 0})
+    m = DiTTrainingModule(_h.DiTOnly(tiny_cfg), {"optimizer": {"lr": 2e-3}, "scheduler": {"warmup": 0.0}, "seed": 0})
     m.setup_rng("cpu")
     batch = torch.utils.data.default_collate([ds[i] for i in range(16)])
     before = _eval_dit(m, batch)
@@ -55,9 +61,14 @@ def test_ae_loss_falls(reference_fixtures):
 
     cfg = dict(reference_fixtures.readme["autoencoder"])
     torch.manual_seed(0)
-    recipe = {"seed": 0, "optimizer": {"lr": 2e-3}, "scheduler": {"warmup": 0.0}, "disc_scheduler": {"warmup": 0.0},
-              "mrstft": {"fft_sizes": [256, 128, 64], "hop_sizes": [64, 32, 16], "win_lengths": [256, 128, 64]},
-              "discriminator": {"n_ffts": [128], "hop_lengths": [32], "win_lengths": [128], "filters": 4}}
+    recipe = {
+        "seed": 0,
+        "optimizer": {"lr": 2e-3},
+        "scheduler": {"warmup": 0.0},
+        "disc_scheduler": {"warmup": 0.0},
+        "mrstft": {"fft_sizes": [256, 128, 64], "hop_sizes": [64, 32, 16], "win_lengths": [256, 128, 64]},
+        "discriminator": {"n_ffts": [128], "hop_lengths": [32], "win_lengths": [128], "filters": 4},
+    }
     m = AETrainingModule(build_autoencoder(cfg), recipe)
     ds = FakeAudioDataset(8, length=2048)
     reals = torch.stack([ds[i]["mix_wav"] for i in range(8)])

@@ -79,13 +79,23 @@ def _hydra_main_checkpoint(tmp_path: Path, state: dict) -> Path:
     app = tmp_path / "app"
     (app / "conf").mkdir(parents=True)
     (app / "app.py").write_text(_HYDRA_APP)
-    config = {"run_name": "mgeldm_${now:%Y-%m-%d_%H-%M-%S}", "model": _tiny_model_cfg(),
-              "state_path": str(tmp_path / "state.pt"), "out_path": str(tmp_path / "orig_hydra.ckpt"),
-              "hydra": {"run": {"dir": str(tmp_path / "outputs" / "${now:%Y-%m-%d}" / "${now:%H-%M-%S}")}}}
+    config = {
+        "run_name": "mgeldm_${now:%Y-%m-%d_%H-%M-%S}",
+        "model": _tiny_model_cfg(),
+        "state_path": str(tmp_path / "state.pt"),
+        "out_path": str(tmp_path / "orig_hydra.ckpt"),
+        "hydra": {"run": {"dir": str(tmp_path / "outputs" / "${now:%Y-%m-%d}" / "${now:%H-%M-%S}")}},
+    }
     (app / "conf" / "config.yaml").write_text(yaml.safe_dump(config))
     torch.save(state, tmp_path / "state.pt")
-    out = subprocess.run([sys.executable, "app.py"], cwd=app, capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, HYDRA_FULL_ERROR="1"))
+    out = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, HYDRA_FULL_ERROR="1"),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return tmp_path / "orig_hydra.ckpt"
 
@@ -126,7 +136,9 @@ def test_a_resolver_cache_never_builds_anything_but_a_dict(tmp_path):
 
 def test_wrong_type_is_refused_clearly(tmp_path):
     _, path = _our_dit_checkpoint(tmp_path)
-    with pytest.raises(UserError, match=r"is a DiT \(mgeldm\) training checkpoint, not autoencoder; pass \+type=mgeldm"):
+    with pytest.raises(
+        UserError, match=r"is a DiT \(mgeldm\) training checkpoint, not autoencoder; pass \+type=mgeldm"
+    ):
         unwrap_checkpoint(path, "autoencoder", tmp_path / "ae")
     torch.save({"state_dict": {"encoder.layers.0.weight": torch.ones(1)}}, tmp_path / "unwrapped.ckpt")
     with pytest.raises(UserError, match="neither an AE nor a DiT training checkpoint"):
@@ -139,20 +151,35 @@ def _original_style(fixtures, kind: str):
 
     from mgeldm.checkpoints import read_state_dict
 
-    cfg = OmegaConf.create({"model_type": "autoencoder" if kind == "autoencoder" else "mgeldm",
-                            "model": dict(fixtures.readme["autoencoder"]), "sample_rate": 16000})
+    cfg = OmegaConf.create(
+        {
+            "model_type": "autoencoder" if kind == "autoencoder" else "mgeldm",
+            "model": dict(fixtures.readme["autoencoder"]),
+            "sample_rate": 16000,
+        }
+    )
     if kind == "autoencoder":
         ema = read_state_dict(fixtures.path("tiny_ae.ckpt"))
         sd = {f"autoencoder.{k}": v + 1 for k, v in ema.items()}
         sd.update({f"autoencoder_ema.online_model.{k}": v + 1 for k, v in ema.items()})
         sd.update({f"autoencoder_ema.ema_model.{k}": v for k, v in ema.items()})
-        sd.update({"autoencoder_ema.initted": torch.tensor(True), "autoencoder_ema.step": torch.tensor(7),
-                   "discriminator.discriminators.0.convs.0.conv.weight": torch.zeros(2, 2, 3, 9),
-                   "losses_disc.0.fir.weight": torch.zeros(1, 1, 101)})
+        sd.update(
+            {
+                "autoencoder_ema.initted": torch.tensor(True),
+                "autoencoder_ema.step": torch.tensor(7),
+                "discriminator.discriminators.0.convs.0.conv.weight": torch.zeros(2, 2, 3, 9),
+                "losses_disc.0.fir.weight": torch.zeros(1, 1, 101),
+            }
+        )
         return {"state_dict": sd, "model_config": cfg}, ema
     full = read_state_dict(fixtures.path("tiny_mgeldm.ckpt"))
-    sd = {f"diffusion.{k}": (v + 1 if k.startswith("model_dit.") and v.is_floating_point() else v) for k, v in full.items()}
-    sd.update({f"diffusion_ema.ema_model.{k[len('model_dit.'):]}": v for k, v in full.items() if k.startswith("model_dit.")})
+    sd = {
+        f"diffusion.{k}": (v + 1 if k.startswith("model_dit.") and v.is_floating_point() else v)
+        for k, v in full.items()
+    }
+    sd.update(
+        {f"diffusion_ema.ema_model.{k[len('model_dit.') :]}": v for k, v in full.items() if k.startswith("model_dit.")}
+    )
     sd.update({"diffusion_ema.initted": torch.tensor(True), "diffusion_ema.step": torch.tensor(7)})
     return {"state_dict": sd, "model_config": cfg, "epoch": 0, "global_step": 7}, full
 
@@ -189,9 +216,23 @@ def test_arbitrary_pickles_are_refused(tmp_path):
 def test_unwrap_cli_original_command_line(tmp_path):
     _, path = _our_dit_checkpoint(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "unwrap_model.py", "--config-name", "default_dit_tiny", "+type=mgeldm",
-                          f"ckpt_path={path}", "+use_safetensors=false", f"+output_name={tmp_path / 'cli_dit'}"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "unwrap_model.py",
+            "--config-name",
+            "default_dit_tiny",
+            "+type=mgeldm",
+            f"ckpt_path={path}",
+            "+use_safetensors=false",
+            f"+output_name={tmp_path / 'cli_dit'}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "cli_dit.ckpt").is_file()
     # round trip: the unwrapped file runs in infer.py (source extraction on a short clip)
@@ -199,16 +240,44 @@ def test_unwrap_cli_original_command_line(tmp_path):
     import soundfile as sf
 
     sf.write(tmp_path / "mix.wav", (0.1 * np.random.default_rng(0).standard_normal(8000)).astype("float32"), 16000)
-    inf = subprocess.run([sys.executable, "infer.py", "--config-name", "default_dit_tiny",
-                          f"ckpt_path={tmp_path / 'cli_dit.ckpt'}", "+task=source_extract",
-                          f"+given_wav_path={tmp_path / 'mix.wav'}", "+num_steps=2", "+overlap_dur=0.016",
-                          f"+output_dir={tmp_path / 'infer'}", "+device=cpu"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    inf = subprocess.run(
+        [
+            sys.executable,
+            "infer.py",
+            "--config-name",
+            "default_dit_tiny",
+            f"ckpt_path={tmp_path / 'cli_dit.ckpt'}",
+            "+task=source_extract",
+            f"+given_wav_path={tmp_path / 'mix.wav'}",
+            "+num_steps=2",
+            "+overlap_dur=0.016",
+            f"+output_dir={tmp_path / 'infer'}",
+            "+device=cpu",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert inf.returncode == 0, inf.stderr[-2000:]
     assert list((tmp_path / "infer").rglob("gen_src.wav"))
-    bad = subprocess.run([sys.executable, "unwrap_model.py", "--config-name", "default_ae", "+type=autoencoder",
-                          f"ckpt_path={path}", f"+output_name={tmp_path / 'x'}"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "unwrap_model.py",
+            "--config-name",
+            "default_ae",
+            "+type=autoencoder",
+            f"ckpt_path={path}",
+            f"+output_name={tmp_path / 'x'}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2
     assert "pass +type=mgeldm" in bad.stderr.strip().splitlines()[-1]
 
@@ -216,20 +285,50 @@ def test_unwrap_cli_original_command_line(tmp_path):
 @pytest.mark.slow
 def test_train_ae_cli_then_unwrap(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "train_ae.py", "--config-name", "default_ae_tiny", f"save_dir={tmp_path}",
-                          "trainer.pl_trainer.max_steps=4", "logger=none"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "train_ae.py",
+            "--config-name",
+            "default_ae_tiny",
+            f"save_dir={tmp_path}",
+            "trainer.pl_trainer.max_steps=4",
+            "logger=none",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    out = subprocess.run([sys.executable, "unwrap_model.py", "--config-name", "default_ae_tiny", "+type=autoencoder",
-                          f"ckpt_path={ckpt}", "+use_safetensors=true", f"+output_name={tmp_path / 'ae'}"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "unwrap_model.py",
+            "--config-name",
+            "default_ae_tiny",
+            "+type=autoencoder",
+            f"ckpt_path={ckpt}",
+            "+use_safetensors=true",
+            f"+output_name={tmp_path / 'ae'}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     from mgeldm.checkpoints import read_state_dict
 
     state = read_state_dict(tmp_path / "ae.safetensors")
-    ema = {k[len("autoencoder_ema.ema_model."):]: v for k, v in load_training_checkpoint(ckpt)["state_dict"].items()
-           if k.startswith("autoencoder_ema.ema_model.")}
+    ema = {
+        k[len("autoencoder_ema.ema_model.") :]: v
+        for k, v in load_training_checkpoint(ckpt)["state_dict"].items()
+        if k.startswith("autoencoder_ema.ema_model.")
+    }
     assert state.keys() == ema.keys() and all(torch.equal(state[k], ema[k]) for k in ema)
 
 
@@ -246,6 +345,7 @@ def test_unwrapped_weights_carry_the_training_model_config(tmp_path):
     ckpt["model_config"] = trained
     torch.save(ckpt, path)
     for safetensors in (False, True):
-        out = unwrap_checkpoint(path, "mgeldm", tmp_path / "dit", model_cfg={**cfg, "track_norm": "measure"},
-                                use_safetensors=safetensors)
+        out = unwrap_checkpoint(
+            path, "mgeldm", tmp_path / "dit", model_cfg={**cfg, "track_norm": "measure"}, use_safetensors=safetensors
+        )
         assert read_model_config(out) == trained

@@ -124,8 +124,7 @@ class CorpusReader(ABC):
         if not any(self.looks_like_song(ref) for ref in refs):
             from mgeldm.errors import UserError
 
-            raise UserError(f"data_dirs.{self.key}: {self.root} holds no song in the {self.key} layout "
-                            f"({self.layout})")
+            raise UserError(f"data_dirs.{self.key}: {self.root} holds no song in the {self.key} layout ({self.layout})")
         return refs
 
     def looks_like_song(self, ref: TrackRef) -> bool:

@@ -38,8 +38,17 @@ class MixturesReader(CorpusReader):
         for idx, (name, rels) in enumerate(sorted(songs.items())):
             chosen = min(rels, key=self.preference)
             dropped = tuple(r.as_posix() for r in rels if r != chosen)
-            refs.append(TrackRef(self.out_name, None, idx, chosen.as_posix(), self.root / chosen,
-                                 f"{self.out_name}/{self.out_folder(name, idx)}", dropped))
+            refs.append(
+                TrackRef(
+                    self.out_name,
+                    None,
+                    idx,
+                    chosen.as_posix(),
+                    self.root / chosen,
+                    f"{self.out_name}/{self.out_folder(name, idx)}",
+                    dropped,
+                )
+            )
         return refs
 
     def _audio_files(self) -> list[PurePosixPath]:
@@ -94,7 +103,9 @@ class MTGJamendoReader(MixturesReader):
                 from mgeldm.errors import UserError
 
                 folder = (self.root / ref.source_id).parent
-                raise UserError(f"data_dirs.{self.key}: {folder} holds {Path(ref.source_id).name} outside the "
-                                f"{self.layout} layout, which training reads two folder levels deep and so would "
-                                "never see it; move it into a <NN> folder or pre-encode it with the mixtures key")
+                raise UserError(
+                    f"data_dirs.{self.key}: {folder} holds {Path(ref.source_id).name} outside the "
+                    f"{self.layout} layout, which training reads two folder levels deep and so would "
+                    "never see it; move it into a <NN> folder or pre-encode it with the mixtures key"
+                )
         return refs

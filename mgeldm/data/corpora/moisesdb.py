@@ -22,7 +22,9 @@ SPLIT_SEED = 42
 TEST_FRACTION = 0.1
 
 
-def seeded_split(items: Sequence[T], test_size: float = TEST_FRACTION, seed: int = SPLIT_SEED) -> tuple[list[T], list[T]]:
+def seeded_split(
+    items: Sequence[T], test_size: float = TEST_FRACTION, seed: int = SPLIT_SEED
+) -> tuple[list[T], list[T]]:
     """sklearn's ``train_test_split(items, test_size, random_state=seed)`` (ShuffleSplit semantics).
 
     ``n_test = ceil(test_size * n)``; one ``RandomState(seed).permutation(n)``; test = its first

@@ -15,8 +15,15 @@ from mgeldm.errors import UserError
 
 READERS: dict[str, type[CorpusReader]] = {
     cls.key: cls
-    for cls in (SlakhReader, MusdbReader, MoisesReader, MedleyReader, MTGJamendoReader, OtherTracksReader,
-                MixturesReader)
+    for cls in (
+        SlakhReader,
+        MusdbReader,
+        MoisesReader,
+        MedleyReader,
+        MTGJamendoReader,
+        OtherTracksReader,
+        MixturesReader,
+    )
 }
 
 

@@ -48,8 +48,11 @@ class SlakhReader(CorpusReader):
 
     def files(self, ref: TrackRef) -> tuple[Path | None, list[Path]]:
         meta = read_metadata(ref.path / "metadata.yaml")
-        stems = [stem_file(ref.path / "stems", str(s)) for s, info in sorted(meta["stems"].items())
-                 if isinstance(info, dict) and info.get("audio_rendered") is True]
+        stems = [
+            stem_file(ref.path / "stems", str(s))
+            for s, info in sorted(meta["stems"].items())
+            if isinstance(info, dict) and info.get("audio_rendered") is True
+        ]
         mix = ref.path / "mix.wav"
         return (mix if mix.is_file() else None), stems
 

@@ -31,8 +31,10 @@ class TrackEncoder:
         rate = getattr(embedder, "sample_rate", None)
         self.clap_sr = int(rate) if rate else None
         if settings.clap_from == "audio" and self.clap_sr is None:
-            raise UserError("embedder: this embedder is text-only (no sample_rate, no audio embeddings); "
-                            "set pre_encode.clap_from=labels or use an audio embedder such as laion_clap")
+            raise UserError(
+                "embedder: this embedder is text-only (no sample_rate, no audio embeddings); "
+                "set pre_encode.clap_from=labels or use an audio embedder such as laion_clap"
+            )
 
     # -- AE
     def latents(self, waves: torch.Tensor, sample_rate: int) -> np.ndarray:
@@ -46,7 +48,7 @@ class TrackEncoder:
         out = []
         with torch.no_grad():
             for start in range(0, x.shape[0], self.settings.batch_size):
-                batch = x[start:start + self.settings.batch_size, None].to(self.device)
+                batch = x[start : start + self.settings.batch_size, None].to(self.device)
                 z = self._encode_chunks(batch) if chunked else self.ae.encode_audio(batch, sample=False)
                 out.append(z.float().cpu())
         return torch.cat(out).numpy()
@@ -65,7 +67,7 @@ class TrackEncoder:
         ramp = torch.linspace(0.0, 1.0, overlap + 2, device=x.device)[1:-1]
         out = weight = None
         for start in starts:
-            z = self.ae.encode_audio(x[..., start * r:(start + size) * r], sample=False)
+            z = self.ae.encode_audio(x[..., start * r : (start + size) * r], sample=False)
             w = torch.ones(size, device=x.device)
             if start > 0:
                 w[:overlap] = ramp
@@ -74,8 +76,8 @@ class TrackEncoder:
             if out is None:
                 out = z.new_zeros(*z.shape[:-1], frames)
                 weight = z.new_zeros(frames)
-            out[..., start:start + size] += z * w
-            weight[start:start + size] += w
+            out[..., start : start + size] += z * w
+            weight[start : start + size] += w
         return out / weight
 
     def _use_chunks(self, seconds: float) -> bool:
@@ -106,7 +108,7 @@ class TrackEncoder:
         hop = int(round(s.clap_hop_seconds * self.clap_sr))
         n_sec = int(wave.shape[-1] / self.clap_sr - s.clap_window_seconds)
         if n_sec >= 1:
-            return [wave[i * hop:i * hop + win] for i in range(n_sec)]
+            return [wave[i * hop : i * hop + win] for i in range(n_sec)]
         return [pad_clip(wave[:win], win, s.short_clip_pad)]
 
     def embeddings(self, waves: torch.Tensor, sample_rate: int) -> np.ndarray:
@@ -117,12 +119,11 @@ class TrackEncoder:
         out = []
         with torch.no_grad():
             for start in range(0, len(flat), self.settings.clap_batch_size):
-                batch = torch.stack(flat[start:start + self.settings.clap_batch_size]).to(self.device)
+                batch = torch.stack(flat[start : start + self.settings.clap_batch_size]).to(self.device)
                 out.append(self.embedder.embed_audio(batch, self.clap_sr).float().cpu())
         emb = torch.cat(out)
         n = len(per_signal[0])
         return emb.reshape(x.shape[0], n, -1).permute(0, 2, 1).contiguous().numpy()
-
 
     def num_columns(self, seconds: float) -> int:
         """Columns of a signal of ``seconds``: ``floor(seconds - window)`` (at least 1), as :meth:`windows`."""

@@ -80,7 +80,7 @@ def is_complete(root: Path, ref: TrackRef) -> bool:
 
 def track_rel(reader: CorpusReader, ref: TrackRef) -> str:
     """The track folder relative to its corpus folder (``train/track00003``)."""
-    return ref.out_rel[len(reader.out_name) + 1:]
+    return ref.out_rel[len(reader.out_name) + 1 :]
 
 
 def shard_file(corpus_dir: Path, shard_id: int, num_shards: int) -> Path:

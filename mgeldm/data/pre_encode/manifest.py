@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 MANIFEST_FORMAT = 1
 
 
-def merge_manifest(root: Path, reader: CorpusReader, refs: Sequence[TrackRef], num_shards: int,
-                   info: RunInfo) -> Path | None:
+def merge_manifest(
+    root: Path, reader: CorpusReader, refs: Sequence[TrackRef], num_shards: int, info: RunInfo
+) -> Path | None:
     """Write ``<corpus>/manifest.json`` once every shard has reported; None while some are missing."""
     corpus_dir = root / reader.out_name
     shard_files = [shard_file(corpus_dir, i, num_shards) for i in range(num_shards)]
@@ -41,8 +42,10 @@ def merge_manifest(root: Path, reader: CorpusReader, refs: Sequence[TrackRef], n
         elif rel not in skipped_folders:
             missing.append(rel)
     if missing:
-        log.warning(f"{reader.out_name}: {len(missing)} tracks neither encoded nor skipped "
-                  f"(first: {missing[0]}); rerun to finish")
+        log.warning(
+            f"{reader.out_name}: {len(missing)} tracks neither encoded nor skipped "
+            f"(first: {missing[0]}); rerun to finish"
+        )
         return None
     ae_rate = info.autoencoder["sample_rate"] / info.autoencoder["downsampling_ratio"]
     manifest = {

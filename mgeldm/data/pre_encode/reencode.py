@@ -34,8 +34,9 @@ def earlier_records(root: Path) -> dict[Path, dict]:
             data = json.loads(path.read_text())
             found[path] = {"autoencoder": dict(data["autoencoder"]), "embedder": dict(data["embedder"])}
         except (ValueError, KeyError, TypeError):
-            raise UserError(f"{path}: not a pre-encoding record (no autoencoder and embedder); "
-                            "move it out of +save_root_dir") from None
+            raise UserError(
+                f"{path}: not a pre-encoding record (no autoencoder and embedder); move it out of +save_root_dir"
+            ) from None
     return found
 
 
@@ -68,9 +69,11 @@ def prepare_root(root: Path, plans: Sequence[CorpusPlan], info: RunInfo, *, reen
     foreign = {p: d for p, old in records.items() if (d := encoder_difference(old, new))}
     if foreign and not reencode:
         path, what = next(iter(foreign.items()))
-        raise UserError(f"{path}: {root} holds latents made with {what}; one root holds one encoder's latents: "
-                        "pass pre_encode.reencode=true to encode this run's corpora again from scratch, "
-                        "or choose another +save_root_dir")
+        raise UserError(
+            f"{path}: {root} holds latents made with {what}; one root holds one encoder's latents: "
+            "pass pre_encode.reencode=true to encode this run's corpora again from scratch, "
+            "or choose another +save_root_dir"
+        )
     _remove_set_aside(root)
     if reencode and foreign:
         same = {p.parent.name for p in records if p.name == MANIFEST_NAME and p not in foreign}
@@ -84,11 +87,16 @@ def prepare_root(root: Path, plans: Sequence[CorpusPlan], info: RunInfo, *, reen
 def _delete_corpora(root: Path, names: Sequence[str], same_encoder: set[str]) -> None:
     """Delete the corpus folders ``names`` (renamed aside first: one atomic step for concurrent shards); refuse
     while the root holds another corpus not known to come from this run's encoder (``same_encoder``)."""
-    others = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                    and p.name not in names and p.name not in same_encoder)
+    others = sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in names and p.name not in same_encoder
+    )
     if others:
-        raise UserError(f"pre_encode.reencode: {root} also holds {others}, not made with this run's encoder and not "
-                        "in +extract_dataset; encode them in this run too or move them out of the root")
+        raise UserError(
+            f"pre_encode.reencode: {root} also holds {others}, not made with this run's encoder and not "
+            "in +extract_dataset; encode them in this run too or move them out of the root"
+        )
     for name in names:
         if (root / name).is_dir():
             aside = root / f"{PARTIAL_PREFIX}{name}.{os.getpid()}{OLD_SUFFIX}"

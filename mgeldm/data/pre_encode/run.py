@@ -12,8 +12,15 @@ from pathlib import Path
 
 from mgeldm.data.corpora.base import BrokenSong, CorpusReader, CorpusReport, TrackRef
 from mgeldm.data.pre_encode.encoder import TrackEncoder
-from mgeldm.data.pre_encode.layout import (forget_partial, is_complete, save_zero_latent, shard_file, track_rel,
-                                           track_summary, write_track_folder)
+from mgeldm.data.pre_encode.layout import (
+    forget_partial,
+    is_complete,
+    save_zero_latent,
+    shard_file,
+    track_rel,
+    track_summary,
+    write_track_folder,
+)
 from mgeldm.data.pre_encode.manifest import merge_manifest
 from mgeldm.data.pre_encode.records import RunInfo
 from mgeldm.data.pre_encode.reencode import prepare_root
@@ -60,12 +67,21 @@ def _dry_run(root: Path, plan: CorpusPlan, echo: Callable[[str], None]) -> Corpu
 
 
 def _listing_line(plan: CorpusPlan, todo: list[TrackRef]) -> str:
-    return (f"{plan.reader.out_name}: {len(plan.refs)} songs, this shard {len(plan.mine)}, "
-            f"already complete {len(plan.mine) - len(todo)}")
+    return (
+        f"{plan.reader.out_name}: {len(plan.refs)} songs, this shard {len(plan.mine)}, "
+        f"already complete {len(plan.mine) - len(todo)}"
+    )
 
 
-def encode_corpus(root: Path, plan: CorpusPlan, encoder: TrackEncoder, info: RunInfo, shard: tuple[int, int],
-                  echo: Callable[[str], None], after_track: Callable[[], None]) -> CorpusReport:
+def encode_corpus(
+    root: Path,
+    plan: CorpusPlan,
+    encoder: TrackEncoder,
+    info: RunInfo,
+    shard: tuple[int, int],
+    echo: Callable[[str], None],
+    after_track: Callable[[], None],
+) -> CorpusReport:
     """Encode this shard's songs of one corpus that are not complete yet, then report and merge the manifest."""
     reader = plan.reader
     report = CorpusReport(reader.out_name)

@@ -21,8 +21,8 @@ def combinations(stems: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, list[
     mix = waves.sum(0)
     combs = []
     for i, label in enumerate(labels):
-        rest = torch.cat([waves[:i], waves[i + 1:]]).sum(0)
-        combs.append((label, labels[:i] + labels[i + 1:], waves[i], rest))
+        rest = torch.cat([waves[:i], waves[i + 1 :]]).sum(0)
+        combs.append((label, labels[:i] + labels[i + 1 :], waves[i], rest))
     return mix, combs
 
 

@@ -102,8 +102,16 @@ class ClapSizes:
                 f"CLAP config: {self.n_frames} STFT frames do not fit the {spec}x{spec} Swin input "
                 f"(at most {spec * freq_ratio})"
             )
-        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                    "vocab_size", "max_position_embeddings", "layer_norm_eps", "pad_token_id"):
+        for key in (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "vocab_size",
+            "max_position_embeddings",
+            "layer_norm_eps",
+            "pad_token_id",
+        ):
             _require(self.text, key, "text")
 
     def audio_config(self) -> ClapAudioConfig:

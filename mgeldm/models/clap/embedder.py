@@ -117,8 +117,12 @@ class LaionClap:
         if device is not None:
             self.model.to(device)
         if dtype is not None:
-            for part in (self.model.audio_encoder, self.model.audio_projection,
-                         self.model.text_model, self.model.text_projection):
+            for part in (
+                self.model.audio_encoder,
+                self.model.audio_projection,
+                self.model.text_model,
+                self.model.text_projection,
+            ):
                 part.to(dtype)
         self._cache.clear()
         return self

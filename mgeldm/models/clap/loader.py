@@ -119,7 +119,7 @@ def read_clap_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"CLAP checkpoint {path} holds no 'state_dict' of tensors (expected laion_clap's .pt layout)")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
 def convert_laion_state_dict(
@@ -141,8 +141,11 @@ def convert_laion_state_dict(
         for target, chunk in targets:
             out[target] = tensor if chunk is None else tensor.chunk(len(targets), dim=0)[chunk]
     missing = [k for k in expected if k not in out and k not in DERIVED]
-    shaped = [f"{k} {list(out[k].shape)} vs {list(expected[k])}" for k in expected if k in out
-              and tuple(out[k].shape) != tuple(expected[k])]
+    shaped = [
+        f"{k} {list(out[k].shape)} vs {list(expected[k])}"
+        for k in expected
+        if k in out and tuple(out[k].shape) != tuple(expected[k])
+    ]
     if not any(k.startswith(("frontend.", "audio_encoder.", "text_model.")) for k in out):
         raise UserError(f"{source} does not look like a LAION-CLAP checkpoint (no audio_branch./text_branch. keys)")
     if missing or unexpected or shaped:

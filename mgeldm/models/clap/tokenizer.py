@@ -46,8 +46,10 @@ def tokenizer_problem(tokenizer_path: str | os.PathLike | None = None) -> str | 
             return f"tokenizer_path {folder} is not a folder holding roberta-base's {' and '.join(TOKENIZER_FILES)}"
         return None
     if find_roberta_tokenizer() is None:
-        return (f"roberta-base's {' and '.join(TOKENIZER_FILES)} are neither in {TOKENIZER_DIR}/ nor in the "
-                f"Hugging Face cache ({_hf_cache_dir()}), and the CLAP conditioner sets no tokenizer_path")
+        return (
+            f"roberta-base's {' and '.join(TOKENIZER_FILES)} are neither in {TOKENIZER_DIR}/ nor in the "
+            f"Hugging Face cache ({_hf_cache_dir()}), and the CLAP conditioner sets no tokenizer_path"
+        )
     return None
 
 

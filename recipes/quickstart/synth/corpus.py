@@ -27,19 +27,19 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from recipes.quickstart.synth.midi import CANONICAL_CLASS, DEFAULT_CLASSES, Song, generate_song
-from recipes.quickstart.synth.render import render_instrument, soundfont_path
-from recipes.quickstart.synth.timbre import TIMBRES, apply_effects, vary_song
 from mgeldm.audio import SAMPLE_RATE
 from mgeldm.errors import UserError
 from mgeldm.files import atomic_folder, write_text_atomic
+from recipes.quickstart.synth.midi import CANONICAL_CLASS, DEFAULT_CLASSES, Song, generate_song
+from recipes.quickstart.synth.render import render_instrument, soundfont_path
+from recipes.quickstart.synth.timbre import TIMBRES, apply_effects, vary_song
 
-CORPUS_VERSION = 2             # 2: the timbre and soundfont settings (a plain corpus has version 1's files)
+CORPUS_VERSION = 2  # 2: the timbre and soundfont settings (a plain corpus has version 1's files)
 SPLITS = ("train", "validation", "test")
 MANIFEST = "synth_corpus.json"
-TAIL_SECONDS = 0.5            # room for the release of the last notes
+TAIL_SECONDS = 0.5  # room for the release of the last notes
 TARGET_RMS_DB = (-24.0, -18.0)  # per-stem level over its active frames, drawn per stem
-PEAK = 0.9                    # mix and stems are scaled together so nothing exceeds this
+PEAK = 0.9  # mix and stems are scaled together so nothing exceeds this
 SUBTYPE = "PCM_16"
 
 
@@ -53,8 +53,8 @@ class CorpusSettings:
     max_seconds: float = 20.0
     sample_rate: int = SAMPLE_RATE
     classes: tuple[str, ...] = DEFAULT_CLASSES
-    timbre: str = "plain"            # "varied": recipes/quickstart/synth/timbre.py
-    soundfont: str | None = None     # None: pretty_midi's TimGM6mb.sf2
+    timbre: str = "plain"  # "varied": recipes/quickstart/synth/timbre.py
+    soundfont: str | None = None  # None: pretty_midi's TimGM6mb.sf2
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -93,17 +93,25 @@ def plan_corpus(settings: CorpusSettings) -> list[TrackPlan]:
         for i in range(counts[split]):
             for attempt in range(1000):
                 ss = np.random.SeedSequence(settings.seed, spawn_key=(split_code, i, attempt))
-                song = generate_song(np.random.default_rng(ss), min_seconds=settings.min_seconds,
-                                     max_seconds=settings.max_seconds, classes=settings.classes)
+                song = generate_song(
+                    np.random.default_rng(ss),
+                    min_seconds=settings.min_seconds,
+                    max_seconds=settings.max_seconds,
+                    classes=settings.classes,
+                )
                 if song.signature() not in seen and _distinct_rendered(song) >= 2:
                     break
-            else:   # pragma: no cover - needs tens of thousands of songs
-                raise UserError(f"could not draw a song distinct from the {len(seen)} before it with "
-                                f"classes {list(settings.classes)}; ask for fewer songs or more classes")
+            else:  # pragma: no cover - needs tens of thousands of songs
+                raise UserError(
+                    f"could not draw a song distinct from the {len(seen)} before it with "
+                    f"classes {list(settings.classes)}; ask for fewer songs or more classes"
+                )
             seen.add(song.signature())
             if settings.timbre == "varied":
-                vary_song(song, np.random.default_rng(np.random.SeedSequence(settings.seed,
-                                                                             spawn_key=(split_code, i, attempt, 1))))
+                vary_song(
+                    song,
+                    np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(split_code, i, attempt, 1))),
+                )
             plans.append(TrackPlan(split, f"Track{number:05d}", song, song.fingerprint()))
             number += 1
     return plans
@@ -111,8 +119,9 @@ def plan_corpus(settings: CorpusSettings) -> list[TrackPlan]:
 
 def _distinct_rendered(song: Song) -> int:
     """Sources a Slakh reader will see: rendered stems with notes, grouped by canonical class."""
-    return len({CANONICAL_CLASS.get(s.inst_class, s.inst_class) for s in song.stems
-                if s.rendered and s.instrument.notes})
+    return len(
+        {CANONICAL_CLASS.get(s.inst_class, s.inst_class) for s in song.stems if s.rendered and s.instrument.notes}
+    )
 
 
 def _active_rms(x: np.ndarray, frame: int = 1024) -> float:
@@ -121,11 +130,12 @@ def _active_rms(x: np.ndarray, frame: int = 1024) -> float:
         return float(np.sqrt(np.mean(x.astype(np.float64) ** 2) + 1e-20))
     rms = np.sqrt(np.mean(x[: n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1))
     active = rms[rms > 1e-4]
-    return float(np.sqrt(np.mean(active ** 2))) if len(active) else 0.0
+    return float(np.sqrt(np.mean(active**2))) if len(active) else 0.0
 
 
-def render_song(song: Song, sample_rate: int, *, timbre: str = "plain", soundfont: str | None = None
-                ) -> tuple[list[np.ndarray | None], np.ndarray, list[float]]:
+def render_song(
+    song: Song, sample_rate: int, *, timbre: str = "plain", soundfont: str | None = None
+) -> tuple[list[np.ndarray | None], np.ndarray, list[float]]:
     """Stems (None where not rendered), their mix and each stem's gain, all scaled to peak <= PEAK; with
     ``timbre="varied"`` each stem goes through its drawn effects (:func:`timbre.apply_effects`) first."""
     n = int(np.ceil((song.seconds + TAIL_SECONDS) * sample_rate))
@@ -155,8 +165,14 @@ def render_song(song: Song, sample_rate: int, *, timbre: str = "plain", soundfon
     return stems, mix, [g * scale for g in gains]
 
 
-def _metadata(plan: TrackPlan, gains: list[float], stems: list[np.ndarray | None], sr: int,
-              n_samples: int, soundfont: str | None = None) -> dict:
+def _metadata(
+    plan: TrackPlan,
+    gains: list[float],
+    stems: list[np.ndarray | None],
+    sr: int,
+    n_samples: int,
+    soundfont: str | None = None,
+) -> dict:
     song = plan.song
     entries = {}
     for k, (stem, gain, audio) in enumerate(zip(song.stems, gains, stems)):
@@ -217,8 +233,9 @@ def is_complete(folder: Path, fingerprint: str) -> bool:
         return False
 
 
-def write_track(plan: TrackPlan, root: Path, sample_rate: int, timbre: str = "plain",
-                soundfont: str | None = None) -> str:
+def write_track(
+    plan: TrackPlan, root: Path, sample_rate: int, timbre: str = "plain", soundfont: str | None = None
+) -> str:
     """Render and write one track atomically; returns 'kept' or 'written'."""
     final = root / plan.split / plan.name
     if is_complete(final, plan.fingerprint):
@@ -241,14 +258,17 @@ def _check_out_dir(root: Path, settings: CorpusSettings, overwrite: bool) -> Non
     if not manifest.is_file():
         stray = [s for s in SPLITS if (root / s).exists()]
         if stray and not overwrite:
-            raise UserError(f"{root}: has {stray} folders but no {MANIFEST}; not a synthetic corpus "
-                            "folder (choose another --out or pass --overwrite)")
+            raise UserError(
+                f"{root}: has {stray} folders but no {MANIFEST}; not a synthetic corpus "
+                "folder (choose another --out or pass --overwrite)"
+            )
         return
     old = json.loads(manifest.read_text()).get("settings", {})
     if old != settings.as_dict():
         if not overwrite:
-            raise UserError(f"{manifest}: the corpus there was made with other settings; "
-                            "choose another --out or pass --overwrite")
+            raise UserError(
+                f"{manifest}: the corpus there was made with other settings; choose another --out or pass --overwrite"
+            )
         for split in SPLITS:
             shutil.rmtree(root / split, ignore_errors=True)
         manifest.unlink()
@@ -268,8 +288,30 @@ def _job(args: tuple[TrackPlan, str, int, str, str | None]) -> tuple[str, str]:
     return plan.name, write_track(plan, Path(root), sr, timbre, soundfont)
 
 
-def generate_corpus(root: str | os.PathLike, settings: CorpusSettings, *, workers: int = 1,
-                    overwrite: bool = False, progress: bool = True) -> dict:
+def _manifest(settings: CorpusSettings, plans: Sequence[TrackPlan]) -> dict:
+    """The corpus manifest: the settings and, per track, its split, name, fingerprint and rendered classes."""
+    return {
+        "settings": settings.as_dict(),
+        "tracks": [
+            {
+                "split": p.split,
+                "name": p.name,
+                "fingerprint": p.fingerprint,
+                "classes": sorted({s.inst_class for s in p.song.stems if s.rendered}),
+            }
+            for p in plans
+        ],
+    }
+
+
+def generate_corpus(
+    root: str | os.PathLike,
+    settings: CorpusSettings,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Generate (or complete) the corpus under root.
 
     Returns the manifest saved as JSON plus counts of tracks 'written' now and 'kept' from disk.
@@ -277,7 +319,7 @@ def generate_corpus(root: str | os.PathLike, settings: CorpusSettings, *, worker
     from mgeldm.progress import progress_bar
 
     root = Path(root)
-    plans = plan_corpus(settings)       # validates the settings before anything is written
+    plans = plan_corpus(settings)  # validates the settings before anything is written
     root.mkdir(parents=True, exist_ok=True)
     _check_out_dir(root, settings, overwrite)
     jobs = [(p, str(root), settings.sample_rate, settings.timbre, settings.soundfont) for p in plans]
@@ -297,15 +339,13 @@ def generate_corpus(root: str | os.PathLike, settings: CorpusSettings, *, worker
     else:
         consume(map(_job, jobs))
     bar.close()
-    manifest = {
-        "settings": settings.as_dict(),
-        "tracks": [{"split": p.split, "name": p.name, "fingerprint": p.fingerprint,
-                    "classes": sorted({s.inst_class for s in p.song.stems if s.rendered})}
-                   for p in plans],
-    }
+    manifest = _manifest(settings, plans)
     write_text_atomic(root / MANIFEST, json.dumps(manifest, indent=1))
-    return {**manifest, "written": sum(v == "written" for v in results.values()),
-            "kept": sum(v == "kept" for v in results.values())}
+    return {
+        **manifest,
+        "written": sum(v == "written" for v in results.values()),
+        "kept": sum(v == "kept" for v in results.values()),
+    }
 
 
 __all__: Sequence[str] = ("CorpusSettings", "generate_corpus", "plan_corpus", "render_song", "write_track")

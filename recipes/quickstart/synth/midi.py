@@ -41,8 +41,17 @@ ROLE_SECTION_PROB = {"drums": 0.8, "bass": 0.85, "chords": 0.9, "melody": 0.7, "
 
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 MINOR = (0, 2, 3, 5, 7, 8, 10)
-GM_DRUM = {"kick": 36, "snare": 38, "clap": 39, "closed_hat": 42, "open_hat": 46, "ride": 51,
-           "crash": 49, "low_tom": 45, "high_tom": 50}
+GM_DRUM = {
+    "kick": 36,
+    "snare": 38,
+    "clap": 39,
+    "closed_hat": 42,
+    "open_hat": 46,
+    "ride": 51,
+    "crash": 49,
+    "low_tom": 45,
+    "high_tom": 50,
+}
 
 
 @dataclass
@@ -54,7 +63,7 @@ class Stem:
     is_drum: bool
     role: str
     instrument: pretty_midi.Instrument
-    rendered: bool = True          # False: MIDI only, like Slakh stems without audio
+    rendered: bool = True  # False: MIDI only, like Slakh stems without audio
 
     @property
     def program_name(self) -> str:
@@ -125,8 +134,9 @@ def _progression(rng: np.random.Generator) -> tuple[int, ...]:
 
 
 def _note(inst: pretty_midi.Instrument, pitch: int, vel: int, start: float, end: float) -> None:
-    inst.notes.append(pretty_midi.Note(velocity=int(np.clip(vel, 1, 127)), pitch=int(pitch),
-                                       start=float(start), end=float(end)))
+    inst.notes.append(
+        pretty_midi.Note(velocity=int(np.clip(vel, 1, 127)), pitch=int(pitch), start=float(start), end=float(end))
+    )
 
 
 def _vel(rng: np.random.Generator, base: int, accent: bool = False) -> int:
@@ -139,7 +149,7 @@ def _drums(song: Song, rng, inst, bars: list[int], base_vel: int) -> None:
     kicks = kick_patterns[int(rng.integers(len(kick_patterns)))]
     snare = GM_DRUM["clap"] if rng.random() < 0.25 else GM_DRUM["snare"]
     hat = GM_DRUM["ride"] if rng.random() < 0.2 else GM_DRUM["closed_hat"]
-    hat_step = int(rng.choice([2, 2, 1, 4]))   # in sixteenths
+    hat_step = int(rng.choice([2, 2, 1, 4]))  # in sixteenths
     open_hat = rng.random() < 0.4
     for bar in bars:
         t0 = bar * song.bar_seconds
@@ -154,7 +164,7 @@ def _drums(song: Song, rng, inst, bars: list[int], base_vel: int) -> None:
             if step % hat_step == 0:
                 pitch = GM_DRUM["open_hat"] if open_hat and step == 14 else hat
                 _note(inst, pitch, _vel(rng, base_vel - 15, step % 4 == 0), t, t + 0.05)
-        if (bar + 1) % song.section_bars == 0 and rng.random() < 0.5:   # fill into the next section
+        if (bar + 1) % song.section_bars == 0 and rng.random() < 0.5:  # fill into the next section
             for k, tom in enumerate((GM_DRUM["high_tom"], GM_DRUM["low_tom"])):
                 t = t0 + (14 + k) * beat / 4
                 _note(inst, tom, _vel(rng, base_vel), t, t + 0.1)
@@ -170,17 +180,17 @@ def _bass(song: Song, rng, inst, bars: list[int], base_vel: int) -> None:
         root = low + (pcs[0] - low) % 12
         fifth = low + (pcs[2] - low) % 12
         t0 = bar * song.bar_seconds
-        if style == 0:       # whole notes
+        if style == 0:  # whole notes
             _note(inst, root, _vel(rng, base_vel), t0, t0 + 4 * beat * 0.95)
-        elif style == 1:     # quarter notes, root and fifth
+        elif style == 1:  # quarter notes, root and fifth
             for b in range(4):
                 p = root if b % 2 == 0 else fifth
                 _note(inst, p, _vel(rng, base_vel, b == 0), t0 + b * beat, t0 + (b + 0.9) * beat)
-        elif style == 2:     # driving eighths with an octave jump
+        elif style == 2:  # driving eighths with an octave jump
             for e in range(8):
                 p = root + (12 if e % 4 == 3 else 0)
                 _note(inst, p, _vel(rng, base_vel, e == 0), t0 + e * beat / 2, t0 + (e + 0.8) * beat / 2)
-        else:                # syncopated
+        else:  # syncopated
             for b, d in ((0, 1.5), (1.5, 1.0), (2.5, 0.5), (3.0, 1.0)):
                 p = root if b != 2.5 else fifth
                 _note(inst, p, _vel(rng, base_vel, b == 0), t0 + b * beat, t0 + (b + d * 0.9) * beat)
@@ -199,19 +209,19 @@ def _chords(song: Song, rng, inst, bars: list[int], base_vel: int, sustained: bo
         degree = song.progression[bar % len(song.progression)]
         notes = _voicing(_chord_pcs(song, degree, seventh), low)
         t0 = bar * song.bar_seconds
-        if style == 0:       # one sustained chord per bar
+        if style == 0:  # one sustained chord per bar
             for p in notes:
                 _note(inst, p, _vel(rng, base_vel), t0, t0 + 4 * beat * 0.98)
-        elif style == 1:     # stabs on every beat
+        elif style == 1:  # stabs on every beat
             for b in range(4):
                 for p in notes:
                     _note(inst, p, _vel(rng, base_vel, b == 0), t0 + b * beat, t0 + (b + 0.6) * beat)
-        elif style == 2:     # arpeggio in eighths
+        elif style == 2:  # arpeggio in eighths
             seq = notes + [notes[0] + 12] + notes[::-1][1:] + [notes[0]]
             for e in range(8):
                 p = seq[e % len(seq)]
                 _note(inst, p, _vel(rng, base_vel, e == 0), t0 + e * beat / 2, t0 + (e + 1) * beat / 2)
-        else:                # off-beat comping
+        else:  # off-beat comping
             for b in (0.0, 1.5, 2.5, 3.5):
                 for p in notes:
                     _note(inst, p, _vel(rng, base_vel, b == 0), t0 + b * beat, t0 + (b + 0.4) * beat)
@@ -224,11 +234,11 @@ def _melody(song: Song, rng, inst, bars: list[int], base_vel: int) -> None:
     low = 64 + int(rng.integers(0, 6))
     pitches = [p for p in range(low, low + 19) if p % 12 in scale]
     durations = [0.5, 0.5, 1.0, 1.0, 1.5, 2.0]
-    motif: list[tuple[float, float, int]] = []      # (beat offset, length in beats, scale index)
+    motif: list[tuple[float, float, int]] = []  # (beat offset, length in beats, scale index)
     pos, idx = 0.0, int(rng.integers(2, len(pitches) - 3))
     while pos < 8.0:
         d = float(min(rng.choice(durations), 8.0 - pos))
-        if rng.random() < 0.15:                       # a rest
+        if rng.random() < 0.15:  # a rest
             pos += d
             continue
         motif.append((pos, d, idx))
@@ -264,17 +274,15 @@ def _pick_classes(rng: np.random.Generator, classes: tuple[str, ...]) -> list[tu
     for role in ROLE_ORDER:
         if rng.random() >= ROLE_SONG_PROB[role]:
             continue
-        options = [c for c in classes if role in INSTRUMENT_CLASSES[c][1]
-                   and CANONICAL_CLASS.get(c, c) not in used]
+        options = [c for c in classes if role in INSTRUMENT_CLASSES[c][1] and CANONICAL_CLASS.get(c, c) not in used]
         if not options:
             continue
         c = options[int(rng.integers(len(options)))]
         chosen.append((role, c))
         used.add(CANONICAL_CLASS.get(c, c))
-    if len(chosen) < 2:                  # too sparse: add any class that can still play something
+    if len(chosen) < 2:  # too sparse: add any class that can still play something
         for role in ROLE_ORDER:
-            options = [c for c in classes if role in INSTRUMENT_CLASSES[c][1]
-                       and CANONICAL_CLASS.get(c, c) not in used]
+            options = [c for c in classes if role in INSTRUMENT_CLASSES[c][1] and CANONICAL_CLASS.get(c, c) not in used]
             if options and role not in {r for r, _ in chosen}:
                 c = options[int(rng.integers(len(options)))]
                 chosen.append((role, c))
@@ -284,16 +292,28 @@ def _pick_classes(rng: np.random.Generator, classes: tuple[str, ...]) -> list[tu
     return chosen
 
 
-def generate_song(rng: np.random.Generator, *, min_seconds: float, max_seconds: float,
-                  classes: tuple[str, ...] = DEFAULT_CLASSES, unrendered_prob: float = 0.15) -> Song:
+def generate_song(
+    rng: np.random.Generator,
+    *,
+    min_seconds: float,
+    max_seconds: float,
+    classes: tuple[str, ...] = DEFAULT_CLASSES,
+    unrendered_prob: float = 0.15,
+) -> Song:
     """Draw one song. Its length is a whole number of bars close to U[min_seconds, max_seconds]."""
     unknown = [c for c in classes if c not in INSTRUMENT_CLASSES]
     if unknown:
         raise ValueError(f"unknown instrument classes {unknown}; known: {list(INSTRUMENT_CLASSES)}")
     tempo = float(rng.integers(80, 141))
     mode = "major" if rng.random() < 0.6 else "minor"
-    song = Song(tonic=int(rng.integers(12)), mode=mode, tempo=tempo, progression=_progression(rng),
-                n_bars=1, section_bars=int(rng.choice([2, 4])))
+    song = Song(
+        tonic=int(rng.integers(12)),
+        mode=mode,
+        tempo=tempo,
+        progression=_progression(rng),
+        n_bars=1,
+        section_bars=int(rng.choice([2, 4])),
+    )
     target = float(rng.uniform(min_seconds, max_seconds))
     song.n_bars = max(2, int(round(target / song.bar_seconds)))
     n_sections = -(-song.n_bars // song.section_bars)
@@ -303,8 +323,7 @@ def generate_song(rng: np.random.Generator, *, min_seconds: float, max_seconds: 
         programs = INSTRUMENT_CLASSES[inst_class][0]
         program = int(programs[int(rng.integers(len(programs)))])
         is_drum = role == "drums"
-        inst = pretty_midi.Instrument(program=program, is_drum=is_drum,
-                                      name="Drums" if is_drum else inst_class)
+        inst = pretty_midi.Instrument(program=program, is_drum=is_drum, name="Drums" if is_drum else inst_class)
         bars = [b for b in range(song.n_bars) if plan[role][b // song.section_bars]]
         base_vel = int(rng.integers(72, 108))
         if role == "drums":
@@ -316,7 +335,7 @@ def generate_song(rng: np.random.Generator, *, min_seconds: float, max_seconds: 
         else:
             _chords(song, rng, inst, bars, base_vel, sustained=role == "pad")
         inst.notes.sort(key=lambda n: (n.start, n.pitch))
-        if not inst.notes:        # a part that never plays is no stem
+        if not inst.notes:  # a part that never plays is no stem
             continue
         song.stems.append(Stem(inst_class, program, is_drum, role, inst))
     # Like Slakh, some stems exist as MIDI only (audio_rendered: false); never the only two parts.

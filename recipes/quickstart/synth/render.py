@@ -35,15 +35,16 @@ def _soundfont_bytes(path: str) -> bytes:
 
 
 def _synth(sample_rate: int, sf_path: str | None):
-    import tinysoundfont   # imported here: only rendering needs it
+    import tinysoundfont  # imported here: only rendering needs it
 
     synth = tinysoundfont.Synth(samplerate=sample_rate)
     sfid = synth.sfload(_soundfont_bytes(sf_path or soundfont_path()))
     return synth, sfid
 
 
-def render_instrument(instrument: pretty_midi.Instrument, sample_rate: int, n_samples: int,
-                      *, soundfont: str | None = None) -> np.ndarray:
+def render_instrument(
+    instrument: pretty_midi.Instrument, sample_rate: int, n_samples: int, *, soundfont: str | None = None
+) -> np.ndarray:
     """Render the notes of one pretty_midi Instrument to a mono float32 array of n_samples.
 
     A fresh synthesizer is made for each stem, so a stem never depends on what was rendered before.
@@ -67,7 +68,7 @@ def render_instrument(instrument: pretty_midi.Instrument, sample_rate: int, n_sa
     for at, kind, pitch, vel in events:
         at = min(at, n_samples)
         if at > pos:
-            out[2 * pos:2 * at] = np.frombuffer(synth.generate(at - pos), dtype=np.float32)
+            out[2 * pos : 2 * at] = np.frombuffer(synth.generate(at - pos), dtype=np.float32)
             pos = at
         if pos >= n_samples:
             break
@@ -76,5 +77,5 @@ def render_instrument(instrument: pretty_midi.Instrument, sample_rate: int, n_sa
         else:
             synth.noteoff(chan, pitch)
     if pos < n_samples:
-        out[2 * pos:] = np.frombuffer(synth.generate(n_samples - pos), dtype=np.float32)
+        out[2 * pos :] = np.frombuffer(synth.generate(n_samples - pos), dtype=np.float32)
     return out.reshape(n_samples, 2).mean(axis=1, dtype=np.float32)

@@ -36,7 +36,7 @@ OCTAVE_SHIFT = {"chords": (-12, 0, 0, 12), "melody": (-12, 0, 0, 12), "bass": (0
 PITCH_RANGE = (24, 100)
 VELOCITY_SCALE = (0.6, 1.25)
 DETUNE_CENTS = 40.0
-REVERB_SECONDS = (0.15, 0.9)   # RT60 range of the room
+REVERB_SECONDS = (0.15, 0.9)  # RT60 range of the room
 REVERB_WET = (0.08, 0.35)
 
 
@@ -56,8 +56,14 @@ def vary_song(song, rng: np.random.Generator) -> None:
             shift = 0
         scale = float(rng.uniform(*VELOCITY_SCALE))
         stem.instrument.notes = [
-            pretty_midi.Note(velocity=int(np.clip(round(n.velocity * scale), 1, 127)), pitch=n.pitch + shift,
-                             start=n.start, end=n.end) for n in stem.instrument.notes]
+            pretty_midi.Note(
+                velocity=int(np.clip(round(n.velocity * scale), 1, 127)),
+                pitch=n.pitch + shift,
+                start=n.start,
+                end=n.end,
+            )
+            for n in stem.instrument.notes
+        ]
 
 
 def _detune(x: np.ndarray, cents: float) -> np.ndarray:
@@ -99,7 +105,7 @@ def _room(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     n = int(rt60 * sr)
     t = np.arange(n) / sr
     ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
-    ir /= np.sqrt(np.sum(ir ** 2)) + 1e-12
+    ir /= np.sqrt(np.sum(ir**2)) + 1e-12
     wet = fftconvolve(x, ir)[: len(x)]
     w = rng.uniform(*REVERB_WET)
     return ((1 - w) * x + w * wet).astype(np.float32)
