@@ -57,6 +57,7 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_unpaired_files_are_one_line_errors(dirs):
     (dirs / "pred" / "bass" / "song3.wav").write_bytes((dirs / "pred" / "bass" / "song1.wav").read_bytes())
     with pytest.raises(UserError) as err:

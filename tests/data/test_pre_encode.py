@@ -334,6 +334,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, ae, reference_
     assert not (tmp_path / "outputs").exists() and not (tmp_path / ".hydra").exists()
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(tmp_path, reference_fixtures):
     conf = _conf_dir(tmp_path, reference_fixtures)
     bad = _cli(conf, tmp_path, tmp_path / "out", reference_fixtures)
@@ -391,6 +392,7 @@ class _TextOnlyEmbedder:
         raise AssertionError("labels mode must not embed audio")
 
 
+@pytest.mark.slow
 def test_clap_from_labels_embeds_the_labels_of_each_signal(tmp_path, ae):
     seconds = 12.5  # two columns: floor(12.5 - 10)
     reader = build_reader("slakh2100", H.make_slakh(tmp_path / "slakh", seconds))
@@ -442,6 +444,7 @@ def test_settings_are_refused_at_start(setting, value, words):
     assert words in str(info.value)
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_bad_setting_before_writing(tmp_path, reference_fixtures):
     conf, out = _conf_dir(tmp_path, reference_fixtures), tmp_path / "out"
     src = _many_songs(tmp_path / "src", n=1)

@@ -423,6 +423,7 @@ def test_activation_checkpointing_same_grads(reference_fixtures, inputs):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiles_without_graph_breaks(tiny, inputs):
     x, t, cond = inputs
     model = copy.deepcopy(tiny)

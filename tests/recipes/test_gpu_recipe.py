@@ -57,6 +57,7 @@ def gpu_plan(tmp_path_factory) -> dict:
     return _plan(tmp_path_factory.mktemp("plan"), "--size", "medium", "--gpu")
 
 
+@pytest.mark.slow
 def test_gpu_plan_reads_every_text_from_the_table(gpu_plan):
     """Each stage that embeds text (pre-encoding, DiT training, unwrapping, the baseline, inference) uses the
     table conditioner, and the table is checked first; the latent scores read the checkpoint's (carried) one."""
@@ -86,6 +87,7 @@ def _value(argv, key):
     return v
 
 
+@pytest.mark.slow
 def test_gpu_plan_budget(gpu_plan):
     """AE and DiT training are budgeted in steps (the GPU's batches), never in wall time."""
     (ae,) = _python_steps(gpu_plan, "train_ae")
@@ -140,6 +142,7 @@ def table():
     return EmbeddingTable(table_path())
 
 
+@pytest.mark.slow
 def test_committed_table_holds_every_text_of_the_quickstart(gpu_plan, table):
     """The owner list of the run's classes, and every prompt the plan's inference runs pass, are in the table;
     a text added (a class, template, paraphrase, demo prompt) without writing the table again fails here."""
