@@ -39,22 +39,77 @@ BEST_NAME = "best-step{step:08d}"  # a best-scoring one (trainer.monitor): best-
 BEST_JSON = "best.json"  # beside them: which one is the best (path, step, metric, value)
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read an unwrapped checkpoint (``.safetensors`` or ``.ckpt``) as a flat dict of tensors."""
+class _Safetensors:
+    """``.safetensors``: flat tensors, the model config in the ``model_config`` metadata string."""
+
+    @staticmethod
+    def read(path: Path) -> object:
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+
+    @staticmethod
+    def model_config(path: Path) -> dict | None:
+        import json
+
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            text = (f.metadata() or {}).get(MODEL_CONFIG_KEY)
+        return json.loads(text) if text else None
+
+    @staticmethod
+    def write(tensors: dict[str, torch.Tensor], model_config: Mapping | None, tmp: Path) -> None:
+        import json
+
+        from safetensors.torch import save_file
+
+        meta = {MODEL_CONFIG_KEY: json.dumps(model_config)} if model_config is not None else None
+        save_file(_unshare(tensors), str(tmp), metadata=meta)
+
+
+class _TorchCkpt:
+    """Any other suffix: ``torch.save({"state_dict": ..., "model_config": ...})``, read weights-only."""
+
+    @staticmethod
+    def read(path: Path) -> object:
+        import warnings
+
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+            warnings.simplefilter("ignore")
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=_can_mmap(path))
+
+    @staticmethod
+    def model_config(path: Path) -> dict | None:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=_can_mmap(path))
+        config = obj.get(MODEL_CONFIG_KEY) if isinstance(obj, Mapping) else None
+        return dict(config) if isinstance(config, Mapping) else None
+
+    @staticmethod
+    def write(tensors: dict[str, torch.Tensor], model_config: Mapping | None, tmp: Path) -> None:
+        import json
+
+        extra = {MODEL_CONFIG_KEY: json.loads(json.dumps(model_config))} if model_config is not None else {}
+        torch.save({"state_dict": tensors, **extra}, tmp)
+
+
+def _format(path: Path) -> type[_Safetensors] | type[_TorchCkpt]:
+    """The one place a checkpoint's format is chosen: by its suffix."""
+    return _Safetensors if path.suffix == ".safetensors" else _TorchCkpt
+
+
+def _existing(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path}: no such file")
-    import warnings
+    return path
 
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read an unwrapped checkpoint (``.safetensors`` or ``.ckpt``) as a flat dict of tensors."""
+    path = _existing(path)
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
-                warnings.simplefilter("ignore")
-                state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=_can_mmap(path))
+        state = _format(path).read(path)
     except UserError:
         raise
     except Exception as exc:  # unreadable, truncated, foreign pickle, ...
@@ -74,23 +129,11 @@ MODEL_CONFIG_KEY = "model_config"
 
 def read_model_config(path: str | os.PathLike) -> dict | None:
     """The model config an unwrapped checkpoint carries (see the module docstring), or None."""
-    import json
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path}: no such file")
+    path = _existing(path)
     try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                text = (f.metadata() or {}).get(MODEL_CONFIG_KEY)
-            return json.loads(text) if text else None
-        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=_can_mmap(path))
+        return _format(path).model_config(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one line
         raise UserError(f"checkpoint {path}: {load_failure(exc)}") from None
-    config = obj.get(MODEL_CONFIG_KEY) if isinstance(obj, Mapping) else None
-    return dict(config) if isinstance(config, Mapping) else None
 
 
 def _first_sentence(text: str) -> str:
@@ -132,21 +175,12 @@ def write_state_dict(
 ) -> Path:
     """Write ``state_dict`` (and the ``model_config`` it belongs to, if given) atomically
     (``mgeldm.files.atomic_path``: temporary name beside ``path``, renamed)."""
-    import json
-
     from mgeldm.files import atomic_path
 
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     with atomic_path(path) as tmp:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
-
-            meta = {MODEL_CONFIG_KEY: json.dumps(model_config)} if model_config is not None else None
-            save_file(_unshare(tensors), str(tmp), metadata=meta)
-        else:
-            extra = {MODEL_CONFIG_KEY: json.loads(json.dumps(model_config))} if model_config is not None else {}
-            torch.save({"state_dict": tensors, **extra}, tmp)
+        _format(path).write(tensors, model_config, tmp)
     return path
 
 
