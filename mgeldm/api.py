@@ -18,9 +18,10 @@ flags (``+num_steps``) in one table (``mgeldm.cli.infer.FLAGS``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import torch
 from torch import Tensor
 
 from mgeldm import checks
-from mgeldm.errors import OptionError, UserError
+from mgeldm.errors import Cancelled, OptionError, UserError
 from mgeldm.inputs import (
     Prompts,
     as_mono,
@@ -49,15 +50,17 @@ from mgeldm.model_config import (
 )
 from mgeldm.tasks.tasks import (
     SamplingSettings,
+    Task,
     TaskRunner,
     Timings,
     check_settings,
     check_task,
     extract_latents_songs,
+    planned_steps,
     run_task,
     sampling_settings,
 )
-from mgeldm.tasks.windowing import check_gen_duration
+from mgeldm.tasks.windowing import check_gen_duration, seconds_to_frames
 from mgeldm.weights import CLAP_FILE
 
 __all__ = ["MGELDM", "Autoencoder", "SamplingSettings"]
@@ -289,11 +292,15 @@ class MGELDM:
         seed: int | None = None,
         generator: torch.Generator | None = None,
         settings: SamplingSettings | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
         **sampling: Any,
     ) -> dict[str, Tensor]:
         """Run one task by name (what the CLI calls). The sampling settings: ``settings`` (from :meth:`settings`),
         or the parameters of :meth:`settings` (steps, cfg_scale, overlap, repaint_n, eta, t_min, sampler:
-        ``"ddim"``, the default and the original's, ``"dpmpp_2m"`` or ``"heun"``) over the task's defaults."""
+        ``"ddim"``, the default and the original's, ``"dpmpp_2m"`` or ``"heun"``) over the task's defaults.
+        ``on_progress(done, total)`` is called after every sampling step (windows x steps); ``should_cancel()``
+        is asked then too, and True stops the run with :class:`mgeldm.errors.Cancelled`."""
         row = check_task(task)
         settings = self._settings(task, settings, sampling)
         check_query(task, prompts, query)
@@ -305,11 +312,20 @@ class MGELDM:
                 raise OptionError("seconds", "missing; total_gen needs a duration in seconds")
             seconds = checks.number("seconds", seconds)
             check_gen_duration(seconds, self.sample_rate, self.runner.facts.ratio)
-            return run_task(self.runner, row, cond, settings, [gen], seconds=seconds)[0]
+            with self._watch(
+                row,
+                settings,
+                [seconds_to_frames(seconds, self.runner.facts.frame_rate)],
+                cond,
+                on_progress,
+                should_cancel,
+            ):
+                return run_task(self.runner, row, cond, settings, [gen], seconds=seconds)[0]
         if audio is None or sr is None:
             raise OptionError("audio", f"missing; {task} needs given audio")
         wave = prepare_audio(audio, sr, self.sample_rate)
-        return run_task(self.runner, row, cond, settings, [gen], waves=[wave])[0]
+        with self._watch(row, settings, self._frames([wave]), cond, on_progress, should_cancel):
+            return run_task(self.runner, row, cond, settings, [gen], waves=[wave])[0]
 
     def run_songs(
         self,
@@ -323,12 +339,14 @@ class MGELDM:
         seeds: Sequence[int] | None = None,
         generators: Sequence[torch.Generator] | None = None,
         settings: SamplingSettings | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
         **sampling: Any,
     ) -> list[dict[str, Tensor]]:
         """Run a given-track task (source_extract, partial_gen, accomp_gen) on several songs in shared DiT
         batches: one result dict per song, each what :meth:`run` returns for that song alone with its seed
         (up to float round-off). ``seeds`` (one per song; fresh ones when None, kept in ``last_seeds``) or
-        ``generators``; the prompts apply to every song."""
+        ``generators``; the prompts apply to every song; ``on_progress`` and ``should_cancel`` as for :meth:`run`."""
         row = check_task(task, ("source_extract", "partial_gen", "accomp_gen"), "several songs in one batch run for")
         settings = self._settings(task, settings, sampling)
         songs = list(songs)
@@ -340,7 +358,44 @@ class MGELDM:
         cond = self._cond(prompt_list(prompts), query)
         self.runner.encode_sample = checks.boolean("encode_sample", encode_sample)
         waves = [prepare_audio(a, sr, self.sample_rate, f"songs[{i}]") for i, a in enumerate(songs)]
-        return run_task(self.runner, row, cond, settings, gens, waves=waves)
+        with self._watch(row, settings, self._frames(waves), cond, on_progress, should_cancel):
+            return run_task(self.runner, row, cond, settings, gens, waves=waves)
+
+    def _frames(self, waves: Sequence[Tensor]) -> list[int]:
+        return [-(-w.shape[-1] // self.runner.facts.ratio) for w in waves]
+
+    @contextlib.contextmanager
+    def _watch(
+        self,
+        row: Task,
+        settings: SamplingSettings,
+        frames: list[int],
+        cond: Tensor,
+        on_progress: Callable[[int, int], None] | None,
+        should_cancel: Callable[[], bool] | None,
+    ) -> Iterator[None]:
+        """While a task runs: ``on_progress(done, total)`` and ``should_cancel()`` after every sampling step."""
+        for name, hook in (("on_progress", on_progress), ("should_cancel", should_cancel)):
+            if hook is not None and not callable(hook):
+                raise OptionError(name, "expected a function", repr(hook))
+        if on_progress is None and should_cancel is None:
+            yield
+            return
+        total, done = planned_steps(self.runner, row, settings, frames, cond.shape[0]), 0
+
+        def step(songs: int) -> None:
+            nonlocal done
+            done += songs
+            if should_cancel is not None and should_cancel():
+                raise Cancelled(f"cancelled after {done} of {total} sampling steps")
+            if on_progress is not None:
+                on_progress(done, total)
+
+        self.runner.step_hook = step
+        try:
+            yield
+        finally:
+            self.runner.step_hook = None
 
     def extract_songs(
         self, songs: Sequence[Tensor | np.ndarray], sr: int, prompts: Prompts, **kw: Any

@@ -48,6 +48,11 @@ class OptionError(UserError):
         return " ".join(self._line(flags.get(self.name, self.name)).split())
 
 
+class Cancelled(Exception):
+    """A run stopped by its caller's cancel check (``should_cancel`` of :meth:`mgeldm.api.MGELDM.run`), between two
+    denoiser calls; nothing of the run is returned."""
+
+
 def error_line(prog: str, message: str) -> str:
     """``<prog>: error: <message>`` on one line."""
     return f"{prog}: error: " + " ".join(str(message).split())

@@ -117,15 +117,14 @@ def sample_windows(
     device: torch.device | str = "cpu",
     progress: bool = False,
     desc: str = "windows",
+    on_step: Callable[[int], None] | None = None,
 ) -> list[Tensor]:
     """Sample songs of ``frames`` latent frames window by window with the sampler ``settings`` name: one
-    (rows, K*C, max(frames_s, window)) per song, song s drawing from ``generators[s]``.
-
-    ``make_denoiser(n)`` is the denoiser of a batch of ``n`` songs (their ``rows`` stacked song by song). Joint
-    generation when ``given_z`` is None, else generation around the clean ``given_track`` of each song
-    (``given_z[s]`` (1 or rows, C, >= frames_s)). ``overlap`` is in frames; RePaint only harmonises what is
-    known, so the first window of joint generation runs with ``repaint_n = 1``.
-    """
+    (rows, K*C, max(frames_s, window)) per song, song s drawing from ``generators[s]``. ``make_denoiser(n)``: the
+    denoiser of ``n`` songs (their ``rows`` stacked song by song). Joint generation when ``given_z`` is None, else
+    around the clean ``given_track`` of each song (``given_z[s]`` (1 or rows, C, >= frames_s)). ``overlap`` is in
+    frames; RePaint only harmonises what is known, so joint generation's first window runs with ``repaint_n = 1``.
+    ``on_step(n)`` follows every denoiser call, ``n`` the songs whose window it advanced (:func:`window_steps`)."""
     assert len(generators) == len(frames) and (given_z is None or len(given_z) == len(frames))
     shape, givens = (rows, num_tracks * channels), [None] * len(frames) if given_z is None else list(given_z)
     songs = [_start_song(n, window, overlap, shape, g, z, device) for n, g, z in zip(frames, generators, givens)]
@@ -146,11 +145,27 @@ def sample_windows(
                 eta=settings.eta,
                 repaint_n=repaint_n,
                 generator=gen,
-                callback=lambda _: bar.update(1),
+                callback=lambda _: _step(bar, on_step, len(group)),
             )
         for (song, w), part in zip(group, x0.float().split(noise.shape[0] // len(group))):
             song.out[..., w.new_start : w.end] = part[..., w.overlap :]
     return [song.out for song in songs]
+
+
+def _step(bar, on_step: Callable[[int], None] | None, songs: int) -> None:
+    bar.update(1)
+    if on_step is not None:
+        on_step(songs)
+
+
+def window_steps(frames: Sequence[int], window: int, overlap: int, settings: SamplingSettings, given: bool) -> int:
+    """The denoiser steps of :func:`sample_windows` over songs of ``frames`` frames, counted per song and window
+    (a batched call that advances n songs' windows counts n): what a progress display counts to."""
+    return sum(
+        denoiser_calls(settings.sampler, settings.steps, settings.repaint_n if (w.overlap or given) else 1)
+        for count in frames
+        for w in plan_windows(count, window, overlap)
+    )
 
 
 def _start_song(

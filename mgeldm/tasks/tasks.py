@@ -30,7 +30,7 @@ from torch import Tensor
 
 from mgeldm import checks
 from mgeldm.diffusion.samplers import SamplingSettings
-from mgeldm.diffusion.windows import plan_windows, sample_windows, track_conditions
+from mgeldm.diffusion.windows import plan_windows, sample_windows, track_conditions, window_steps
 from mgeldm.models.mgeldm import ModelFacts
 from mgeldm.models.tracks import MIX, SRC, SUBMIX, track_channels
 from mgeldm.tasks.windowing import overlap_frames, seconds_to_frames, seconds_to_samples
@@ -185,6 +185,8 @@ class TaskRunner:
     ``compile`` runs the DiT through ``torch.compile`` (on CUDA in "reduce-overhead" mode, i.e. CUDA
     graphs: every window has the same shape, so one graph serves the whole song and kernel launches
     stop dominating the bandwidth-bound forward).
+    ``step_hook(n)``, when set, is called after every denoiser call of the sampling loop, ``n`` the songs whose
+    window it advanced: where a caller's progress display and cancel check run (:func:`planned_steps` counts them).
     """
 
     model: torch.nn.Module
@@ -196,6 +198,7 @@ class TaskRunner:
     decode_chunk: int = 128
     chunk_overlap: int = 4
     compile: bool = False
+    step_hook: Callable[[int], None] | None = None
     timings: Timings = field(default_factory=Timings)
     _compiled: Callable | None = field(default=None, repr=False)
 
@@ -430,11 +433,23 @@ def sample_latents(
         device=runner.device,
         progress=runner.progress,
         desc=desc,
+        on_step=runner.step_hook,
     )
     runner.timings.windows += sum(len(plan_windows(f, facts.window, overlap)) for f in frames)
     runner.sync()
     runner.timings.sample += time.perf_counter() - start
     return zs
+
+
+def planned_steps(
+    runner: TaskRunner, task: Task, settings: SamplingSettings, frames: Sequence[int], prompts: int
+) -> int:
+    """The steps (windows x denoiser calls, per song) :func:`run_task` takes on songs of ``frames`` latent frames
+    with ``prompts`` rows of conditions: what ``step_hook`` counts to."""
+    facts = runner.facts
+    overlap = overlap_frames(settings.overlap, facts.frame_rate, facts.window)
+    steps = window_steps(frames, facts.window, overlap, settings, task.given is not None)
+    return steps * (prompts if task.iterative else 1)
 
 
 def extract_latents_songs(

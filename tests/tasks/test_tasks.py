@@ -625,3 +625,44 @@ def test_compiled_dit_matches_eager(mge):
     for key in eager:
         scale = max(1.0, eager[key].abs().max().item())
         assert (out[key] - eager[key]).abs().max().item() <= 1e-4 * scale, key
+
+
+@pytest.mark.reference
+def test_progress_counts_windows_times_steps_and_a_cancel_stops_the_run(mge):
+    """``on_progress(done, total)`` after every sampling step (windows x denoiser calls per song), the same result
+    as without it; ``should_cancel`` stops between two steps with Cancelled and leaves no hook behind."""
+    from mgeldm.diffusion.windows import plan_windows
+    from mgeldm.errors import Cancelled, OptionError
+    from mgeldm.tasks.windowing import overlap_frames
+
+    facts = mge.runner.facts
+    wave = _song(2.5 * facts.window_seconds, mge.sample_rate, 1)[0]
+    overlap = overlap_frames(FAST["overlap"], facts.frame_rate, facts.window)
+
+    def windows(samples: int) -> int:
+        return len(plan_windows(math.ceil(samples / facts.ratio), facts.window, overlap))
+
+    seen: list[tuple[int, int]] = []
+    out = mge.extract(wave, mge.sample_rate, ["a", "b"], seed=0, on_progress=lambda d, t: seen.append((d, t)), **FAST)
+    total = windows(wave.numel()) * FAST["steps"]
+    assert seen == [(d, total) for d in range(1, total + 1)] and windows(wave.numel()) == 3
+    assert torch.equal(out["gen_src"], mge.extract(wave, mge.sample_rate, ["a", "b"], seed=0, **FAST)["gen_src"])
+    seen.clear()
+    short = wave[: facts.window * facts.ratio]
+    mge.extract_songs(
+        [wave, short], mge.sample_rate, "a", seeds=[0, 1], on_progress=lambda d, t: seen.append((d, t)), **FAST
+    )
+    assert seen[-1] == (total + FAST["steps"], total + FAST["steps"]) and len(seen) < total + FAST["steps"]
+    seen.clear()
+    mge.add_parts_iteratively(
+        short, mge.sample_rate, "a; b", seed=0, on_progress=lambda d, t: seen.append((d, t)), **FAST, repaint_n=2
+    )
+    assert seen[-1] == (2 * ((FAST["steps"] - 1) * 2 + 1),) * 2  # two prompts, RePaint on the given track
+    asked = []
+    with pytest.raises(Cancelled, match=f"cancelled after 2 of {total} sampling steps"):
+        mge.extract(
+            wave, mge.sample_rate, "a", seed=0, should_cancel=lambda: asked.append(1) or len(asked) >= 2, **FAST
+        )
+    assert mge.runner.step_hook is None
+    with pytest.raises(OptionError, match="on_progress=3: expected a function"):
+        mge.extract(wave, mge.sample_rate, "a", on_progress=3, **FAST)
