@@ -348,13 +348,10 @@ def run_task(
     if task.iterative:
         return [_iterate(runner, task, wave, cond, settings, gen) for wave, gen in zip(waves, generators)]
     facts = runner.facts
-    if task.given is None:
-        frames, lengths, given = (
-            [seconds_to_frames(seconds, facts.frame_rate)],
-            [seconds_to_samples(seconds, facts.sample_rate)],
-            None,
-        )
-        waves = [None]
+    if task.given is None:  # total generation: one song of ``seconds``, nothing given
+        frames = [seconds_to_frames(seconds, facts.frame_rate)]
+        lengths = [seconds_to_samples(seconds, facts.sample_rate)]
+        waves, given = [None], None
     else:
         waves = [_as_wave(w) for w in waves]
         lengths = [w.shape[-1] for w in waves]
