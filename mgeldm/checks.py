@@ -79,13 +79,6 @@ def number(name: str, value: Any, minimum: float | None = None, what: str = "a n
     return float(value)
 
 
-def positive(name: str, value: Any, what: str = "a number") -> float:
-    """A finite number > 0."""
-    if not is_number(value) or float(value) <= 0:
-        raise OptionError(name, f"expected {what} > 0", _shown(value))
-    return float(value)
-
-
 def boolean(name: str, value: Any) -> bool:
     """``True`` or ``False`` (not 0, 1 or a string)."""
     if not isinstance(value, bool):

@@ -120,7 +120,7 @@ def as_mono(audio: Tensor | np.ndarray, sr: int, target_sr: int, name: str = "au
         raise OptionError(
             name, f"expected (channels, samples), (samples, channels) or (samples,); got {tuple(wave.shape)}"
         )
-    if not checks.is_integer(sr) or isinstance(sr, float) or sr <= 0:
+    if not checks.is_count(sr):
         raise OptionError("sr", "expected a positive integer", repr(sr))
     wave = channels_first(wave, name) if wave.dim() == 2 else wave
     return resample(to_mono(wave), int(sr), target_sr)[0]

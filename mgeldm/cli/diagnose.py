@@ -36,18 +36,6 @@ from mgeldm.data.prompts import canonical_prompt
 from mgeldm.errors import UserError
 
 PROG = "diagnose.py"
-REPORT_KEYS = (
-    "latent_prompt_accuracy",
-    "latent_rel_mse",
-    "x0_error_t0.05",
-    "x0_error_t0.05_uncond",
-    "x0_error_t0.4",
-    "x0_error_t0.4_uncond",
-    "x0_error_t0.8",
-    "x0_error_t0.8_uncond",
-    "x0_error_t1",
-    "x0_error_t1_uncond",
-)
 
 
 def compose(config_name: str, overrides: Sequence[str]) -> dict[str, Any]:

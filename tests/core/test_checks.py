@@ -42,7 +42,6 @@ def test_what_counts_as_an_integer_and_a_number(value, integer, number):
             lambda: checks.number("overlap", "x", 0.0, "a number of seconds"),
             "overlap='x': expected a number of seconds >= 0",
         ),
-        (lambda: checks.positive("rate", 0, "a rate"), "rate=0: expected a rate > 0"),
         (lambda: checks.boolean("compile", 1), "compile=1: expected true or false"),
         (lambda: checks.choice("sampler", "euler", ("ddim", "heun")), "sampler=euler: expected one of ddim, heun"),
         (lambda: checks.seed(-2), "seed=-2: expected an integer >= 0"),

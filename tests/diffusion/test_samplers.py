@@ -19,36 +19,6 @@ from mgeldm.errors import OptionError
 K = 3  # tracks in the toy problems (the model's track layout: mix, submix, src)
 
 
-def sample_joint(
-    denoiser,
-    noise,
-    *,
-    steps,
-    num_tracks,
-    eta=0.0,
-    t_min=T_MIN,
-    repaint_n=1,
-    overlap_z=None,
-    generator=None,
-    callback=None,
-    disable_progress=True,
-    sampler="ddim",
-):
-    """Joint generation of every track through the samplers' one signature (what windowing calls)."""
-    known = Known(num_tracks, context=overlap_z)
-    return SAMPLERS[sampler](
-        denoiser,
-        noise,
-        sampling_times(steps, t_min),
-        known,
-        eta=eta,
-        repaint_n=repaint_n,
-        generator=generator,
-        callback=callback,
-        disable=disable_progress,
-    )
-
-
 def sample_given_track(
     denoiser,
     noise,
@@ -57,28 +27,22 @@ def sample_given_track(
     *,
     steps,
     num_tracks,
-    eta=0.0,
     t_min=T_MIN,
-    repaint_n=1,
     overlap_z=None,
-    generator=None,
-    callback=None,
     disable_progress=True,
     sampler="ddim",
+    **options,
 ):
-    """Generation of the other tracks around the clean ``given_track`` through the same signature."""
+    """Generation around the clean ``given_track`` (none: joint generation of every track) through the samplers'
+    one signature, as windowing calls it; ``options``: eta, repaint_n, generator, callback."""
     known = Known(num_tracks, context=overlap_z, given_track=given_track, given_z=given_z)
-    return SAMPLERS[sampler](
-        denoiser,
-        noise,
-        sampling_times(steps, t_min),
-        known,
-        eta=eta,
-        repaint_n=repaint_n,
-        generator=generator,
-        callback=callback,
-        disable=disable_progress,
-    )
+    times = sampling_times(steps, t_min)
+    return SAMPLERS[sampler](denoiser, noise, times, known, disable=disable_progress, **options)
+
+
+def sample_joint(denoiser, noise, **kwargs):
+    """Joint generation of every track: nothing given."""
+    return sample_given_track(denoiser, noise, None, None, **kwargs)
 
 
 def _gen(seed: int) -> torch.Generator:
